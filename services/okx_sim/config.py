@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 
@@ -107,9 +107,7 @@ class SimConfig:
     test_controls: bool = False
     tls_cert: str | None = None
     tls_key: str | None = None
-    candles_csv: str | None = None  # replay 1m candles from this CSV instead of the walk
     start_ms: int | None = None  # pin the simulated clock start (tests); None = now
-    extra: dict[str, str] = field(default_factory=dict)
 
     def instrument_specs(self) -> dict[str, InstrumentSpec]:
         """The instruments this exchange lists, by instId."""
