@@ -36,7 +36,11 @@ async def serve(ws: WebSocket, core: SimCore, endpoint: str) -> None:
             text = message.get("text")
             if text is None:
                 text = (message.get("bytes") or b"").decode("utf-8", "replace")
-            handle(conn, core, text)
+            try:
+                handle(conn, core, text)
+            except Exception:  # a bad frame must never kill the connection or the server
+                log.exception("ws frame failed", endpoint=endpoint)
+                conn.send(ws_error("60012", text, conn_id=conn.conn_id))
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
