@@ -1,0 +1,62 @@
+"""The `aitrader` command: one entry point; each service owns its own subcommands.
+
+Subcommands are imported lazily (a service's dependencies load only when its command runs),
+so `aitrader migrate` does not pay for the MCP SDK and a broken service cannot break the rest.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+# name -> "module:attribute" of a click.Command
+COMMANDS: dict[str, str] = {
+    "migrate": "shared.cli_common:migrate_command",
+    "up": "services.up:up_command",
+    "run": "services.up:run_command",
+    "okx-sim": "services.okx_sim.cli:command",
+    "replay": "services.positions.cli:replay_command",
+    "token": "services.mcp_gateway.cli:token_group",
+    "mcp": "services.mcp_gateway.cli:mcp_command",
+    "demo": "services.demo:demo_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                return _missing(cmd_name)
+            raise
+        command: click.Command = getattr(module, attr)
+        return command
+
+
+def _missing(name: str) -> click.Command:
+    @click.command(name=name, help="(not available in this build)")
+    def _cmd() -> None:
+        raise click.ClickException(f"'aitrader {name}' is not available in this build")
+
+    return _cmd
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """AiTrader data plane: OKX perpetual swaps under AI agents."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    return cli.main(args=argv, prog_name="aitrader")

@@ -1,0 +1,119 @@
+"""NATS / JetStream: connections, the broker factory and the stream declarations (DESIGN §4).
+
+Streams are declared in one place with explicit limits and a duplicate window, so that the
+`Nats-Msg-Id` of every publish (see `shared.messages`) collapses duplicates server-side.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import nats
+from faststream.nats import NatsBroker
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+from shared.errors import ConfigError
+from shared.logging import get_logger
+from shared.messages import Event
+from shared.subjects import STREAM_ACCOUNT, STREAM_MARKET, STREAM_POSITIONS, Subjects
+
+DUPLICATE_WINDOW = timedelta(minutes=10)
+# Retention: the database is the store of record; streams only need to bridge restarts.
+MAX_AGE = {
+    STREAM_MARKET: timedelta(days=2),
+    STREAM_ACCOUNT: timedelta(days=30),
+    STREAM_POSITIONS: timedelta(days=7),
+}
+SETTING = "AITRADER_NATS_URL"
+
+
+def stream_configs(subjects: Subjects, replicas: int = 1) -> list[StreamConfig]:
+    """The three streams of the contract, for this namespace."""
+    configs = []
+    for base, stream_subjects in (
+        (STREAM_MARKET, [subjects.market_all]),
+        (STREAM_ACCOUNT, [subjects.account_all]),
+        (STREAM_POSITIONS, [subjects.positions_all]),
+    ):
+        configs.append(
+            StreamConfig(
+                name=subjects.stream(base),
+                subjects=stream_subjects,
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                discard=DiscardPolicy.OLD,
+                max_age=MAX_AGE[base].total_seconds(),
+                duplicate_window=DUPLICATE_WINDOW.total_seconds(),
+                num_replicas=replicas,
+            )
+        )
+    return configs
+
+
+async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int = 1) -> None:
+    """Create the streams, or bring an existing stream's configuration up to date."""
+    for config in stream_configs(subjects, replicas):
+        assert config.name is not None
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+                continue
+            except BadRequestError as exc:  # created concurrently by another service
+                if exc.err_code != 10058:  # stream name already in use
+                    raise
+        await js.update_stream(config)
+
+
+async def connect_nats(url: str, *, name: str = "aitrader", **options: Any) -> Client:
+    """Connect with nats-py; an unreachable or malformed URL is a `ConfigError`."""
+    options.setdefault("error_cb", _log_nats_error)
+    try:
+        # A bounded first connection (a wrong URL fails fast), then reconnect forever.
+        client = await nats.connect(
+            servers=[u.strip() for u in url.split(",")],
+            name=name,
+            connect_timeout=3,
+            allow_reconnect=True,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.5,
+            **options,
+        )
+        client.options["max_reconnect_attempts"] = -1
+        return client
+    except (OSError, TimeoutError, nats.errors.NoServersError) as exc:
+        raise ConfigError(SETTING, f"cannot connect to {url} ({type(exc).__name__}: {exc})") from None
+    except nats.errors.Error as exc:
+        raise ConfigError(SETTING, f"{url}: {exc}") from None
+
+
+async def _log_nats_error(exc: Exception) -> None:
+    get_logger("nats").warning("nats_error", error=f"{type(exc).__name__}: {exc}")
+
+
+def create_broker(url: str, *, name: str = "aitrader", **options: Any) -> NatsBroker:
+    """A FastStream broker. Its own per-message logging is off (structlog does the logging)."""
+    return NatsBroker(
+        servers=[u.strip() for u in url.split(",")],
+        name=name,
+        logger=None,
+        connect_timeout=3,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        **options,
+    )
+
+
+def headers_for(event: Event) -> dict[str, str]:
+    """Publish headers: the deduplication id and the schema version."""
+    return {"Nats-Msg-Id": event.msg_id(), "schema-version": str(event.schema_version)}
+
+
+async def publish_event(js: JetStreamContext, subject: str, event: Event, timeout: float = 5.0) -> Any:
+    """Publish one event to JetStream and wait for its PubAck."""
+    return await js.publish(subject, event.to_bytes(), timeout=timeout, headers=headers_for(event))

@@ -1,0 +1,93 @@
+"""asyncpg pool factory and the dead-letter writer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from shared.errors import ConfigError
+
+SCHEMA = "aitrader"
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typ, schema="pg_catalog", encoder=_json_dumps, decoder=json.loads, format="text"
+        )
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def describe_dsn(dsn: str) -> str:
+    """host:port/db of a DSN, without credentials (for logs and errors)."""
+    parts = urlsplit(dsn)
+    host = parts.hostname or "localhost"
+    return f"{host}:{parts.port or 5432}{parts.path or ''}"
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    application_name: str = "aitrader",
+    setting: str = "AITRADER_DATABASE_URL",
+    timeout: float = 10.0,
+) -> asyncpg.Pool:
+    """Open a pool; a connection failure becomes a `ConfigError` naming the setting."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            timeout=timeout,
+            server_settings={"application_name": application_name, "search_path": SCHEMA},
+        )
+    except (OSError, asyncio.TimeoutError, socket.gaierror) as exc:
+        raise ConfigError(setting, f"cannot connect to {describe_dsn(dsn)} ({exc})") from None
+    except asyncpg.InvalidCatalogNameError:
+        raise ConfigError(setting, f"database does not exist: {describe_dsn(dsn)}") from None
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:
+        raise ConfigError(setting, f"authentication failed for {describe_dsn(dsn)} ({exc})") from None
+    except asyncpg.InvalidPasswordError:
+        raise ConfigError(setting, f"wrong password for {describe_dsn(dsn)}") from None
+    except (asyncpg.PostgresError, ValueError) as exc:
+        raise ConfigError(setting, f"{describe_dsn(dsn)}: {exc}") from None
+    assert pool is not None
+    return pool
+
+
+async def record_dead_letter(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    service: str,
+    subject: str,
+    payload: bytes | str,
+    reason: str,
+    error_type: str | None = None,
+    headers: dict[str, str] | None = None,
+    account_id: Any = None,
+) -> None:
+    """Keep a message that can never be processed, with its reason, for a person to query."""
+    text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
+    await conn.execute(
+        """INSERT INTO aitrader.dead_letters
+               (service, subject, reason, error_type, payload, headers, account_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        service,
+        subject,
+        reason,
+        error_type,
+        text,
+        headers or {},
+        account_id,
+    )

@@ -1,0 +1,99 @@
+"""structlog setup: one JSON object per line when not a TTY, readable lines on a TTY.
+
+Secrets never reach the output: values of secret-looking keys are masked, and every secret
+value registered here (from settings) is replaced wherever it appears in a string.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+MASK = "***"
+_SECRET_KEY = re.compile(
+    r"(api[_-]?key|secret|passphrase|password|token|authorization|(^|[_-])sign(ature)?$|ok-access-)",
+    re.IGNORECASE,
+)
+_secret_values: set[str] = set()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Remember secret values so that they are masked wherever they appear."""
+    _secret_values.update(v for v in values if v and len(v) >= 4)
+
+
+def redact_text(text: str) -> str:
+    for value in _secret_values:
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Mask secrets in a JSON-like value: secret keys, and registered secret values anywhere."""
+    if key and _SECRET_KEY.search(key) and value not in (None, ""):
+        return MASK
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+def _redact_processor(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    return {k: redact(v, k) if k != "event" else redact(v) for k, v in event_dict.items()}
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", service: str | None = None) -> None:
+    """Configure structlog and the stdlib root logger once per process."""
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    numeric = logging.getLevelName(level.upper())
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _redact_processor,
+        renderer,
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries that log through the stdlib (uvicorn, nats) go through the same redaction.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer,
+            foreign_pre_chain=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                _redact_processor,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)
+    if service:
+        structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str | None = None, **context: Any) -> Any:
+    return structlog.get_logger(name).bind(**context) if context else structlog.get_logger(name)

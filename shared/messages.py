@@ -1,0 +1,323 @@
+"""The event contract (DESIGN §4): frozen pydantic models, one per message kind.
+
+Every event carries `event_id`, `ts_event` (exchange time), `ts_init` (our time) and
+`schema_version`; account events carry `account_id` and `mode`. On the wire (JSON) decimals
+are strings and times are ISO-8601 UTC. `msg_id()` is the JetStream `Nats-Msg-Id`: derived
+from the natural key, so a duplicate push, a reconnect, a REST backfill and a redelivery all
+collapse to one message inside the stream's duplicate window (and to one row after it, through
+the database's unique keys).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.clock import to_ms, utcnow
+
+SCHEMA_VERSION = 1
+
+Mode = Literal["live", "simulated"]
+Side = Literal["buy", "sell"]
+PosSide = Literal["net", "long", "short"]
+Direction = Literal["long", "short"]
+Money = Decimal
+Qty = Annotated[Decimal, Field(ge=0)]
+Price = Annotated[Decimal, Field(gt=0)]
+
+
+class Event(BaseModel):
+    """Base of every event on the bus."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    event_id: UUID = Field(default_factory=uuid4)
+    ts_event: AwareDatetime
+    ts_init: AwareDatetime = Field(default_factory=utcnow)
+
+    def msg_id(self) -> str:
+        """The JetStream deduplication id; overridden where a natural key exists."""
+        return str(self.event_id)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# ---------------------------------------------------------------------------- market data
+class Candle(Event):
+    """A candle update; `confirmed` is OKX `confirm == "1"` (the bar is closed)."""
+
+    inst_id: str
+    bar: str  # OKX bar: 1m, 3m, 1H, 4H ...
+    open_time: AwareDatetime  # OKX ts: the bar's open time
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Qty  # contracts
+    volume_ccy: Qty | None = None
+    volume_quote: Qty | None = None
+    confirmed: bool
+
+    def msg_id(self) -> str:
+        return f"candle:{self.inst_id}:{self.bar}:{to_ms(self.open_time)}:{int(self.confirmed)}"
+
+
+class Ticker(Event):
+    inst_id: str
+    last: Price
+    bid_px: Decimal | None = None
+    ask_px: Decimal | None = None
+    vol_24h: Decimal | None = None
+
+
+class MarkPrice(Event):
+    inst_id: str
+    mark_px: Price
+
+
+class FundingRate(Event):
+    inst_id: str
+    funding_rate: Decimal
+    funding_time: AwareDatetime | None = None
+    next_funding_time: AwareDatetime | None = None
+
+    def msg_id(self) -> str:
+        return f"fundrate:{self.inst_id}:{to_ms(self.ts_event)}:{self.funding_rate}"
+
+
+class OpenInterest(Event):
+    inst_id: str
+    oi: Qty  # contracts
+    oi_ccy: Decimal | None = None
+    oi_usd: Decimal | None = None
+
+    def msg_id(self) -> str:
+        return f"oi:{self.inst_id}:{to_ms(self.ts_event)}"
+
+
+# ---------------------------------------------------------------------------- account data
+class AccountEvent(Event):
+    account_id: UUID
+    mode: Mode
+
+
+class OrderUpdate(AccountEvent):
+    """An order state change as OKX pushes it (orders channel) or REST reports it."""
+
+    inst_id: str
+    ord_id: str
+    cl_ord_id: str | None = None
+    side: Side
+    pos_side: PosSide
+    ord_type: str  # market, limit, post_only, fok, ioc, ...
+    state: str  # live, partially_filled, filled, canceled, mmp_canceled
+    px: Decimal | None = None
+    sz: Qty
+    acc_fill_sz: Qty = Decimal(0)
+    avg_px: Decimal | None = None
+    lever: Decimal | None = None
+    category: str = "normal"
+    reduce_only: bool = False
+    created_time: AwareDatetime | None = None  # OKX cTime; ts_event is uTime
+
+    def msg_id(self) -> str:
+        return f"order:{self.account_id}:{self.ord_id}:{to_ms(self.ts_event)}:{self.state}:{self.acc_fill_sz}"
+
+
+class Fill(AccountEvent):
+    """One trade of one order: the ledger's input. `ts_event` is OKX fillTime."""
+
+    inst_id: str
+    trade_id: str
+    ord_id: str
+    cl_ord_id: str | None = None
+    side: Side
+    pos_side: PosSide
+    fill_px: Price
+    fill_sz: Annotated[Decimal, Field(gt=0)]
+    fill_fee: Money  # OKX sign: negative = charged, positive = rebate
+    fill_fee_ccy: str = "USDT"
+    fill_pnl: Money | None = None
+    exec_type: str | None = None  # T taker, M maker
+    category: str = "normal"  # normal, full_liquidation, partial_liquidation, adl, ...
+    lever: Decimal | None = None
+    ord_type: str | None = None
+    reduce_only: bool | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+    def msg_id(self) -> str:
+        return f"fill:{self.account_id}:{self.inst_id}:{self.trade_id}"
+
+
+class Balance(AccountEvent):
+    """USDT balance as the exchange reports it."""
+
+    ccy: str = "USDT"
+    cash_bal: Money
+    avail_bal: Money
+    frozen_bal: Money = Decimal(0)
+    eq: Money | None = None
+    upl: Money | None = None
+
+    def msg_id(self) -> str:
+        return f"balance:{self.account_id}:{self.ccy}:{to_ms(self.ts_event)}"
+
+
+class ExchangePosition(AccountEvent):
+    """The exchange's view of one position (positions channel), for reconciliation and
+    the margin / liquidation price / mark price the ledger does not compute."""
+
+    inst_id: str
+    pos_side: PosSide
+    pos: Decimal  # signed in net mode
+    avg_px: Decimal | None = None
+    upl: Money | None = None
+    lever: Decimal | None = None
+    liq_px: Decimal | None = None
+    margin: Money | None = None
+    mark_px: Decimal | None = None
+    mgn_mode: str = "cross"
+    pos_id: str | None = None
+
+    def msg_id(self) -> str:
+        return f"xpos:{self.account_id}:{self.inst_id}:{self.pos_side}:{to_ms(self.ts_event)}:{self.pos}"
+
+
+class FundingPayment(AccountEvent):
+    """A funding fee settled on a position (OKX bill type 8). `amount` > 0 = received."""
+
+    inst_id: str
+    pos_side: PosSide = "net"
+    bill_id: str
+    amount: Money
+
+    def msg_id(self) -> str:
+        return f"funding:{self.account_id}:{self.bill_id}"
+
+
+# ---------------------------------------------------------------------------- positions
+class PositionState(BaseModel):
+    """The values of a `positions_open` row (or of the position just closed)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    side: Direction
+    quantity: Qty
+    avg_entry_price: Decimal
+    leverage: Decimal | None = None
+    realized_gross_usdt: Money = Decimal(0)
+    fees_usdt: Money = Decimal(0)
+    funding_usdt: Money = Decimal(0)
+    average_confidence: Decimal | None = None
+    opened_at: AwareDatetime
+    exit_plan: dict[str, Any] | None = None
+
+
+class ClosedPositionState(BaseModel):
+    """The values of a `positions_closed` row."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    side: Direction
+    quantity: Qty
+    entry_price: Decimal
+    exit_price: Decimal
+    realized_pnl_usdt: Money
+    gross_pnl_usdt: Money
+    fee_usdt: Money
+    funding_usdt: Money
+    holding_minutes: Decimal
+    average_confidence: Decimal | None = None
+    entry_time: AwareDatetime
+    exit_time: AwareDatetime
+    exit_reason: Literal["agent", "liquidation", "adl", "external"]
+    closing_trade_id: str
+
+
+class PositionEvent(AccountEvent):
+    """Published by the positions service after commit: `aitrader.positions.<acc>.<instId>`.
+
+    `kind` is past tense (opened / changed / closed). A flip publishes `closed` for the old
+    position and `opened` for the new one. `position` is the open row after the change (None
+    once closed); `closed` is the closed row when kind is `closed`.
+    """
+
+    kind: Literal["opened", "changed", "closed"]
+    inst_id: str
+    pos_side: PosSide
+    trade_id: str | None = None  # the fill (or funding bill) that caused it
+    position: PositionState | None = None
+    closed: ClosedPositionState | None = None
+
+    def msg_id(self) -> str:
+        return f"pos:{self.account_id}:{self.inst_id}:{self.pos_side}:{self.kind}:{self.trade_id}"
+
+
+# ---------------------------------------------------------------------------- commands
+class PlaceOrder(BaseModel):
+    """Request on `aitrader.cmd.<account_id>.place_order` (core NATS request/reply).
+
+    `order_id` is our `orders.id`; OKX `clOrdId` is its 32 hex chars (`cl_ord_id`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    order_id: UUID
+    account_id: UUID
+    inst_id: str
+    side: Side
+    pos_side: PosSide = "net"
+    ord_type: Literal["market", "limit"] = "market"
+    sz: Annotated[Decimal, Field(gt=0)]
+    px: Decimal | None = None
+    lever: Annotated[Decimal, Field(gt=0)]
+    td_mode: Literal["cross", "isolated"] = "cross"
+    reduce_only: bool = False
+    ts_init: AwareDatetime = Field(default_factory=utcnow)
+
+    @property
+    def cl_ord_id(self) -> str:
+        return self.order_id.hex
+
+
+class PlaceOrderReply(BaseModel):
+    """Reply to `PlaceOrder`: OKX's order id, or OKX's rejection (`s_code`, `s_msg`).
+
+    `s_code` "0" is success. Our own codes: "timeout" (no answer from OKX in time; the order
+    may still exist, ingest reconciles it), "invalid" (refused before reaching OKX).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    order_id: UUID
+    ok: bool
+    ord_id: str | None = None
+    s_code: str
+    s_msg: str = ""
+    ts: datetime = Field(default_factory=utcnow)
+
+
+class MarketDataRefresh(BaseModel):
+    """Request: fetch the latest closed candles of `inst_id`/`bars` over REST and publish them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    inst_id: str
+    bars: list[str]
+    limit: int = Field(default=100, ge=1, le=300)
+
+
+class MarketDataRefreshReply(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    published: int = 0
+    error: str | None = None

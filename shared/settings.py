@@ -1,0 +1,174 @@
+"""Configuration: environment variables prefixed `AITRADER_` (pydantic-settings).
+
+Each service may subclass `Settings` for its own knobs (same prefix). Secrets are `SecretStr`
+and are registered with the log redactor as soon as settings load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.errors import ConfigError
+
+Mode = Literal["live", "simulated"]
+
+OKX_REST_URL = "https://www.okx.com"
+OKX_WS = {
+    "live": "wss://ws.okx.com:8443/ws/v5",
+    "simulated": "wss://wspap.okx.com:8443/ws/v5",
+}
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Settings shared by every service."""
+
+    model_config = SettingsConfigDict(env_prefix="AITRADER_", extra="ignore", frozen=True)
+
+    # Infrastructure. None means: `aitrader up` starts an embedded server.
+    database_url: str | None = None
+    nats_url: str | None = None
+    # Isolation of the event namespace (tests use a unique root and stream prefix).
+    nats_subject_root: str = "aitrader"
+    nats_stream_prefix: str = ""
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
+    data_dir: Path | None = None
+
+    # The account this process acts for (ingest: one process per account).
+    account: str | None = None
+    account_mode: Mode = "simulated"
+
+    # OKX. URLs default to production, or to OKX demo trading when the account is simulated.
+    okx_rest_url: str = OKX_REST_URL
+    okx_ws_public_url: str | None = None
+    okx_ws_private_url: str | None = None
+    okx_ws_business_url: str | None = None
+    okx_api_key: SecretStr | None = None
+    okx_secret_key: SecretStr | None = None
+    okx_passphrase: SecretStr | None = None
+
+    symbols: CsvList = ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]
+    timeframes: CsvList = ["3m", "4H"]
+
+    mcp_host: str = "127.0.0.1"
+    mcp_port: int = Field(default=8765, ge=0, le=65535)
+
+    deepseek_api_key: SecretStr | None = None
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    _split_symbols = field_validator("symbols", "timeframes", mode="before")(_split_csv)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres") or not (parts.hostname or parts.path):
+            raise ValueError("expected postgresql://user@host:port/dbname")
+        try:
+            parts.port  # noqa: B018 - raises on a non-numeric port
+        except ValueError as exc:
+            raise ValueError(f"bad port ({exc})") from None
+        return value
+
+    @field_validator("nats_url")
+    @classmethod
+    def _check_nats_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for url in value.split(","):
+            parts = urlsplit(url.strip())
+            if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname:
+                raise ValueError("expected nats://host:port")
+            try:
+                parts.port  # noqa: B018
+            except ValueError as exc:
+                raise ValueError(f"bad port ({exc})") from None
+        return value
+
+    @field_validator("okx_rest_url", "okx_ws_public_url", "okx_ws_private_url", "okx_ws_business_url")
+    @classmethod
+    def _check_okx_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+            raise ValueError("expected an http(s):// or ws(s):// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> Settings:
+        given = [k is not None for k in (self.okx_api_key, self.okx_secret_key, self.okx_passphrase)]
+        if any(given) and not all(given):
+            raise ValueError(
+                "OKX keys must be given together: AITRADER_OKX_API_KEY, "
+                "AITRADER_OKX_SECRET_KEY and AITRADER_OKX_PASSPHRASE"
+            )
+        return self
+
+    # Derived values -------------------------------------------------------------------------
+    def ws_url(self, endpoint: Literal["public", "private", "business"]) -> str:
+        explicit = {
+            "public": self.okx_ws_public_url,
+            "private": self.okx_ws_private_url,
+            "business": self.okx_ws_business_url,
+        }[endpoint]
+        return explicit or f"{OKX_WS[self.account_mode]}/{endpoint}"
+
+    @property
+    def has_okx_keys(self) -> bool:
+        return self.okx_api_key is not None
+
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds, for the log redactor."""
+        secrets = [self.okx_api_key, self.okx_secret_key, self.okx_passphrase, self.deepseek_api_key]
+        values = [s.get_secret_value() for s in secrets if s is not None]
+        for url in (self.database_url, self.nats_url):
+            password = urlsplit(url).password if url else None
+            if password:
+                values.append(password)
+        return [v for v in values if v]
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError("AITRADER_DATABASE_URL", "not set")
+        return self.database_url
+
+    def require_nats_url(self) -> str:
+        if not self.nats_url:
+            raise ConfigError("AITRADER_NATS_URL", "not set")
+        return self.nats_url
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Load settings; a validation failure becomes one `ConfigError` naming the variable."""
+    try:
+        settings = cls(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        name = f"AITRADER_{field.upper()}" if first["loc"] else "AITRADER_*"
+        raise ConfigError(name, str(first["msg"]).removeprefix("Value error, ")) from None
+    from shared.logging import register_secrets
+
+    register_secrets(settings.secret_values())
+    return settings
