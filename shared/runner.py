@@ -1,0 +1,55 @@
+"""Run one service as a process: settings, logging, signals, and a one-line error on bad config.
+
+Every service has `services/<name>/main.py` with `async def serve(settings) -> None`, which runs
+until cancelled. `aitrader run <name>` and `python -m services.<name>` both come here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from shared.errors import ConfigError
+from shared.logging import configure_logging, get_logger
+from shared.settings import Settings, load_settings
+
+Serve = Callable[[Any], Awaitable[None]]
+
+
+def fail(error: ConfigError) -> None:
+    """Print one clear line naming the setting, and exit 2 (no traceback)."""
+    print(f"aitrader: configuration error: {error}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+async def run_until_signalled(coro: Awaitable[None]) -> None:
+    """Run `coro`; SIGINT / SIGTERM cancel it so that its `finally` blocks clean up."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_service(name: str, settings_cls: type[Settings] | None = None) -> None:
+    """Load `services.<name>.main`, its settings, and run its `serve` until a signal."""
+    module = importlib.import_module(f"services.{name}.main")
+    serve: Serve = module.serve
+    cls: type[Settings] = settings_cls or getattr(module, "SETTINGS_CLASS", Settings)
+    try:
+        settings = load_settings(cls)
+        configure_logging(settings.log_level, settings.log_format, service=name)
+        get_logger().info("service_starting", service=name)
+        asyncio.run(run_until_signalled(serve(settings)))
+    except ConfigError as exc:
+        fail(exc)
