@@ -60,3 +60,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     return cli.main(args=argv, prog_name="aitrader")
+
+
+if __name__ == "__main__":
+    main()

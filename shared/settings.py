@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     nats_stream_prefix: str = ""
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)
     data_dir: Path | None = None
+    # Ports of the embedded servers that `aitrader up` starts when no URL is configured.
+    embedded_pg_port: int = Field(default=55432, ge=1, le=65535)
+    embedded_nats_port: int = Field(default=54222, ge=1, le=65535)
 
     # The account this process acts for (ingest: one process per account).
     account: str | None = None

@@ -1,0 +1,228 @@
+"""`aitrader up` (the whole product on one machine) and `aitrader run <service>` (one service).
+
+`up` uses the servers named by AITRADER_DATABASE_URL / AITRADER_NATS_URL, or starts an embedded
+PostgreSQL and an embedded `nats-server -js` whose data lives in the data directory (so a
+restart keeps it), migrates, declares the streams, optionally starts okx_sim (`--market sim`),
+then runs every service as its own process and stops all of it on Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import secrets
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import platformdirs
+
+from shared.bus import connect_nats, ensure_streams
+from shared.cli_common import cli_settings, friendly_errors
+from shared.embedded import EmbeddedNats, EmbeddedPostgres, free_port, port_in_use
+from shared.errors import ConfigError
+from shared.logging import get_logger
+from shared.migrate import migrate
+from shared.runner import run_service
+from shared.settings import Settings
+from shared.subjects import Subjects
+
+SERVICES = ("ingest", "positions", "metrics", "mcp_gateway")
+log = get_logger("up")
+
+
+def default_data_dir() -> Path:
+    # As root, PostgreSQL runs as an unprivileged user who cannot enter /root: use /var/lib.
+    if os.geteuid() == 0:
+        return Path("/var/lib/aitrader")
+    return Path(platformdirs.user_data_dir("aitrader"))
+
+
+def service_available(name: str) -> bool:
+    return importlib.util.find_spec(f"services.{name}.main") is not None
+
+
+@dataclass
+class Stack:
+    """Everything `up` started, so that it can be stopped in reverse order."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    postgres: EmbeddedPostgres | None = None
+    nats: EmbeddedNats | None = None
+    children: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+
+    def stop_servers(self) -> None:
+        if self.nats:
+            self.nats.stop()
+            log.info("stopped", server="nats")
+        if self.postgres:
+            self.postgres.stop()
+            log.info("stopped", server="postgres")
+
+
+def start_infrastructure(settings: Settings, data_dir: Path, stack: Stack) -> None:
+    """Use the configured servers, or start embedded ones with their data in `data_dir`."""
+    if settings.database_url:
+        stack.env["AITRADER_DATABASE_URL"] = settings.database_url
+    else:
+        if port_in_use(settings.embedded_pg_port):
+            raise ConfigError(
+                "AITRADER_EMBEDDED_PG_PORT", f"port {settings.embedded_pg_port} is already in use"
+            )
+        stack.postgres = EmbeddedPostgres(data_dir / "postgres", port=settings.embedded_pg_port)
+        stack.postgres.start()
+        stack.env["AITRADER_DATABASE_URL"] = stack.postgres.dsn
+        log.info("embedded_postgres", url=stack.postgres.dsn, data=str(stack.postgres.data_dir))
+    if settings.nats_url:
+        stack.env["AITRADER_NATS_URL"] = settings.nats_url
+    else:
+        if port_in_use(settings.embedded_nats_port):
+            raise ConfigError(
+                "AITRADER_EMBEDDED_NATS_PORT", f"port {settings.embedded_nats_port} is already in use"
+            )
+        stack.nats = EmbeddedNats(data_dir / "nats", port=settings.embedded_nats_port)
+        stack.nats.start()
+        stack.env["AITRADER_NATS_URL"] = stack.nats.url
+        log.info("embedded_nats", url=stack.nats.url, store=str(stack.nats.store_dir))
+
+
+async def prepare(settings: Settings, stack: Stack) -> None:
+    """Migrate the database and declare the streams."""
+    applied = await migrate(stack.env["AITRADER_DATABASE_URL"])
+    log.info("migrated", applied=[m.path.name for m in applied])
+    nc = await connect_nats(stack.env["AITRADER_NATS_URL"], name="aitrader-up")
+    try:
+        subjects = Subjects(settings.nats_subject_root, settings.nats_stream_prefix)
+        await ensure_streams(nc.jetstream(), subjects, settings.nats_stream_replicas)
+    finally:
+        await nc.close()
+
+
+async def spawn(name: str, argv: list[str], env: dict[str, str], stack: Stack) -> None:
+    process = await asyncio.create_subprocess_exec(*argv, env={**os.environ, **env})
+    stack.children[name] = process
+    log.info("started", service=name, pid=process.pid)
+
+
+def sim_environment(stack: Stack, port: int) -> list[str]:
+    """okx_sim on loopback with a fresh demo key; ingest is pointed at it."""
+    key, secret, passphrase = secrets.token_hex(8), secrets.token_hex(16), secrets.token_hex(6)
+    base = f"127.0.0.1:{port}"
+    stack.env.update(
+        AITRADER_OKX_REST_URL=f"http://{base}",
+        AITRADER_OKX_WS_PUBLIC_URL=f"ws://{base}/ws/v5/public",
+        AITRADER_OKX_WS_PRIVATE_URL=f"ws://{base}/ws/v5/private",
+        AITRADER_OKX_WS_BUSINESS_URL=f"ws://{base}/ws/v5/business",
+        AITRADER_OKX_API_KEY=key,
+        AITRADER_OKX_SECRET_KEY=secret,
+        AITRADER_OKX_PASSPHRASE=passphrase,
+        AITRADER_ACCOUNT_MODE="simulated",
+    )
+    stack.env.setdefault("AITRADER_ACCOUNT", os.environ.get("AITRADER_ACCOUNT", "sim-demo"))
+    return [
+        sys.executable, "-m", "services.cli", "okx-sim", "--port", str(port),
+        "--account", f"{key}:{secret}:{passphrase}",
+    ]
+
+
+async def supervise(stack: Stack, stop: asyncio.Event) -> None:
+    """Wait for a stop signal; report a child that exits on its own."""
+    waiters = {asyncio.ensure_future(p.wait()): n for n, p in stack.children.items()}
+    stopper = asyncio.ensure_future(stop.wait())
+    pending = set(waiters) | {stopper}
+    while not stop.is_set():
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task in waiters:
+                log.error("service_exited", service=waiters[task], code=task.result())
+        if not (pending - {stopper}):
+            log.error("all_services_exited")
+            break
+    for task in pending:
+        task.cancel()
+
+
+async def stop_children(stack: Stack, timeout: float = 15.0) -> None:
+    for process in stack.children.values():
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    for name, process in stack.children.items():
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        log.info("stopped", service=name, code=process.returncode)
+
+
+async def run_up(settings: Settings, data_dir: Path, market: str, services: list[str]) -> None:
+    stack = Stack()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        start_infrastructure(settings, data_dir, stack)
+        await prepare(settings, stack)
+        if market == "sim":
+            port = free_port()
+            await spawn("okx_sim", sim_environment(stack, port), stack.env, stack)
+            log.info("okx_sim", url=f"http://127.0.0.1:{port}")
+        for name in services:
+            if not service_available(name):
+                log.warning("service_not_built", service=name)
+                continue
+            await spawn(name, [sys.executable, "-m", f"services.{name}"], stack.env, stack)
+        log.info(
+            "ready",
+            database=stack.env["AITRADER_DATABASE_URL"],
+            nats=stack.env["AITRADER_NATS_URL"],
+            mcp=f"http://{settings.mcp_host}:{settings.mcp_port}/mcp",
+        )
+        if stack.children:
+            await supervise(stack, stop)
+        else:
+            await stop.wait()
+    finally:
+        await stop_children(stack)
+        stack.stop_servers()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+@click.command("up")
+@click.option("--market", type=click.Choice(["okx", "sim"]), default="okx", show_default=True,
+              help="Trade against OKX, or against the local okx_sim exchange.")
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="AITRADER_DATA_DIR",
+              help="Where embedded servers keep their data (default: per-user data dir).")
+@click.option("--services", "service_list", default="all", show_default=True,
+              help="Comma list of services to run, 'all' or 'none' (infrastructure only).")
+@friendly_errors
+def up_command(market: str, data_dir: Path | None, service_list: str) -> None:
+    """Run the whole product on this machine (embedded servers unless URLs are set)."""
+    settings = cli_settings()
+    chosen = parse_services(service_list)
+    directory = data_dir or settings.data_dir or default_data_dir()
+    asyncio.run(run_up(settings, directory, market, chosen))
+
+
+def parse_services(value: str) -> list[str]:
+    if value == "all":
+        return list(SERVICES)
+    if value == "none":
+        return []
+    chosen = [s.strip() for s in value.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(SERVICES))
+    if unknown:
+        raise ConfigError("--services", f"unknown service(s) {unknown}; known: {list(SERVICES)}")
+    return chosen
+
+
+@click.command("run")
+@click.argument("service", type=click.Choice(SERVICES))
+def run_command(service: str) -> None:
+    """Run one service in the foreground (configured by AITRADER_* variables)."""
+    run_service(service)

@@ -1,0 +1,56 @@
+"""CLI pieces every command shares: settings loading with one-line errors, and `migrate`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from shared.errors import ConfigError, MigrationError
+from shared.logging import configure_logging
+from shared.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Bad configuration or migrations: one clear line naming the problem, exit 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(f"aitrader: configuration error: {exc}", err=True)
+            sys.exit(2)
+        except MigrationError as exc:
+            click.echo(f"aitrader: migration error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def cli_settings(**overrides: Any) -> Settings:
+    settings = load_settings(Settings, **overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+@click.command("migrate")
+@click.option("--database-url", envvar="AITRADER_DATABASE_URL", help="PostgreSQL URL.")
+@friendly_errors
+def migrate_command(database_url: str | None) -> None:
+    """Apply pending database migrations (a no-op when up to date)."""
+    from shared.migrate import migrate
+
+    settings = cli_settings(database_url=database_url) if database_url else cli_settings()
+    applied = asyncio.run(migrate(settings.require_database_url()))
+    if applied:
+        for migration in applied:
+            click.echo(f"applied {migration.path.name}")
+    else:
+        click.echo("database is up to date")

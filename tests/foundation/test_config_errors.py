@@ -1,0 +1,72 @@
+"""Bad configuration: one clear line naming the setting, exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from shared.embedded import free_port
+from tests.foundation.test_up import clean_env
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=clean_env(**env), capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param(
+            {"AITRADER_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/x"},
+            "AITRADER_DATABASE_URL: cannot connect to 127.0.0.1:",
+            id="unreachable-database",
+        ),
+        pytest.param(
+            {"AITRADER_DATABASE_URL": "not a url"},
+            "AITRADER_DATABASE_URL: expected postgresql://user@host:port/dbname",
+            id="malformed-database-url",
+        ),
+        pytest.param(
+            {"AITRADER_DATABASE_URL": "postgresql://postgres@127.0.0.1:99x/db"},
+            "AITRADER_DATABASE_URL: bad port",
+            id="non-numeric-port",
+        ),
+        pytest.param(
+            {"AITRADER_DATABASE_URL": "postgresql://127.0.0.1/db", "AITRADER_NATS_URL": "http://x:4222"},
+            "AITRADER_NATS_URL: expected nats://host:port",
+            id="malformed-nats-url",
+        ),
+        pytest.param(
+            {"AITRADER_DATABASE_URL": "postgresql://127.0.0.1/db", "AITRADER_OKX_API_KEY": "k"},
+            "OKX keys must be given together",
+            id="partial-okx-keys",
+        ),
+        pytest.param(
+            {"AITRADER_DATABASE_URL": "postgresql://127.0.0.1/db", "AITRADER_MCP_PORT": "70000"},
+            "AITRADER_MCP_PORT:",
+            id="port-out-of-range",
+        ),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(env: dict[str, str], expected: str) -> None:
+    result = run_cli("migrate", **env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("aitrader: configuration error:")]
+    assert len(errors) == 1, result.stderr
+    assert expected in errors[0]
+
+
+def test_unreachable_nats_is_one_clear_line(db_dsn: str) -> None:
+    result = run_cli(
+        "up", "--services", "none",
+        AITRADER_DATABASE_URL=db_dsn, AITRADER_NATS_URL=f"nats://127.0.0.1:{free_port()}",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "aitrader: configuration error: AITRADER_NATS_URL: cannot connect to nats://127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr
