@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "migrate": "shared.cli_common:migrate_command",
     "up": "services.up:up_command",
     "run": "services.up:run_command",
+    "healthcheck": "services.up:healthcheck_command",
     "okx-sim": "services.okx_sim.cli:command",
     "replay": "services.positions.cli:replay_command",
     "token": "services.mcp_gateway.cli:token_group",

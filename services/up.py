@@ -221,6 +221,15 @@ def parse_services(value: str) -> list[str]:
     return chosen
 
 
+@click.command("healthcheck")
+@click.argument("service", type=click.Choice(SERVICES))
+def healthcheck_command(service: str) -> None:
+    """Exit 0 when SERVICE's event loop has been alive in the last 30 s (container health)."""
+    from shared.runner import is_alive
+
+    raise SystemExit(0 if is_alive(service) else 1)
+
+
 @click.command("run")
 @click.argument("service", type=click.Choice(SERVICES))
 def run_command(service: str) -> None:

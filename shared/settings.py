@@ -36,7 +36,9 @@ CsvList = Annotated[list[str], NoDecode]
 class Settings(BaseSettings):
     """Settings shared by every service."""
 
-    model_config = SettingsConfigDict(env_prefix="AITRADER_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="AITRADER_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     # Infrastructure. None means: `aitrader up` starts an embedded server.
     database_url: str | None = None

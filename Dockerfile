@@ -1,0 +1,28 @@
+# One image for every service; compose picks the command (`aitrader run <service>`).
+FROM python:3.11-slim AS base
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    AITRADER_LOG_FORMAT=json
+
+WORKDIR /app
+
+# Dependencies first (pinned), so code changes do not reinstall them.
+COPY pyproject.toml constraints.txt README.md ./
+RUN mkdir -p services shared \
+ && touch services/__init__.py shared/__init__.py \
+ && pip install -c constraints.txt . \
+ && pip uninstall -y aitrader
+
+COPY shared ./shared
+COPY services ./services
+COPY migrations ./migrations
+RUN pip install --no-deps -c constraints.txt . \
+ && useradd --system --uid 10001 --no-create-home aitrader
+
+# Migrations are read from here (the package does not ship the top-level migrations/ dir).
+ENV AITRADER_MIGRATIONS_DIR=/app/migrations
+USER aitrader
+ENTRYPOINT ["aitrader"]
+CMD ["--help"]
