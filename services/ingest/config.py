@@ -1,0 +1,23 @@
+"""Ingest settings: the shared settings plus this service's knobs (prefix AITRADER_INGEST_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import Settings
+
+
+class IngestSettings(Settings):
+    """Settings of one ingest process (one process per OKX account)."""
+
+    # Only one ingest process of a deployment publishes market data (DESIGN §4); the others
+    # set this to false. Nats-Msg-Id also collapses duplicates if two publish by mistake.
+    ingest_market_data: bool = True
+    ingest_order_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    ingest_backfill_candles: int = Field(default=300, ge=50, le=1440)
+    ingest_ping_after_s: float = Field(default=25.0, gt=0, lt=30)
+    ingest_pong_timeout_s: float = Field(default=5.0, gt=0)
+    ingest_backoff_initial_s: float = Field(default=0.5, gt=0)
+    ingest_backoff_max_s: float = Field(default=30.0, gt=0)
+    ingest_instruments_refresh_s: float = Field(default=86_400.0, gt=0)
+    ingest_rest_timeout_s: float = Field(default=10.0, gt=0)

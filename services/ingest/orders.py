@@ -1,0 +1,154 @@
+"""Order commands: `PlaceOrder` on `<root>.cmd.<account_id>.place_order` -> `PlaceOrderReply`.
+
+Checked against `instruments` before OKX sees it ("invalid"), leverage set when it changed,
+placed with clOrdId = the command's order id; OKX's sCode/sMsg come back as they are, and
+no answer within the bound is the answer "timeout" (the order may still exist: its pushes
+on the orders channel tell).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from services.ingest.okx_rest import OkxApiError, OkxRest, OkxUnavailable
+from services.ingest.repository import InstrumentRules, Repository
+from shared.logging import get_logger
+from shared.messages import PlaceOrder, PlaceOrderReply
+
+log = get_logger("ingest.orders")
+
+
+def check_command(cmd: PlaceOrder, account_id: UUID, rules: InstrumentRules | None,
+                  pos_mode: str | None) -> str | None:
+    """Why OKX must not see this command, or None when it may."""
+    if cmd.account_id != account_id:
+        return f"command for account {cmd.account_id}, this ingest serves {account_id}"
+    if rules is None:
+        return f"unknown instrument {cmd.inst_id}"
+    if rules.status != "live":
+        return f"{cmd.inst_id} is {rules.status}, not live"
+    if cmd.sz % rules.lot_sz != 0:
+        return f"size {cmd.sz} is not a multiple of lotSz {rules.lot_sz}"
+    if cmd.sz < rules.min_sz:
+        return f"size {cmd.sz} is below minSz {rules.min_sz}"
+    if cmd.lever > rules.max_leverage:
+        return f"leverage {cmd.lever} exceeds the maximum {rules.max_leverage}"
+    if cmd.ord_type == "limit" and (cmd.px is None or cmd.px <= 0):
+        return "a limit order needs a positive px"
+    if cmd.ord_type == "limit" and cmd.px is not None and cmd.px % rules.tick_sz != 0:
+        return f"px {cmd.px} is not a multiple of tickSz {rules.tick_sz}"
+    if pos_mode == "long_short_mode" and cmd.pos_side == "net":
+        return "the account is in long/short mode: pos_side must be long or short"
+    if pos_mode == "net_mode" and cmd.pos_side != "net":
+        return "the account is in net mode: pos_side must be net"
+    return None
+
+
+def order_body(cmd: PlaceOrder, pos_mode: str | None) -> dict[str, Any]:
+    """The POST /trade/order body (sz in contracts, clOrdId = order id hex)."""
+    body: dict[str, Any] = {"instId": cmd.inst_id, "tdMode": cmd.td_mode, "side": cmd.side,
+                            "ordType": cmd.ord_type, "sz": _num(cmd.sz),
+                            "clOrdId": cmd.cl_ord_id}
+    if cmd.ord_type == "limit" and cmd.px is not None:
+        body["px"] = _num(cmd.px)
+    if cmd.pos_side != "net":
+        body["posSide"] = cmd.pos_side
+    if cmd.reduce_only and pos_mode != "long_short_mode":
+        body["reduceOnly"] = True  # OKX: only in net mode; long/short closes imply it
+    return body
+
+
+def _num(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+class OrderHandler:
+    """Serves place-order commands for one account; each command runs in its own task."""
+
+    def __init__(self, rest: OkxRest, repo: Repository, account_id: UUID,
+                 timeout_s: float = 5.0) -> None:
+        self.rest, self.repo, self.account_id, self.timeout_s = rest, repo, account_id, timeout_s
+        self.pos_mode: str | None = None
+        self._levers: dict[tuple[str, str], Decimal] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def on_message(self, msg: Msg) -> None:
+        """nats-py callback: never blocks the subscription on a slow OKX call."""
+        task = asyncio.create_task(self._serve(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve(self, msg: Msg) -> None:
+        reply = await self.handle(msg.data)
+        if msg.reply:
+            await msg.respond(reply.model_dump_json().encode())
+
+    async def handle(self, data: bytes) -> PlaceOrderReply:
+        """One command -> one reply, always within the bound."""
+        try:
+            cmd = PlaceOrder.model_validate_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            log.warning("order_command_invalid", error=f"{where}: {first['msg']}")
+            return PlaceOrderReply(order_id=_order_id(data), ok=False, s_code="invalid",
+                                   s_msg=f"{where}: {first['msg']}")
+        rules = await self.repo.instrument_rules(cmd.inst_id)
+        problem = check_command(cmd, self.account_id, rules, self.pos_mode)
+        if problem:
+            log.info("order_refused", order_id=str(cmd.order_id), reason=problem)
+            return _reply(cmd, "invalid", problem)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await self._place(cmd)
+        except (TimeoutError, OkxUnavailable) as exc:
+            log.warning("order_timeout", order_id=str(cmd.order_id), error=type(exc).__name__)
+            return _reply(cmd, "timeout", f"no answer from OKX within {self.timeout_s} s")
+
+    async def _place(self, cmd: PlaceOrder) -> PlaceOrderReply:
+        try:
+            await self._set_leverage(cmd)
+            item = await self.rest.place_order(order_body(cmd, self.pos_mode))
+        except OkxApiError as exc:
+            log.warning("order_rejected", order_id=str(cmd.order_id), code=exc.code, msg=exc.msg)
+            return _reply(cmd, exc.code, exc.msg)
+        code, ord_id = str(item.get("sCode", "")), str(item.get("ordId") or "") or None
+        log.info("order_placed" if code == "0" else "order_rejected",
+                 order_id=str(cmd.order_id), ord_id=ord_id, code=code)
+        return PlaceOrderReply(order_id=cmd.order_id, ok=code == "0", ord_id=ord_id,
+                               s_code=code, s_msg=str(item.get("sMsg", "")))
+
+    async def _set_leverage(self, cmd: PlaceOrder) -> None:
+        key = (cmd.inst_id, cmd.td_mode)
+        if self._levers.get(key) == cmd.lever:
+            return
+        body: dict[str, Any] = {"instId": cmd.inst_id, "lever": _num(cmd.lever),
+                                "mgnMode": cmd.td_mode}
+        if cmd.td_mode == "isolated" and cmd.pos_side != "net":
+            body["posSide"] = cmd.pos_side
+        await self.rest.post("/api/v5/account/set-leverage", body)
+        self._levers[key] = cmd.lever
+
+
+def _reply(cmd: PlaceOrder, code: str, msg: str) -> PlaceOrderReply:
+    return PlaceOrderReply(order_id=cmd.order_id, ok=False, s_code=code, s_msg=msg)
+
+
+def _order_id(data: bytes) -> UUID:
+    """The order id of a command that failed validation, if it has a readable one."""
+    try:
+        return UUID(str(json.loads(data).get("order_id")))
+    except (ValueError, TypeError, AttributeError):
+        return UUID(int=0)

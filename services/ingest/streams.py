@@ -1,0 +1,104 @@
+"""What the websockets feed: normalize each push, publish its events, backfill on connect."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+from services.ingest.backfill import Backfiller
+from services.ingest.normalize import AccountRef, Normalized, Push, normalize_push
+from services.ingest.okx_ws import FrameStats
+from services.ingest.publisher import Publisher
+from shared.logging import get_logger
+from shared.messages import Candle, Fill
+
+log = get_logger("ingest.streams")
+
+
+class _Sink:
+    def __init__(self, name: str, publisher: Publisher, backfiller: Backfiller,
+                 stats: FrameStats, account: AccountRef | None) -> None:
+        self.name, self.publisher, self.backfiller = name, publisher, backfiller
+        self.stats, self.account = stats, account
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def on_connected(self) -> None:
+        """Nothing to catch up by default."""
+
+    async def on_push(self, push: Push, received: datetime) -> None:
+        """Normalize and publish; bad elements are counted, the good ones go out."""
+        result = normalize_push(push, received, self.account)
+        for err in result.errors:
+            self.stats.record(err, f"{push.channel}: {str(push.data)[:120]}", self.name)
+        for event in result.events:
+            await self.publisher.publish(event)
+            if isinstance(event, Candle):
+                self.backfiller.seen_candle(event)
+            elif isinstance(event, Fill):
+                self.backfiller.seen_fill(event)
+        self.after(push, result)
+
+    def after(self, push: Push, result: Normalized) -> None:
+        """Follow-ups of a push (account streams schedule REST catch-ups)."""
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class PublicSink(_Sink):
+    """/ws/v5/public: tickers, mark price, funding rate, open interest."""
+
+    def __init__(self, publisher: Publisher, backfiller: Backfiller, stats: FrameStats) -> None:
+        super().__init__("public", publisher, backfiller, stats, None)
+
+
+class CandleSink(_Sink):
+    """/ws/v5/business: candles; closed bars missed while away are fetched first."""
+
+    def __init__(self, publisher: Publisher, backfiller: Backfiller, stats: FrameStats,
+                 symbols: list[str], bars: list[str]) -> None:
+        super().__init__("business", publisher, backfiller, stats, None)
+        self.symbols, self.bars = symbols, bars
+
+    async def on_connected(self) -> None:
+        await self.backfiller.candles(self.symbols, self.bars)
+
+
+class AccountSink(_Sink):
+    """/ws/v5/private: orders (and their fills), positions, balances, funding."""
+
+    def __init__(self, publisher: Publisher, backfiller: Backfiller, stats: FrameStats,
+                 account: AccountRef, refresh_config: Callable[[], Awaitable[None]]) -> None:
+        super().__init__("private", publisher, backfiller, stats, account)
+        self.refresh_config = refresh_config
+        self._catch_up = asyncio.Lock()
+
+    async def on_connected(self) -> None:
+        await self.refresh_config()
+        async with self._catch_up:
+            await self.backfiller.fills()
+            await self.backfiller.funding()
+
+    def after(self, push: Push, result: Normalized) -> None:
+        # REST is the authority: an unreadable orders push may hide a fill, and a
+        # funding settlement is announced without its bill.
+        if push.channel == "orders" and result.errors:
+            self.spawn(self._locked(self.backfiller.fills))
+        if result.funding_settled:
+            self.spawn(self._locked(self.backfiller.funding))
+
+    async def _locked(self, job: Callable[[], Awaitable[int]]) -> None:
+        async with self._catch_up:
+            try:
+                await job()
+            except Exception:  # a failed catch-up is retried by the next trigger/reconnect
+                log.exception("catch_up_failed", sink=self.name)
