@@ -123,8 +123,14 @@ def sim_environment(stack: Stack, port: int) -> list[str]:
     )
     stack.env.setdefault("AITRADER_ACCOUNT", os.environ.get("AITRADER_ACCOUNT", "sim-demo"))
     return [
-        sys.executable, "-m", "services.cli", "okx-sim", "--port", str(port),
-        "--account", f"{key}:{secret}:{passphrase}",
+        sys.executable,
+        "-m",
+        "services.cli",
+        "okx-sim",
+        "--port",
+        str(port),
+        "--account",
+        f"{key}:{secret}:{passphrase}",
     ]
 
 
@@ -194,12 +200,26 @@ async def run_up(settings: Settings, data_dir: Path, market: str, services: list
 
 
 @click.command("up")
-@click.option("--market", type=click.Choice(["okx", "sim"]), default="okx", show_default=True,
-              help="Trade against OKX, or against the local okx_sim exchange.")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="AITRADER_DATA_DIR",
-              help="Where embedded servers keep their data (default: per-user data dir).")
-@click.option("--services", "service_list", default="all", show_default=True,
-              help="Comma list of services to run, 'all' or 'none' (infrastructure only).")
+@click.option(
+    "--market",
+    type=click.Choice(["okx", "sim"]),
+    default="okx",
+    show_default=True,
+    help="Trade against OKX, or against the local okx_sim exchange.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="AITRADER_DATA_DIR",
+    help="Where embedded servers keep their data (default: per-user data dir).",
+)
+@click.option(
+    "--services",
+    "service_list",
+    default="all",
+    show_default=True,
+    help="Comma list of services to run, 'all' or 'none' (infrastructure only).",
+)
 @friendly_errors
 def up_command(market: str, data_dir: Path | None, service_list: str) -> None:
     """Run the whole product on this machine (embedded servers unless URLs are set)."""

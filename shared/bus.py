@@ -104,7 +104,7 @@ def create_broker(url: str, *, name: str = "aitrader", **options: Any) -> NatsBr
         logger=None,
         connect_timeout=3,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=1,
         **options,
     )
 

@@ -18,23 +18,43 @@ INST = "{inst_id}"
 
 # (subject template, stream, model, description)
 EVENTS: list[tuple[str, str, type[m.Event], str]] = [
-    (f"aitrader.market.candle.{{bar}}.{INST}", "MARKET", m.Candle,
-     "Candle update from ingest; `confirmed` is true once the bar is closed. "
-     "Nats-Msg-Id: candle:<instId>:<bar>:<open ms>:<0|1>."),
+    (
+        f"aitrader.market.candle.{{bar}}.{INST}",
+        "MARKET",
+        m.Candle,
+        "Candle update from ingest; `confirmed` is true once the bar is closed. "
+        "Nats-Msg-Id: candle:<instId>:<bar>:<open ms>:<0|1>.",
+    ),
     (f"aitrader.market.ticker.{INST}", "MARKET", m.Ticker, "Latest trade price and best bid/ask."),
     (f"aitrader.market.mark.{INST}", "MARKET", m.MarkPrice, "Mark price (unrealized PnL, liquidation)."),
     (f"aitrader.market.funding.{INST}", "MARKET", m.FundingRate, "Current funding rate."),
     (f"aitrader.market.oi.{INST}", "MARKET", m.OpenInterest, "Open interest in contracts."),
     (f"aitrader.account.{ACC}.order.{INST}", "ACCOUNT", m.OrderUpdate, "Order state change."),
-    (f"aitrader.account.{ACC}.fill.{INST}", "ACCOUNT", m.Fill,
-     "One fill: the ledger's input. Nats-Msg-Id: fill:<account_id>:<instId>:<tradeId>."),
+    (
+        f"aitrader.account.{ACC}.fill.{INST}",
+        "ACCOUNT",
+        m.Fill,
+        "One fill: the ledger's input. Nats-Msg-Id: fill:<account_id>:<instId>:<tradeId>.",
+    ),
     (f"aitrader.account.{ACC}.balance", "ACCOUNT", m.Balance, "USDT balance (exchange view)."),
-    (f"aitrader.account.{ACC}.position.{INST}", "ACCOUNT", m.ExchangePosition,
-     "The exchange's view of a position (margin, liquidation price, mark), for reconciliation."),
-    (f"aitrader.account.{ACC}.funding.{INST}", "ACCOUNT", m.FundingPayment,
-     "Funding fee settled on a position. Nats-Msg-Id: funding:<account_id>:<billId>."),
-    (f"aitrader.positions.{ACC}.{INST}", "POSITIONS", m.PositionEvent,
-     "Published by the positions service after commit: opened / changed / closed."),
+    (
+        f"aitrader.account.{ACC}.position.{INST}",
+        "ACCOUNT",
+        m.ExchangePosition,
+        "The exchange's view of a position (margin, liquidation price, mark), for reconciliation.",
+    ),
+    (
+        f"aitrader.account.{ACC}.funding.{INST}",
+        "ACCOUNT",
+        m.FundingPayment,
+        "Funding fee settled on a position. Nats-Msg-Id: funding:<account_id>:<billId>.",
+    ),
+    (
+        f"aitrader.positions.{ACC}.{INST}",
+        "POSITIONS",
+        m.PositionEvent,
+        "Published by the positions service after commit: opened / changed / closed.",
+    ),
 ]
 
 
@@ -43,12 +63,16 @@ def contract_broker() -> NatsBroker:
     broker = NatsBroker(logger=None)
     for subject, stream, model, description in EVENTS:
         broker.publisher(
-            subject, stream=stream, schema=model, title=f"{subject}:{model.__name__}",
+            subject,
+            stream=stream,
+            schema=model,
+            title=f"{subject}:{model.__name__}",
             description=description,
         )
 
     @broker.subscriber(
-        "aitrader.cmd.{account_id}.place_order", title="aitrader.cmd.{account_id}.place_order",
+        "aitrader.cmd.{account_id}.place_order",
+        title="aitrader.cmd.{account_id}.place_order",
         description="Request/reply (core NATS): place an order on OKX. The reply is "
         "PlaceOrderReply: OKX's order id, or OKX's rejection (sCode, sMsg), or 'timeout'.",
     )
@@ -56,7 +80,8 @@ def contract_broker() -> NatsBroker:
         raise NotImplementedError
 
     @broker.subscriber(
-        "aitrader.cmd.market.refresh", title="aitrader.cmd.market.refresh",
+        "aitrader.cmd.market.refresh",
+        title="aitrader.cmd.market.refresh",
         description="Request/reply (core NATS): ingest fetches the latest closed candles over "
         "REST and publishes them as confirmed candles.",
     )

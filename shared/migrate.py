@@ -72,9 +72,7 @@ async def migrate(dsn: str, directory: Path | None = None) -> list[Migration]:
     try:
         conn = await asyncpg.connect(dsn, timeout=10)
     except (OSError, TimeoutError) as exc:
-        raise ConfigError(
-            "AITRADER_DATABASE_URL", f"cannot connect to {describe_dsn(dsn)} ({exc})"
-        ) from None
+        raise ConfigError("AITRADER_DATABASE_URL", f"cannot connect to {describe_dsn(dsn)} ({exc})") from None
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
         try:
@@ -93,9 +91,7 @@ async def _migrate_locked(conn: asyncpg.Connection, wanted: list[Migration]) -> 
     for version, row in sorted(applied.items()):
         migration = by_version.get(version)
         if migration is None:
-            raise MigrationError(
-                f"migration {version:04d}_{row['name']} is applied but its file is missing"
-            )
+            raise MigrationError(f"migration {version:04d}_{row['name']} is applied but its file is missing")
         if migration.checksum != row["checksum"]:
             raise MigrationError(
                 f"{migration.path.name} was edited after it was applied "

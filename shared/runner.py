@@ -74,7 +74,8 @@ def run_service(name: str, settings_cls: type[Settings] | None = None) -> None:
     """Load `services.<name>.main`, its settings, and run its `serve` until a signal."""
     module = importlib.import_module(f"services.{name}.main")
     serve: Serve = module.serve
-    cls: type[Settings] = settings_cls or getattr(module, "SETTINGS_CLASS", Settings)
+    default: type[Settings] = getattr(module, "SETTINGS_CLASS", Settings)
+    cls = settings_cls or default
     try:
         settings = load_settings(cls)
         configure_logging(settings.log_level, settings.log_format, service=name)

@@ -107,7 +107,7 @@ async def subjects(js: JetStreamContext) -> AsyncIterator[Subjects]:
         for stream in namespace.stream_subjects():
             try:
                 await js.delete_stream(stream)
-            except Exception:  # noqa: BLE001,S110 - best-effort cleanup of a test namespace
+            except Exception:
                 pass
 
 

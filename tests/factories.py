@@ -16,12 +16,20 @@ T = TypeVar("T")
 # Realistic OKX values (GET /api/v5/public/instruments?instType=SWAP).
 INSTRUMENTS: dict[str, dict[str, Any]] = {
     "BTC-USDT-SWAP": {
-        "base_asset": "BTC", "ct_val": Decimal("0.01"), "lot_sz": Decimal("0.01"),
-        "min_sz": Decimal("0.01"), "tick_sz": Decimal("0.1"), "max_leverage": Decimal("100"),
+        "base_asset": "BTC",
+        "ct_val": Decimal("0.01"),
+        "lot_sz": Decimal("0.01"),
+        "min_sz": Decimal("0.01"),
+        "tick_sz": Decimal("0.1"),
+        "max_leverage": Decimal("100"),
     },
     "ETH-USDT-SWAP": {
-        "base_asset": "ETH", "ct_val": Decimal("0.1"), "lot_sz": Decimal("0.01"),
-        "min_sz": Decimal("0.01"), "tick_sz": Decimal("0.01"), "max_leverage": Decimal("100"),
+        "base_asset": "ETH",
+        "ct_val": Decimal("0.1"),
+        "lot_sz": Decimal("0.01"),
+        "min_sz": Decimal("0.01"),
+        "tick_sz": Decimal("0.01"),
+        "max_leverage": Decimal("100"),
     },
 }
 
@@ -49,13 +57,21 @@ async def create_instruments(
                     lot_sz, min_sz, tick_sz, max_leverage)
                VALUES ($1, $2, 'USDT', 'USDT', $3, 1, $2, $4, $5, $6, $7)
                ON CONFLICT (symbol) DO NOTHING""",
-            symbol, spec["base_asset"], spec["ct_val"], spec["lot_sz"], spec["min_sz"],
-            spec["tick_sz"], spec["max_leverage"],
+            symbol,
+            spec["base_asset"],
+            spec["ct_val"],
+            spec["lot_sz"],
+            spec["min_sz"],
+            spec["tick_sz"],
+            spec["max_leverage"],
         )
 
 
 async def wait_for(
-    check: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02,
+    check: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
     message: str = "condition",
 ) -> T:
     """Poll `check` until it returns a truthy value; fail with `message` after `timeout`."""

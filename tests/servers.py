@@ -24,7 +24,7 @@ def docker_available() -> bool:
         import docker
 
         docker.from_env(timeout=2).ping()
-    except Exception:  # noqa: BLE001 - any failure means "no engine here"
+    except Exception:
         return False
     return True
 

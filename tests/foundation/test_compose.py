@@ -66,6 +66,8 @@ def test_docker_compose_accepts_the_file() -> None:
     assert cli is not None
     result = subprocess.run(
         [*cli, "-f", str(ROOT / "compose.yaml"), "--profile", "second-account", "config", "-q"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr

@@ -14,7 +14,11 @@ from tests.foundation.test_up import clean_env
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "services.cli", *args],
-        env=clean_env(**env), capture_output=True, text=True, timeout=60, check=False,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -57,16 +61,24 @@ def test_bad_configuration_is_one_clear_line(env: dict[str, str], expected: str)
     result = run_cli("migrate", **env)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("aitrader: configuration error:")]
+    errors = [
+        line for line in result.stderr.splitlines() if line.startswith("aitrader: configuration error:")
+    ]
     assert len(errors) == 1, result.stderr
     assert expected in errors[0]
 
 
 def test_unreachable_nats_is_one_clear_line(db_dsn: str) -> None:
     result = run_cli(
-        "up", "--services", "none",
-        AITRADER_DATABASE_URL=db_dsn, AITRADER_NATS_URL=f"nats://127.0.0.1:{free_port()}",
+        "up",
+        "--services",
+        "none",
+        AITRADER_DATABASE_URL=db_dsn,
+        AITRADER_NATS_URL=f"nats://127.0.0.1:{free_port()}",
     )
     assert result.returncode == 2, result.stderr
-    assert "aitrader: configuration error: AITRADER_NATS_URL: cannot connect to nats://127.0.0.1:" in result.stderr
+    assert (
+        "aitrader: configuration error: AITRADER_NATS_URL: cannot connect to nats://127.0.0.1:"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr

@@ -21,9 +21,17 @@ T0 = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
 
 def a_fill(**changes: object) -> Fill:
     values: dict[str, object] = dict(
-        account_id=ACCOUNT, mode="simulated", inst_id="BTC-USDT-SWAP", trade_id="123", ord_id="9",
-        side="buy", pos_side="net", fill_px=Decimal("50000.1"), fill_sz=Decimal("0.01"),
-        fill_fee=Decimal("-0.00250001"), ts_event=T0,
+        account_id=ACCOUNT,
+        mode="simulated",
+        inst_id="BTC-USDT-SWAP",
+        trade_id="123",
+        ord_id="9",
+        side="buy",
+        pos_side="net",
+        fill_px=Decimal("50000.1"),
+        fill_sz=Decimal("0.01"),
+        fill_fee=Decimal("-0.00250001"),
+        ts_event=T0,
     )
     values.update(changes)
     return Fill(**values)  # type: ignore[arg-type]
@@ -66,16 +74,28 @@ def test_dedup_ids_come_from_the_natural_key() -> None:
     assert first.event_id != redelivered.event_id
     assert first.msg_id() == redelivered.msg_id() == f"fill:{ACCOUNT}:BTC-USDT-SWAP:123"
     candle = Candle(
-        inst_id="ETH-USDT-SWAP", bar="3m", open_time=T0, open=Decimal(1), high=Decimal(2),
-        low=Decimal(1), close=Decimal(2), volume=Decimal(5), confirmed=True, ts_event=T0,
+        inst_id="ETH-USDT-SWAP",
+        bar="3m",
+        open_time=T0,
+        open=Decimal(1),
+        high=Decimal(2),
+        low=Decimal(1),
+        close=Decimal(2),
+        volume=Decimal(5),
+        confirmed=True,
+        ts_event=T0,
     )
     assert candle.msg_id() == "candle:ETH-USDT-SWAP:3m:1795240800000:1"
 
 
 def test_place_order_client_id_is_the_order_id_without_dashes() -> None:
     command = PlaceOrder(
-        order_id=ACCOUNT, account_id=ACCOUNT, inst_id="BTC-USDT-SWAP", side="buy",
-        sz=Decimal("0.01"), lever=Decimal(5),
+        order_id=ACCOUNT,
+        account_id=ACCOUNT,
+        inst_id="BTC-USDT-SWAP",
+        side="buy",
+        sz=Decimal("0.01"),
+        lever=Decimal(5),
     )
     assert command.cl_ord_id == "0b6f6f537c1e4a579a8e4e0e2d3f5a10" and len(command.cl_ord_id) == 32
 
@@ -87,7 +107,8 @@ def test_subjects_and_streams_follow_design_section_4() -> None:
     assert s.position(ACCOUNT, "ETH-USDT-SWAP") == f"aitrader.positions.{ACCOUNT}.ETH-USDT-SWAP"
     assert s.place_order(ACCOUNT) == f"aitrader.cmd.{ACCOUNT}.place_order"
     assert s.stream_subjects() == {
-        "MARKET": ["aitrader.market.>"], "ACCOUNT": ["aitrader.account.>"],
+        "MARKET": ["aitrader.market.>"],
+        "ACCOUNT": ["aitrader.account.>"],
         "POSITIONS": ["aitrader.positions.>"],
     }
     isolated = Subjects(root="t1", stream_prefix="T1_")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import asyncpg
 from nats.js import JetStreamContext
 
-from shared.messages import Ticker
 from shared.bus import publish_event
-from shared.subjects import Subjects
 from shared.clock import utcnow
-from decimal import Decimal
+from shared.messages import Ticker
+from shared.subjects import Subjects
 
 
 async def test_each_test_gets_a_migrated_database(db_pool: asyncpg.Pool) -> None:

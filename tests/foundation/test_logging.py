@@ -13,12 +13,18 @@ from shared.settings import Settings, load_settings
 def test_redact_masks_secret_keys_and_registered_values() -> None:
     register_secrets(["s3cr3t-passphrase"])
     payload = {
-        "api_key": "abc", "OK-ACCESS-SIGN": "xyz", "nested": [{"note": "pw is s3cr3t-passphrase"}],
-        "signal_strength": 3, "symbol": "BTC-USDT-SWAP",
+        "api_key": "abc",
+        "OK-ACCESS-SIGN": "xyz",
+        "nested": [{"note": "pw is s3cr3t-passphrase"}],
+        "signal_strength": 3,
+        "symbol": "BTC-USDT-SWAP",
     }
     assert redact(payload) == {
-        "api_key": "***", "OK-ACCESS-SIGN": "***", "nested": [{"note": "pw is ***"}],
-        "signal_strength": 3, "symbol": "BTC-USDT-SWAP",
+        "api_key": "***",
+        "OK-ACCESS-SIGN": "***",
+        "nested": [{"note": "pw is ***"}],
+        "signal_strength": 3,
+        "symbol": "BTC-USDT-SWAP",
     }
 
 
@@ -31,7 +37,9 @@ def test_settings_register_their_secrets_and_logs_are_json(
     settings = load_settings(Settings)
     configure_logging(fmt="json")
     get_logger("t").info(
-        "connecting", url="wss://x", detail=f"login with {settings.okx_secret_key.get_secret_value()}"  # type: ignore[union-attr]
+        "connecting",
+        url="wss://x",
+        detail=f"login with {settings.okx_secret_key.get_secret_value()}",  # type: ignore[union-attr]
     )
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["event"] == "connecting" and line["detail"] == "login with ***"

@@ -85,5 +85,5 @@ async def test_a_new_migration_is_applied_after_the_others(empty_dsn: str, own_m
 
 def test_a_badly_named_file_is_refused(own_migrations: Path) -> None:
     (own_migrations / "latest.sql").write_text("SELECT 1;")
-    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
         discover(own_migrations)

@@ -19,9 +19,7 @@ def seed_tables() -> dict[str, dict[str, str]]:
     sql = SEED.read_text(encoding="utf-8").split("```sql", 1)[1]
     tables: dict[str, dict[str, str]] = {}
     for name, body in _TABLE.findall(sql):
-        columns = {
-            col: typ.replace(" ", "") for col, typ in _COLUMN.findall(body) if col not in _NOT_COLUMNS
-        }
+        columns = {col: typ.replace(" ", "") for col, typ in _COLUMN.findall(body) if col not in _NOT_COLUMNS}
         tables[name] = columns
     return tables
 
@@ -29,8 +27,15 @@ def seed_tables() -> dict[str, dict[str, str]]:
 def test_the_seed_parses_into_all_its_tables() -> None:
     tables = seed_tables()
     assert set(tables) == {
-        "accounts", "balance_snapshots", "deepseek_credentials", "orders", "fills",
-        "positions_open", "positions_closed", "mcp_tool_calls", "market_snapshots",
+        "accounts",
+        "balance_snapshots",
+        "deepseek_credentials",
+        "orders",
+        "fills",
+        "positions_open",
+        "positions_closed",
+        "mcp_tool_calls",
+        "market_snapshots",
         "performance_snapshots",
     }
     assert tables["performance_snapshots"]["window"] == "TEXT"
@@ -38,8 +43,13 @@ def test_the_seed_parses_into_all_its_tables() -> None:
 
 
 _BASE = {
-    "UUID": "uuid", "TEXT": "text", "TIMESTAMPTZ": "timestamp with time zone", "JSONB": "jsonb",
-    "INTEGER": "integer", "BIGSERIAL": "bigint", "NUMERIC": "numeric",
+    "UUID": "uuid",
+    "TEXT": "text",
+    "TIMESTAMPTZ": "timestamp with time zone",
+    "JSONB": "jsonb",
+    "INTEGER": "integer",
+    "BIGSERIAL": "bigint",
+    "NUMERIC": "numeric",
 }
 
 

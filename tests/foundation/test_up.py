@@ -69,7 +69,14 @@ async def data_dir() -> AsyncIterator[Path]:
 
 async def start_up(data_dir: Path, pg_port: int, nats_port: int) -> UpProcess:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "up", "--services", "none", "--data-dir", str(data_dir),
+        sys.executable,
+        "-m",
+        "services.cli",
+        "up",
+        "--services",
+        "none",
+        "--data-dir",
+        str(data_dir),
         env=clean_env(AITRADER_EMBEDDED_PG_PORT=str(pg_port), AITRADER_EMBEDDED_NATS_PORT=str(nats_port)),
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
@@ -108,7 +115,9 @@ async def test_up_starts_embedded_servers_and_keeps_data_across_restarts(data_di
         migrated = next(line for line in again.lines if line.get("event") == "migrated")
         assert migrated["applied"] == []
         conn = await asyncpg.connect(str(ready["database"]))
-        kept = await conn.fetchval("SELECT count(*) FROM aitrader.accounts WHERE external_id = 'kept-across-restarts'")
+        kept = await conn.fetchval(
+            "SELECT count(*) FROM aitrader.accounts WHERE external_id = 'kept-across-restarts'"
+        )
         await conn.close()
         assert kept == 1
     finally:
@@ -123,8 +132,17 @@ async def test_a_port_in_use_is_one_clear_line(data_dir: Path, setting: str) -> 
     ports[setting] = str(busy)
     try:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", "up", "--services", "none", "--data-dir", str(data_dir),
-            env=clean_env(**ports), stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "services.cli",
+            "up",
+            "--services",
+            "none",
+            "--data-dir",
+            str(data_dir),
+            env=clean_env(**ports),
+            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
         )
         _, err = await asyncio.wait_for(process.communicate(), 60)
     finally:
