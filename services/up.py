@@ -14,6 +14,8 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,18 +166,28 @@ async def stop_children(stack: Stack, timeout: float = 15.0) -> None:
         log.info("stopped", service=name, code=process.returncode)
 
 
-async def run_up(settings: Settings, data_dir: Path, market: str, services: list[str]) -> None:
+async def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not port_in_use(port):
+        if asyncio.get_running_loop().time() > deadline:
+            raise ConfigError("okx-sim", f"did not listen on port {port} within {timeout:.0f} s")
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def running_stack(
+    settings: Settings, data_dir: Path, market: str, services: list[str]
+) -> AsyncIterator[Stack]:
+    """Infrastructure, migrations, streams, okx_sim (for `sim`) and the services; all stopped
+    in reverse order on exit."""
     stack = Stack()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         start_infrastructure(settings, data_dir, stack)
         await prepare(settings, stack)
         if market == "sim":
             port = free_port()
             await spawn("okx_sim", sim_environment(stack, port), stack.env, stack)
+            await wait_for_port(port)
             log.info("okx_sim", url=f"http://127.0.0.1:{port}")
         for name in services:
             if not service_available(name):
@@ -188,13 +200,24 @@ async def run_up(settings: Settings, data_dir: Path, market: str, services: list
             nats=stack.env["AITRADER_NATS_URL"],
             mcp=f"http://{settings.mcp_host}:{settings.mcp_port}/mcp",
         )
-        if stack.children:
-            await supervise(stack, stop)
-        else:
-            await stop.wait()
+        yield stack
     finally:
         await stop_children(stack)
         stack.stop_servers()
+
+
+async def run_up(settings: Settings, data_dir: Path, market: str, services: list[str]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with running_stack(settings, data_dir, market, services) as stack:
+            if stack.children:
+                await supervise(stack, stop)
+            else:
+                await stop.wait()
+    finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
