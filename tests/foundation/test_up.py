@@ -131,19 +131,10 @@ async def test_a_port_in_use_is_one_clear_line(data_dir: Path, setting: str) -> 
     ports = {"AITRADER_EMBEDDED_PG_PORT": str(free_port()), "AITRADER_EMBEDDED_NATS_PORT": str(free_port())}
     ports[setting] = str(busy)
     try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.cli",
-            "up",
-            "--services",
-            "none",
-            "--data-dir",
-            str(data_dir),
-            env=clean_env(**ports),
-            stderr=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
+        up = await start_up(
+            data_dir, int(ports["AITRADER_EMBEDDED_PG_PORT"]), int(ports["AITRADER_EMBEDDED_NATS_PORT"])
         )
+        process = up.process
         _, err = await asyncio.wait_for(process.communicate(), 60)
     finally:
         server.close()
