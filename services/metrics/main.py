@@ -1,0 +1,112 @@
+"""The metrics service: the one place that wires pool, NATS, handlers, consumers and timers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from services.metrics.calculations import InvalidCandle, close_time
+from services.metrics.config import MetricsSettings
+from services.metrics.handlers import MarketHandlers
+from services.metrics.refresh import AccountHandlers, Refresher, run_equity_timer
+from services.metrics.subscribers import Consumer, Handle, decode
+from shared.bus import connect_nats, ensure_streams
+from shared.clock import Clock, SystemClock
+from shared.db import create_pool
+from shared.errors import ConfigError, PermanentError
+from shared.logging import get_logger
+from shared.messages import Candle, FundingRate, MarkPrice, OpenInterest, PositionEvent, Ticker
+from shared.settings import Settings
+from shared.subjects import STREAM_MARKET, STREAM_POSITIONS, Subjects
+
+SETTINGS_CLASS = MetricsSettings
+
+
+def market_dispatch(subjects: Subjects, market: MarketHandlers) -> Handle:
+    """Route a MARKET message to its handler by the subject's kind."""
+    routes: dict[str, tuple[Any, Any]] = {
+        "candle": (Candle, market.on_candle),
+        "ticker": (Ticker, market.on_ticker),
+        "mark": (MarkPrice, market.on_mark_price),
+        "funding": (FundingRate, market.on_funding_rate),
+        "oi": (OpenInterest, market.on_open_interest),
+    }
+    prefix = f"{subjects.root}.market."
+
+    async def handle(subject: str, data: bytes) -> str:
+        kind = subject.removeprefix(prefix).split(".", 1)[0]
+        if kind not in routes:
+            raise PermanentError(f"no handler for market subject kind {kind!r}")
+        model, handler = routes[kind]
+        result: str = await handler(decode(model, subject, data))
+        return result
+
+    return handle
+
+
+def positions_dispatch(accounts: AccountHandlers) -> Handle:
+    async def handle(subject: str, data: bytes) -> str:
+        return await accounts.on_position(decode(PositionEvent, subject, data))
+
+    return handle
+
+
+def check_timeframes(settings: Settings) -> None:
+    """Fail at start on a timeframe that is not an OKX bar name."""
+    for bar in settings.timeframes:
+        try:
+            close_time(datetime(2026, 1, 1, tzinfo=UTC), bar)
+        except InvalidCandle as exc:
+            raise ConfigError("AITRADER_TIMEFRAMES", str(exc)) from None
+
+
+async def serve(settings: Settings, clock: Clock | None = None) -> None:
+    """Run until cancelled."""
+    config = settings if isinstance(settings, MetricsSettings) else MetricsSettings(
+        **settings.model_dump()
+    )
+    check_timeframes(config)
+    clock = clock or SystemClock()
+    log = get_logger("metrics")
+    subjects = Subjects(config.nats_subject_root, config.nats_stream_prefix)
+    pool = await create_pool(config.require_database_url(), application_name="metrics")
+    nc = await connect_nats(config.require_nats_url(), name="metrics")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, subjects, config.nats_stream_replicas)
+        market = MarketHandlers(pool, config.symbols, config.timeframes)
+        await market.start()
+        refresher = Refresher(
+            pool, clock, log, debounce_s=config.metrics_debounce_s,
+            interval_s=config.metrics_refresh_interval_s,
+        )
+        accounts = AccountHandlers(pool, clock, refresher)
+
+        def consumer(stream: str, durable: str, filters: list[str], handle: Handle) -> Consumer:
+            return Consumer(
+                js, nc, pool, subjects.stream(stream), durable, filters, handle,
+                subjects.dead_letter("metrics"), log, max_deliver=config.metrics_max_deliver,
+            )
+
+        market_handle = market_dispatch(subjects, market)
+        consumers = [
+            consumer(STREAM_MARKET, config.metrics_candle_consumer,
+                     [subjects.candle("*", "*")], market_handle),
+            consumer(STREAM_MARKET, config.metrics_market_consumer,
+                     [subjects.ticker("*"), subjects.mark_price("*"),
+                      subjects.funding_rate("*"), subjects.open_interest("*")], market_handle),
+            consumer(STREAM_POSITIONS, config.metrics_positions_consumer,
+                     [subjects.positions_all], positions_dispatch(accounts)),
+        ]
+        async with asyncio.TaskGroup() as tasks:
+            for c in consumers:
+                tasks.create_task(c.run())
+            tasks.create_task(refresher.run())
+            tasks.create_task(
+                run_equity_timer(pool, clock, log, config.metrics_equity_interval_s)
+            )
+    finally:
+        await nc.close()
+        await pool.close()
+        log.info("metrics_stopped")

@@ -1,0 +1,231 @@
+"""Pure core of the performance metrics (DESIGN §6, docs/metrics.md) over polars frames.
+
+All accounts and the three windows are computed in one pass of frame operations. Money
+(PnL) stays `Decimal(38, 8)` end to end; only Sharpe uses floats. Input frames (`*` = may be
+null); times are `Datetime("us", "UTC")`, `account_id` is the UUID as text:
+
+- accounts: account_id, created_at
+- equity:   account_id, as_of, equity (f64)
+- closed:   account_id, entry_time*, exit_time, pnl (Decimal), confidence* (f64),
+            notional (Decimal: signed contracts x entry price x ctVal x ctMult)
+- open:     account_id, opened_at, notional (Decimal, signed)
+- orders:   account_id, filled_at, leverage* (Decimal), confidence* (Decimal)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from services.metrics.definitions import (
+    CONFIDENCE_BUCKETS,
+    SHARPE_ANNUALIZATION,
+    SHARPE_BUCKET,
+    WINDOW_LENGTHS,
+    WINDOWS,
+)
+
+KEYS = ["account_id", "window"]
+MONEY = pl.Decimal(38, 8)
+_BUCKET_US = int(SHARPE_BUCKET.total_seconds() * 1_000_000)
+
+
+@dataclass(frozen=True)
+class PerformanceInputs:
+    """What the metrics are computed from (see the module docstring for the columns)."""
+
+    accounts: pl.DataFrame
+    equity: pl.DataFrame
+    closed: pl.DataFrame
+    open: pl.DataFrame
+    orders: pl.DataFrame
+
+
+def _in_window(column: str) -> pl.Expr:
+    return pl.col(column).is_between(pl.col("start"), pl.col("end"))
+
+
+def window_bounds(inputs: PerformanceInputs, now: datetime) -> pl.DataFrame:
+    """One row per (account, window): start and end (= now). all_time starts at the
+    account's first trace: its creation, or an earlier equity point, position or fill."""
+    firsts = [
+        inputs.accounts.select("account_id", first=pl.col("created_at")),
+        inputs.equity.group_by("account_id").agg(first=pl.col("as_of").min()),
+        inputs.closed.group_by("account_id").agg(
+            first=pl.min_horizontal(pl.col("entry_time").min(), pl.col("exit_time").min())
+        ),
+        inputs.open.group_by("account_id").agg(first=pl.col("opened_at").min()),
+        inputs.orders.group_by("account_id").agg(first=pl.col("filled_at").min()),
+    ]
+    first = (
+        pl.concat([f.cast({"first": pl.Datetime("us", "UTC")}) for f in firsts])
+        .group_by("account_id")
+        .agg(pl.col("first").min())
+        .join(inputs.accounts.select("account_id"), on="account_id", how="semi")
+    )
+    end = pl.lit(now, dtype=pl.Datetime("us", "UTC"))
+    frames = []
+    for window in WINDOWS:
+        length = WINDOW_LENGTHS[window]
+        start = end - length if length is not None else pl.min_horizontal("first", end)
+        frames.append(first.select("account_id", window=pl.lit(window), start=start, end=end))
+    return pl.concat(frames)
+
+
+def sharpe(equity: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
+    """Annualized Sharpe of 5-minute simple returns per (account, window); null if undefined.
+
+    A bucket's sample is its last equity point. Buckets without a point repeat the previous
+    sample (a zero return), which is counted without materializing it: N returns span the
+    first to the last sampled bucket, and only the returns across sampled buckets can be
+    non-zero.
+    """
+    now = bounds.select(pl.col("end").max()).item()
+    samples = (
+        equity.filter(pl.col("as_of") <= now)
+        .with_columns(bucket=pl.col("as_of").dt.epoch("us") // _BUCKET_US)
+        .sort("as_of")
+        .group_by("account_id", "bucket")
+        .agg(pl.col("as_of").last(), pl.col("equity").last())
+        .join(bounds, on="account_id")
+        .filter(_in_window("as_of"))
+        .sort("bucket")
+    )
+    ret = pl.col("equity") / pl.col("equity").shift(1) - 1.0
+    n = (pl.col("bucket").max() - pl.col("bucket").min()).cast(pl.Float64)
+    mean = ret.sum() / n
+    stats = samples.group_by(KEYS).agg(
+        n=n,
+        mean=mean,
+        ss=((ret - mean) ** 2).sum() + (n - ret.count()) * mean**2,
+        nonpositive=(pl.col("equity").shift(1) <= 0).any(),
+    )
+    value = pl.col("mean") / (pl.col("ss") / (pl.col("n") - 1)).sqrt() * SHARPE_ANNUALIZATION
+    defined = (pl.col("n") >= 2) & (pl.col("ss") > 0) & ~pl.col("nonpositive")
+    return stats.select(*KEYS, sharpe=pl.when(defined).then(value))
+
+
+def trade_stats(closed: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
+    """Closed positions by exit time: count, wins (net PnL > 0), sum / max / min of net PnL."""
+    return (
+        closed.join(bounds, on="account_id")
+        .filter(_in_window("exit_time"))
+        .group_by(KEYS)
+        .agg(
+            closed_positions=pl.len(),
+            wins=(pl.col("pnl") > 0).sum(),
+            pnl_sum=pl.col("pnl").sum(),
+            pnl_max=pl.col("pnl").max(),
+            pnl_min=pl.col("pnl").min(),
+        )
+    )
+
+
+def order_stats(orders: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
+    """Orders filled in the window: sums and counts of their leverage and confidence."""
+    return (
+        orders.join(bounds, on="account_id")
+        .filter(_in_window("filled_at"))
+        .group_by(KEYS)
+        .agg(
+            leverage_sum=pl.col("leverage").sum(),
+            leverage_n=pl.col("leverage").count(),
+            confidence_sum=pl.col("confidence").sum(),
+            confidence_n=pl.col("confidence").count(),
+        )
+    )
+
+
+def hold_times(
+    closed: pl.DataFrame, open_: pl.DataFrame, bounds: pl.DataFrame
+) -> pl.DataFrame:
+    """Microseconds of each window with signed open notional > 0, < 0 and = 0.
+
+    The account's notional is a step function: each position adds its signed notional at
+    entry and removes it at exit (still open: at the window end). Summing the steps per
+    instant in Decimal keeps an exact hedge exactly flat.
+    """
+    end = bounds.select(pl.col("end").max()).item()
+    intervals = pl.concat(
+        [
+            closed.select(
+                "account_id",
+                t0=pl.coalesce("entry_time", "exit_time"),
+                t1=pl.col("exit_time"),
+                notional=pl.col("notional"),
+            ),
+            open_.select(
+                "account_id",
+                t0=pl.col("opened_at"),
+                t1=pl.lit(end, dtype=pl.Datetime("us", "UTC")),
+                notional=pl.col("notional"),
+            ),
+        ]
+    )
+    clipped = (
+        intervals.join(bounds, on="account_id")
+        .with_columns(
+            t0=pl.max_horizontal("t0", "start"), t1=pl.min_horizontal("t1", "end")
+        )
+        .filter(pl.col("t0") < pl.col("t1"))
+    )
+    zero = pl.lit(0, dtype=MONEY)
+    steps = pl.concat(
+        [
+            clipped.select(*KEYS, t=pl.col("t0"), delta=pl.col("notional")),
+            clipped.select(*KEYS, t=pl.col("t1"), delta=-pl.col("notional")),
+            bounds.select(*KEYS, t=pl.col("start"), delta=zero),
+            bounds.select(*KEYS, t=pl.col("end"), delta=zero),
+        ]
+    )
+    levels = (
+        steps.group_by(*KEYS, "t")
+        .agg(pl.col("delta").sum())
+        .sort(*KEYS, "t")
+        .with_columns(
+            level=pl.col("delta").cum_sum().over(KEYS),
+            dur=(pl.col("t").shift(-1).over(KEYS) - pl.col("t")).dt.total_microseconds(),
+        )
+    )
+    held = pl.col("dur").fill_null(0)
+    return levels.group_by(KEYS).agg(
+        long_us=held.filter(pl.col("level") > 0).sum(),
+        short_us=held.filter(pl.col("level") < 0).sum(),
+        flat_us=held.filter(pl.col("level") == 0).sum(),
+    )
+
+
+def calibration(closed: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
+    """Closed positions with a confidence, by bucket: count, wins, sum of net PnL."""
+    bucket = pl.lit(None, dtype=pl.String)
+    for label, low, high in reversed(CONFIDENCE_BUCKETS):
+        bucket = (
+            pl.when((pl.col("confidence") >= low) & (pl.col("confidence") < high))
+            .then(pl.lit(label))
+            .otherwise(bucket)
+        )
+    return (
+        closed.filter(pl.col("confidence").is_not_null())
+        .join(bounds, on="account_id")
+        .filter(_in_window("exit_time"))
+        .with_columns(bucket=bucket)
+        .filter(pl.col("bucket").is_not_null())
+        .group_by(*KEYS, "bucket")
+        .agg(n=pl.len(), wins=(pl.col("pnl") > 0).sum(), pnl_sum=pl.col("pnl").sum())
+    )
+
+
+def metric_frames(inputs: PerformanceInputs, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(one row of raw statistics per account and window, calibration rows by bucket)."""
+    bounds = window_bounds(inputs, now)
+    summary = bounds
+    for part in (
+        sharpe(inputs.equity, bounds),
+        trade_stats(inputs.closed, bounds),
+        order_stats(inputs.orders, bounds),
+        hold_times(inputs.closed, inputs.open, bounds),
+    ):
+        summary = summary.join(part, on=KEYS, how="left")
+    return summary, calibration(inputs.closed, bounds)

@@ -1,0 +1,153 @@
+"""SQL of the performance side: read the inputs as polars frames (COPY ... CSV, one
+repeatable-read snapshot) and upsert `performance_snapshots` / `confidence_calibration`."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+import polars as pl
+
+from services.metrics.performance import MONEY, PerformanceInputs
+from services.metrics.rows import CalibrationRow, PerformanceRow
+
+TIME = pl.Datetime("us", "UTC")
+# Timestamps as PostgreSQL prints them with TimeZone = UTC: 2026-01-01 00:00:00.5+00
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S%.f%#z"
+FACTOR = pl.Decimal(38, 2)
+
+ACCOUNTS = """aitrader.accounts a WHERE a.status = 'active'
+    AND ($1::uuid[] IS NULL OR a.id = ANY($1::uuid[]))"""
+DIRECTION = "CASE {t}.side WHEN 'long' THEN 1 WHEN 'short' THEN -1 END"
+
+QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
+    "accounts": (
+        f"SELECT a.id AS account_id, LEAST(a.created_at, $2) AS created_at FROM {ACCOUNTS}",
+        {"account_id": pl.String(), "created_at": TIME},
+    ),
+    "equity": (
+        f"""SELECT e.account_id, e.as_of, e.equity::float8 AS equity
+              FROM aitrader.equity_snapshots e
+             WHERE e.as_of <= $2 AND e.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
+        {"account_id": pl.String(), "as_of": TIME, "equity": pl.Float64()},
+    ),
+    "closed": (
+        f"""SELECT c.account_id, c.entry_time, c.exit_time, c.realized_pnl_usdt AS pnl,
+                   c.average_confidence::float8 AS confidence,
+                   round({DIRECTION.format(t="c")} * c.quantity * c.entry_price
+                         * i.ct_val * i.ct_mult, 8) AS notional
+              FROM aitrader.positions_closed c
+              LEFT JOIN aitrader.instruments i ON i.symbol = c.symbol
+             WHERE c.realized_pnl_usdt IS NOT NULL AND c.exit_time <= $2
+               AND c.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
+        {"account_id": pl.String(), "entry_time": TIME, "exit_time": TIME, "pnl": MONEY,
+         "confidence": pl.Float64(), "notional": MONEY},
+    ),
+    "open": (
+        f"""SELECT p.account_id, LEAST(COALESCE(p.opened_at, p.updated_at), $2) AS opened_at,
+                   round({DIRECTION.format(t="p")} * p.quantity * p.avg_entry_price
+                         * i.ct_val * i.ct_mult, 8) AS notional
+              FROM aitrader.positions_open p
+              LEFT JOIN aitrader.instruments i ON i.symbol = p.symbol
+             WHERE p.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
+        {"account_id": pl.String(), "opened_at": TIME, "notional": MONEY},
+    ),
+    # An order is "filled" at its last fill.
+    "orders": (
+        f"""SELECT o.account_id, COALESCE(f.filled_at, o.updated_at) AS filled_at,
+                   o.leverage, o.confidence
+              FROM aitrader.orders o
+              LEFT JOIN (SELECT order_id, max("timestamp") AS filled_at
+                           FROM aitrader.fills GROUP BY order_id) f ON f.order_id = o.id
+             WHERE o.filled_size > 0 AND o.account_id IN (SELECT a.id FROM {ACCOUNTS})
+               AND COALESCE(f.filled_at, o.updated_at) <= $2""",
+        {"account_id": pl.String(), "filled_at": TIME, "leverage": FACTOR,
+         "confidence": FACTOR},
+    ),
+}
+
+
+async def _frame(
+    conn: asyncpg.Connection, query: str, schema: dict[str, pl.DataType], *args: object
+) -> pl.DataFrame:
+    chunks: list[bytes] = []
+
+    async def sink(chunk: bytes) -> None:
+        chunks.append(chunk)
+
+    await conn.copy_from_query(query, *args, output=sink, format="csv", header=True)
+    times = [name for name, dtype in schema.items() if dtype == TIME]
+    as_text = {name: pl.String() if name in times else dtype for name, dtype in schema.items()}
+    frame = pl.read_csv(io.BytesIO(b"".join(chunks)), schema=as_text)
+    return frame.with_columns(
+        pl.col(name).str.to_datetime(TIME_FORMAT, time_unit="us").dt.convert_time_zone("UTC")
+        for name in times
+    )
+
+
+async def load_inputs(
+    conn: asyncpg.Connection, accounts: list[UUID] | None, now: datetime
+) -> PerformanceInputs:
+    """Everything the metrics of these accounts (None = all active) need, as of `now`."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.execute("SET LOCAL TIME ZONE 'UTC'")
+        frames = {
+            name: await _frame(conn, query, schema, accounts, now)
+            for name, (query, schema) in QUERIES.items()
+        }
+    return PerformanceInputs(**frames)
+
+
+UPSERT_PERFORMANCE = """
+INSERT INTO aitrader.performance_snapshots AS p
+    (account_id, "window", window_start, window_end, sharpe_ratio, win_rate, average_leverage,
+     average_confidence, biggest_win_usdt, biggest_loss_usdt, hold_ratio_long, hold_ratio_short,
+     hold_ratio_flat, closed_positions, realized_pnl_usdt, definitions_version, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, now())
+ON CONFLICT (account_id, "window") DO UPDATE SET
+    window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end,
+    sharpe_ratio = EXCLUDED.sharpe_ratio, win_rate = EXCLUDED.win_rate,
+    average_leverage = EXCLUDED.average_leverage, average_confidence = EXCLUDED.average_confidence,
+    biggest_win_usdt = EXCLUDED.biggest_win_usdt, biggest_loss_usdt = EXCLUDED.biggest_loss_usdt,
+    hold_ratio_long = EXCLUDED.hold_ratio_long, hold_ratio_short = EXCLUDED.hold_ratio_short,
+    hold_ratio_flat = EXCLUDED.hold_ratio_flat, closed_positions = EXCLUDED.closed_positions,
+    realized_pnl_usdt = EXCLUDED.realized_pnl_usdt,
+    definitions_version = EXCLUDED.definitions_version, updated_at = now()
+WHERE p.window_end <= EXCLUDED.window_end OR p.window_end IS NULL
+"""
+
+UPSERT_CALIBRATION = """
+INSERT INTO aitrader.confidence_calibration AS c
+    (account_id, "window", bucket, closed_positions, win_rate, mean_pnl_usdt, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, now())
+ON CONFLICT (account_id, "window", bucket) DO UPDATE SET
+    closed_positions = EXCLUDED.closed_positions, win_rate = EXCLUDED.win_rate,
+    mean_pnl_usdt = EXCLUDED.mean_pnl_usdt, updated_at = now()
+"""
+
+
+async def save(
+    conn: asyncpg.Connection, performance: list[PerformanceRow], calibration: list[CalibrationRow]
+) -> None:
+    """Upsert one row per (account, window) and per (account, window, bucket), atomically."""
+    async with conn.transaction():
+        await conn.executemany(
+            UPSERT_PERFORMANCE,
+            [
+                (r.account_id, r.window, r.window_start, r.window_end, r.sharpe_ratio,
+                 r.win_rate, r.average_leverage, r.average_confidence, r.biggest_win_usdt,
+                 r.biggest_loss_usdt, r.hold_ratio_long, r.hold_ratio_short, r.hold_ratio_flat,
+                 r.closed_positions, r.realized_pnl_usdt, r.definitions_version)
+                for r in performance
+            ],
+        )
+        await conn.executemany(
+            UPSERT_CALIBRATION,
+            [
+                (r.account_id, r.window, r.bucket, r.closed_positions, r.win_rate,
+                 r.mean_pnl_usdt)
+                for r in calibration
+            ],
+        )
