@@ -1,0 +1,30 @@
+"""Settings of the positions service (environment variables `AITRADER_POSITIONS_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import Settings
+
+
+class PositionsSettings(Settings):
+    """Knobs of the fill-ledger consumer; the defaults suit one process on two cores."""
+
+    positions_consumer: str = Field(default="positions", pattern=r"^[A-Za-z0-9_-]+$")
+    positions_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    # A fetch waits this long for more messages once one has arrived (latency vs batch size).
+    positions_batch_wait_seconds: float = Field(default=0.002, ge=0, le=1)
+    # Unacked messages of a killed process are redelivered after this.
+    positions_ack_wait_seconds: float = Field(default=30.0, gt=0)
+    positions_max_ack_pending: int = Field(default=50_000, ge=1)
+    # A fill for an instrument not in `instruments` is retried this long after both the
+    # service's start and the message's publication, then dead-lettered.
+    positions_instrument_grace_seconds: float = Field(default=300.0, ge=0)
+    positions_retry_max_seconds: float = Field(default=30.0, gt=0)
+
+
+def positions_settings(settings: Settings) -> PositionsSettings:
+    """Accept plain `Settings` (tests, `aitrader up`) and add this service's defaults."""
+    if isinstance(settings, PositionsSettings):
+        return settings
+    return PositionsSettings(**settings.model_dump())

@@ -1,0 +1,124 @@
+"""Account messages as they come off the ACCOUNT stream: subject -> kind -> validated event.
+
+Everything a message can get wrong by itself is caught here, with a specific reason, before
+any database work: malformed subject, schema-invalid body, subject and body disagreeing,
+numbers that cannot fit their columns, a fee in a currency other than USDT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from pydantic import ValidationError
+
+from services.positions.domain import Q8, quantize
+from shared.errors import PermanentError
+from shared.messages import (
+    SCHEMA_VERSION,
+    AccountEvent,
+    Balance,
+    ExchangePosition,
+    Fill,
+    FundingPayment,
+    OrderUpdate,
+)
+
+MODELS: dict[str, type[AccountEvent]] = {
+    "order": OrderUpdate,
+    "fill": Fill,
+    "funding": FundingPayment,
+    "balance": Balance,
+    "position": ExchangePosition,
+}
+# Largest absolute value of NUMERIC(20,8) and NUMERIC(24,8) columns.
+LIMIT_20_8 = Decimal("1e12")
+LIMIT_24_8 = Decimal("1e16")
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One parsed message of a batch; `index` is its place in the fetched batch."""
+
+    index: int
+    subject: str
+    event: AccountEvent
+    body: str  # the message as received, kept as the row's raw_payload
+    published_at: datetime
+
+
+def parse(index: int, subject: str, data: bytes, root: str, published_at: datetime) -> Inbound:
+    """Validate one message; any defect is a `PermanentError` naming it."""
+    kind, account, inst_id = _split_subject(subject, root)
+    try:
+        body = data.decode("utf-8")
+        event = MODELS[kind].model_validate_json(body)
+    except UnicodeDecodeError:
+        raise PermanentError(f"{kind} message is not UTF-8") from None
+    except ValidationError as exc:
+        raise PermanentError(f"schema-invalid {kind}: {_first_errors(exc)}") from None
+    if event.schema_version != SCHEMA_VERSION:
+        raise PermanentError(f"unsupported schema_version {event.schema_version}")
+    if str(event.account_id) != account:
+        raise PermanentError(f"subject account {account} != body account {event.account_id}")
+    body_inst = getattr(event, "inst_id", None)
+    if inst_id is not None and body_inst != inst_id:
+        raise PermanentError(f"subject instrument {inst_id} != body instrument {body_inst}")
+    _check_values(event)
+    return Inbound(index, subject, event, body, published_at.astimezone(UTC))
+
+
+def _split_subject(subject: str, root: str) -> tuple[str, str, str | None]:
+    prefix = f"{root}.account."
+    if not subject.startswith(prefix):
+        raise PermanentError(f"not an account subject: {subject}")
+    parts = subject[len(prefix):].split(".")
+    if len(parts) < 2 or parts[1] not in MODELS:
+        raise PermanentError(f"unknown account message kind in {subject}")
+    account, kind = parts[0], parts[1]
+    inst_id = ".".join(parts[2:]) or None
+    if (kind == "balance") != (inst_id is None):
+        raise PermanentError(f"malformed {kind} subject: {subject}")
+    return kind, account, inst_id
+
+
+def _first_errors(exc: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for error in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _check_values(event: AccountEvent) -> None:
+    if isinstance(event, Fill):
+        _fits("fill_px", event.fill_px, LIMIT_20_8)
+        _fits("fill_sz", event.fill_sz, LIMIT_20_8)
+        _fits("fill_fee", event.fill_fee, LIMIT_20_8)
+        if event.fill_fee_ccy not in ("USDT", "") and event.fill_fee:
+            raise PermanentError(f"fee in {event.fill_fee_ccy}: only USDT fees can be folded")
+        if not event.trade_id.strip():
+            raise PermanentError("fill without a trade_id")
+        if quantize(event.fill_sz, Q8) == 0 or quantize(event.fill_px, Q8) == 0:
+            raise PermanentError("fill size and price must be at least 1e-8 (NUMERIC(20,8))")
+    elif isinstance(event, FundingPayment):
+        _fits("amount", event.amount, LIMIT_24_8)
+    elif isinstance(event, OrderUpdate):
+        for name in ("px", "sz", "acc_fill_sz", "avg_px"):
+            _fits(name, getattr(event, name), LIMIT_20_8)
+    elif isinstance(event, Balance):
+        if event.ccy != "USDT":
+            raise PermanentError(f"balance in {event.ccy}: balance_snapshots hold USDT only")
+        for name in ("cash_bal", "avail_bal", "frozen_bal", "eq"):
+            _fits(name, getattr(event, name), LIMIT_24_8)
+    elif isinstance(event, ExchangePosition):
+        for name in ("liq_px", "mark_px"):
+            _fits(name, getattr(event, name), LIMIT_20_8)
+        for name in ("margin", "upl"):
+            _fits(name, getattr(event, name), LIMIT_24_8)
+
+
+def _fits(name: str, value: Decimal | None, limit: Decimal) -> None:
+    if value is not None and (not value.is_finite() or abs(value) >= limit):
+        raise PermanentError(f"{name} {value} does not fit its column (|x| < {limit:.0e})")

@@ -1,0 +1,36 @@
+"""The positions service: the one place that wires the pool, NATS and the ledger consumer."""
+
+from __future__ import annotations
+
+from services.positions.catalog import InstrumentCatalog
+from services.positions.config import PositionsSettings, positions_settings
+from services.positions.subscribers import SERVICE, LedgerConsumer
+from shared.bus import connect_nats, ensure_streams
+from shared.clock import SystemClock
+from shared.db import create_pool
+from shared.logging import get_logger
+from shared.settings import Settings
+from shared.subjects import Subjects
+
+SETTINGS_CLASS = PositionsSettings
+log = get_logger(SERVICE)
+
+
+async def serve(settings: Settings) -> None:
+    """Fold account events into the ledger tables until cancelled."""
+    config = positions_settings(settings)
+    pool = await create_pool(config.require_database_url(), min_size=1, max_size=4,
+                             application_name=SERVICE)
+    try:
+        nc = await connect_nats(config.require_nats_url(), name=SERVICE)
+        try:
+            subjects = Subjects(config.nats_subject_root, config.nats_stream_prefix)
+            js = nc.jetstream()
+            await ensure_streams(js, subjects, config.nats_stream_replicas)
+            catalog = InstrumentCatalog(SystemClock(), config.positions_instrument_grace_seconds)
+            await LedgerConsumer(js, pool, subjects, catalog, config).run()
+        finally:
+            await nc.close()
+    finally:
+        await pool.close()
+        log.info("stopped")

@@ -1,0 +1,200 @@
+"""The NATS entry: a durable pull consumer on the ACCOUNT stream, one transaction per batch.
+
+Plain nats-py rather than a FastStream subscriber: one fetched batch must be folded in stream
+order inside one transaction, and each message then needs its own fate (ack, dead letter +
+ack, or nak with a delay) — FastStream's batch handlers ack or nack a batch as a whole.
+
+Ack only after commit. A transient failure (database down) retries the same batch with
+backoff, never acking early; a failure that only some message can cause (a value PostgreSQL
+refuses) is isolated by retrying the batch one message at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from services.positions.catalog import InstrumentCatalog
+from services.positions.config import PositionsSettings
+from services.positions.handlers import BatchOutcome, handle_batch
+from services.positions.inbound import Inbound, parse
+from shared.bus import headers_for
+from shared.db import record_dead_letter
+from shared.errors import PermanentError, TransientError
+from shared.logging import get_logger
+from shared.subjects import STREAM_ACCOUNT, Subjects
+
+SERVICE = "positions"
+log = get_logger(SERVICE)
+# SQLSTATE classes a retry can cure: connection, rollback (serialization, deadlock),
+# resources, operator intervention (shutdown), system error.
+TRANSIENT_SQLSTATE = ("08", "40", "53", "57", "58")
+TRANSIENT = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the same batch may succeed later without any message changing."""
+    if isinstance(exc, TransientError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate or "")[:2] in TRANSIENT_SQLSTATE
+    return isinstance(exc, TRANSIENT)
+
+
+@dataclass
+class LedgerConsumer:
+    """Fetch, fold, commit, publish, ack — until cancelled."""
+
+    js: JetStreamContext
+    pool: asyncpg.Pool
+    subjects: Subjects
+    catalog: InstrumentCatalog
+    settings: PositionsSettings
+
+    async def subscribe(self) -> JetStreamContext.PullSubscription:
+        """Create (or update) the durable consumer and bind to it."""
+        stream = self.subjects.stream(STREAM_ACCOUNT)
+        name = self.settings.positions_consumer
+        config = ConsumerConfig(
+            name=name, durable_name=name, ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL, filter_subject=self.subjects.account_all,
+            ack_wait=self.settings.positions_ack_wait_seconds, max_deliver=-1,
+            max_ack_pending=self.settings.positions_max_ack_pending,
+        )
+        await self.js.add_consumer(stream, config)
+        return await self.js.pull_subscribe_bind(durable=name, stream=stream)
+
+    async def run(self) -> None:
+        sub = await self.subscribe()
+        log.info("consuming", stream=self.subjects.stream(STREAM_ACCOUNT),
+                 consumer=self.settings.positions_consumer)
+        while True:
+            msgs = await self._fetch(sub)
+            if msgs:
+                await self.process(msgs)
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+        # Wait long for the first message, then take what else is there within a few ms:
+        # low latency when idle, full batches under load.
+        try:
+            first = await sub.fetch(1, timeout=5.0)
+        except (NatsTimeoutError, TimeoutError):
+            return []
+        size = self.settings.positions_batch_size - 1
+        if size <= 0:
+            return first
+        try:
+            wait = max(self.settings.positions_batch_wait_seconds, 0.001)
+            return first + await sub.fetch(size, timeout=wait)
+        except (NatsTimeoutError, TimeoutError):
+            return first
+
+    async def process(self, msgs: Sequence[Msg]) -> None:
+        """Everything that happens to one fetched batch."""
+        started = time.perf_counter()
+        items, rejected = self._parse(msgs)
+        outcome = await self._commit_with_retry(msgs, items, rejected)
+        await self._publish(outcome)
+        for index, msg in enumerate(msgs):
+            if index in outcome.retry:
+                await msg.nak(delay=outcome.retry[index])
+            else:
+                await msg.ack()
+        log.debug("batch", messages=len(msgs), stored=outcome.stored, duplicates=outcome.duplicates,
+                  dead=len(outcome.dead), retry=len(outcome.retry), refolds=outcome.refolds,
+                  ms=round((time.perf_counter() - started) * 1000, 1))
+
+    def _parse(self, msgs: Sequence[Msg]) -> tuple[list[Inbound], dict[int, str]]:
+        items, rejected = [], {}
+        for index, msg in enumerate(msgs):
+            try:
+                items.append(parse(index, msg.subject, msg.data, self.subjects.root,
+                                   msg.metadata.timestamp))
+            except PermanentError as exc:
+                rejected[index] = str(exc)
+        return items, rejected
+
+    async def _commit_with_retry(
+        self, msgs: Sequence[Msg], items: list[Inbound], rejected: dict[int, str]
+    ) -> BatchOutcome:
+        delay = 0.1
+        while True:
+            try:
+                return await self._commit(msgs, items, rejected)
+            except Exception as exc:  # the boundary: classify, never let one batch kill the loop
+                if not is_transient(exc):
+                    if len(items) > 1:
+                        return await self._commit_one_by_one(msgs, items, rejected)
+                    if items:
+                        reason = f"{type(exc).__name__}: {exc}"
+                        return await self._commit(msgs, [], {**rejected, items[0].index: reason})
+                    raise
+                log.warning("transient_failure", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+            for msg in msgs:  # keep them ours while we wait: no early redelivery
+                await msg.in_progress()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.positions_retry_max_seconds)
+
+    async def _commit_one_by_one(
+        self, msgs: Sequence[Msg], items: list[Inbound], rejected: dict[int, str]
+    ) -> BatchOutcome:
+        log.warning("isolating_batch", messages=len(items))
+        total = await self._commit_with_retry(msgs, [], rejected)
+        for item in items:
+            part = await self._commit_with_retry(msgs, [item], {})
+            total.dead.update(part.dead)
+            total.retry.update(part.retry)
+            total.events.extend(part.events)
+            total.stored += part.stored
+            total.duplicates += part.duplicates
+        return total
+
+    async def _commit(
+        self, msgs: Sequence[Msg], items: list[Inbound], rejected: dict[int, str]
+    ) -> BatchOutcome:
+        try:
+            conn = await self.pool.acquire()
+        except Exception as exc:  # no message can cause a failure to connect
+            raise TransientError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+        try:
+            return await self._commit_on(conn, msgs, items, rejected)
+        finally:
+            await self.pool.release(conn)
+
+    async def _commit_on(
+        self, conn: asyncpg.Connection, msgs: Sequence[Msg], items: list[Inbound],
+        rejected: dict[int, str],
+    ) -> BatchOutcome:
+        async with conn.transaction():
+            outcome = await handle_batch(conn, items, self.catalog) if items else BatchOutcome()
+            outcome.dead.update(rejected)
+            for index, reason in sorted(outcome.dead.items()):
+                msg = msgs[index]
+                await record_dead_letter(
+                    conn, service=SERVICE, subject=msg.subject, payload=msg.data, reason=reason,
+                    error_type="fold_anomaly" if reason.startswith("fold anomaly") else "permanent",
+                    headers=dict(msg.headers or {}),
+                )
+        for index, reason in outcome.dead.items():
+            log.warning("dead_letter", subject=msgs[index].subject, reason=reason)
+        return outcome
+
+    async def _publish(self, outcome: BatchOutcome) -> None:
+        """Position events, after commit. The tables are the truth; a lost event is logged."""
+        futures = []
+        for event in outcome.events:
+            subject = self.subjects.position(event.account_id, event.inst_id)
+            futures.append(await self.js.publish_async(subject, event.to_bytes(), headers=headers_for(event)))
+        if futures:
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                log.error("publish_failed", events=len(failed), error=repr(failed[0]))

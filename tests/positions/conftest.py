@@ -1,0 +1,141 @@
+"""Fixtures for the positions service: the service running in-process on the real servers,
+message builders, and readers of the ledger tables."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import pytest_asyncio
+from nats.js import JetStreamContext
+
+from services.positions.config import PositionsSettings
+from services.positions.main import serve
+from shared.bus import headers_for
+from shared.messages import Event, Fill, FundingPayment
+from shared.settings import Settings
+from shared.subjects import STREAM_ACCOUNT, Subjects
+from tests.factories import create_account, create_instruments, wait_for
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+CONSUMER = "positions"
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def positions_config(settings: Settings, **overrides: Any) -> PositionsSettings:
+    values = {**settings.model_dump(), "positions_instrument_grace_seconds": 0.0, **overrides}
+    return PositionsSettings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running(config: PositionsSettings) -> AsyncIterator[None]:
+    """The service as a task of this event loop, cancelled (and cleaned up) on exit."""
+    task = asyncio.create_task(serve(config))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def account(db_pool: asyncpg.Pool) -> UUID:
+    await create_instruments(db_pool)
+    return await create_account(db_pool, "positions-test")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def service(settings: Settings, account: UUID) -> AsyncIterator[PositionsSettings]:
+    config = positions_config(settings)
+    async with running(config):
+        yield config
+
+
+def fill(account_id: UUID, trade_id: str, side: str, size: str, px: str, minute: float, *,
+         inst: str = "BTC-USDT-SWAP", fee: str = "0", pos_side: str = "net",
+         ord_id: str | None = None, cl_ord_id: str | None = None, category: str = "normal",
+         lever: str | None = None) -> Fill:
+    return Fill(
+        account_id=account_id, mode="simulated", inst_id=inst, trade_id=trade_id,
+        ord_id=ord_id or f"o{trade_id}", cl_ord_id=cl_ord_id, side=side, pos_side=pos_side,  # type: ignore[arg-type]
+        fill_px=Decimal(px), fill_sz=Decimal(size), fill_fee=Decimal(fee), category=category,
+        lever=Decimal(lever) if lever else None, ts_event=at(minute),
+    )
+
+
+def funding(account_id: UUID, bill_id: str, amount: str, minute: float, *,
+            inst: str = "BTC-USDT-SWAP", pos_side: str = "net") -> FundingPayment:
+    return FundingPayment(account_id=account_id, mode="simulated", inst_id=inst, bill_id=bill_id,
+                          amount=Decimal(amount), pos_side=pos_side, ts_event=at(minute))  # type: ignore[arg-type]
+
+
+def subject_for(subjects: Subjects, event: Event) -> str:
+    kind = type(event).__name__
+    acc, inst = getattr(event, "account_id"), getattr(event, "inst_id", None)  # noqa: B009
+    return {
+        "Fill": lambda: subjects.fill(acc, inst),
+        "FundingPayment": lambda: subjects.funding_payment(acc, inst),
+        "OrderUpdate": lambda: subjects.order(acc, inst),
+        "Balance": lambda: subjects.balance(acc),
+        "ExchangePosition": lambda: subjects.exchange_position(acc, inst),
+    }[kind]()
+
+
+async def publish(js: JetStreamContext, subjects: Subjects, events: Iterable[Event]) -> None:
+    """Publish in the given order and wait for every PubAck."""
+    futures = [
+        await js.publish_async(subject_for(subjects, e), e.to_bytes(), headers=headers_for(e))
+        for e in events
+    ]
+    await asyncio.gather(*futures)
+
+
+async def publish_raw(js: JetStreamContext, subject: str, body: bytes) -> None:
+    await js.publish(subject, body)
+
+
+async def consumed(js: JetStreamContext, subjects: Subjects, *, timeout: float = 30.0) -> None:
+    """Wait until the service has acked everything in the stream."""
+
+    async def done() -> bool:
+        try:
+            info = await js.consumer_info(subjects.stream(STREAM_ACCOUNT), CONSUMER)
+        except Exception:
+            return False
+        return info.num_pending == 0 and info.num_ack_pending == 0 and info.delivered.stream_seq > 0
+
+    await wait_for(done, timeout=timeout, interval=0.02, message="the service to ack every message")
+
+
+async def open_rows(pool: asyncpg.Pool, account_id: UUID) -> dict[tuple[str, str], asyncpg.Record]:
+    rows = await pool.fetch(
+        "SELECT * FROM aitrader.positions_open WHERE account_id = $1", account_id
+    )
+    return {(r["symbol"], r["pos_side"]): r for r in rows}
+
+
+async def closed_rows(pool: asyncpg.Pool, account_id: UUID) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        """SELECT * FROM aitrader.positions_closed WHERE account_id = $1
+           ORDER BY exit_time, closing_trade_id""",
+        account_id,
+    )
+
+
+def assert_row(row: Any, **expected: Any) -> None:
+    """The row has these values (numbers as strings, compared as Decimals)."""
+    wanted = {
+        k: Decimal(v) if isinstance(row[k], Decimal) and isinstance(v, str) else v
+        for k, v in expected.items()
+    }
+    assert {k: row[k] for k in expected} == wanted
