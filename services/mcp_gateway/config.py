@@ -1,0 +1,33 @@
+"""Gateway settings: the shared `Settings` plus the gateway's limits (prefix `AITRADER_MCP_`)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import Field
+
+from shared.settings import Settings
+
+
+class GatewaySettings(Settings):
+    """Settings of the MCP gateway."""
+
+    # Server-side trading limits, on top of each instrument's own (lotSz, minSz, max leverage).
+    mcp_max_leverage: Decimal = Field(default=Decimal(20), gt=0)
+    mcp_max_notional_usdt: Decimal = Field(default=Decimal(100_000), gt=0)
+    # execute_trade: how long to wait for ingest's answer, then for the fills to be folded.
+    mcp_order_timeout_ms: int = Field(default=5_000, ge=100)
+    mcp_fill_wait_ms: int = Field(default=1_500, ge=0)
+    # get_market_data: how long a stale read may wait for ingest + metrics to catch up.
+    mcp_refresh_timeout_ms: int = Field(default=3_000, ge=0)
+    # Verified tokens are cached this long: a revocation takes effect within it.
+    mcp_token_cache_s: float = Field(default=2.0, ge=0)
+    mcp_audit_queue_size: int = Field(default=10_000, ge=10)
+    mcp_db_pool_size: int = Field(default=16, ge=2)
+
+
+def gateway_settings(settings: Settings) -> GatewaySettings:
+    """The gateway's view of any `Settings` (a plain one gets the gateway defaults)."""
+    if isinstance(settings, GatewaySettings):
+        return settings
+    return GatewaySettings(**settings.model_dump())

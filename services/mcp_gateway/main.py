@@ -1,0 +1,90 @@
+"""Entry point: the gateway over streamable HTTP at /mcp (bearer tokens), plus GET /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import uvicorn
+from mcp.server import MCPServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.mcp_gateway.auth import TokenVerifier
+from services.mcp_gateway.config import GatewaySettings, gateway_settings
+from services.mcp_gateway.gateway import Gateway, open_gateway
+from services.mcp_gateway.tools import build_server
+from shared.logging import get_logger
+from shared.settings import Settings
+
+SETTINGS_CLASS = GatewaySettings
+log = get_logger("mcp_gateway")
+
+
+def quiet_sdk_logs() -> None:
+    """The SDK logs each refused call at INFO; the audit line already says it."""
+    for name in ("mcp", "httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def http_app(gw: Gateway, host: str) -> tuple[MCPServer, Starlette]:
+    """The streamable-HTTP app: stateless JSON responses, so any instance can answer any call."""
+    server = build_server(gw, transport="http", verifier=TokenVerifier(gw.pool, gw.config.mcp_token_cache_s))
+
+    async def healthz(_request: Request) -> Response:
+        checks = {"nats": gw.nc.is_connected, "database": await _db_ok(gw)}
+        status = 200 if all(checks.values()) else 503
+        return JSONResponse({"status": "ok" if status == 200 else "unavailable", **checks}, status)
+
+    app = server.streamable_http_app(stateless_http=True, json_response=True, host=host)
+    app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
+    return server, app
+
+
+async def _db_ok(gw: Gateway) -> bool:
+    try:
+        await asyncio.wait_for(gw.pool.fetchval("SELECT 1"), timeout=1.0)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+    return True
+
+
+@asynccontextmanager
+async def serve_http(gw: Gateway, host: str, port: int) -> AsyncIterator[str]:
+    """Serve the gateway until the block exits; yield its /mcp URL (port 0 = a free port)."""
+    _server, app = http_app(gw, host)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="mcp-http")
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        bound = sock.getsockname()[1]
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound}/mcp"
+        log.info("mcp_listening", url=url)
+        yield url
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sock.close()
+
+
+async def serve(settings: Settings) -> None:
+    """Run the gateway over HTTP until cancelled."""
+    config = gateway_settings(settings)
+    quiet_sdk_logs()
+    async with open_gateway(config) as gw, serve_http(gw, config.mcp_host, config.mcp_port):
+        await asyncio.Event().wait()

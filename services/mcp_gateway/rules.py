@@ -1,0 +1,238 @@
+"""The gateway's pure core: trade checks, position slots, staleness, PnL. No I/O, no clock.
+
+Every refusal is an `InvalidArgument` whose text tells the model what was wrong and what is
+allowed, with the numbers it needs to correct itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from typing import Any, Literal
+
+from services.mcp_gateway.errors import InvalidArgument
+from services.mcp_gateway.views import plain_decimal as fmt
+
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit"]
+PosSide = Literal["net", "long", "short"]
+
+# OKX bars the gateway serves, and their length.
+BAR_SECONDS: dict[str, int] = {
+    "1m": 60,
+    "3m": 180,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1H": 3600,
+    "2H": 7200,
+    "4H": 14400,
+    "6H": 21600,
+    "12H": 43200,
+    "1D": 86400,
+}
+Timeframe = Literal["1m", "3m", "5m", "15m", "30m", "1H", "2H", "4H", "6H", "12H", "1D"]
+
+
+@dataclass(frozen=True)
+class Instrument:
+    symbol: str
+    base_asset: str
+    ct_val: Decimal
+    ct_mult: Decimal
+    lot_sz: Decimal
+    min_sz: Decimal
+    tick_sz: Decimal
+    max_leverage: Decimal
+    status: str
+
+    @property
+    def contract_size(self) -> Decimal:
+        """Base-asset quantity of one contract."""
+        return self.ct_val * self.ct_mult
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_leverage: Decimal
+    max_notional_usdt: Decimal
+
+
+@dataclass(frozen=True)
+class TradeRequest:
+    symbol: str
+    side: Side
+    size: Decimal
+    leverage: Decimal
+    confidence: Decimal
+    order_type: OrderType
+    price: Decimal | None
+    reduce_only: bool
+
+
+def is_multiple(value: Decimal, step: Decimal) -> bool:
+    return value % step == 0
+
+
+def unknown_symbol(symbol: str, known: list[str]) -> InvalidArgument:
+    return InvalidArgument(
+        f"Unknown symbol {symbol!r}. Known symbols: {', '.join(sorted(known)) or 'none loaded yet'}."
+    )
+
+
+def check_instrument(inst: Instrument) -> None:
+    if inst.status != "live":
+        raise InvalidArgument(f"{inst.symbol} is not tradable now (OKX state: {inst.status}).")
+
+
+def check_size(size: Decimal, inst: Instrument) -> None:
+    unit = f"1 contract = {fmt(inst.contract_size)} {inst.base_asset}"
+    if size < inst.min_sz:
+        raise InvalidArgument(
+            f"size {fmt(size)} is below the minimum {fmt(inst.min_sz)} contracts for "
+            f"{inst.symbol} (size is in contracts; {unit})."
+        )
+    if not is_multiple(size, inst.lot_sz):
+        below = (size // inst.lot_sz) * inst.lot_sz
+        raise InvalidArgument(
+            f"size {fmt(size)} is not a multiple of the lot size {fmt(inst.lot_sz)} for "
+            f"{inst.symbol}; use {fmt(below)} or {fmt(below + inst.lot_sz)} ({unit})."
+        )
+
+
+def leverage_limit(inst: Instrument, limits: Limits) -> Decimal:
+    return min(inst.max_leverage, limits.max_leverage)
+
+
+def check_leverage(leverage: Decimal, inst: Instrument, limits: Limits) -> None:
+    top = leverage_limit(inst, limits)
+    if leverage < 1 or leverage > top:
+        raise InvalidArgument(
+            f"leverage {fmt(leverage)} is outside the allowed range 1 to {fmt(top)} for "
+            f"{inst.symbol} (instrument maximum {fmt(inst.max_leverage)}, "
+            f"server maximum {fmt(limits.max_leverage)})."
+        )
+
+
+def check_price(req: TradeRequest, inst: Instrument) -> None:
+    if req.order_type == "market":
+        if req.price is not None:
+            raise InvalidArgument("price is only for limit orders; omit it for a market order.")
+        return
+    if req.price is None:
+        raise InvalidArgument("a limit order needs price (> 0, a multiple of the tick size).")
+    if req.price <= 0:
+        raise InvalidArgument(f"price must be > 0; got {fmt(req.price)}.")
+    if not is_multiple(req.price, inst.tick_sz):
+        below = (req.price // inst.tick_sz) * inst.tick_sz
+        raise InvalidArgument(
+            f"price {fmt(req.price)} is not a multiple of the tick size {fmt(inst.tick_sz)} for "
+            f"{inst.symbol}; use {fmt(below)} or {fmt(below + inst.tick_sz)}."
+        )
+
+
+def notional(size: Decimal, inst: Instrument, price: Decimal) -> Decimal:
+    return size * inst.contract_size * price
+
+
+def check_notional(
+    req: TradeRequest, inst: Instrument, limits: Limits, mark: Decimal | None
+) -> Decimal | None:
+    """The order's notional in USDT; reduce-only orders are exempt (closing is always allowed)."""
+    price = req.price if req.price is not None else mark
+    if price is None:
+        if req.reduce_only:
+            return None
+        raise InvalidArgument(
+            f"No market price is known for {req.symbol} yet, so the notional limit cannot be "
+            "checked; retry shortly or place a limit order with a price."
+        )
+    value = notional(req.size, inst, price)
+    if not req.reduce_only and value > limits.max_notional_usdt:
+        largest = (limits.max_notional_usdt / (inst.contract_size * price) / inst.lot_sz).to_integral_value(
+            rounding=ROUND_DOWN
+        ) * inst.lot_sz
+        raise InvalidArgument(
+            f"notional {fmt(value.quantize(Decimal('0.01')))} USDT (size {fmt(req.size)} x "
+            f"{fmt(inst.contract_size)} {inst.base_asset} x price {fmt(price)}) exceeds the "
+            f"maximum {fmt(limits.max_notional_usdt)} USDT per order; the largest allowed size at "
+            f"this price is {fmt(largest)} contracts."
+        )
+    return value
+
+
+def check_trade(req: TradeRequest, inst: Instrument, limits: Limits, mark: Decimal | None) -> Decimal | None:
+    """Validate a trade against the instrument and the server limits; return its notional."""
+    check_instrument(inst)
+    check_size(req.size, inst)
+    check_leverage(req.leverage, inst, limits)
+    check_price(req, inst)
+    return check_notional(req, inst, limits, mark)
+
+
+def pos_side_for(pos_mode: str | None, side: Side, reduce_only: bool) -> PosSide:
+    """OKX posSide: `net` in net mode; in long/short mode the slot the order opens or closes."""
+    if pos_mode != "long_short_mode":
+        return "net"
+    opens_long = side == "buy"
+    return "long" if opens_long != reduce_only else "short"
+
+
+def is_stale(latest: datetime | None, timeframe: str, now: datetime) -> bool:
+    """Stale: no candle, or the newest closed candle is older than two bars."""
+    if latest is None:
+        return True
+    return now - latest > timedelta(seconds=2 * BAR_SECONDS[timeframe])
+
+
+def unrealized_pnl(
+    side: str,
+    contracts: Decimal,
+    contract_size: Decimal,
+    entry: Decimal | None,
+    mark: Decimal | None,
+) -> Decimal | None:
+    if entry is None or mark is None:
+        return None
+    direction = -1 if side == "short" else 1
+    return (mark - entry) * contracts * contract_size * direction
+
+
+def merged_exit_plan(
+    old: dict[str, Any] | None,
+    take_profit: Decimal | None,
+    stop_loss: Decimal | None,
+    invalidation_condition: str | None,
+) -> dict[str, Any]:
+    """The plan after an update: given fields replace the old ones, omitted fields are kept."""
+    if take_profit is None and stop_loss is None and invalidation_condition is None:
+        raise InvalidArgument(
+            "Give at least one of take_profit, stop_loss, invalidation_condition; "
+            "omitted fields keep their current value."
+        )
+    plan = dict(old or {})
+    for key, value in (
+        ("take_profit", take_profit),
+        ("stop_loss", stop_loss),
+        ("invalidation_condition", invalidation_condition),
+    ):
+        if value is not None:
+            plan[key] = fmt(value) if isinstance(value, Decimal) else value
+    return plan
+
+
+def check_exit_plan(plan: dict[str, Any], side: str) -> None:
+    """A long takes profit above its stop; a short below it."""
+    tp, sl = plan.get("take_profit"), plan.get("stop_loss")
+    if tp is None or sl is None:
+        return
+    tp_d, sl_d = Decimal(str(tp)), Decimal(str(sl))
+    if side == "long" and tp_d <= sl_d:
+        raise InvalidArgument(
+            f"For a long position take_profit ({fmt(tp_d)}) must be above stop_loss ({fmt(sl_d)})."
+        )
+    if side == "short" and tp_d >= sl_d:
+        raise InvalidArgument(
+            f"For a short position take_profit ({fmt(tp_d)}) must be below stop_loss ({fmt(sl_d)})."
+        )

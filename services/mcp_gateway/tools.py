@@ -1,0 +1,186 @@
+"""The MCP surface: five tools, typed in and out. The docstrings are what the model reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from mcp.server import MCPServer
+from mcp.server.auth.settings import AuthSettings
+from mcp_types import ToolAnnotations
+from pydantic import AnyHttpUrl, Field
+
+from services.mcp_gateway import handlers, trading, views
+from services.mcp_gateway.audit import AuditMiddleware, current_call
+from services.mcp_gateway.auth import Principal, TokenVerifier, principal_from_token
+from services.mcp_gateway.gateway import Gateway
+from services.mcp_gateway.rules import Timeframe, TradeRequest
+
+INSTRUCTIONS = """\
+AiTrader: trade OKX USDT-margined perpetual swaps (e.g. BTC-USDT-SWAP) for one account.
+Sizes are in contracts (OKX 张): one contract of BTC-USDT-SWAP is 0.01 BTC. Decimal values are
+exact decimal strings. Typical loop: get_account_state -> get_market_data -> execute_trade
+(with confidence and an exit plan) -> update_exit_plan as the trade develops ->
+get_performance_metrics to review. Every call is recorded."""
+
+
+Positive = Annotated[Decimal, Field(gt=0)]
+Symbol = Annotated[str, Field(description="OKX swap id, e.g. BTC-USDT-SWAP.", min_length=1, max_length=40)]
+TradeSide = Annotated[
+    Literal["buy", "sell"],
+    Field(description="buy opens/adds a long or reduces a short; sell the opposite."),
+]
+Size = Annotated[
+    Decimal,
+    Field(gt=0, description="Contracts, not coins: a lot-size multiple, at least the minimum."),
+]
+Leverage = Annotated[Decimal, Field(ge=1, description="1 up to the instrument's and the server's limit.")]
+Confidence = Annotated[Decimal, Field(ge=0, le=100, description="Your confidence in this trade, 0-100.")]
+LimitPrice = Annotated[
+    Positive | None, Field(description="Limit price, a tick-size multiple; limit orders only.")
+]
+ReduceOnly = Annotated[
+    bool, Field(description="True: only reduce or close a position, never open or flip one.")
+]
+PlanArg = Annotated[
+    views.ExitPlan | None, Field(description="Take profit, stop loss, invalidation condition.")
+]
+IdemKey = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        max_length=128,
+        description="Any unique string; a retry with the same key never places a second order.",
+    ),
+]
+Limit = Annotated[int, Field(ge=1, le=100, description="Candles per timeframe.")]
+NewTakeProfit = Annotated[Positive | None, Field(description="New take-profit price.")]
+NewStopLoss = Annotated[Positive | None, Field(description="New stop-loss price.")]
+NewCondition = Annotated[
+    str | None, Field(max_length=1000, description="New invalidation condition, in words.")
+]
+PositionSide = Annotated[
+    Literal["long", "short"] | None,
+    Field(description="Only when both a long and a short are open in symbol."),
+]
+WindowArg = Annotated[
+    Literal["daily", "weekly", "all_time"],
+    Field(description="daily = last 24 h, weekly = last 7 days."),
+]
+
+
+def build_server(
+    gw: Gateway,
+    *,
+    transport: str,
+    principal: Principal | None = None,
+    verifier: TokenVerifier | None = None,
+    issuer_url: str = "http://127.0.0.1",
+) -> MCPServer:
+    """The gateway's MCP server: bearer-token auth when `verifier` is given (HTTP), else every
+    call acts for `principal` (stdio, in-process)."""
+    resolve: Callable[[], Principal | None] = (
+        (lambda: principal) if verifier is None else principal_from_token
+    )
+    auth = None
+    if verifier is not None:
+        auth = AuthSettings(
+            issuer_url=AnyHttpUrl(issuer_url),
+            resource_server_url=None,
+            required_scopes=["read"],
+        )
+    server: MCPServer = MCPServer(
+        "aitrader",
+        instructions=INSTRUCTIONS,
+        token_verifier=verifier,
+        auth=auth,
+        middleware=[AuditMiddleware(gw.audit, resolve, transport)],
+        log_level="WARNING",
+    )
+    register_tools(server, gw)
+    return server
+
+
+def register_tools(server: MCPServer, gw: Gateway) -> None:
+    """Add the five tools to `server`."""
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    async def get_account_state() -> views.AccountState:
+        """Your account now: mode (live = real money, simulated = demo), USDT balances
+        (available, locked, equity), every open position (side, contracts and coin quantity,
+        entry and mark price, leverage, margin, liquidation price, unrealized PnL, your exit plan
+        and the confidence you opened it with, opened_at) and all-time headline performance.
+        Call it first in every decision cycle: it is the truth about what you hold."""
+        return await handlers.account_state(gw, _who())
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    async def get_market_data(
+        symbol: Symbol,
+        timeframes: list[Timeframe] = ["3m", "4H"],  # noqa: B006 - never mutated; shown in the schema
+        limit: Limit = 10,
+    ) -> views.MarketData:
+        """Recent closed candles of one symbol, per timeframe, oldest -> newest: close price,
+        EMA20, EMA50, MACD (EMA12 - EMA26), RSI7 and RSI14 (Wilder), plus the latest funding rate
+        and open interest. `stale` is true when the newest candle is older than two bars (the
+        feed is behind): prefer not to open new positions on stale data."""
+        return await handlers.market_data(gw, symbol, list(timeframes), limit)
+
+    @server.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
+    async def execute_trade(
+        symbol: Symbol,
+        side: TradeSide,
+        size: Size,
+        leverage: Leverage,
+        confidence: Confidence,
+        order_type: Literal["market", "limit"] = "market",
+        price: LimitPrice = None,
+        reduce_only: ReduceOnly = False,
+        exit_plan: PlanArg = None,
+        idempotency_key: IdemKey = None,
+    ) -> views.TradeResult:
+        """Place an order on OKX for your account and return it with its status and the fills
+        that arrived within a short wait. To close a position, trade the opposite side with
+        reduce_only=true and size = the position's contracts. Checked before anything is sent:
+        the symbol exists, size is a lot-size multiple >= the minimum, leverage is within the
+        limit, a limit price is a tick multiple, and the notional (size x contract value x price)
+        is under the server maximum; a refusal explains what to change. Always pass an
+        idempotency_key: if the call times out, repeat it with the same key and you get the
+        first order back instead of a second one."""
+        request = TradeRequest(symbol, side, size, leverage, confidence, order_type, price, reduce_only)
+        return await trading.execute_trade(gw, current_call(), request, exit_plan, idempotency_key)
+
+    @server.tool(annotations=ToolAnnotations(idempotent_hint=True))
+    async def update_exit_plan(
+        symbol: Symbol,
+        take_profit: NewTakeProfit = None,
+        stop_loss: NewStopLoss = None,
+        invalidation_condition: NewCondition = None,
+        side: PositionSide = None,
+    ) -> views.ExitPlanUpdate:
+        """Change the exit plan of your open position in symbol. Fields you omit keep their
+        current value; every change is kept in the plan's history. For a long, take_profit must
+        be above stop_loss; for a short, below. Returns the position with its new plan and the
+        previous one."""
+        changes = {
+            "take_profit": take_profit,
+            "stop_loss": stop_loss,
+            "invalidation_condition": invalidation_condition,
+        }
+        return await trading.update_exit_plan(gw, current_call(), symbol, changes, side)
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    async def get_performance_metrics(
+        window: WindowArg = "all_time",
+    ) -> views.PerformanceMetrics:
+        """Your trading performance over a window: Sharpe ratio, win rate, average leverage and
+        confidence, biggest win and loss, time share long / short / flat, realized PnL, with the
+        exact definitions and when it was computed, plus how well your confidence predicted
+        outcomes (calibration by confidence bucket). available=false until the first snapshot."""
+        return await handlers.performance(gw, _who(), window)
+
+
+def _who() -> Principal:
+    principal = current_call().principal
+    assert principal is not None  # the audit middleware refuses calls without one
+    return principal

@@ -1,0 +1,184 @@
+"""What the tools return (pydantic models: their JSON schema is the tools' output schema).
+
+Money, prices and quantities are `Decimal` and reach the model as exact decimal strings
+("61000.1", "0.01"): a JSON number may be read back as a binary float and lose digits, and a
+string shows the exact value the ledger holds. Times are ISO-8601 UTC.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+
+
+def plain_decimal(value: Decimal) -> str:
+    """Exact, without exponent or trailing zeros: Decimal('0.01000000') -> '0.01'."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+Dec = Annotated[Decimal, PlainSerializer(plain_decimal, return_type=str, when_used="json")]
+Mode = Literal["live", "simulated"]
+Window = Literal["daily", "weekly", "all_time"]
+
+
+class View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ExitPlan(View):
+    """The agent's plan for leaving a position; stored with the position, kept in its history."""
+
+    take_profit: Dec | None = Field(default=None, gt=0, description="Price at which to take profit.")
+    stop_loss: Dec | None = Field(default=None, gt=0, description="Price at which to cut the loss.")
+    invalidation_condition: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="In words: what would prove the trade idea wrong, e.g. '4H close below 60000'.",
+    )
+
+
+class Position(View):
+    symbol: str
+    side: Literal["long", "short"]
+    pos_side: Literal["net", "long", "short"] = Field(description="OKX position slot.")
+    contracts: Dec = Field(description="Size in contracts (OKX 张).")
+    coin_quantity: Dec = Field(description="contracts x ctVal x ctMult, in base_asset.")
+    base_asset: str
+    entry_price: Dec | None
+    mark_price: Dec | None
+    leverage: Dec | None
+    margin_usdt: Dec | None
+    liquidation_price: Dec | None
+    unrealized_pnl_usdt: Dec | None = Field(description="(mark - entry) x coin_quantity x direction.")
+    notional_usdt: Dec | None = Field(description="coin_quantity x mark_price.")
+    exit_plan: ExitPlan | None
+    confidence: Dec | None = Field(description="Contract-weighted confidence of the opening fills.")
+    opened_at: AwareDatetime | None
+    updated_at: AwareDatetime
+
+
+class HeadlinePerformance(View):
+    window: Window = "all_time"
+    realized_pnl_usdt: Dec | None
+    closed_positions: int
+    win_rate: Dec | None
+    sharpe_ratio: Dec | None
+    updated_at: AwareDatetime
+
+
+class AccountState(View):
+    account: str = Field(description="The account's external id.")
+    account_id: UUID
+    mode: Mode = Field(description="live = real money on OKX; simulated = demo trading.")
+    available_usdt: Dec | None
+    locked_usdt: Dec | None
+    cash_usdt: Dec | None
+    equity_usdt: Dec | None
+    balance_as_of: AwareDatetime | None
+    positions: list[Position]
+    performance: HeadlinePerformance | None = Field(
+        description="All-time headline figures; null until the metrics service has run."
+    )
+    as_of: AwareDatetime
+
+
+class Candle(View):
+    as_of: AwareDatetime = Field(description="Close time of the candle.")
+    price: Dec | None = Field(description="Close price.")
+    ema20: Dec | None
+    ema50: Dec | None
+    macd: Dec | None
+    rsi7: Dec | None
+    rsi14: Dec | None
+
+
+class Series(View):
+    timeframe: str
+    candles: list[Candle] = Field(description="Closed candles, oldest first.")
+    as_of: AwareDatetime | None = Field(description="Close time of the newest candle.")
+    stale: bool = Field(description="True when the newest candle is older than two bars.")
+
+
+class MarketData(View):
+    symbol: str
+    series: list[Series]
+    funding_rate: Dec | None = Field(description="Latest funding rate (0.0001 = 0.01% per period).")
+    open_interest: Dec | None = Field(description="Latest open interest, in contracts.")
+    as_of: AwareDatetime | None
+    stale: bool = Field(description="True when any timeframe is stale; treat the data with care.")
+
+
+class Fill(View):
+    trade_id: str
+    price: Dec
+    size: Dec = Field(description="Contracts.")
+    fee_usdt: Dec = Field(description="OKX sign: negative = fee charged.")
+    time: AwareDatetime
+
+
+class Order(View):
+    order_id: UUID
+    client_order_id: str
+    exchange_order_id: str | None
+    symbol: str
+    side: Literal["buy", "sell"]
+    pos_side: str | None
+    order_type: str
+    size: Dec
+    price: Dec | None
+    leverage: Dec | None
+    confidence: Dec | None
+    reduce_only: bool
+    status: str = Field(description="pending, submitted, rejected, failed, unknown, or the exchange's.")
+    filled_size: Dec
+    avg_fill_price: Dec | None
+    reject_code: str | None
+    reject_reason: str | None
+    exit_plan: ExitPlan | None
+    created_at: AwareDatetime
+
+
+class TradeResult(View):
+    order: Order
+    fills: list[Fill] = Field(description="Fills folded into the ledger within the short wait.")
+    replayed: bool = Field(description="True: this idempotency_key was used before; nothing was sent.")
+    note: str
+
+
+class ExitPlanUpdate(View):
+    position: Position
+    previous_exit_plan: ExitPlan | None
+
+
+class CalibrationBucket(View):
+    bucket: str = Field(description="Confidence range, e.g. 70-85.")
+    closed_positions: int
+    win_rate: Dec | None
+    mean_pnl_usdt: Dec | None
+
+
+class PerformanceMetrics(View):
+    window: Window
+    available: bool = Field(description="False until the metrics service has written this window.")
+    sharpe_ratio: Dec | None = None
+    win_rate: Dec | None = None
+    average_leverage: Dec | None = None
+    average_confidence: Dec | None = None
+    biggest_win_usdt: Dec | None = None
+    biggest_loss_usdt: Dec | None = None
+    hold_ratio_long: Dec | None = None
+    hold_ratio_short: Dec | None = None
+    hold_ratio_flat: Dec | None = None
+    closed_positions: int = 0
+    realized_pnl_usdt: Dec | None = None
+    window_start: AwareDatetime | None = None
+    window_end: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+    definitions: dict[str, str]
+    calibration: list[CalibrationBucket]

@@ -1,0 +1,159 @@
+"""The pure core: trade checks, position slots, staleness, exit-plan merging, decimals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.mcp_gateway.errors import InvalidArgument
+from services.mcp_gateway.rules import (
+    Instrument,
+    Limits,
+    TradeRequest,
+    check_exit_plan,
+    check_trade,
+    is_stale,
+    merged_exit_plan,
+    pos_side_for,
+)
+from services.mcp_gateway.views import plain_decimal
+
+BTC = Instrument(
+    "BTC-USDT-SWAP",
+    "BTC",
+    Decimal("0.01"),
+    Decimal(1),
+    Decimal("0.01"),
+    Decimal("0.01"),
+    Decimal("0.1"),
+    Decimal(100),
+    "live",
+)
+LIMITS = Limits(max_leverage=Decimal(20), max_notional_usdt=Decimal(10_000))
+MARK = Decimal(60_000)
+
+
+def trade(**changes: object) -> TradeRequest:
+    base: dict[str, object] = dict(
+        symbol="BTC-USDT-SWAP",
+        side="buy",
+        size=Decimal("0.5"),
+        leverage=Decimal(5),
+        confidence=Decimal(70),
+        order_type="market",
+        price=None,
+        reduce_only=False,
+    )
+    return TradeRequest(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_valid_market_order_returns_its_notional() -> None:
+    # 0.5 contracts x 0.01 BTC x 60000 = 300 USDT
+    assert check_trade(trade(), BTC, LIMITS, MARK) == Decimal("300")
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragments"),
+    [
+        pytest.param(
+            {"size": Decimal("0.015")},
+            ["not a multiple of the lot size 0.01", "0.01 or 0.02"],
+            id="size-not-lot-multiple",
+        ),
+        pytest.param({"size": Decimal("0.001")}, ["below the minimum 0.01"], id="size-below-minimum"),
+        pytest.param({"leverage": Decimal(21)}, ["leverage 21", "1 to 20"], id="leverage-above-server-limit"),
+        pytest.param({"leverage": Decimal("0.5")}, ["1 to 20"], id="leverage-below-one"),
+        pytest.param({"price": Decimal(60000)}, ["only for limit orders"], id="price-on-market-order"),
+        pytest.param({"order_type": "limit"}, ["needs price"], id="limit-without-price"),
+        pytest.param({"order_type": "limit", "price": Decimal("-1")}, ["must be > 0"], id="negative-price"),
+        pytest.param(
+            {"order_type": "limit", "price": Decimal("60000.05")},
+            ["tick size 0.1", "60000 or 60000.1"],
+            id="price-not-tick-multiple",
+        ),
+        pytest.param(
+            {"size": Decimal(20)},
+            ["exceeds the maximum 10000 USDT", "largest allowed size at this price is 16.66"],
+            id="notional-too-large",
+        ),
+    ],
+)
+def test_refusals_say_what_is_wrong_and_what_is_allowed(
+    changes: dict[str, object], fragments: list[str]
+) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        check_trade(trade(**changes), BTC, LIMITS, MARK)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_instrument_limit_is_lower_than_server_limit() -> None:
+    low = Instrument(**{**BTC.__dict__, "max_leverage": Decimal(10)})
+    with pytest.raises(InvalidArgument, match="1 to 10"):
+        check_trade(trade(leverage=Decimal(15)), low, LIMITS, MARK)
+
+
+def test_suspended_instrument_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="not tradable"):
+        check_trade(trade(), Instrument(**{**BTC.__dict__, "status": "suspend"}), LIMITS, MARK)
+
+
+def test_reduce_only_is_exempt_from_the_notional_limit_and_needs_no_mark() -> None:
+    assert check_trade(trade(size=Decimal(20), reduce_only=True), BTC, LIMITS, None) is None
+
+
+def test_market_order_without_any_price_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="No market price"):
+        check_trade(trade(), BTC, LIMITS, None)
+
+
+@pytest.mark.parametrize(
+    ("pos_mode", "side", "reduce_only", "expected"),
+    [
+        pytest.param("net_mode", "buy", False, "net", id="net"),
+        pytest.param(None, "sell", True, "net", id="unknown-mode-is-net"),
+        pytest.param("long_short_mode", "buy", False, "long", id="open-long"),
+        pytest.param("long_short_mode", "sell", False, "short", id="open-short"),
+        pytest.param("long_short_mode", "sell", True, "long", id="close-long"),
+        pytest.param("long_short_mode", "buy", True, "short", id="close-short"),
+    ],
+)
+def test_pos_side(pos_mode: str | None, side: str, reduce_only: bool, expected: str) -> None:
+    assert pos_side_for(pos_mode, side, reduce_only) == expected  # type: ignore[arg-type]
+
+
+def test_stale_after_two_bars() -> None:
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    assert not is_stale(now - timedelta(minutes=6), "3m", now)
+    assert is_stale(now - timedelta(minutes=6, seconds=1), "3m", now)
+    assert not is_stale(now - timedelta(hours=7), "4H", now)
+    assert is_stale(None, "4H", now)
+
+
+def test_exit_plan_merge_keeps_omitted_fields() -> None:
+    old = {"take_profit": "70000", "stop_loss": "55000", "invalidation_condition": "x"}
+    assert merged_exit_plan(old, None, Decimal("58000.0"), None) == {**old, "stop_loss": "58000"}
+    with pytest.raises(InvalidArgument, match="at least one"):
+        merged_exit_plan(old, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("side", "tp", "sl"),
+    [
+        pytest.param("long", "55000", "60000", id="long-tp-below-sl"),
+        pytest.param("short", "65000", "60000", id="short-tp-above-sl"),
+    ],
+)
+def test_exit_plan_direction(side: str, tp: str, sl: str) -> None:
+    with pytest.raises(InvalidArgument, match="take_profit"):
+        check_exit_plan({"take_profit": tp, "stop_loss": sl}, side)
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=8, min_value=-(10**12), max_value=10**12))
+def test_plain_decimal_is_exact(value: Decimal) -> None:
+    text = plain_decimal(value)
+    assert "E" not in text and Decimal(text) == value

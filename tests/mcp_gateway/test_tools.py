@@ -1,0 +1,411 @@
+"""The five tools through the SDK's in-memory client, on real PostgreSQL and NATS."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import pytest
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+
+from services.mcp_gateway.gateway import Gateway
+from shared.clock import utcnow
+from shared.logging import register_secrets
+from shared.messages import MarketDataRefresh, MarketDataRefreshReply
+from shared.subjects import Subjects
+from tests.mcp_gateway import seed
+from tests.mcp_gateway.conftest import call, client_for, error_text, memory_client, ok
+from tests.mcp_gateway.fakes import FakeIngest
+
+BTC = "BTC-USDT-SWAP"
+TRADE = {"symbol": BTC, "side": "buy", "size": "0.5", "leverage": 5, "confidence": 72}
+
+
+async def test_tool_list_and_schemas(gateway: Gateway) -> None:
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == {
+        "get_account_state",
+        "get_market_data",
+        "execute_trade",
+        "update_exit_plan",
+        "get_performance_metrics",
+    }
+    for tool in tools.values():
+        assert tool.description and len(tool.description) > 100, tool.name
+        assert tool.output_schema is not None, tool.name
+    trade = tools["execute_trade"].input_schema
+    assert trade["required"] == ["symbol", "side", "size", "leverage", "confidence"]
+    assert trade["properties"]["side"]["enum"] == ["buy", "sell"]
+    assert {"minimum": 0.0, "maximum": 100.0, "type": "number"} in trade["properties"]["confidence"]["anyOf"]
+    market = tools["get_market_data"].input_schema["properties"]
+    assert market["timeframes"]["default"] == ["3m", "4H"] and market["limit"]["default"] == 10
+    assert tools["get_account_state"].annotations.read_only_hint is True  # type: ignore[union-attr]
+
+
+async def test_get_account_state(gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]) -> None:
+    await seed.balance(db_pool, accounts["a"])
+    await seed.performance(db_pool, accounts["a"])
+    await seed.market_price(db_pool, BTC, "61000")
+    await seed.market_price(db_pool, "ETH-USDT-SWAP", "2900")
+    await seed.position(
+        db_pool,
+        accounts["a"],
+        BTC,
+        qty="1.5",
+        entry="60000",
+        confidence="80",
+        exit_plan={"take_profit": "65000", "stop_loss": "58000"},
+    )
+    await seed.position(
+        db_pool, accounts["a"], "ETH-USDT-SWAP", side="short", qty="2", entry="3000", confidence=None
+    )
+    await seed.position(db_pool, accounts["b"], BTC, qty="9")  # another account's: invisible
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        state = ok(await call(client, "get_account_state"))
+    assert (state["account"], state["mode"]) == ("acct-a", "simulated")
+    assert (state["available_usdt"], state["locked_usdt"], state["equity_usdt"]) == (
+        "9000.5",
+        "1000",
+        "10012.25",
+    )
+    btc, eth = state["positions"]
+    assert btc | {"opened_at": None, "updated_at": None} == {
+        "symbol": BTC,
+        "side": "long",
+        "pos_side": "net",
+        "contracts": "1.5",
+        "coin_quantity": "0.015",
+        "base_asset": "BTC",
+        "entry_price": "60000",
+        "mark_price": "61000",
+        "leverage": "5",
+        "margin_usdt": "120",
+        "liquidation_price": "50000",
+        "unrealized_pnl_usdt": "15",
+        "notional_usdt": "915",
+        "exit_plan": {"take_profit": "65000", "stop_loss": "58000", "invalidation_condition": None},
+        "confidence": "80",
+        "opened_at": None,
+        "updated_at": None,
+    }
+    # short 2 contracts x 0.1 ETH from 3000 to 2900: +20 USDT
+    assert (eth["side"], eth["unrealized_pnl_usdt"], eth["confidence"]) == ("short", "20", None)
+    assert state["performance"]["realized_pnl_usdt"] == "123.45"
+    assert state["performance"]["closed_positions"] == 5
+
+
+async def test_get_market_data_reads_closed_candles_oldest_first(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    times_3m = await seed.snapshots(db_pool, BTC, "3m", 12)
+    await seed.snapshots(db_pool, BTC, "4H", 12, newest=utcnow() - seed.BAR["4H"])
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        data = ok(await call(client, "get_market_data", symbol=BTC, limit=10))
+    three, four = data["series"]
+    assert (three["timeframe"], four["timeframe"]) == ("3m", "4H")
+    assert len(three["candles"]) == 10 and len(four["candles"]) == 10
+    assert [c["as_of"] for c in three["candles"]] == [
+        t.isoformat().replace("+00:00", "Z") for t in times_3m[2:]
+    ]
+    assert three["candles"][-1] == {
+        "as_of": three["as_of"],
+        "price": "60011",
+        "ema20": "60001",
+        "ema50": "59991",
+        "macd": "1.5",
+        "rsi7": "55.5",
+        "rsi14": "52.25",
+    }
+    assert (data["funding_rate"], data["open_interest"], data["stale"]) == ("0.0001", "12345.5", False)
+
+
+async def test_stale_market_data_asks_ingest_to_refresh(
+    gateway: Gateway, db_pool: asyncpg.Pool, nc: Nats, subjects: Subjects, accounts: dict[str, UUID]
+) -> None:
+    old = utcnow() - seed.BAR["3m"] * 50
+    await seed.snapshots(db_pool, BTC, "3m", 5, newest=old)
+    requests: list[MarketDataRefresh] = []
+
+    async def ingest_refresh(msg: Msg) -> None:  # ingest fetches over REST; metrics folds it
+        requests.append(MarketDataRefresh.model_validate_json(msg.data))
+        await seed.snapshots(db_pool, BTC, "3m", 3)
+        await msg.respond(MarketDataRefreshReply(ok=True, published=3).model_dump_json().encode())
+
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        stale = ok(await call(client, "get_market_data", symbol=BTC, timeframes=["3m"]))
+        assert stale["stale"] is True and stale["series"][0]["stale"] is True  # nobody answered
+        sub = await nc.subscribe(subjects.market_data_refresh(), cb=ingest_refresh)
+        await nc.flush()
+        try:
+            fresh = ok(await call(client, "get_market_data", symbol=BTC, timeframes=["3m"], limit=8))
+        finally:
+            await sub.unsubscribe()
+    assert requests[0].inst_id == BTC and requests[0].bars == ["3m"]
+    assert fresh["stale"] is False and len(fresh["series"][0]["candles"]) == 8
+
+
+async def test_execute_trade_writes_call_then_order_and_returns_fills(
+    gateway: Gateway, db_pool: asyncpg.Pool, ingest: FakeIngest, accounts: dict[str, UUID]
+) -> None:
+    await seed.market_price(db_pool, BTC, "60000")
+    plan = {"take_profit": "66000", "stop_loss": "57000", "invalidation_condition": "4H close < 56000"}
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        result = ok(await call(client, "execute_trade", **TRADE, exit_plan=plan, idempotency_key="k1"))
+    order = result["order"]
+    assert (order["status"], order["filled_size"], order["confidence"], order["leverage"]) == (
+        "filled",
+        "0.5",
+        "72",
+        "5",
+    )
+    assert order["exit_plan"] == plan and result["replayed"] is False
+    assert [(f["price"], f["size"]) for f in result["fills"]] == [("60000.5", "0.5")]
+    sent = ingest.received[-1]
+    assert (sent.cl_ord_id, sent.pos_side, sent.sz, sent.lever) == (
+        order["client_order_id"],
+        "net",
+        Decimal("0.5"),
+        Decimal(5),
+    )
+    row = await db_pool.fetchrow("SELECT * FROM aitrader.orders WHERE id = $1", UUID(order["order_id"]))
+    await gateway.audit.flush()
+    (audit,) = await seed.tool_calls(db_pool, tool_name="execute_trade")
+    assert row["tool_call_id"] == audit["id"] and row["exchange_order_id"] == "900001"
+    assert (audit["status"], audit["transport"], audit["account_id"]) == ("success", "memory", accounts["a"])
+    assert audit["request_payload"]["idempotency_key"] == "k1" and audit["latency_ms"] >= 0
+    assert audit["response_payload"]["order"]["order_id"] == order["order_id"]
+
+
+async def test_same_idempotency_key_returns_first_order_and_places_nothing(
+    gateway: Gateway, db_pool: asyncpg.Pool, ingest: FakeIngest, accounts: dict[str, UUID]
+) -> None:
+    await seed.market_price(db_pool, BTC, "60000")
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        first = ok(await call(client, "execute_trade", **TRADE, idempotency_key="same"))
+        second = ok(await call(client, "execute_trade", **TRADE, idempotency_key="same"))
+        other = await call(client, "execute_trade", **{**TRADE, "side": "sell"}, idempotency_key="same")
+    assert second["replayed"] is True and second["order"]["order_id"] == first["order"]["order_id"]
+    assert len(second["fills"]) == 1
+    assert "already used for a different order" in error_text(other)
+    assert len(ingest.received) == 1
+    assert await db_pool.fetchval("SELECT count(*) FROM aitrader.orders") == 1
+    await gateway.audit.flush()
+    statuses = [r["status"] for r in await seed.tool_calls(db_pool, tool_name="execute_trade")]
+    assert statuses == ["success", "success", "failed"]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "status", "fragment"),
+    [
+        pytest.param("reject", "rejected", "51008", id="exchange-rejects"),
+        pytest.param("silent", "unknown", "unknown state", id="ingest-times-out"),
+    ],
+)
+async def test_order_not_placed_is_an_error_and_marked(
+    gateway: Gateway, db_pool: asyncpg.Pool, ingest: FakeIngest, behaviour: Any, status: str, fragment: str
+) -> None:
+    await seed.market_price(db_pool, BTC, "60000")
+    ingest.behaviour = behaviour
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        result = await call(client, "execute_trade", **TRADE)
+    assert fragment in error_text(result)
+    assert await db_pool.fetchval("SELECT status FROM aitrader.orders") == status
+    await gateway.audit.flush()
+    (audit,) = await seed.tool_calls(db_pool, tool_name="execute_trade")
+    assert audit["status"] == "failed" and fragment in audit["error"]
+
+
+async def test_no_ingest_running_is_a_clear_error(gateway: Gateway, db_pool: asyncpg.Pool) -> None:
+    await seed.market_price(db_pool, BTC, "60000")
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        result = await call(client, "execute_trade", **TRADE)
+    assert "not running" in error_text(result) and "Nothing reached the exchange" in error_text(result)
+    assert await db_pool.fetchval("SELECT status FROM aitrader.orders") == "failed"
+
+
+BAD_ARGUMENTS = [
+    pytest.param(
+        "execute_trade",
+        {**TRADE, "symbol": "DOGE-USDT-SWAP"},
+        ["Unknown symbol", "BTC-USDT-SWAP, ETH-USDT-SWAP"],
+        id="unknown-symbol",
+    ),
+    pytest.param("execute_trade", {**TRADE, "size": "0.015"}, ["lot size 0.01"], id="size-not-lot-multiple"),
+    pytest.param("execute_trade", {**TRADE, "size": "0.001"}, ["below the minimum"], id="size-below-minimum"),
+    pytest.param(
+        "execute_trade",
+        {**TRADE, "confidence": 150},
+        ["confidence", "less than or equal to 100"],
+        id="confidence-above-100",
+    ),
+    pytest.param(
+        "execute_trade",
+        {**TRADE, "confidence": -1},
+        ["confidence", "greater than or equal to 0"],
+        id="confidence-below-0",
+    ),
+    pytest.param(
+        "execute_trade", {**TRADE, "leverage": 50}, ["leverage 50", "1 to 20"], id="leverage-above-limit"
+    ),
+    pytest.param(
+        "execute_trade",
+        {**TRADE, "order_type": "limit", "price": -5},
+        ["price", "greater than 0"],
+        id="negative-price",
+    ),
+    pytest.param(
+        "execute_trade",
+        {**TRADE, "order_type": "limit", "price": "60000.05"},
+        ["tick size 0.1"],
+        id="price-not-tick-multiple",
+    ),
+    pytest.param(
+        "execute_trade", {**TRADE, "price": "60000"}, ["only for limit orders"], id="price-on-market-order"
+    ),
+    pytest.param("execute_trade", {**TRADE, "size": "lots"}, ["size", "decimal"], id="size-wrong-type"),
+    pytest.param(
+        "execute_trade", {**TRADE, "side": "hold"}, ["side", "'buy' or 'sell'"], id="side-not-allowed"
+    ),
+    pytest.param(
+        "execute_trade",
+        {**TRADE, "size": "200"},
+        ["exceeds the maximum 100000 USDT", "166.66 contracts"],
+        id="notional-too-large",
+    ),
+    pytest.param(
+        "execute_trade", {"symbol": BTC, "side": "buy"}, ["size", "Field required"], id="missing-arguments"
+    ),
+    pytest.param(
+        "update_exit_plan",
+        {"symbol": BTC, "stop_loss": 50000},
+        ["No open position in BTC-USDT-SWAP"],
+        id="exit-plan-without-position",
+    ),
+    pytest.param(
+        "update_exit_plan",
+        {"symbol": "XRP-USDT-SWAP", "stop_loss": 1},
+        ["Unknown symbol"],
+        id="exit-plan-unknown-symbol",
+    ),
+    pytest.param(
+        "get_market_data",
+        {"symbol": BTC, "timeframes": ["7m"]},
+        ["timeframes", "'3m'"],
+        id="unknown-timeframe",
+    ),
+    pytest.param(
+        "get_market_data",
+        {"symbol": BTC, "limit": 0},
+        ["limit", "greater than or equal to 1"],
+        id="limit-zero",
+    ),
+    pytest.param(
+        "get_performance_metrics",
+        {"window": "monthly"},
+        ["window", "'daily', 'weekly' or 'all_time'"],
+        id="unknown-window",
+    ),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments", "fragments"), BAD_ARGUMENTS)
+async def test_bad_arguments_are_tool_errors_recorded_as_failed(
+    gateway: Gateway,
+    db_pool: asyncpg.Pool,
+    ingest: FakeIngest,
+    tool: str,
+    arguments: dict[str, Any],
+    fragments: list[str],
+) -> None:
+    await seed.market_price(db_pool, BTC, "60000")
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        text = error_text(await call(client, tool, **arguments))
+    for fragment in fragments:
+        assert fragment in text
+    assert await db_pool.fetchval("SELECT count(*) FROM aitrader.orders") == 0
+    assert ingest.received == []
+    await gateway.audit.flush()
+    (audit,) = await seed.tool_calls(db_pool)
+    assert (audit["tool_name"], audit["status"]) == (tool, "failed")
+    assert audit["request_payload"] == arguments and fragments[0] in audit["error"]
+
+
+async def test_update_exit_plan_merges_and_keeps_history(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    pid = await seed.position(
+        db_pool, accounts["a"], BTC, exit_plan={"take_profit": "65000", "stop_loss": "55000"}
+    )
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        moved = ok(
+            await call(
+                client,
+                "update_exit_plan",
+                symbol=BTC,
+                stop_loss="58000.5",
+                invalidation_condition="funding turns negative",
+            )
+        )
+        crossed = await call(client, "update_exit_plan", symbol=BTC, take_profit=57000)
+    assert moved["position"]["exit_plan"] == {
+        "take_profit": "65000",
+        "stop_loss": "58000.5",
+        "invalidation_condition": "funding turns negative",
+    }
+    assert moved["previous_exit_plan"]["stop_loss"] == "55000"
+    assert "must be above stop_loss" in error_text(crossed)
+    stored = await db_pool.fetchval("SELECT exit_plan FROM aitrader.positions_open WHERE id = $1", pid)
+    assert stored["stop_loss"] == "58000.5"
+    history = await db_pool.fetch("SELECT * FROM aitrader.exit_plan_history")
+    assert len(history) == 1 and history[0]["position_id"] == pid
+    await gateway.audit.flush()
+    calls = await seed.tool_calls(db_pool, tool_name="update_exit_plan")
+    assert history[0]["tool_call_id"] == calls[0]["id"]
+    assert [c["status"] for c in calls] == ["success", "failed"]
+
+
+async def test_get_performance_metrics(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    await seed.performance(db_pool, accounts["a"], "weekly")
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        weekly = ok(await call(client, "get_performance_metrics", window="weekly"))
+        daily = ok(await call(client, "get_performance_metrics", window="daily"))
+    assert (weekly["available"], weekly["sharpe_ratio"], weekly["biggest_loss_usdt"]) == (
+        True,
+        "1.25",
+        "-80.25",
+    )
+    assert [b["bucket"] for b in weekly["calibration"]] == ["0-50", "70-85"]
+    assert "sharpe_ratio" in weekly["definitions"] and weekly["updated_at"]
+    assert (daily["available"], daily["calibration"], daily["sharpe_ratio"]) == (False, [], None)
+
+
+async def test_read_scope_cannot_trade(
+    gateway: Gateway, db_pool: asyncpg.Pool, ingest: FakeIngest, accounts: dict[str, UUID]
+) -> None:
+    await seed.position(db_pool, accounts["a"], BTC)
+    async with memory_client(gateway, await client_for(gateway, "acct-a", {"read"})) as client:
+        trade = await call(client, "execute_trade", **TRADE)
+        plan = await call(client, "update_exit_plan", symbol=BTC, stop_loss=1)
+        ok(await call(client, "get_account_state"))
+    assert "scope read only" in error_text(trade) and "scope trade" in error_text(plan)
+    assert ingest.received == [] and await db_pool.fetchval("SELECT count(*) FROM aitrader.orders") == 0
+
+
+async def test_secrets_never_reach_the_audit_table(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    register_secrets(["sk-live-7f3a9c2e"])
+    await seed.position(db_pool, accounts["a"], BTC)
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        ok(await call(client, "update_exit_plan", symbol=BTC, invalidation_condition="key sk-live-7f3a9c2e"))
+    await gateway.audit.flush()
+    raw = await db_pool.fetchval(
+        "SELECT request_payload::text || response_payload::text FROM aitrader.mcp_tool_calls"
+    )
+    assert "sk-live-7f3a9c2e" not in raw and "key ***" in raw
