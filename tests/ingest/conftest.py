@@ -100,7 +100,8 @@ async def stream_messages(js: JetStreamContext, subjects: Subjects, kind: str,
                           subject: str) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
     """Every message stored under `subject` (wildcards allowed): (subject, body, headers)."""
     stream = subjects.stream(STREAM_ACCOUNT if kind == "account" else STREAM_MARKET)
-    out, seq = [], 1
+    out: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+    seq = 1
     while True:
         try:
             msg = await js.get_msg(stream, seq=seq, subject=subject, next=True)

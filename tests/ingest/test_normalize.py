@@ -208,7 +208,7 @@ frames = st.one_of(
 @given(data=st.data())
 def test_fuzz_never_crashes_and_keeps_valid_neighbours(data: st.DataObject) -> None:
     junk = data.draw(st.one_of(frames, st.none())) or _mutated_order(data)
-    outcomes = []
+    outcomes: list[str | int] = []
     for raw in (VALID, junk, VALID):
         try:
             frame = parse_frame(raw)
