@@ -139,15 +139,17 @@ async def insert_funding(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...
     return {(r["account_id"], r["exchange_bill_id"]) for r in inserted}
 
 
-async def load_open(conn: asyncpg.Connection, slots: Sequence[Slot]) -> dict[Slot, Position]:
+async def load_open(
+    conn: asyncpg.Connection, slots: Sequence[Slot], *, lock: bool = True
+) -> dict[Slot, Position]:
     """The open positions of these slots, locked against `update_exit_plan` until commit."""
     if not slots:
         return {}
     rows = await conn.fetch(
         """SELECT p.* FROM aitrader.positions_open p
            JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(a, s, ps)
-             ON p.account_id = k.a AND p.symbol = k.s AND p.pos_side = k.ps
-           FOR UPDATE OF p""",
+             ON p.account_id = k.a AND p.symbol = k.s AND p.pos_side = k.ps"""
+        + (" FOR UPDATE OF p" if lock else ""),
         *_slot_arrays(slots),
     )
     return {(r["account_id"], r["symbol"], r["pos_side"]): position_from_row(r) for r in rows}

@@ -14,6 +14,7 @@ from uuid import UUID
 import asyncpg
 import pytest_asyncio
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from services.positions.config import PositionsSettings
 from services.positions.main import serve
@@ -36,11 +37,23 @@ def positions_config(settings: Settings, **overrides: Any) -> PositionsSettings:
     return PositionsSettings(**values)
 
 
+async def consumer_ready(js: JetStreamContext, subjects: Subjects) -> None:
+    async def exists() -> bool:
+        try:
+            await js.consumer_info(subjects.stream(STREAM_ACCOUNT), CONSUMER)
+        except NotFoundError:
+            return False
+        return True
+
+    await wait_for(exists, timeout=15, message="the service's durable consumer")
+
+
 @contextlib.asynccontextmanager
-async def running(config: PositionsSettings) -> AsyncIterator[None]:
+async def running(config: PositionsSettings, js: JetStreamContext) -> AsyncIterator[None]:
     """The service as a task of this event loop, cancelled (and cleaned up) on exit."""
     task = asyncio.create_task(serve(config))
     try:
+        await consumer_ready(js, Subjects(config.nats_subject_root, config.nats_stream_prefix))
         yield
     finally:
         task.cancel()
@@ -55,9 +68,11 @@ async def account(db_pool: asyncpg.Pool) -> UUID:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def service(settings: Settings, account: UUID) -> AsyncIterator[PositionsSettings]:
+async def service(
+    settings: Settings, account: UUID, js: JetStreamContext
+) -> AsyncIterator[PositionsSettings]:
     config = positions_config(settings)
-    async with running(config):
+    async with running(config, js):
         yield config
 
 

@@ -1,0 +1,99 @@
+"""Rebuild positions from the stored ledger with the same fold and compare with the tables.
+
+Compared: every fold column of `positions_open` and `positions_closed`. Not compared: ids,
+timestamps of our own writes, the exchange-view columns (margin, liquidation and mark price,
+unrealized PnL) and `exit_plan` (written by the agent through `update_exit_plan`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.positions import repository
+from services.positions.domain import ClosedPosition, Instrument, Position, fold
+from services.positions.repository import Slot
+
+_SKIP = {"exit_plan"}
+
+
+@dataclass
+class ReplayReport:
+    """What a replay found."""
+
+    slots: int = 0
+    entries: int = 0
+    open_positions: int = 0
+    closed_positions: int = 0
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+
+async def replay(
+    conn: asyncpg.Connection, accounts: dict[UUID, str], slots: Sequence[Slot],
+    progress: Callable[[int], None] = lambda n: None,
+) -> ReplayReport:
+    """Fold these slots (of accounts: id -> external id) from the ledger and compare."""
+    report = ReplayReport(slots=len(slots))
+    instruments = await repository.load_instruments(conn)
+    for slot in slots:
+        label = f"{accounts[slot[0]]} {slot[1]} {slot[2]}"
+        found = await _replay_slot(conn, slot, instruments, report)
+        report.differences.extend(f"{label}: {d}" for d in found)
+        progress(1)
+    return report
+
+
+async def _replay_slot(
+    conn: asyncpg.Connection, slot: Slot, instruments: dict[str, Instrument], report: ReplayReport
+) -> list[str]:
+    instrument = instruments.get(slot[1])
+    if instrument is None:
+        return [f"instrument {slot[1]} is not in aitrader.instruments"]
+    entries = await repository.load_entries(conn, slot)
+    result = fold(entries, instrument)
+    stored_open = (await repository.load_open(conn, [slot], lock=False)).get(slot)
+    stored_closed = await repository.load_closed(conn, slot)
+    report.entries += len(entries)
+    report.open_positions += stored_open is not None
+    report.closed_positions += len(stored_closed)
+    return compare(result.position, result.closed, stored_open, stored_closed)
+
+
+def compare(
+    position: Position | None, closed: Sequence[ClosedPosition],
+    stored_open: Position | None, stored_closed: Sequence[ClosedPosition],
+) -> list[str]:
+    """Human-readable differences between a fold and the stored rows (empty: identical)."""
+    out = []
+    if position is None and stored_open is not None:
+        out.append(f"stored open {stored_open.side} {stored_open.quantity}, replay: none")
+    elif position is not None and stored_open is None:
+        out.append(f"replay open {position.side} {position.quantity}, stored: none")
+    elif position is not None and stored_open is not None:
+        out.extend(f"open {d}" for d in _field_differences(stored_open, position))
+    want = {c.closing_trade_id: c for c in closed}
+    have = {c.closing_trade_id: c for c in stored_closed}
+    for trade_id in sorted(want.keys() - have.keys()):
+        out.append(f"closed by trade {trade_id}: missing from positions_closed")
+    for trade_id in sorted(have.keys() - want.keys()):
+        out.append(f"closed by trade {trade_id}: stored, but the replay does not close there")
+    for trade_id in sorted(want.keys() & have.keys()):
+        found = _field_differences(have[trade_id], want[trade_id])
+        out.extend(f"closed by trade {trade_id}: {d}" for d in found)
+    return out
+
+
+def _field_differences(stored: Any, rebuilt: Any) -> list[str]:
+    return [
+        f"{f.name} stored {getattr(stored, f.name)}, replay {getattr(rebuilt, f.name)}"
+        for f in fields(stored)
+        if f.name not in _SKIP and getattr(stored, f.name) != getattr(rebuilt, f.name)
+    ]
