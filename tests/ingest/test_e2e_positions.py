@@ -45,6 +45,7 @@ async def test_ledger_agrees_with_the_exchange(settings: Settings, sim: SimHandl
     cfg = ingest_settings(settings, sim, ingest_market_data=False)
     async with running(cfg) as app:
         assert app.account is not None
+        account_id = app.account.account_id
         for inst, side, sz in (("BTC-USDT-SWAP", "buy", "2"), ("BTC-USDT-SWAP", "buy", "1.5"),
                                ("BTC-USDT-SWAP", "sell", "1"), ("BTC-USDT-SWAP", "sell", "4"),
                                ("ETH-USDT-SWAP", "sell", "5"), ("ETH-USDT-SWAP", "buy", "2")):
@@ -56,7 +57,7 @@ async def test_ledger_agrees_with_the_exchange(settings: Settings, sim: SimHandl
         async def ledger() -> list[asyncpg.Record]:
             rows = await db_pool.fetch(
                 "SELECT exchange_trade_id, symbol, side, price, size, fee_usdt, pnl_usdt,"
-                " pos_side FROM aitrader.fills WHERE account_id = $1", app.account.account_id)
+                " pos_side FROM aitrader.fills WHERE account_id = $1", account_id)
             return rows if len(rows) >= len(okx_fills) else []
 
         rows = await wait_for(ledger, timeout=20, message="every fill in the ledger")
@@ -64,7 +65,7 @@ async def test_ledger_agrees_with_the_exchange(settings: Settings, sim: SimHandl
                    r["fee_usdt"], r["pnl_usdt"], r["pos_side"]) for r in rows) == sorted(
         (f["tradeId"], f["instId"], f["side"], Decimal(f["fillPx"]), Decimal(f["fillSz"]),
          Decimal(f["fee"]), Decimal(f["fillPnl"]), f["posSide"]) for f in okx_fills)
-    await _positions_agree(db_pool, app.account.account_id, trader, okx_fills)
+    await _positions_agree(db_pool, account_id, trader, okx_fills)
 
 
 async def _positions_agree(pool: asyncpg.Pool, account_id: Any, trader: OkxRest,
