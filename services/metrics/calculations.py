@@ -117,11 +117,8 @@ def _wilder_rsi(gains: pl.Series, losses: pl.Series, period: int) -> float | Non
     return 100.0 * gain / (gain + loss)
 
 
-def indicators(closes: pl.Series, window: int = INDICATOR_WINDOW) -> Indicators:
-    """Indicators of the last close of `closes` (oldest first), from its trailing window."""
-    tail = closes.cast(pl.Float64).tail(window)
+def _values(tail: pl.Series, gains: pl.Series, losses: pl.Series) -> Indicators:
     emas = {period: ema(tail, period) for period in EMA_PERIODS}
-    gains, losses = _moves(tail)
     rsis = {period: _wilder_rsi(gains, losses, period) for period in RSI_PERIODS}
     fast, slow = emas[12], emas[26]
     return Indicators(
@@ -133,12 +130,23 @@ def indicators(closes: pl.Series, window: int = INDICATOR_WINDOW) -> Indicators:
     )
 
 
+def indicators(closes: pl.Series, window: int = INDICATOR_WINDOW) -> Indicators:
+    """Indicators of the last close of `closes` (oldest first), from its trailing window."""
+    tail = closes.cast(pl.Float64).tail(window)
+    return _values(tail, *_moves(tail))
+
+
 def indicator_series(closes: pl.Series, start: int = 0, window: int = INDICATOR_WINDOW) -> pl.DataFrame:
-    """Indicators of every close from index `start` on (each from its own trailing window)."""
+    """Indicators of every close from index `start` on, each from its own trailing window
+    (the same numbers `indicators` gives for that window: the moves are only sliced)."""
+    closes = closes.cast(pl.Float64)
+    gains, losses = _moves(closes)  # gains[i]: the move from close i to close i + 1
     rows = []
     for end in range(start, len(closes)):
-        values = indicators(closes.slice(max(0, end + 1 - window), min(end + 1, window)), window)
-        rows.append(values.__dict__)
+        first = max(0, end + 1 - window)
+        tail = closes.slice(first, end + 1 - first)
+        moves = (gains.slice(first, end - first), losses.slice(first, end - first))
+        rows.append(_values(tail, *moves).__dict__)
     schema = {name: pl.Float64 for name in ("ema20", "ema50", "macd", "rsi7", "rsi14")}
     return pl.DataFrame(rows, schema=schema)
 

@@ -74,7 +74,7 @@ def window_bounds(inputs: PerformanceInputs, now: datetime) -> pl.DataFrame:
     return pl.concat(frames)
 
 
-def sharpe(equity: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
+def sharpe(equity: pl.DataFrame, bounds: pl.DataFrame, now: datetime) -> pl.DataFrame:
     """Annualized Sharpe of 5-minute simple returns per (account, window); null if undefined.
 
     A bucket's sample is its last equity point. Buckets without a point repeat the previous
@@ -82,7 +82,6 @@ def sharpe(equity: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
     first to the last sampled bucket, and only the returns across sampled buckets can be
     non-zero.
     """
-    now = bounds.select(pl.col("end").max()).item()
     samples = (
         equity.filter(pl.col("as_of") <= now)
         .with_columns(bucket=pl.col("as_of").dt.epoch("us") // _BUCKET_US)
@@ -139,7 +138,7 @@ def order_stats(orders: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
 
 
 def hold_times(
-    closed: pl.DataFrame, open_: pl.DataFrame, bounds: pl.DataFrame
+    closed: pl.DataFrame, open_: pl.DataFrame, bounds: pl.DataFrame, now: datetime
 ) -> pl.DataFrame:
     """Microseconds of each window with signed open notional > 0, < 0 and = 0.
 
@@ -147,7 +146,6 @@ def hold_times(
     entry and removes it at exit (still open: at the window end). Summing the steps per
     instant in Decimal keeps an exact hedge exactly flat.
     """
-    end = bounds.select(pl.col("end").max()).item()
     intervals = pl.concat(
         [
             closed.select(
@@ -159,7 +157,7 @@ def hold_times(
             open_.select(
                 "account_id",
                 t0=pl.col("opened_at"),
-                t1=pl.lit(end, dtype=pl.Datetime("us", "UTC")),
+                t1=pl.lit(now, dtype=pl.Datetime("us", "UTC")),
                 notional=pl.col("notional"),
             ),
         ]
@@ -222,10 +220,10 @@ def metric_frames(inputs: PerformanceInputs, now: datetime) -> tuple[pl.DataFram
     bounds = window_bounds(inputs, now)
     summary = bounds
     for part in (
-        sharpe(inputs.equity, bounds),
+        sharpe(inputs.equity, bounds, now),
         trade_stats(inputs.closed, bounds),
         order_stats(inputs.orders, bounds),
-        hold_times(inputs.closed, inputs.open, bounds),
+        hold_times(inputs.closed, inputs.open, bounds, now),
     ):
         summary = summary.join(part, on=KEYS, how="left")
     return summary, calibration(inputs.closed, bounds)
