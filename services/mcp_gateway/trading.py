@@ -29,6 +29,8 @@ from services.mcp_gateway.rules import (
 )
 from shared.messages import PlaceOrder
 
+ENDED = frozenset({"canceled", "rejected", "failed"})
+
 
 def require_trade_scope(who: Principal, tool: str) -> None:
     if not who.can("trade"):
@@ -132,10 +134,7 @@ async def _send_and_wait(
                 "Nothing was executed."
             )
         await repository.mark_submitted(gw.pool, order.order_id, reply.ord_id)
-        fills = await _wait_for_fills(gw, order, folded)
-    row = await repository.fetch_order(gw.pool, order.order_id)
-    assert row is not None
-    final = repository.order_view(row)
+        final, fills = await _wait_for_fills(gw, order, folded)
     filled = sum((f.size for f in fills), Decimal(0))
     return views.TradeResult(order=final, fills=fills, replayed=False, note=_note(final, filled))
 
@@ -154,17 +153,27 @@ async def _not_placed(gw: Gateway, order: views.Order, exc: CommandFailed) -> No
     )
 
 
-async def _wait_for_fills(gw: Gateway, order: views.Order, folded: asyncio.Event) -> list[views.Fill]:
+async def _wait_for_fills(
+    gw: Gateway, order: views.Order, folded: asyncio.Event
+) -> tuple[views.Order, list[views.Fill]]:
+    """Until the fills cover the order and its row says so (fills and the order's own update
+    are folded separately), the order ends, or the wait is over."""
     deadline = time.monotonic() + gw.config.mcp_fill_wait_ms / 1000
     while True:
         folded.clear()
         fills = await repository.fetch_fills(gw.pool, order.order_id)
+        row = await repository.fetch_order(gw.pool, order.order_id)
+        assert row is not None
+        current = repository.order_view(row)
+        covered = sum((f.size for f in fills), Decimal(0)) >= order.size
+        done = covered and current.filled_size >= order.size
         left = deadline - time.monotonic()
-        if sum((f.size for f in fills), Decimal(0)) >= order.size or left <= 0:
-            return fills
-        # Woken by the positions service's event; the short timeout covers a missed event.
+        if done or current.status in ENDED or left <= 0:
+            return current, fills
+        # Woken by the positions service's event; the short timeout covers the order's own
+        # update, which publishes no position event.
         try:
-            await asyncio.wait_for(folded.wait(), timeout=min(left, 0.1))
+            await asyncio.wait_for(folded.wait(), timeout=min(left, 0.02))
         except TimeoutError:
             pass
 
