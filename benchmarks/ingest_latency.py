@@ -83,7 +83,7 @@ def instrument() -> None:
         if key:
             stored.setdefault(key, time.perf_counter())
 
-    WebSocket.send_text = timed_send  # type: ignore[method-assign]
+    WebSocket.send_text = timed_send  # type: ignore[method-assign,assignment]
     Publisher.publish = timed_publish  # type: ignore[method-assign]
 
 
