@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import sys
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class Stack:
     postgres: EmbeddedPostgres | None = None
     nats: EmbeddedNats | None = None
     children: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
 
     def stop_servers(self) -> None:
         if self.nats:
@@ -63,6 +65,30 @@ class Stack:
         if self.postgres:
             self.postgres.stop()
             log.info("stopped", server="postgres")
+
+
+EXPORTED = (
+    "nats_subject_root",
+    "nats_stream_prefix",
+    "account",
+    "account_mode",
+    "symbols",
+    "timeframes",
+    "mcp_host",
+    "mcp_port",
+    "log_level",
+    "log_format",
+)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings `up` was given, as the environment of the processes it starts."""
+    env: dict[str, str] = {}
+    for name in EXPORTED:
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"AITRADER_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
+    return env
 
 
 def start_infrastructure(settings: Settings, data_dir: Path, stack: Stack) -> None:
@@ -106,6 +132,7 @@ async def prepare(settings: Settings, stack: Stack) -> None:
 async def spawn(name: str, argv: list[str], env: dict[str, str], stack: Stack) -> None:
     process = await asyncio.create_subprocess_exec(*argv, env={**os.environ, **env})
     stack.children[name] = process
+    stack.commands[name] = argv
     log.info("started", service=name, pid=process.pid)
 
 
@@ -123,7 +150,7 @@ def sim_environment(stack: Stack, port: int) -> list[str]:
         AITRADER_OKX_PASSPHRASE=passphrase,
         AITRADER_ACCOUNT_MODE="simulated",
     )
-    stack.env.setdefault("AITRADER_ACCOUNT", os.environ.get("AITRADER_ACCOUNT", "sim-demo"))
+    stack.env.setdefault("AITRADER_ACCOUNT", "sim-demo")
     return [
         sys.executable,
         "-m",
@@ -136,21 +163,28 @@ def sim_environment(stack: Stack, port: int) -> list[str]:
     ]
 
 
-async def supervise(stack: Stack, stop: asyncio.Event) -> None:
-    """Wait for a stop signal; report a child that exits on its own."""
-    waiters = {asyncio.ensure_future(p.wait()): n for n, p in stack.children.items()}
-    stopper = asyncio.ensure_future(stop.wait())
-    pending = set(waiters) | {stopper}
-    while not stop.is_set():
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+async def supervise(stack: Stack) -> None:
+    """Restart a service that exits on its own, with backoff (a crash loop slows down)."""
+    failures: dict[str, int] = defaultdict(int)
+    while True:
+        waiters = {
+            asyncio.ensure_future(p.wait()): n for n, p in stack.children.items() if p.returncode is None
+        }
+        if not waiters:
+            return
+        done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
         for task in done:
-            if task in waiters:
-                log.error("service_exited", service=waiters[task], code=task.result())
-        if not (pending - {stopper}):
-            log.error("all_services_exited")
-            break
-    for task in pending:
-        task.cancel()
+            name = waiters[task]
+            delay = RESTART_BACKOFF[min(failures[name], len(RESTART_BACKOFF) - 1)]
+            failures[name] += 1
+            log.error("service_exited", service=name, code=task.result(), restart_in_s=delay)
+            await asyncio.sleep(delay)
+            await spawn(name, stack.commands[name], stack.env, stack)
 
 
 async def stop_children(stack: Stack, timeout: float = 15.0) -> None:
@@ -180,7 +214,8 @@ async def running_stack(
 ) -> AsyncIterator[Stack]:
     """Infrastructure, migrations, streams, okx_sim (for `sim`) and the services; all stopped
     in reverse order on exit."""
-    stack = Stack()
+    stack = Stack(env=settings_env(settings))
+    monitor: asyncio.Task[None] | None = None
     try:
         start_infrastructure(settings, data_dir, stack)
         await prepare(settings, stack)
@@ -200,8 +235,11 @@ async def running_stack(
             nats=stack.env["AITRADER_NATS_URL"],
             mcp=f"http://{settings.mcp_host}:{settings.mcp_port}/mcp",
         )
+        monitor = asyncio.create_task(supervise(stack), name="supervise")
         yield stack
     finally:
+        if monitor is not None:
+            monitor.cancel()
         await stop_children(stack)
         stack.stop_servers()
 
@@ -212,11 +250,8 @@ async def run_up(settings: Settings, data_dir: Path, market: str, services: list
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with running_stack(settings, data_dir, market, services) as stack:
-            if stack.children:
-                await supervise(stack, stop)
-            else:
-                await stop.wait()
+        async with running_stack(settings, data_dir, market, services):
+            await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -83,3 +83,7 @@ def run_service(name: str, settings_cls: type[Settings] | None = None) -> None:
         asyncio.run(run_until_signalled(serve(settings), name))
     except ConfigError as exc:
         fail(exc)
+    except Exception:
+        # One structured line with the traceback, then a non-zero exit for the supervisor.
+        get_logger().exception("service_crashed", service=name)
+        raise SystemExit(1) from None

@@ -1,0 +1,271 @@
+"""`aitrader demo`: the whole product on this machine plus a scripted agent, in under a minute.
+
+Embedded PostgreSQL + NATS in a fresh temporary directory, okx_sim, every service as its own
+process, then an agent that talks to the gateway over streamable HTTP with the official MCP
+client: it reads market data, opens, adjusts and closes positions on two symbols, sets exit
+plans, and prints a summary (closed positions, realized PnL, performance, tool-call latencies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import click
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from shared.cli_common import cli_settings, friendly_errors
+from shared.embedded import free_port
+from shared.logging import get_logger
+from shared.settings import Settings
+
+log = get_logger("demo")
+SYMBOLS = ("BTC-USDT-SWAP", "ETH-USDT-SWAP")
+ACCOUNT = "demo-agent"
+HOLD_SECONDS = 12.0
+TIMEFRAMES = ["1m", "3m"]
+
+
+async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 40.0) -> Any:
+    """Wait for a condition of the running product (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"demo: timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+class Agent:
+    """A scripted agent: calls tools, records client-side latencies."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.latencies: dict[str, list[float]] = defaultdict(list)
+
+    async def call(self, tool: str, **arguments: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        result = await self.client.call_tool(tool, arguments)
+        self.latencies[tool].append((time.perf_counter() - started) * 1000)
+        if result.is_error:
+            text = " ".join(getattr(c, "text", "") for c in result.content)
+            raise click.ClickException(f"demo: {tool} failed: {text}")
+        content: dict[str, Any] = result.structured_content or {}
+        return content
+
+    async def trade(self, symbol: str, side: str, size: str, key: str, **extra: Any) -> dict[str, Any]:
+        result = await self.call(
+            "execute_trade", symbol=symbol, side=side, size=size, idempotency_key=key, **extra
+        )
+        order = result["order"]
+        click.echo(
+            f"  {side:4} {size:>5} {symbol:<14} -> {order['status']:<10} "
+            f"filled {order['filled_size']} @ {order['avg_fill_price']}"
+        )
+        return result
+
+
+async def run_script(agent: Agent, pool: asyncpg.Pool) -> None:
+    """Open, adjust and close positions on two symbols."""
+    for symbol in SYMBOLS:
+        data = await agent.call("get_market_data", symbol=symbol, timeframes=TIMEFRAMES, limit=5)
+        last = data["series"][0]["candles"][-1] if data["series"][0]["candles"] else {}
+        click.echo(
+            f"  {symbol}: close {last.get('price')} EMA20 {last.get('ema20')} RSI14 {last.get('rsi14')}"
+        )
+    await agent.call("get_account_state")
+    plan = {"invalidation_condition": "1m close below EMA50"}
+    await agent.trade(
+        "BTC-USDT-SWAP", "buy", "2", "demo-btc-open", leverage="5", confidence="72", exit_plan=plan
+    )
+    await agent.trade("ETH-USDT-SWAP", "sell", "3", "demo-eth-open", leverage="3", confidence="64")
+    await agent.trade("BTC-USDT-SWAP", "buy", "1", "demo-btc-add", leverage="5", confidence="80")
+    state = await agent.call("get_account_state")
+    for position in state["positions"]:
+        entry = float(position["entry_price"])
+        up, down = (1.02, 0.98) if position["side"] == "long" else (0.98, 1.02)
+        await agent.call(
+            "update_exit_plan",
+            symbol=position["symbol"],
+            take_profit=f"{entry * up:.1f}",
+            stop_loss=f"{entry * down:.1f}",
+        )
+    state = await agent.call("get_account_state")
+    for position in state["positions"]:
+        click.echo(
+            f"  open {position['side']:5} {position['contracts']:>5} {position['symbol']:<14} "
+            f"entry {position['entry_price']} confidence {position['confidence']} "
+            f"plan {position['exit_plan']}"
+        )
+    await hold(agent, seconds=HOLD_SECONDS)
+    await agent.trade(
+        "BTC-USDT-SWAP", "sell", "1", "demo-btc-trim", leverage="5", confidence="60", reduce_only=True
+    )
+    for position in (await agent.call("get_account_state"))["positions"]:
+        side = "sell" if position["side"] == "long" else "buy"
+        await agent.trade(
+            position["symbol"],
+            side,
+            str(position["contracts"]),
+            f"demo-close-{position['symbol']}",
+            leverage=str(position["leverage"] or "5"),
+            confidence="50",
+            reduce_only=True,
+        )
+    await until(
+        lambda: pool.fetchval("SELECT count(*) = 0 FROM aitrader.positions_open"), "positions to close"
+    )
+
+
+async def hold(agent: Agent, seconds: float) -> None:
+    """Let the market move (okx_sim steps every 5 s) and watch unrealized PnL."""
+    click.echo(f"  holding for {seconds:.0f} s ...")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(min(4.0, max(0.0, deadline - time.monotonic())))
+        state = await agent.call("get_account_state")
+        upnl = ", ".join(
+            f"{p['symbol']} {p['mark_price']} uPnL {p['unrealized_pnl_usdt']}" for p in state["positions"]
+        )
+        click.echo(f"    equity {state['equity_usdt']}  {upnl}")
+
+
+async def print_summary(agent: Agent, pool: asyncpg.Pool) -> None:
+    closed = await pool.fetch(
+        """SELECT symbol, side, quantity, entry_price, exit_price, realized_pnl_usdt, fee_usdt,
+                  average_confidence, exit_reason
+           FROM aitrader.positions_closed ORDER BY exit_time"""
+    )
+    click.echo("\nClosed positions")
+    for row in closed:
+        click.echo(
+            f"  {row['symbol']:<14} {row['side']:5} {row['quantity']:>6} contracts  "
+            f"entry {row['entry_price']}  exit {row['exit_price']}  net PnL {row['realized_pnl_usdt']} "
+            f"(fees {row['fee_usdt']})  confidence {row['average_confidence']}  [{row['exit_reason']}]"
+        )
+    total = sum((row["realized_pnl_usdt"] for row in closed), start=0)
+    click.echo(f"  realized PnL, net of fees: {total} USDT over {len(closed)} positions")
+    metrics = await until(
+        lambda: _performance(agent, len(closed)), "the performance snapshot to include the trades"
+    )
+    click.echo("\nPerformance (all_time)")
+    for key in (
+        "win_rate",
+        "sharpe_ratio",
+        "average_leverage",
+        "average_confidence",
+        "biggest_win_usdt",
+        "biggest_loss_usdt",
+        "hold_ratio_long",
+        "hold_ratio_short",
+        "hold_ratio_flat",
+    ):
+        click.echo(f"  {key:<20} {metrics.get(key)}")
+    click.echo("\nTool-call latency (client side, ms)")
+    for tool, values in sorted(agent.latencies.items()):
+        click.echo(
+            f"  {tool:<24} calls {len(values):>2}  p50 {statistics.median(values):7.1f}  "
+            f"max {max(values):7.1f}"
+        )
+    audited = await pool.fetchval("SELECT count(*) FROM aitrader.mcp_tool_calls")
+    click.echo(f"  every call audited: {audited} rows in mcp_tool_calls")
+
+
+async def _performance(agent: Agent, closed: int) -> dict[str, Any] | None:
+    metrics = await agent.call("get_performance_metrics", window="all_time")
+    return metrics if metrics.get("available") and metrics.get("closed_positions") == closed else None
+
+
+@asynccontextmanager
+async def agent_client(url: str, token: str) -> AsyncIterator[Agent]:
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+        async with Client(streamable_http_client(url, http_client=http)) as client:
+            yield Agent(client)
+
+
+async def run_demo(settings: Settings, data_dir: Path) -> None:
+    from services.mcp_gateway.auth import create_token
+    from services.up import running_stack
+
+    started = time.monotonic()
+    async with running_stack(
+        settings, data_dir, "sim", ["ingest", "positions", "metrics", "mcp_gateway"]
+    ) as stack:
+        pool = await asyncpg.create_pool(stack.env["AITRADER_DATABASE_URL"], min_size=1, max_size=2)
+        try:
+            await until(
+                lambda: pool.fetchval(
+                    "SELECT count(*) FROM aitrader.accounts WHERE external_id = $1", ACCOUNT
+                ),
+                "ingest to register the account",
+            )
+            await until(
+                lambda: pool.fetchval(
+                    """SELECT count(DISTINCT (symbol, timeframe)) = $1 FROM aitrader.market_snapshots
+                       WHERE ema50 IS NOT NULL AND as_of > now() - interval '3 minutes'""",
+                    len(SYMBOLS) * len(TIMEFRAMES),
+                ),
+                "fresh indicators for both symbols",
+            )
+            token, _row = await create_token(pool, ACCOUNT, "trade", label="demo")
+            url = f"http://{settings.mcp_host}:{settings.mcp_port}/mcp"
+            await until(lambda: _healthy(settings), "the MCP gateway")
+            click.echo(f"AiTrader demo: product up in {time.monotonic() - started:.1f} s; agent on {url}\n")
+            async with agent_client(url, token) as agent:
+                await run_script(agent, pool)
+                await print_summary(agent, pool)
+        finally:
+            await pool.close()
+    click.echo(f"\nDone in {time.monotonic() - started:.1f} s.")
+
+
+async def _healthy(settings: Settings) -> bool:
+    try:
+        async with httpx2.AsyncClient(timeout=1) as http:
+            response = await http.get(f"http://{settings.mcp_host}:{settings.mcp_port}/healthz")
+            return response.status_code == 200
+    except httpx2.HTTPError:
+        return False
+
+
+@click.command("demo")
+@click.option("--keep", is_flag=True, help="Keep the temporary data directory afterwards.")
+@friendly_errors
+def demo_command(keep: bool) -> None:
+    """Run the whole product against okx_sim with a scripted agent, and print a summary."""
+    base = cli_settings()
+    settings = base.model_copy(
+        update={
+            "database_url": None,
+            "nats_url": None,
+            "account": ACCOUNT,
+            "account_mode": "simulated",
+            "embedded_pg_port": free_port(),
+            "embedded_nats_port": free_port(),
+            "mcp_port": free_port(),
+            "mcp_host": "127.0.0.1",
+            "timeframes": ["1m", "3m"],
+        }
+    )
+    data_dir = Path(tempfile.mkdtemp(prefix="aitrader-demo-"))
+    data_dir.chmod(0o755)
+    try:
+        asyncio.run(run_demo(settings, data_dir))
+    finally:
+        if keep:
+            click.echo(f"data kept in {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
