@@ -75,10 +75,16 @@ class Ticker(Event):
     ask_px: Decimal | None = None
     vol_24h: Decimal | None = None
 
+    def msg_id(self) -> str:
+        return f"ticker:{self.inst_id}:{to_ms(self.ts_event)}"
+
 
 class MarkPrice(Event):
     inst_id: str
     mark_px: Price
+
+    def msg_id(self) -> str:
+        return f"mark:{self.inst_id}:{to_ms(self.ts_event)}"
 
 
 class FundingRate(Event):
