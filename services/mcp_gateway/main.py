@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -34,8 +34,11 @@ def quiet_sdk_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def http_app(gw: Gateway, host: str) -> tuple[MCPServer, Starlette]:
-    """The streamable-HTTP app: stateless JSON responses, so any instance can answer any call."""
+def http_app(
+    gw: Gateway, host: str, extend: Callable[[MCPServer], None] | None = None
+) -> tuple[MCPServer, Starlette]:
+    """The streamable-HTTP app: stateless JSON responses, so any instance can answer any call.
+    `extend` may add tools (the benchmark's reference `ping`)."""
     server = build_server(gw, transport="http", verifier=TokenVerifier(gw.pool, gw.config.mcp_token_cache_s))
 
     async def healthz(_request: Request) -> Response:
@@ -43,6 +46,8 @@ def http_app(gw: Gateway, host: str) -> tuple[MCPServer, Starlette]:
         status = 200 if all(checks.values()) else 503
         return JSONResponse({"status": "ok" if status == 200 else "unavailable", **checks}, status)
 
+    if extend is not None:
+        extend(server)
     app = server.streamable_http_app(stateless_http=True, json_response=True, host=host)
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
     return server, app
@@ -57,10 +62,15 @@ async def _db_ok(gw: Gateway) -> bool:
 
 
 @asynccontextmanager
-async def serve_http(gw: Gateway, host: str, port: int) -> AsyncIterator[str]:
+async def serve_http(
+    gw: Gateway, host: str, port: int, extend: Callable[[MCPServer], None] | None = None
+) -> AsyncIterator[str]:
     """Serve the gateway until the block exits; yield its /mcp URL (port 0 = a free port)."""
-    _server, app = http_app(gw, host)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    _server, app = http_app(gw, host, extend)
+    # proto IPPROTO_TCP, or asyncio does not set TCP_NODELAY on accepted connections (then
+    # Nagle + delayed ACK add ~40 ms to every response).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")

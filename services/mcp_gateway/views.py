@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 
 def plain_decimal(value: Decimal) -> str:
@@ -22,7 +22,21 @@ def plain_decimal(value: Decimal) -> str:
     return "0" if text in ("", "-0") else text
 
 
-Dec = Annotated[Decimal, PlainSerializer(plain_decimal, return_type=str, when_used="json")]
+def _optional_plain(value: Decimal | None) -> str | None:
+    return None if value is None else plain_decimal(value)
+
+
+# The schemas say string (what is sent), flat: one type is cheap for a client to validate.
+Dec = Annotated[
+    Decimal,
+    PlainSerializer(plain_decimal, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "description": "exact decimal"}),
+]
+OptDec = Annotated[
+    Decimal | None,
+    PlainSerializer(_optional_plain, return_type=str | None, when_used="json"),
+    WithJsonSchema({"type": ["string", "null"], "description": "exact decimal"}),
+]
 Mode = Literal["live", "simulated"]
 Window = Literal["daily", "weekly", "all_time"]
 
@@ -34,8 +48,8 @@ class View(BaseModel):
 class ExitPlan(View):
     """The agent's plan for leaving a position; stored with the position, kept in its history."""
 
-    take_profit: Dec | None = Field(default=None, gt=0, description="Price at which to take profit.")
-    stop_loss: Dec | None = Field(default=None, gt=0, description="Price at which to cut the loss.")
+    take_profit: OptDec = Field(default=None, gt=0, description="Price at which to take profit.")
+    stop_loss: OptDec = Field(default=None, gt=0, description="Price at which to cut the loss.")
     invalidation_condition: str | None = Field(
         default=None,
         max_length=1000,
@@ -50,25 +64,25 @@ class Position(View):
     contracts: Dec = Field(description="Size in contracts (OKX 张).")
     coin_quantity: Dec = Field(description="contracts x ctVal x ctMult, in base_asset.")
     base_asset: str
-    entry_price: Dec | None
-    mark_price: Dec | None
-    leverage: Dec | None
-    margin_usdt: Dec | None
-    liquidation_price: Dec | None
-    unrealized_pnl_usdt: Dec | None = Field(description="(mark - entry) x coin_quantity x direction.")
-    notional_usdt: Dec | None = Field(description="coin_quantity x mark_price.")
+    entry_price: OptDec
+    mark_price: OptDec
+    leverage: OptDec
+    margin_usdt: OptDec
+    liquidation_price: OptDec
+    unrealized_pnl_usdt: OptDec = Field(description="(mark - entry) x coin_quantity x direction.")
+    notional_usdt: OptDec = Field(description="coin_quantity x mark_price.")
     exit_plan: ExitPlan | None
-    confidence: Dec | None = Field(description="Contract-weighted confidence of the opening fills.")
+    confidence: OptDec = Field(description="Contract-weighted confidence of the opening fills.")
     opened_at: AwareDatetime | None
     updated_at: AwareDatetime
 
 
 class HeadlinePerformance(View):
     window: Window = "all_time"
-    realized_pnl_usdt: Dec | None
+    realized_pnl_usdt: OptDec
     closed_positions: int
-    win_rate: Dec | None
-    sharpe_ratio: Dec | None
+    win_rate: OptDec
+    sharpe_ratio: OptDec
     updated_at: AwareDatetime
 
 
@@ -76,10 +90,10 @@ class AccountState(View):
     account: str = Field(description="The account's external id.")
     account_id: UUID
     mode: Mode = Field(description="live = real money on OKX; simulated = demo trading.")
-    available_usdt: Dec | None
-    locked_usdt: Dec | None
-    cash_usdt: Dec | None
-    equity_usdt: Dec | None
+    available_usdt: OptDec
+    locked_usdt: OptDec
+    cash_usdt: OptDec
+    equity_usdt: OptDec
     balance_as_of: AwareDatetime | None
     positions: list[Position]
     performance: HeadlinePerformance | None = Field(
@@ -90,12 +104,12 @@ class AccountState(View):
 
 class Candle(View):
     as_of: AwareDatetime = Field(description="Close time of the candle.")
-    price: Dec | None = Field(description="Close price.")
-    ema20: Dec | None
-    ema50: Dec | None
-    macd: Dec | None
-    rsi7: Dec | None
-    rsi14: Dec | None
+    price: OptDec = Field(description="Close price.")
+    ema20: OptDec
+    ema50: OptDec
+    macd: OptDec
+    rsi7: OptDec
+    rsi14: OptDec
 
 
 class Series(View):
@@ -108,8 +122,8 @@ class Series(View):
 class MarketData(View):
     symbol: str
     series: list[Series]
-    funding_rate: Dec | None = Field(description="Latest funding rate (0.0001 = 0.01% per period).")
-    open_interest: Dec | None = Field(description="Latest open interest, in contracts.")
+    funding_rate: OptDec = Field(description="Latest funding rate (0.0001 = 0.01% per period).")
+    open_interest: OptDec = Field(description="Latest open interest, in contracts.")
     as_of: AwareDatetime | None
     stale: bool = Field(description="True when any timeframe is stale; treat the data with care.")
 
@@ -131,13 +145,13 @@ class Order(View):
     pos_side: str | None
     order_type: str
     size: Dec
-    price: Dec | None
-    leverage: Dec | None
-    confidence: Dec | None
+    price: OptDec
+    leverage: OptDec
+    confidence: OptDec
     reduce_only: bool
     status: str = Field(description="pending, submitted, rejected, failed, unknown, or the exchange's.")
     filled_size: Dec
-    avg_fill_price: Dec | None
+    avg_fill_price: OptDec
     reject_code: str | None
     reject_reason: str | None
     exit_plan: ExitPlan | None
@@ -159,24 +173,24 @@ class ExitPlanUpdate(View):
 class CalibrationBucket(View):
     bucket: str = Field(description="Confidence range, e.g. 70-85.")
     closed_positions: int
-    win_rate: Dec | None
-    mean_pnl_usdt: Dec | None
+    win_rate: OptDec
+    mean_pnl_usdt: OptDec
 
 
 class PerformanceMetrics(View):
     window: Window
     available: bool = Field(description="False until the metrics service has written this window.")
-    sharpe_ratio: Dec | None = None
-    win_rate: Dec | None = None
-    average_leverage: Dec | None = None
-    average_confidence: Dec | None = None
-    biggest_win_usdt: Dec | None = None
-    biggest_loss_usdt: Dec | None = None
-    hold_ratio_long: Dec | None = None
-    hold_ratio_short: Dec | None = None
-    hold_ratio_flat: Dec | None = None
+    sharpe_ratio: OptDec = None
+    win_rate: OptDec = None
+    average_leverage: OptDec = None
+    average_confidence: OptDec = None
+    biggest_win_usdt: OptDec = None
+    biggest_loss_usdt: OptDec = None
+    hold_ratio_long: OptDec = None
+    hold_ratio_short: OptDec = None
+    hold_ratio_flat: OptDec = None
     closed_positions: int = 0
-    realized_pnl_usdt: Dec | None = None
+    realized_pnl_usdt: OptDec = None
     window_start: AwareDatetime | None = None
     window_end: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
