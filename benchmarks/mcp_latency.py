@@ -67,7 +67,7 @@ async def infrastructure() -> AsyncIterator[Settings]:
         yield Settings()
         return
     root = Path(tempfile.mkdtemp(prefix="aitrader-bench-"))
-    os.chmod(root, 0o755)  # noqa: ASYNC240 - once, at start-up
+    os.chmod(root, 0o755)
     pg, nats = EmbeddedPostgres(root / "pg"), EmbeddedNats(root / "nats")
     try:
         pg.start()
