@@ -30,6 +30,7 @@ from services.metrics.definitions import (
 KEYS = ["account_id", "window"]
 MONEY = pl.Decimal(38, 8)
 _BUCKET_US = int(SHARPE_BUCKET.total_seconds() * 1_000_000)
+_NOTIONAL_UNITS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,8 @@ def sharpe(equity: pl.DataFrame, bounds: pl.DataFrame, now: datetime) -> pl.Data
     samples = (
         equity.filter(pl.col("as_of") <= now)
         .with_columns(bucket=pl.col("as_of").dt.epoch("us") // _BUCKET_US)
-        .sort("as_of")
         .group_by("account_id", "bucket")
-        .agg(pl.col("as_of").last(), pl.col("equity").last())
+        .agg(pl.col("equity").get(pl.col("as_of").arg_max()), pl.col("as_of").max())
         .join(bounds, on="account_id")
         .filter(_in_window("as_of"))
         .sort("bucket")
@@ -144,7 +144,7 @@ def hold_times(
 
     The account's notional is a step function: each position adds its signed notional at
     entry and removes it at exit (still open: at the window end). Summing the steps per
-    instant in Decimal keeps an exact hedge exactly flat.
+    instant exactly (integers of 1e-8 USDT) keeps an exact hedge exactly flat.
     """
     intervals = pl.concat(
         [
@@ -162,6 +162,10 @@ def hold_times(
             ),
         ]
     )
+    # Exact integers in 1e-8 USDT: as exact as the Decimal, and much faster to sum.
+    intervals = intervals.with_columns(
+        notional=(pl.col("notional").cast(MONEY) * _NOTIONAL_UNITS).cast(pl.Int64)
+    )
     clipped = (
         intervals.join(bounds, on="account_id")
         .with_columns(
@@ -169,7 +173,7 @@ def hold_times(
         )
         .filter(pl.col("t0") < pl.col("t1"))
     )
-    zero = pl.lit(0, dtype=MONEY)
+    zero = pl.lit(0, dtype=pl.Int64)
     steps = pl.concat(
         [
             clipped.select(*KEYS, t=pl.col("t0"), delta=pl.col("notional")),

@@ -24,9 +24,9 @@ RETRYABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 async def refresh_performance(pool: asyncpg.Pool, clock: Clock, accounts: list[UUID] | None) -> int:
     """Recompute and upsert all windows of these accounts (None = every active one)."""
     now = clock.now()
+    inputs = await store.load_inputs(pool, accounts, now)
+    performance, calibration = stored_rows(*metric_frames(inputs, now))
     async with pool.acquire() as conn:
-        inputs = await store.load_inputs(conn, accounts, now)
-        performance, calibration = stored_rows(*metric_frames(inputs, now))
         await store.save(conn, performance, calibration)
     return len(performance)
 

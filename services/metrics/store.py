@@ -3,6 +3,7 @@ repeatable-read snapshot) and upsert `performance_snapshots` / `confidence_calib
 
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import datetime
 from uuid import UUID
@@ -17,6 +18,8 @@ TIME = pl.Datetime("us", "UTC")
 # Timestamps as PostgreSQL prints them with TimeZone = UTC: 2026-01-01 00:00:00.5+00
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S%.f%#z"
 FACTOR = pl.Decimal(38, 2)
+# Categorical: 100 ids over a million rows group and join several times faster than text.
+ACCOUNT = pl.Categorical()
 
 ACCOUNTS = """aitrader.accounts a WHERE a.status = 'active'
     AND ($1::uuid[] IS NULL OR a.id = ANY($1::uuid[]))"""
@@ -25,13 +28,13 @@ DIRECTION = "CASE {t}.side WHEN 'long' THEN 1 WHEN 'short' THEN -1 END"
 QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
     "accounts": (
         f"SELECT a.id AS account_id, LEAST(a.created_at, $2) AS created_at FROM {ACCOUNTS}",
-        {"account_id": pl.String(), "created_at": TIME},
+        {"account_id": ACCOUNT, "created_at": TIME},
     ),
     "equity": (
-        f"""SELECT e.account_id, e.as_of, e.equity::float8 AS equity
+        f"""SELECT e.account_id, e.as_of, e.equity
               FROM aitrader.equity_snapshots e
              WHERE e.as_of <= $2 AND e.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
-        {"account_id": pl.String(), "as_of": TIME, "equity": pl.Float64()},
+        {"account_id": ACCOUNT, "as_of": TIME, "equity": pl.Float64()},
     ),
     "closed": (
         f"""SELECT c.account_id, c.entry_time, c.exit_time, c.realized_pnl_usdt AS pnl,
@@ -42,7 +45,7 @@ QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
               LEFT JOIN aitrader.instruments i ON i.symbol = c.symbol
              WHERE c.realized_pnl_usdt IS NOT NULL AND c.exit_time <= $2
                AND c.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
-        {"account_id": pl.String(), "entry_time": TIME, "exit_time": TIME, "pnl": MONEY,
+        {"account_id": ACCOUNT, "entry_time": TIME, "exit_time": TIME, "pnl": MONEY,
          "confidence": pl.Float64(), "notional": MONEY},
     ),
     "open": (
@@ -52,7 +55,7 @@ QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
               FROM aitrader.positions_open p
               LEFT JOIN aitrader.instruments i ON i.symbol = p.symbol
              WHERE p.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
-        {"account_id": pl.String(), "opened_at": TIME, "notional": MONEY},
+        {"account_id": ACCOUNT, "opened_at": TIME, "notional": MONEY},
     ),
     # An order is "filled" at its last fill.
     "orders": (
@@ -63,7 +66,7 @@ QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
                            FROM aitrader.fills GROUP BY order_id) f ON f.order_id = o.id
              WHERE o.filled_size > 0 AND o.account_id IN (SELECT a.id FROM {ACCOUNTS})
                AND COALESCE(f.filled_at, o.updated_at) <= $2""",
-        {"account_id": pl.String(), "filled_at": TIME, "leverage": FACTOR,
+        {"account_id": ACCOUNT, "filled_at": TIME, "leverage": FACTOR,
          "confidence": FACTOR},
     ),
 }
@@ -87,16 +90,46 @@ async def _frame(
     )
 
 
+# The reads run on two connections sharing one exported snapshot (PostgreSQL formats COPY
+# output on one core per connection); the equity table is split by account id halves.
+LANES = (
+    ["equity_low", "closed"],
+    ["equity_high", "accounts", "open", "orders"],
+)
+MID_UUID = "80000000-0000-0000-0000-000000000000"
+
+
+def _query(name: str) -> tuple[str, dict[str, pl.DataType]]:
+    if name.startswith("equity_"):
+        query, schema = QUERIES["equity"]
+        test = "<" if name == "equity_low" else ">="
+        return f"{query} AND e.account_id {test} '{MID_UUID}'::uuid", schema
+    return QUERIES[name]
+
+
+async def _read_lane(
+    conn: asyncpg.Connection, names: list[str], snapshot: str | None, *args: object
+) -> dict[str, pl.DataFrame]:
+    if snapshot is not None:
+        await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+    await conn.execute("SET LOCAL TIME ZONE 'UTC'")
+    return {name: await _frame(conn, *_query(name), *args) for name in names}
+
+
 async def load_inputs(
-    conn: asyncpg.Connection, accounts: list[UUID] | None, now: datetime
+    pool: asyncpg.Pool, accounts: list[UUID] | None, now: datetime
 ) -> PerformanceInputs:
     """Everything the metrics of these accounts (None = all active) need, as of `now`."""
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        await conn.execute("SET LOCAL TIME ZONE 'UTC'")
-        frames = {
-            name: await _frame(conn, query, schema, accounts, now)
-            for name, (query, schema) in QUERIES.items()
-        }
+    async with pool.acquire() as first, pool.acquire() as second:
+        async with first.transaction(isolation="repeatable_read", readonly=True):
+            snapshot = await first.fetchval("SELECT pg_export_snapshot()")
+            async with second.transaction(isolation="repeatable_read", readonly=True):
+                lanes = await asyncio.gather(
+                    _read_lane(first, LANES[0], None, accounts, now),
+                    _read_lane(second, LANES[1], snapshot, accounts, now),
+                )
+    frames = {**lanes[0], **lanes[1]}
+    frames["equity"] = pl.concat([frames.pop("equity_low"), frames.pop("equity_high")])
     return PerformanceInputs(**frames)
 
 
