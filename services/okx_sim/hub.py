@@ -118,6 +118,11 @@ class Hub:
         m = self.core.market
         bar = channel_bar(channel)
         if bar is not None:
+            # Track bars from the moment of subscription, so that a bar closing before the next
+            # market tick is still pushed as confirmed.
+            state = self._topics.setdefault((channel, inst_id), _Topic())
+            if state.bar_ts is None:
+                state.bar_ts = bar.start(now)
             candle = m.candle(inst_id, bar, bar.start(now), now)
             return [shapes.candle_row(candle)] if candle else []
         if channel == "tickers":
