@@ -82,7 +82,8 @@ class Consumer:
         while True:
             try:
                 messages = await sub.fetch(self.batch, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
+                # nats-py raises either, depending on where the wait expired.
                 continue
             for msg in messages:
                 await self.process(msg)
