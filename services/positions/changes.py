@@ -56,6 +56,17 @@ class SlotChange:
             pos = replace(pos, exit_plan=plans.get(_identity(pos), pos.exit_plan))
         return replace(self, result=replace(self.result, position=pos, closed=closed))
 
+    def closing_plan(self, plan: Any) -> SlotChange:
+        """The stored position closed: its closed row keeps the exit plan the row had when it
+        was deleted (set by `update_exit_plan` at any time before)."""
+        assert self.before is not None
+        identity = _identity(self.before)
+        closed = tuple(
+            replace(c, exit_plan=plan) if (c.side, c.entry_time) == identity else c
+            for c in self.result.closed
+        )
+        return replace(self, result=replace(self.result, closed=closed))
+
     def events(self) -> list[PositionEvent]:
         """closed (one per newly closed position), then opened or changed."""
         old_ids = {c.closing_trade_id for c in self.old_closed}
@@ -106,12 +117,13 @@ def _closed_state(c: ClosedPosition) -> ClosedPositionState:
     )
 
 
-async def write_changes(conn: asyncpg.Connection, changes: list[SlotChange]) -> None:
+async def write_changes(conn: asyncpg.Connection, changes: list[SlotChange]) -> list[SlotChange]:
     """Write every slot's rows: a new position replaces the stored row, a continuing one
     updates it in place (keeping its id and exit plan)."""
-    await repository.delete_open(
+    plans = await repository.delete_open(
         conn, [c.slot for c in changes if c.before is not None and not c.continuing]
     )
+    changes = [c.closing_plan(plans[c.slot]) if c.slot in plans else c for c in changes]
     await repository.upsert_open(
         conn, [(c.slot, c.result.position) for c in changes if c.result.position is not None]
     )
@@ -120,3 +132,4 @@ async def write_changes(conn: asyncpg.Connection, changes: list[SlotChange]) -> 
         if change.refold:
             keep = [c.closing_trade_id for c in change.result.closed]
             await repository.delete_closed_except(conn, change.slot, keep)
+    return changes

@@ -71,7 +71,7 @@ async def handle_batch(
 ) -> BatchOutcome:
     """Apply a batch inside the caller's transaction; nothing is acked here."""
     out = BatchOutcome()
-    modes = await repository.account_modes(conn, {i.event.account_id for i in items})
+    modes = await repository.lock_accounts(conn, {i.event.account_id for i in items})
     valid = [i for i in items if _account_ok(i, modes, out)]
     await upsert_orders(conn, [(i.event, i.body) for i in valid if isinstance(i.event, OrderUpdate)])
     ledger = [i for i in valid if isinstance(i.event, Fill | FundingPayment)]
@@ -123,11 +123,9 @@ async def _fold_ledger(
     modes: dict[UUID, str],
     out: BatchOutcome,
 ) -> None:
-    await repository.lock_accounts(conn, {i.event.account_id for i in items})
     slots = sorted({_slot_of(i) for i in items})
-    last = await repository.last_keys(conn, slots)  # before this batch's entries are stored
+    last, opens = await repository.slot_state(conn, slots)  # before this batch is stored
     new = await _store(conn, items, out)
-    opens = await repository.load_open(conn, list(new))
     changes = []
     for slot, pairs in new.items():
         entries = [entry for entry, _ in pairs]
@@ -142,7 +140,7 @@ async def _fold_ledger(
         change = change.at(max(e.key for e in entries), modes[slot[0]])
         _report_anomalies(change, pairs, out)
         changes.append(change)
-    await write_changes(conn, changes)
+    changes = await write_changes(conn, changes)
     out.events.extend(event for change in changes for event in change.events())
 
 

@@ -22,8 +22,8 @@ _RANK_SQL = (
     " WHEN 'filled' THEN 3 WHEN 'canceled' THEN 3 ELSE 0 END)"
 )
 _LINK_COLUMNS = (
-    "id, account_id, exchange_order_id, confidence, leverage,"
-    " tool_call_id IS NOT NULL AS by_agent, exit_plan"
+    "o.id, o.account_id, o.exchange_order_id, o.confidence, o.leverage,"
+    " o.tool_call_id IS NOT NULL AS by_agent, o.exit_plan"
 )
 
 
@@ -54,42 +54,48 @@ def _link(row: asyncpg.Record) -> OrderLink:
 
 async def link_fills(conn: asyncpg.Connection, fills: Sequence[Fill]) -> dict[tuple[UUID, str], OrderLink]:
     """The order of every fill, keyed by (account, OKX ordId); unknown orders get a row."""
-    own = list({oid for f in fills if (oid := own_order_id(f.cl_ord_id)) is not None})
-    pairs = list({(f.account_id, f.ord_id) for f in fills})
-    rows = await conn.fetch(
-        f"""SELECT {_LINK_COLUMNS} FROM aitrader.orders WHERE id = ANY($1::uuid[])
-            UNION ALL
-            SELECT {_LINK_COLUMNS} FROM aitrader.orders o
-            JOIN unnest($2::uuid[], $3::text[]) AS k(a, x)
-              ON o.account_id = k.a AND o.exchange_order_id = k.x""",
-        own, [a for a, _ in pairs], [x for _, x in pairs],
-    )
-    by_id = {r["id"]: r for r in rows}
-    by_exchange_id = {(r["account_id"], r["exchange_order_id"]): r for r in rows}
     links: dict[tuple[UUID, str], OrderLink] = {}
-    missing: dict[tuple[UUID, str], Fill] = {}
-    learned: list[tuple[UUID, str]] = []
-    for fill in fills:
-        key = (fill.account_id, fill.ord_id)
-        row = by_id.get(own_order_id(fill.cl_ord_id))
-        if row is not None and row["account_id"] == fill.account_id:
-            if row["exchange_order_id"] is None:
-                learned.append((row["id"], fill.ord_id))
-        else:
-            row = by_exchange_id.get(key)
-        if row is None:
-            missing.setdefault(key, fill)
-        else:
-            links[key] = _link(row)
+    own = {oid for f in fills if (oid := own_order_id(f.cl_ord_id)) is not None}
+    learned: dict[UUID, str] = {}
+    if own:
+        # A join on unnest (not `= ANY`): index lookups however many orders the table holds.
+        rows = await conn.fetch(
+            f"""SELECT {_LINK_COLUMNS} FROM unnest($1::uuid[]) AS k(id)
+                JOIN aitrader.orders o ON o.id = k.id""",
+            list(own),
+        )
+        by_id = {r["id"]: r for r in rows}
+        for fill in fills:
+            row = by_id.get(own_order_id(fill.cl_ord_id))
+            if row is not None and row["account_id"] == fill.account_id:
+                links[(fill.account_id, fill.ord_id)] = _link(row)
+                if row["exchange_order_id"] is None:
+                    learned[row["id"]] = fill.ord_id
     if learned:
         await conn.executemany(
             """UPDATE aitrader.orders SET exchange_order_id = $2, updated_at = now()
                WHERE id = $1 AND exchange_order_id IS NULL""",
-            list(dict(learned).items()),
+            list(learned.items()),
         )
-    if missing:
-        links.update(await _create_external(conn, list(missing.values())))
+    rest = {(f.account_id, f.ord_id): f for f in fills if (f.account_id, f.ord_id) not in links}
+    if rest:
+        links.update(await _by_exchange_id(conn, list(rest)))
+        missing = [f for key, f in rest.items() if key not in links]
+        if missing:
+            links.update(await _create_external(conn, missing))
     return links
+
+
+async def _by_exchange_id(
+    conn: asyncpg.Connection, keys: list[tuple[UUID, str]]
+) -> dict[tuple[UUID, str], OrderLink]:
+    rows = await conn.fetch(
+        f"""SELECT {_LINK_COLUMNS} FROM aitrader.orders o
+            JOIN unnest($1::uuid[], $2::text[]) AS k(a, x)
+              ON o.account_id = k.a AND o.exchange_order_id = k.x""",
+        [a for a, _ in keys], [x for _, x in keys],
+    )
+    return {(r["account_id"], r["exchange_order_id"]): _link(r) for r in rows}
 
 
 async def _create_external(conn: asyncpg.Connection, fills: list[Fill]) -> dict[tuple[UUID, str], OrderLink]:

@@ -59,7 +59,7 @@ async def _replay_slot(
         return [f"instrument {slot[1]} is not in aitrader.instruments"]
     entries = await repository.load_entries(conn, slot)
     result = fold(entries, instrument)
-    stored_open = (await repository.load_open(conn, [slot], lock=False)).get(slot)
+    stored_open = (await repository.load_open(conn, [slot])).get(slot)
     stored_closed = await repository.load_closed(conn, slot)
     report.entries += len(entries)
     report.open_positions += stored_open is not None

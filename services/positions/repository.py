@@ -6,7 +6,7 @@ ids are compared with COLLATE "C" so that PostgreSQL sorts them exactly as Pytho
 
 from __future__ import annotations
 
-import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
@@ -25,17 +25,25 @@ from services.positions.domain import (
 
 Slot = tuple[UUID, str, str]  # (account_id, symbol, pos_side)
 
-OPEN_COLUMNS = (
-    "side", "quantity", "avg_entry_price", "leverage", "opened_at", "opened_quantity",
-    "opened_value", "closed_quantity", "closed_value", "realized_gross_usdt", "fees_usdt",
-    "funding_usdt", "confidence_weight_sum", "confidence_quantity", "fill_count",
-    "last_fill_time", "last_trade_id",
-)
-CLOSED_COLUMNS = (
-    "side", "quantity", "entry_price", "exit_price", "realized_pnl_usdt", "gross_pnl_usdt",
-    "fee_usdt", "funding_usdt", "holding_minutes", "average_confidence", "entry_time",
-    "exit_time", "exit_reason", "leverage", "fill_count", "closing_trade_id",
-)
+# Fold columns and their types (for unnest: one statement per batch, not one per row).
+OPEN_TYPES = {
+    "side": "text", "quantity": "numeric", "avg_entry_price": "numeric", "leverage": "numeric",
+    "opened_at": "timestamptz", "opened_quantity": "numeric", "opened_value": "numeric",
+    "closed_quantity": "numeric", "closed_value": "numeric", "realized_gross_usdt": "numeric",
+    "fees_usdt": "numeric", "funding_usdt": "numeric", "confidence_weight_sum": "numeric",
+    "confidence_quantity": "numeric", "fill_count": "int", "last_fill_time": "timestamptz",
+    "last_trade_id": "text",
+}
+CLOSED_TYPES = {
+    "side": "text", "quantity": "numeric", "entry_price": "numeric", "exit_price": "numeric",
+    "realized_pnl_usdt": "numeric", "gross_pnl_usdt": "numeric", "fee_usdt": "numeric",
+    "funding_usdt": "numeric", "holding_minutes": "numeric", "average_confidence": "numeric",
+    "entry_time": "timestamptz", "exit_time": "timestamptz", "exit_reason": "text",
+    "leverage": "numeric", "fill_count": "int", "closing_trade_id": "text",
+}
+OPEN_COLUMNS = tuple(OPEN_TYPES)
+_OPEN_SELECT = ", ".join(f"p.{c}" for c in OPEN_COLUMNS)  # only what the fold needs: less to decode
+CLOSED_COLUMNS = tuple(CLOSED_TYPES)
 
 
 def _slot_arrays(slots: Iterable[Slot]) -> tuple[list[UUID], list[str], list[str]]:
@@ -53,47 +61,52 @@ async def load_instruments(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str,
     return {r["symbol"]: Instrument(r["symbol"], r["ct_val"], r["ct_mult"]) for r in rows}
 
 
-async def account_modes(conn: asyncpg.Connection, ids: Iterable[UUID]) -> dict[UUID, str]:
+async def lock_accounts(conn: asyncpg.Connection, ids: Iterable[UUID]) -> dict[UUID, str]:
+    """Lock these accounts' ledgers until commit (another instance, a repair) and return the
+    mode of each one that exists. Locks are taken in id order everywhere: no deadlock."""
     rows = await conn.fetch(
-        "SELECT id, mode FROM aitrader.accounts WHERE id = ANY($1::uuid[])", list(set(ids))
+        """SELECT id, mode, pg_advisory_xact_lock(hashtextextended('positions:' || id::text, 0))
+           FROM (SELECT id, mode FROM aitrader.accounts WHERE id = ANY($1::uuid[]) ORDER BY id
+                 OFFSET 0) AS a""",  # OFFSET 0: sorted before the locks are taken
+        list(set(ids)),
     )
     return {r["id"]: r["mode"] for r in rows}
 
 
-async def lock_accounts(conn: asyncpg.Connection, accounts: Iterable[UUID]) -> None:
-    """Serialize ledger writers per account (a second instance, a repair) until commit."""
-    keys = sorted({_lock_key(str(a)) for a in accounts})  # one order everywhere: no deadlock
-    await conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", keys)
-
-
-def _lock_key(text: str) -> int:
-    digest = hashlib.blake2b(f"positions:{text}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-async def last_keys(conn: asyncpg.Connection, slots: Sequence[Slot]) -> dict[Slot, EntryKey]:
-    """The fold key of the last stored entry (fill or funding) of each slot that has one."""
+async def slot_state(
+    conn: asyncpg.Connection, slots: Sequence[Slot]
+) -> tuple[dict[Slot, EntryKey], dict[Slot, Position]]:
+    """For each slot: the fold key of its last stored entry (fill or funding), and its open
+    position — read in one round trip, before this batch's entries are stored."""
     rows = await conn.fetch(
-        """SELECT k.a, k.s, k.p, f.ts AS fill_ts, f.tid, g.ts AS fund_ts, g.bid
-           FROM unnest($1::uuid[], $2::text[], $3::text[]) AS k(a, s, p)
-           LEFT JOIN LATERAL (
-               SELECT "timestamp" AS ts, exchange_trade_id AS tid FROM aitrader.fills
-               WHERE account_id = k.a AND symbol = k.s AND pos_side = k.p
-               ORDER BY "timestamp" DESC, exchange_trade_id COLLATE "C" DESC LIMIT 1) f ON true
-           LEFT JOIN LATERAL (
-               SELECT "timestamp" AS ts, exchange_bill_id AS bid FROM aitrader.funding_payments
-               WHERE account_id = k.a AND symbol = k.s AND pos_side = k.p
-               ORDER BY "timestamp" DESC, exchange_bill_id COLLATE "C" DESC LIMIT 1) g ON true""",
+        f"""SELECT k.a, k.s, k.p, f.ts AS fill_ts, f.tid, g.ts AS fund_ts, g.bid,
+                   o.exit_plan, {", ".join(f"o.{c}" for c in OPEN_COLUMNS)}
+            FROM unnest($1::uuid[], $2::text[], $3::text[]) AS k(a, s, p)
+            LEFT JOIN LATERAL (
+                SELECT "timestamp" AS ts, exchange_trade_id AS tid FROM aitrader.fills
+                WHERE account_id = k.a AND symbol = k.s AND pos_side = k.p
+                ORDER BY "timestamp" DESC, exchange_trade_id COLLATE "C" DESC LIMIT 1) f ON true
+            LEFT JOIN LATERAL (
+                SELECT "timestamp" AS ts, exchange_bill_id AS bid FROM aitrader.funding_payments
+                WHERE account_id = k.a AND symbol = k.s AND pos_side = k.p
+                ORDER BY "timestamp" DESC, exchange_bill_id COLLATE "C" DESC LIMIT 1) g ON true
+            LEFT JOIN aitrader.positions_open o
+              ON o.account_id = k.a AND o.symbol = k.s AND o.pos_side = k.p""",
         *_slot_arrays(slots),
     )
     keys: dict[Slot, EntryKey] = {}
+    opens: dict[Slot, Position] = {}
     for r in rows:
+        slot = (r["a"], r["s"], r["p"])
         found = [(r["fill_ts"], 1, r["tid"])] if r["tid"] is not None else []
         if r["bid"] is not None:
             found.append((r["fund_ts"], 0, r["bid"]))
         if found:
-            keys[(r["a"], r["s"], r["p"])] = max(found)
-    return keys
+            keys[slot] = max(found)
+        if r["side"] is not None:
+            opens[slot] = Position(pos_side=r["p"], exit_plan=r["exit_plan"],
+                                   **{name: r[name] for name in OPEN_COLUMNS})
+    return keys, opens
 
 
 async def insert_fills(
@@ -139,17 +152,15 @@ async def insert_funding(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...
     return {(r["account_id"], r["exchange_bill_id"]) for r in inserted}
 
 
-async def load_open(
-    conn: asyncpg.Connection, slots: Sequence[Slot], *, lock: bool = True
-) -> dict[Slot, Position]:
-    """The open positions of these slots, locked against `update_exit_plan` until commit."""
+async def load_open(conn: asyncpg.Connection, slots: Sequence[Slot]) -> dict[Slot, Position]:
+    """The open positions of these slots (the account lock keeps other ledger writers out)."""
     if not slots:
         return {}
     rows = await conn.fetch(
-        """SELECT p.* FROM aitrader.positions_open p
-           JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(a, s, ps)
-             ON p.account_id = k.a AND p.symbol = k.s AND p.pos_side = k.ps"""
-        + (" FOR UPDATE OF p" if lock else ""),
+        f"""SELECT p.account_id, p.symbol, p.pos_side, p.exit_plan, {_OPEN_SELECT}
+            FROM aitrader.positions_open p
+            JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(a, s, ps)
+              ON p.account_id = k.a AND p.symbol = k.s AND p.pos_side = k.ps""",
         *_slot_arrays(slots),
     )
     return {(r["account_id"], r["symbol"], r["pos_side"]): position_from_row(r) for r in rows}
@@ -199,13 +210,23 @@ async def load_entries(conn: asyncpg.Connection | asyncpg.Pool, slot: Slot) -> l
     return entries
 
 
-async def delete_open(conn: asyncpg.Connection, slots: Sequence[Slot]) -> None:
-    if slots:
-        await conn.executemany(
-            """DELETE FROM aitrader.positions_open
-               WHERE account_id = $1 AND symbol = $2 AND pos_side = $3""",
-            slots,
-        )
+async def delete_open(conn: asyncpg.Connection, slots: Sequence[Slot]) -> dict[Slot, Any]:
+    """Delete open rows; returns each deleted row's exit plan as it was at that instant
+    (`update_exit_plan` may have changed it since the row was read)."""
+    if not slots:
+        return {}
+    rows = await conn.fetch(
+        """DELETE FROM aitrader.positions_open p
+           USING unnest($1::uuid[], $2::text[], $3::text[]) AS k(a, s, ps)
+           WHERE p.account_id = k.a AND p.symbol = k.s AND p.pos_side = k.ps
+           RETURNING p.account_id, p.symbol, p.pos_side, p.exit_plan""",
+        *_slot_arrays(slots),
+    )
+    return {(r[0], r[1], r[2]): r[3] for r in rows}
+
+
+def _unnest(types: dict[str, str], first: int) -> str:
+    return ", ".join(f"${i}::{t}[]" for i, t in enumerate(types.values(), start=first))
 
 
 async def upsert_open(conn: asyncpg.Connection, rows: Sequence[tuple[Slot, Position]]) -> None:
@@ -213,15 +234,18 @@ async def upsert_open(conn: asyncpg.Connection, rows: Sequence[tuple[Slot, Posit
     if not rows:
         return
     names = ", ".join(OPEN_COLUMNS)
-    values = ", ".join(f"${i}" for i in range(4, 4 + len(OPEN_COLUMNS)))
     updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in OPEN_COLUMNS)
     plan = len(OPEN_COLUMNS) + 4
-    await conn.executemany(
+    await conn.execute(
         f"""INSERT INTO aitrader.positions_open (account_id, symbol, pos_side, {names}, exit_plan)
-            VALUES ($1, $2, $3, {values}, COALESCE(${plan}::jsonb, '{{}}'::jsonb))
+            SELECT account_id, symbol, pos_side, {names}, COALESCE(p::jsonb, '{{}}'::jsonb)
+            FROM unnest($1::uuid[], $2::text[], $3::text[], {_unnest(OPEN_TYPES, 4)},
+                        ${plan}::text[]) AS u(account_id, symbol, pos_side, {names}, p)
             ON CONFLICT (account_id, symbol, pos_side)
             DO UPDATE SET {updates}, updated_at = now()""",
-        [(*slot, *(getattr(p, n) for n in OPEN_COLUMNS), p.exit_plan) for slot, p in rows],
+        *_slot_arrays(slot for slot, _ in rows),
+        *([getattr(p, n) for _, p in rows] for n in OPEN_COLUMNS),
+        [_json(p.exit_plan) for _, p in rows],
     )
 
 
@@ -230,17 +254,24 @@ async def upsert_closed(conn: asyncpg.Connection, rows: Sequence[tuple[Slot, Clo
     if not rows:
         return
     names = ", ".join(CLOSED_COLUMNS)
-    values = ", ".join(f"${i}" for i in range(4, 4 + len(CLOSED_COLUMNS)))
     updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in (*CLOSED_COLUMNS, "exit_plan"))
     plan = len(CLOSED_COLUMNS) + 4
-    await conn.executemany(
+    await conn.execute(
         f"""INSERT INTO aitrader.positions_closed
                 (account_id, symbol, pos_side, {names}, exit_plan)
-            VALUES ($1, $2, $3, {values}, ${plan}::jsonb)
+            SELECT account_id, symbol, pos_side, {names}, p::jsonb
+            FROM unnest($1::uuid[], $2::text[], $3::text[], {_unnest(CLOSED_TYPES, 4)},
+                        ${plan}::text[]) AS u(account_id, symbol, pos_side, {names}, p)
             ON CONFLICT (account_id, symbol, pos_side, closing_trade_id)
             DO UPDATE SET {updates}""",
-        [(*slot, *(getattr(c, n) for n in CLOSED_COLUMNS), c.exit_plan) for slot, c in rows],
+        *_slot_arrays(slot for slot, _ in rows),
+        *([getattr(c, n) for _, c in rows] for n in CLOSED_COLUMNS),
+        [_json(c.exit_plan) for _, c in rows],
     )
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
 
 
 async def delete_closed_except(conn: asyncpg.Connection, slot: Slot, keep: Sequence[str]) -> None:

@@ -49,6 +49,21 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT)
 
 
+def is_data_error(exc: BaseException) -> bool:
+    """True when PostgreSQL refused a value: some message of the batch caused it."""
+    return isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A fetched batch, parsed: messages, what parsed, what was rejected (index -> reason)."""
+
+    msgs: list[Msg]
+    items: list[Inbound]
+    rejected: dict[int, str]
+    started: float
+
+
 @dataclass
 class LedgerConsumer:
     """Fetch, fold, commit, publish, ack — until cancelled."""
@@ -73,13 +88,46 @@ class LedgerConsumer:
         return await self.js.pull_subscribe_bind(durable=name, stream=stream)
 
     async def run(self) -> None:
+        """Three stages, so that parsing and acking overlap the database transaction:
+        fetch + parse -> commit (one batch at a time, in order) -> publish + ack. At most one
+        batch waits for the commit stage: while it is busy, new messages gather in JetStream
+        and make the next batch bigger instead of queueing in small batches here."""
         sub = await self.subscribe()
         log.info("consuming", stream=self.subjects.stream(STREAM_ACCOUNT),
                  consumer=self.settings.positions_consumer)
+        fetched: asyncio.Queue[Fetched] = asyncio.Queue(maxsize=1)
+        committed: asyncio.Queue[tuple[Sequence[Msg], BatchOutcome, float]] = asyncio.Queue(maxsize=1)
+        ready = asyncio.Semaphore(1)  # one fetch ahead of the commit stage
+        async with asyncio.TaskGroup() as stages:
+            stages.create_task(self._fetch_stage(sub, fetched, ready))
+            stages.create_task(self._commit_stage(fetched, committed, ready))
+            stages.create_task(self._finish_stage(committed))
+
+    async def _fetch_stage(
+        self, sub: JetStreamContext.PullSubscription, out: asyncio.Queue[Fetched], ready: asyncio.Semaphore
+    ) -> None:
         while True:
-            msgs = await self._fetch(sub)
-            if msgs:
-                await self.process(msgs)
+            await ready.acquire()
+            msgs: list[Msg] = []
+            while not msgs:
+                msgs = await self._fetch(sub)
+            started = time.perf_counter()
+            await out.put(Fetched(msgs, *self._parse(msgs), started))
+
+    async def _commit_stage(
+        self, inbox: asyncio.Queue[Fetched], out: asyncio.Queue[tuple[Sequence[Msg], BatchOutcome, float]],
+        ready: asyncio.Semaphore,
+    ) -> None:
+        while True:
+            batch = await inbox.get()
+            ready.release()
+            outcome = await self._commit_with_retry(batch.msgs, batch.items, batch.rejected)
+            await out.put((batch.msgs, outcome, batch.started))
+
+    async def _finish_stage(self, inbox: asyncio.Queue[tuple[Sequence[Msg], BatchOutcome, float]]) -> None:
+        while True:
+            msgs, outcome, started = await inbox.get()
+            await self._finish(msgs, outcome, started)
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         # Wait long for the first message, then take what else is there within a few ms:
@@ -98,10 +146,13 @@ class LedgerConsumer:
             return first
 
     async def process(self, msgs: Sequence[Msg]) -> None:
-        """Everything that happens to one fetched batch."""
+        """Everything that happens to one fetched batch, in one go (tests, tools)."""
         started = time.perf_counter()
         items, rejected = self._parse(msgs)
         outcome = await self._commit_with_retry(msgs, items, rejected)
+        await self._finish(msgs, outcome, started)
+
+    async def _finish(self, msgs: Sequence[Msg], outcome: BatchOutcome, started: float) -> None:
         await self._publish(outcome)
         for index, msg in enumerate(msgs):
             if index in outcome.retry:
@@ -125,19 +176,23 @@ class LedgerConsumer:
     async def _commit_with_retry(
         self, msgs: Sequence[Msg], items: list[Inbound], rejected: dict[int, str]
     ) -> BatchOutcome:
+        """Commit, or retry with backoff. Only a value PostgreSQL refuses is pinned on one
+        message (dead letter); any other failure — the database down, or a bug — is retried
+        without acking, so that no fill is ever dropped because of our own fault."""
         delay = 0.1
         while True:
             try:
                 return await self._commit(msgs, items, rejected)
             except Exception as exc:  # the boundary: classify, never let one batch kill the loop
-                if not is_transient(exc):
-                    if len(items) > 1:
-                        return await self._commit_one_by_one(msgs, items, rejected)
-                    if items:
-                        reason = f"{type(exc).__name__}: {exc}"
-                        return await self._commit(msgs, [], {**rejected, items[0].index: reason})
-                    raise
-                log.warning("transient_failure", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+                if is_data_error(exc) and len(items) > 1:
+                    return await self._commit_one_by_one(msgs, items, rejected)
+                if is_data_error(exc) and items:
+                    reason = f"rejected by PostgreSQL: {type(exc).__name__}: {exc}"
+                    return await self._commit(msgs, [], {**rejected, items[0].index: reason})
+                if is_transient(exc):
+                    log.warning("transient_failure", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+                else:
+                    log.exception("batch_failed", messages=len(msgs), retry_in=delay)
             for msg in msgs:  # keep them ours while we wait: no early redelivery
                 await msg.in_progress()
             await asyncio.sleep(delay)
