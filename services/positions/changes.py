@@ -87,10 +87,11 @@ class SlotChange:
     def _event(self, kind: Literal["opened", "changed", "closed"], trade_id: str,
                time: datetime, **values: Any) -> PositionEvent:
         account_id, symbol, pos_side = self.slot
-        return PositionEvent(
-            kind=kind, account_id=account_id, mode=self.mode,  # type: ignore[arg-type]
-            inst_id=symbol, pos_side=pos_side, trade_id=trade_id,  # type: ignore[arg-type]
-            ts_event=time, **values,
+        # model_construct: every value is already typed by the fold (no second validation).
+        fields: dict[str, Any] = {"position": None, "closed": None, **values}
+        return PositionEvent.model_construct(
+            kind=kind, account_id=account_id, mode=self.mode, inst_id=symbol, pos_side=pos_side,
+            trade_id=trade_id, ts_event=time, **fields,
         )
 
 
@@ -99,7 +100,7 @@ def _identity(position: Position) -> Identity:
 
 
 def _state(p: Position) -> PositionState:
-    return PositionState(
+    return PositionState.model_construct(
         side=p.side, quantity=p.quantity, avg_entry_price=p.avg_entry_price, leverage=p.leverage,
         realized_gross_usdt=p.realized_gross_usdt, fees_usdt=p.fees_usdt,
         funding_usdt=p.funding_usdt, average_confidence=p.average_confidence,
@@ -108,7 +109,7 @@ def _state(p: Position) -> PositionState:
 
 
 def _closed_state(c: ClosedPosition) -> ClosedPositionState:
-    return ClosedPositionState(
+    return ClosedPositionState.model_construct(
         side=c.side, quantity=c.quantity, entry_price=c.entry_price, exit_price=c.exit_price,
         realized_pnl_usdt=c.realized_pnl_usdt, gross_pnl_usdt=c.gross_pnl_usdt,
         fee_usdt=c.fee_usdt, funding_usdt=c.funding_usdt, holding_minutes=c.holding_minutes,
