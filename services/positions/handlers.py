@@ -56,14 +56,18 @@ NewEntries = dict[Slot, list[tuple[Entry, Inbound]]]
 
 @dataclass
 class BatchOutcome:
-    """What to do with each message after commit, and what to publish."""
+    """What to do with each message after commit, and what changed (to publish)."""
 
     dead: dict[int, str] = field(default_factory=dict)  # index -> reason (ack after recording)
     retry: dict[int, float] = field(default_factory=dict)  # index -> redelivery delay (nak)
-    events: list[PositionEvent] = field(default_factory=list)
+    changes: list[SlotChange] = field(default_factory=list)
     stored: int = 0
     duplicates: int = 0
     refolds: int = 0
+
+    def events(self) -> list[PositionEvent]:
+        """The position events of this batch (built after commit, outside the transaction)."""
+        return [event for change in self.changes for event in change.events()]
 
 
 async def handle_batch(
@@ -140,8 +144,7 @@ async def _fold_ledger(
         change = change.at(max(e.key for e in entries), modes[slot[0]])
         _report_anomalies(change, pairs, out)
         changes.append(change)
-    changes = await write_changes(conn, changes)
-    out.events.extend(event for change in changes for event in change.events())
+    out.changes.extend(await write_changes(conn, changes))  # events are built after commit
 
 
 def _slot_of(item: Inbound) -> Slot:

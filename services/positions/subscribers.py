@@ -207,7 +207,7 @@ class LedgerConsumer:
             part = await self._commit_with_retry(msgs, [item], {})
             total.dead.update(part.dead)
             total.retry.update(part.retry)
-            total.events.extend(part.events)
+            total.changes.extend(part.changes)
             total.stored += part.stored
             total.duplicates += part.duplicates
         return total
@@ -245,7 +245,7 @@ class LedgerConsumer:
     async def _publish(self, outcome: BatchOutcome) -> None:
         """Position events, after commit. The tables are the truth; a lost event is logged."""
         futures = []
-        for event in outcome.events:
+        for event in outcome.events():
             subject = self.subjects.position(event.account_id, event.inst_id)
             futures.append(await self.js.publish_async(subject, event.to_bytes(), headers=headers_for(event)))
         if futures:
