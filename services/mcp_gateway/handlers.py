@@ -16,14 +16,12 @@ from services.mcp_gateway.commands import refresh_market_data
 from services.mcp_gateway.definitions import DEFINITIONS
 from services.mcp_gateway.errors import InvalidArgument
 from services.mcp_gateway.gateway import Gateway
-from services.mcp_gateway.rules import is_stale
+from services.mcp_gateway.rules import is_stale, live_equity
 
 
 async def account_state(gw: Gateway, who: Principal) -> views.AccountState:
-    """Balances, open positions and headline performance of the caller's account."""
-    async with gw.pool.acquire() as conn:
-        row = await repository.fetch_account(conn, who.account_id)
-        positions = await repository.fetch_positions(conn, who.account_id)
+    """Balances, live equity, open positions and headline performance of the caller's account."""
+    row, positions = await repository.fetch_account_state(gw.pool, who.account_id)
     if row is None:
         raise InvalidArgument("The account of this token no longer exists.")
     perf = None
@@ -37,12 +35,18 @@ async def account_state(gw: Gateway, who: Principal) -> views.AccountState:
         )
     return views.AccountState(
         account=row["external_id"],
-        account_id=row["id"],
+        account_id=row["account_id"],
         mode=row["mode"],
         available_usdt=row["available_usdt"],
         locked_usdt=row["locked_usdt"],
         cash_usdt=row["cash_usdt"],
-        equity_usdt=row["equity_usdt"],
+        equity_usdt=live_equity(
+            row["cash_usdt"],
+            row["available_usdt"],
+            row["locked_usdt"],
+            [p.unrealized_pnl_usdt for p in positions],
+        ),
+        exchange_equity_usdt=row["exchange_equity_usdt"],
         balance_as_of=row["balance_as_of"],
         positions=positions,
         performance=perf,

@@ -24,20 +24,7 @@ async def fetch_instruments(db: Conn) -> list[Instrument]:
 
 
 # ------------------------------------------------------------------------------ account state
-_ACCOUNT = """
-SELECT a.id, a.external_id, a.mode, b.available_usdt, b.locked_usdt, b.cash_usdt, b.equity_usdt,
-       b.as_of AS balance_as_of, p.realized_pnl_usdt, p.closed_positions, p.win_rate,
-       p.sharpe_ratio, p.updated_at AS perf_updated_at
-FROM aitrader.accounts a
-LEFT JOIN LATERAL (
-    SELECT available_usdt, locked_usdt, cash_usdt, equity_usdt, as_of
-    FROM aitrader.balance_snapshots WHERE account_id = a.id ORDER BY as_of DESC LIMIT 1
-) b ON true
-LEFT JOIN aitrader.performance_snapshots p ON p.account_id = a.id AND p."window" = 'all_time'
-WHERE a.id = $1
-"""
-
-_POSITIONS = """
+_POSITION_SELECT = """
 SELECT p.id, p.symbol, p.side, p.pos_side, p.quantity, p.avg_entry_price, p.leverage,
        p.margin_usdt, p.liquidation_price, p.unrealized_pnl_usdt, p.exit_plan, p.opened_at,
        p.updated_at, p.confidence_weight_sum, p.confidence_quantity,
@@ -46,8 +33,23 @@ SELECT p.id, p.symbol, p.side, p.pos_side, p.quantity, p.avg_entry_price, p.leve
 FROM aitrader.positions_open p
 JOIN aitrader.instruments i ON i.symbol = p.symbol
 LEFT JOIN aitrader.market_prices m ON m.symbol = p.symbol
-WHERE p.account_id = $1 {extra}
-ORDER BY p.symbol, p.pos_side
+"""
+
+# One round trip: the account, its latest balance and all-time figures repeated on every row of
+# its open positions (one row with null position columns when there are none).
+_ACCOUNT_STATE = f"""
+SELECT a.id AS account_id, a.external_id, a.mode, b.available_usdt, b.locked_usdt, b.cash_usdt,
+       b.equity_usdt AS exchange_equity_usdt, b.as_of AS balance_as_of, ps.realized_pnl_usdt,
+       ps.closed_positions, ps.win_rate, ps.sharpe_ratio, ps.updated_at AS perf_updated_at, pos.*
+FROM aitrader.accounts a
+LEFT JOIN LATERAL (
+    SELECT available_usdt, locked_usdt, cash_usdt, equity_usdt, as_of
+    FROM aitrader.balance_snapshots WHERE account_id = a.id ORDER BY as_of DESC LIMIT 1
+) b ON true
+LEFT JOIN aitrader.performance_snapshots ps ON ps.account_id = a.id AND ps."window" = 'all_time'
+LEFT JOIN LATERAL ({_POSITION_SELECT} WHERE p.account_id = a.id) pos ON true
+WHERE a.id = $1
+ORDER BY pos.symbol, pos.pos_side
 """
 
 
@@ -81,18 +83,20 @@ def position_view(r: asyncpg.Record) -> views.Position:
     )
 
 
-async def fetch_account(db: Conn, account_id: UUID) -> asyncpg.Record | None:
-    return await db.fetchrow(_ACCOUNT, account_id)
-
-
-async def fetch_positions(db: Conn, account_id: UUID) -> list[views.Position]:
-    rows = await db.fetch(_POSITIONS.format(extra=""), account_id)
-    return [position_view(r) for r in rows]
+async def fetch_account_state(
+    db: Conn, account_id: UUID
+) -> tuple[asyncpg.Record | None, list[views.Position]]:
+    """The account row (balance, all-time figures) and its open positions; (None, []) if unknown."""
+    rows = await db.fetch(_ACCOUNT_STATE, account_id)
+    if not rows:
+        return None, []
+    return rows[0], [position_view(r) for r in rows if r["id"] is not None]
 
 
 async def fetch_position(db: Conn, position_id: UUID, account_id: UUID) -> views.Position | None:
-    rows = await db.fetch(_POSITIONS.format(extra="AND p.id = $2"), account_id, position_id)
-    return position_view(rows[0]) if rows else None
+    sql = _POSITION_SELECT + "WHERE p.account_id = $1 AND p.id = $2"
+    row = await db.fetchrow(sql, account_id, position_id)
+    return position_view(row) if row is not None else None
 
 
 # ------------------------------------------------------------------------------ market data

@@ -6,6 +6,7 @@ allowed, with the numbers it needs to correct itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -197,6 +198,22 @@ def unrealized_pnl(
         return None
     direction = -1 if side == "short" else 1
     return (mark - entry) * contracts * contract_size * direction
+
+
+def live_equity(
+    cash: Decimal | None,
+    available: Decimal | None,
+    locked: Decimal | None,
+    unrealized: Sequence[Decimal | None],
+) -> Decimal | None:
+    """Cash (the exchange's cashBal, else available + locked) plus the open positions' unrealized
+    PnL at the latest mark; None without a balance or when a position's PnL is unknown."""
+    if cash is None and available is not None and locked is not None:
+        cash = available + locked
+    total = cash
+    for upl in unrealized:
+        total = None if total is None or upl is None else total + upl
+    return total
 
 
 def merged_exit_plan(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
-from mcp_types import ToolAnnotations
-from pydantic import AnyHttpUrl, Field
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import AnyHttpUrl, BaseModel, Field
 
 from services.mcp_gateway import handlers, trading, views
 from services.mcp_gateway.audit import AuditMiddleware, current_call
@@ -106,25 +107,25 @@ def register_tools(server: MCPServer, gw: Gateway) -> None:
     """Add the five tools to `server`."""
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
-    async def get_account_state() -> views.AccountState:
+    async def get_account_state() -> Annotated[CallToolResult, views.AccountState]:
         """Your account now: mode (live = real money, simulated = demo), USDT balances
         (available, locked, equity), every open position (side, contracts and coin quantity,
         entry and mark price, leverage, margin, liquidation price, unrealized PnL, your exit plan
         and the confidence you opened it with, opened_at) and all-time headline performance.
         Call it first in every decision cycle: it is the truth about what you hold."""
-        return await handlers.account_state(gw, _who())
+        return _result(await handlers.account_state(gw, _who()))
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
     async def get_market_data(
         symbol: Symbol,
         timeframes: list[Timeframe] = ["3m", "4H"],  # noqa: B006 - never mutated; shown in the schema
         limit: Limit = 10,
-    ) -> views.MarketData:
+    ) -> Annotated[CallToolResult, views.MarketData]:
         """Recent closed candles of one symbol, per timeframe, oldest -> newest: close price,
         EMA20, EMA50, MACD (EMA12 - EMA26), RSI7 and RSI14 (Wilder), plus the latest funding rate
         and open interest. `stale` is true when the newest candle is older than two bars (the
         feed is behind): prefer not to open new positions on stale data."""
-        return await handlers.market_data(gw, symbol, list(timeframes), limit)
+        return _result(await handlers.market_data(gw, symbol, list(timeframes), limit))
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
     async def execute_trade(
@@ -138,7 +139,7 @@ def register_tools(server: MCPServer, gw: Gateway) -> None:
         reduce_only: ReduceOnly = False,
         exit_plan: PlanArg = None,
         idempotency_key: IdemKey = None,
-    ) -> views.TradeResult:
+    ) -> Annotated[CallToolResult, views.TradeResult]:
         """Place an order on OKX for your account and return it with its status and the fills
         that arrived within a short wait. To close a position, trade the opposite side with
         reduce_only=true and size = the position's contracts. Checked before anything is sent:
@@ -148,7 +149,7 @@ def register_tools(server: MCPServer, gw: Gateway) -> None:
         idempotency_key: if the call times out, repeat it with the same key and you get the
         first order back instead of a second one."""
         request = TradeRequest(symbol, side, size, leverage, confidence, order_type, price, reduce_only)
-        return await trading.execute_trade(gw, current_call(), request, exit_plan, idempotency_key)
+        return _result(await trading.execute_trade(gw, current_call(), request, exit_plan, idempotency_key))
 
     @server.tool(annotations=ToolAnnotations(idempotent_hint=True))
     async def update_exit_plan(
@@ -157,7 +158,7 @@ def register_tools(server: MCPServer, gw: Gateway) -> None:
         stop_loss: NewStopLoss = None,
         invalidation_condition: NewCondition = None,
         side: PositionSide = None,
-    ) -> views.ExitPlanUpdate:
+    ) -> Annotated[CallToolResult, views.ExitPlanUpdate]:
         """Change the exit plan of your open position in symbol. Fields you omit keep their
         current value; every change is kept in the plan's history. For a long, take_profit must
         be above stop_loss; for a short, below. Returns the position with its new plan and the
@@ -167,17 +168,25 @@ def register_tools(server: MCPServer, gw: Gateway) -> None:
             "stop_loss": stop_loss,
             "invalidation_condition": invalidation_condition,
         }
-        return await trading.update_exit_plan(gw, current_call(), symbol, changes, side)
+        return _result(await trading.update_exit_plan(gw, current_call(), symbol, changes, side))
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
     async def get_performance_metrics(
         window: WindowArg = "all_time",
-    ) -> views.PerformanceMetrics:
+    ) -> Annotated[CallToolResult, views.PerformanceMetrics]:
         """Your trading performance over a window: Sharpe ratio, win rate, average leverage and
         confidence, biggest win and loss, time share long / short / flat, realized PnL, with the
         exact definitions and when it was computed, plus how well your confidence predicted
         outcomes (calibration by confidence bucket). available=false until the first snapshot."""
-        return await handlers.performance(gw, _who(), window)
+        return _result(await handlers.performance(gw, _who(), window))
+
+
+def _result(view: BaseModel) -> CallToolResult:
+    """The view as structured content, and the same JSON as text for clients that read only
+    text: compact (fewer tokens for the model than the SDK's indented dump), serialized once."""
+    text = view.model_dump_json()
+    data = json.loads(text)  # cheaper than model_dump(mode="json"): decimals are formatted once
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
 def _who() -> Principal:

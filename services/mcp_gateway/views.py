@@ -22,21 +22,14 @@ def plain_decimal(value: Decimal) -> str:
     return "0" if text in ("", "-0") else text
 
 
-def _optional_plain(value: Decimal | None) -> str | None:
-    return None if value is None else plain_decimal(value)
-
-
 # The schemas say string (what is sent), flat: one type is cheap for a client to validate.
 Dec = Annotated[
     Decimal,
     PlainSerializer(plain_decimal, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "description": "exact decimal"}),
 ]
-OptDec = Annotated[
-    Decimal | None,
-    PlainSerializer(_optional_plain, return_type=str | None, when_used="json"),
-    WithJsonSchema({"type": ["string", "null"], "description": "exact decimal"}),
-]
+# None is serialized natively: the formatter runs only for decimals.
+OptDec = Annotated[Dec | None, WithJsonSchema({"type": ["string", "null"], "description": "exact decimal"})]
 Mode = Literal["live", "simulated"]
 Window = Literal["daily", "weekly", "all_time"]
 
@@ -90,11 +83,18 @@ class AccountState(View):
     account: str = Field(description="The account's external id.")
     account_id: UUID
     mode: Mode = Field(description="live = real money on OKX; simulated = demo trading.")
-    available_usdt: OptDec
-    locked_usdt: OptDec
-    cash_usdt: OptDec
-    equity_usdt: OptDec
-    balance_as_of: AwareDatetime | None
+    available_usdt: OptDec = Field(description="Free to open positions, from the latest balance.")
+    locked_usdt: OptDec = Field(description="Held as margin and by open orders, from the latest balance.")
+    cash_usdt: OptDec = Field(description="Cash balance (OKX cashBal): excludes unrealized PnL.")
+    equity_usdt: OptDec = Field(
+        description="Live equity: cash_usdt (else available + locked) + the sum of the open positions' "
+        "unrealized_pnl_usdt at the latest mark price; moves with the market between balance updates. "
+        "Null without a balance or when a position has no price."
+    )
+    exchange_equity_usdt: OptDec = Field(
+        description="The exchange's own equity figure as of balance_as_of (updated only by balance pushes)."
+    )
+    balance_as_of: AwareDatetime | None = Field(description="Time of the latest balance from the exchange.")
     positions: list[Position]
     performance: HeadlinePerformance | None = Field(
         description="All-time headline figures; null until the metrics service has run."

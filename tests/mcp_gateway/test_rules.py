@@ -17,6 +17,7 @@ from services.mcp_gateway.rules import (
     check_exit_plan,
     check_trade,
     is_stale,
+    live_equity,
     merged_exit_plan,
     pos_side_for,
 )
@@ -151,6 +152,26 @@ def test_exit_plan_merge_keeps_omitted_fields() -> None:
 def test_exit_plan_direction(side: str, tp: str, sl: str) -> None:
     with pytest.raises(InvalidArgument, match="take_profit"):
         check_exit_plan({"take_profit": tp, "stop_loss": sl}, side)
+
+
+def d(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+@pytest.mark.parametrize(
+    ("cash", "available", "locked", "upl", "equity"),
+    [
+        pytest.param("1000", "900", "50", ["15", "-2.5"], "1012.5", id="cash-plus-upl"),
+        pytest.param(None, "900", "50", ["15"], "965", id="no-cash-uses-available-plus-locked"),
+        pytest.param("1000", "900", "50", [], "1000", id="flat"),
+        pytest.param("1000", "900", "50", ["15", None], None, id="unpriced-position"),
+        pytest.param(None, None, None, [], None, id="no-balance"),
+    ],
+)
+def test_live_equity(
+    cash: str | None, available: str | None, locked: str | None, upl: list[str | None], equity: str | None
+) -> None:
+    assert live_equity(d(cash), d(available), d(locked), [d(u) for u in upl]) == d(equity)
 
 
 @given(st.decimals(allow_nan=False, allow_infinity=False, places=8, min_value=-(10**12), max_value=10**12))

@@ -67,11 +67,9 @@ async def test_get_account_state(gateway: Gateway, db_pool: asyncpg.Pool, accoun
     async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
         state = ok(await call(client, "get_account_state"))
     assert (state["account"], state["mode"]) == ("acct-a", "simulated")
-    assert (state["available_usdt"], state["locked_usdt"], state["equity_usdt"]) == (
-        "9000.5",
-        "1000",
-        "10012.25",
-    )
+    # cash 10000 + BTC +15 + ETH +20 (below); the exchange's own figure is kept apart
+    assert (state["available_usdt"], state["locked_usdt"], state["cash_usdt"]) == ("9000.5", "1000", "10000")
+    assert (state["equity_usdt"], state["exchange_equity_usdt"]) == ("10035", "10012.25")
     btc, eth = state["positions"]
     assert btc | {"opened_at": None, "updated_at": None} == {
         "symbol": BTC,
@@ -96,6 +94,47 @@ async def test_get_account_state(gateway: Gateway, db_pool: asyncpg.Pool, accoun
     assert (eth["side"], eth["unrealized_pnl_usdt"], eth["confidence"]) == ("short", "20", None)
     assert state["performance"]["realized_pnl_usdt"] == "123.45"
     assert state["performance"]["closed_positions"] == 5
+
+
+async def test_equity_moves_with_the_mark_between_balance_updates(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    await seed.balance(db_pool, accounts["a"])  # cash 10000, exchange equity 10012.25
+    await seed.market_price(db_pool, BTC, "61000")
+    await seed.market_price(db_pool, "ETH-USDT-SWAP", "2900")
+    await seed.position(db_pool, accounts["a"], BTC, qty="1.5", entry="60000")
+    await seed.position(db_pool, accounts["a"], "ETH-USDT-SWAP", side="short", qty="2", entry="3000")
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        # long 1.5 x 0.01 BTC: (61000 - 60000) x 0.015 = +15; short 2 x 0.1 ETH: (3000 - 2900) x 0.2 = +20
+        before = ok(await call(client, "get_account_state"))
+        await seed.market_price(db_pool, BTC, "59000.5")  # no new balance: only the mark moves
+        await seed.market_price(db_pool, "ETH-USDT-SWAP", "3012.25")
+        after = ok(await call(client, "get_account_state"))
+    assert before["equity_usdt"] == "10035"
+    # (59000.5 - 60000) x 0.015 = -14.9925; (3000 - 3012.25) x 0.2 = -2.45
+    upl = [p["unrealized_pnl_usdt"] for p in after["positions"]]
+    assert upl == ["-14.9925", "-2.45"]
+    assert after["equity_usdt"] == "9982.5575"
+    assert after["exchange_equity_usdt"] == before["exchange_equity_usdt"] == "10012.25"
+    assert after["balance_as_of"] == before["balance_as_of"]
+
+
+async def test_equity_without_cash_balance_uses_available_plus_locked(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        empty = ok(await call(client, "get_account_state"))
+        await db_pool.execute(
+            """INSERT INTO aitrader.balance_snapshots (account_id, available_usdt, locked_usdt, as_of)
+               VALUES ($1, 800.5, 199.5, now())""",
+            accounts["a"],
+        )
+        await seed.market_price(db_pool, BTC, "60100")
+        await seed.position(db_pool, accounts["a"], BTC, qty="2", entry="60000")
+        state = ok(await call(client, "get_account_state"))
+    assert (empty["equity_usdt"], empty["positions"], empty["balance_as_of"]) == (None, [], None)
+    # 800.5 + 199.5 + (60100 - 60000) x 0.02
+    assert (state["cash_usdt"], state["exchange_equity_usdt"], state["equity_usdt"]) == (None, None, "1002")
 
 
 async def test_get_market_data_reads_closed_candles_oldest_first(
