@@ -357,7 +357,8 @@ async def main() -> None:
             with gateway_process(settings) as (url, pid):
                 await read_tools(url, pid, token, args.calls, args.rounds)
                 await sdk_reads(url, token, args.calls)
-                await trades(settings, url, pool, args.trades)
+                if args.trades:
+                    await trades(settings, url, pool, args.trades)
         finally:
             await pool.close()
 
