@@ -201,6 +201,48 @@ async def steady(js: JetStreamContext, subjects: Subjects, fills: list[Fill], ra
     await wait_consumed(js, subjects)
 
 
+class CpuMeter:
+    """CPU seconds of the service, PostgreSQL (every process of the server on the DSN's port)
+    and nats-server between two snapshots, read from /proc (Linux, servers on this host)."""
+
+    def __init__(self, service_pid: int, dsn: str, nats_url: str) -> None:
+        self.service_pid = service_pid
+        self.pg_port, self.nats_port = urlsplit(dsn).port or 5432, urlsplit(nats_url).port or 4222
+        self.start: dict[str, float] = {}
+
+    def _groups(self) -> dict[str, float]:
+        procs: dict[int, tuple[int, float, str]] = {}  # pid -> (ppid, cpu s, cmdline)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+                procs[int(entry.name)] = (int(stat[1]), cpu, cmd)
+        postmasters = {pid for pid, (_, _, cmd) in procs.items()
+                       if "postgres" in cmd and f"-p {self.pg_port}" in cmd}
+        totals = {"service": 0.0, "postgres": 0.0, "nats": 0.0}
+        for pid, (ppid, cpu, cmd) in procs.items():
+            if pid == self.service_pid:
+                totals["service"] += cpu
+            elif pid in postmasters or ppid in postmasters:
+                totals["postgres"] += cpu
+            elif "nats-server" in cmd and f"-p {self.nats_port}" in cmd:
+                totals["nats"] += cpu
+        return totals
+
+    def __enter__(self) -> CpuMeter:
+        self.start = self._groups()
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end, elapsed = self._groups(), time.monotonic() - self.t0
+        parts = [f"{name} {end[name] - self.start[name]:.1f} s" for name in end]
+        print(f"  cpu over {elapsed:.1f} s ({os.cpu_count()} cores): " + ", ".join(parts))
+
+
 async def flood(js: JetStreamContext, subjects: Subjects, fills: list[Fill], latency: Latency) -> float:
     payloads = [(subjects.fill(f.account_id, f.inst_id), f.to_bytes(), headers_for(f), f.trade_id)
                 for f in fills]
@@ -274,7 +316,8 @@ async def run(args: argparse.Namespace) -> None:
             print(f"  publish -> commit: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({seen:,} fills measured)")
             first_seq = (await js.stream_info(subjects.stream(STREAM_ACCOUNT))).state.last_seq + 1
             print(f"flood of {args.fills:,} fills ...")
-            product = await flood(js, subjects, flood_fills, latency)
+            with CpuMeter(service.pid, dsn, url):
+                product = await flood(js, subjects, flood_fills, latency)
             p50, p99, seen = latency.percentiles([f.trade_id for f in flood_fills])
             print(f"  product: {product:,.0f} fills/s (saturated: p50 {p50:.0f} ms, p99 {p99:.0f} ms)")
         finally:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
+from uuid import uuid4
 
 import asyncpg
 
@@ -67,11 +68,12 @@ class SlotChange:
         )
         return replace(self, result=replace(self.result, closed=closed))
 
-    def events(self) -> list[PositionEvent]:
-        """closed (one per newly closed position), then opened or changed."""
+    def events(self, now: datetime | None = None) -> list[PositionEvent]:
+        """closed (one per newly closed position), then opened or changed; `now` is ts_init."""
+        now = now or datetime.now(UTC)
         old_ids = {c.closing_trade_id for c in self.old_closed}
         events = [
-            self._event("closed", c.closing_trade_id, c.exit_time, closed=_closed_state(c))
+            self._event("closed", c.closing_trade_id, c.exit_time, now, closed=_closed_state(c))
             for c in self.result.closed
             if c.closing_trade_id not in old_ids
         ]
@@ -79,19 +81,21 @@ class SlotChange:
         assert self.last_key is not None
         time, _, entry_id = self.last_key
         if pos is not None and not self.continuing:
-            events.append(self._event("opened", entry_id, time, position=_state(pos)))
+            events.append(self._event("opened", entry_id, time, now, position=_state(pos)))
         elif pos is not None and pos != self.before:
-            events.append(self._event("changed", entry_id, time, position=_state(pos)))
+            events.append(self._event("changed", entry_id, time, now, position=_state(pos)))
         return events
 
     def _event(self, kind: Literal["opened", "changed", "closed"], trade_id: str,
-               time: datetime, **values: Any) -> PositionEvent:
+               time: datetime, now: datetime, **values: Any) -> PositionEvent:
         account_id, symbol, pos_side = self.slot
         # model_construct: every value is already typed by the fold (no second validation).
+        # event_id and ts_init are given: a default_factory costs pydantic a signature
+        # inspection on every construct.
         fields: dict[str, Any] = {"position": None, "closed": None, **values}
         return PositionEvent.model_construct(
             kind=kind, account_id=account_id, mode=self.mode, inst_id=symbol, pos_side=pos_side,
-            trade_id=trade_id, ts_event=time, **fields,
+            trade_id=trade_id, ts_event=time, event_id=uuid4(), ts_init=now, **fields,
         )
 
 

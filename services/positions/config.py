@@ -11,9 +11,10 @@ class PositionsSettings(Settings):
     """Knobs of the fill-ledger consumer; the defaults suit one process on two cores."""
 
     positions_consumer: str = Field(default="positions", pattern=r"^[A-Za-z0-9_-]+$")
-    positions_batch_size: int = Field(default=1000, ge=1, le=10_000)
-    # A fetch waits this long for more messages once one has arrived (latency vs batch size).
-    positions_batch_wait_seconds: float = Field(default=0.002, ge=0, le=1)
+    positions_batch_size: int = Field(default=5000, ge=1, le=10_000)
+    # Once a message has arrived, the fetch of the others pending waits at most this long
+    # (it normally returns as soon as they are read: it asks only for messages that exist).
+    positions_batch_wait_seconds: float = Field(default=0.25, gt=0, le=1)
     # Unacked messages of a killed process are redelivered after this.
     positions_ack_wait_seconds: float = Field(default=30.0, gt=0)
     positions_max_ack_pending: int = Field(default=50_000, ge=1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -67,7 +67,8 @@ class BatchOutcome:
 
     def events(self) -> list[PositionEvent]:
         """The position events of this batch (built after commit, outside the transaction)."""
-        return [event for change in self.changes for event in change.events()]
+        now = datetime.now(UTC)
+        return [event for change in self.changes for event in change.events(now)]
 
 
 async def handle_batch(

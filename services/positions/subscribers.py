@@ -12,6 +12,7 @@ refuses) is isolated by retrying the batch one message at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,20 +131,19 @@ class LedgerConsumer:
             await self._finish(msgs, outcome, started)
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
-        # Wait long for the first message, then take what else is there within a few ms:
-        # low latency when idle, full batches under load.
+        # Wait long for the first message; its metadata says how many more the consumer holds,
+        # so ask for exactly those (up to the batch size): a batch is what is pending, at once,
+        # without lingering for messages that do not exist yet (low latency when idle) and
+        # without a deadline shorter than the client needs to read a full batch (under load).
         try:
-            first = await sub.fetch(1, timeout=5.0)
+            msgs: list[Msg] = await sub.fetch(1, timeout=5.0)
         except (NatsTimeoutError, TimeoutError):
             return []
-        size = self.settings.positions_batch_size - 1
-        if size <= 0:
-            return first
-        try:
-            wait = max(self.settings.positions_batch_wait_seconds, 0.001)
-            return first + await sub.fetch(size, timeout=wait)
-        except (NatsTimeoutError, TimeoutError):
-            return first
+        wanted = min(self.settings.positions_batch_size - 1, msgs[-1].metadata.num_pending)
+        if wanted > 0:
+            with contextlib.suppress(NatsTimeoutError, TimeoutError):
+                msgs += await sub.fetch(wanted, timeout=self.settings.positions_batch_wait_seconds)
+        return msgs
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         """Everything that happens to one fetched batch, in one go (tests, tools)."""
