@@ -21,6 +21,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _no_session_reset(conn: asyncpg.Connection) -> None:
+    """Release a connection to the pool without asyncpg's default reset query.
+
+    asyncpg still rolls back an open transaction before calling this. The default query (unlock
+    advisory locks, close cursors, UNLISTEN, RESET ALL) costs a round trip per release; this
+    product never leaves session state on a pooled connection (only transaction-scoped advisory
+    locks, no LISTEN, no SET), so there is nothing to reset.
+    """
+
+
 def _json_dumps(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
 
@@ -48,6 +58,7 @@ async def create_pool(
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
+            reset=_no_session_reset,
             timeout=timeout,
             server_settings={"application_name": application_name, "search_path": SCHEMA},
         )
