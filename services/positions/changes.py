@@ -69,14 +69,25 @@ class SlotChange:
         return replace(self, result=replace(self.result, closed=closed))
 
     def events(self, now: datetime | None = None) -> list[PositionEvent]:
-        """closed (one per newly closed position), then opened or changed; `now` is ts_init."""
+        """In fold order: `opened` and `closed` for every position this batch opened or
+        closed (a position opened and closed within the batch too), then `opened` or `changed`
+        for the position left open, with its final state (one event however many fills
+        changed it). `now` is ts_init."""
         now = now or datetime.now(UTC)
         old_ids = {c.closing_trade_id for c in self.old_closed}
-        events = [
-            self._event("closed", c.closing_trade_id, c.exit_time, now, closed=_closed_state(c))
-            for c in self.result.closed
-            if c.closing_trade_id not in old_ids
-        ]
+        published: set[Identity] = {(c.side, c.entry_time) for c in self.old_closed}  # earlier
+        if self.before is not None:
+            published.add(_identity(self.before))
+        openings = {_identity(p): p for p in self.result.opened}
+        events = []
+        for c in self.result.closed:
+            if c.closing_trade_id in old_ids:
+                continue
+            opening = openings.get((c.side, c.entry_time))
+            if opening is not None and (c.side, c.entry_time) not in published:
+                events.append(self._opened(opening, now))
+            events.append(self._event("closed", c.closing_trade_id, c.exit_time, now,
+                                      closed=_closed_state(c)))
         pos = self.result.position
         assert self.last_key is not None
         time, _, entry_id = self.last_key
@@ -85,6 +96,11 @@ class SlotChange:
         elif pos is not None and pos != self.before:
             events.append(self._event("changed", entry_id, time, now, position=_state(pos)))
         return events
+
+    def _opened(self, p: Position, now: datetime) -> PositionEvent:
+        # A position that also closed in this batch: its state right after its opening fill.
+        assert p.last_trade_id is not None
+        return self._event("opened", p.last_trade_id, p.opened_at, now, position=_state(p))
 
     def _event(self, kind: Literal["opened", "changed", "closed"], trade_id: str,
                time: datetime, now: datetime, **values: Any) -> PositionEvent:

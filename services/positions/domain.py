@@ -166,6 +166,7 @@ class FoldResult:
     position: Position | None
     closed: tuple[ClosedPosition, ...] = ()
     anomalies: tuple[FoldAnomaly, ...] = ()
+    opened: tuple[Position, ...] = ()  # every position opened here, as of its opening fill
 
 
 def apply_fill(
@@ -196,18 +197,22 @@ def fold(
     """Apply entries in (time, kind, id) order; anomalies are skipped and reported."""
     closed: list[ClosedPosition] = []
     anomalies: list[FoldAnomaly] = []
+    opened: list[Position] = []
     for entry in sorted(entries, key=entry_key):
         try:
             if isinstance(entry, FundingEntry):
                 position = apply_funding(position, entry)
                 continue
+            before = position
             position, done = apply_fill(position, entry, instrument)
         except FoldAnomaly as anomaly:
             anomalies.append(anomaly)
             continue
         if done is not None:
             closed.append(done)
-    return FoldResult(position, tuple(closed), tuple(anomalies))
+        if position is not None and (before is None or done is not None):  # opened or flipped
+            opened.append(position)
+    return FoldResult(position, tuple(closed), tuple(anomalies), tuple(opened))
 
 
 def entry_key(entry: Entry) -> EntryKey:

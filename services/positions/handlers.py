@@ -31,6 +31,7 @@ from services.positions.domain import (
     quantize,
     quantize_opt,
 )
+from services.positions.ids import uuid7
 from services.positions.inbound import Inbound
 from services.positions.orders import (
     OrderLink,
@@ -213,7 +214,7 @@ def _ledger_fill(f: Fill, link: OrderLink) -> LedgerFill:
 
 
 def _fill_row(f: Fill, e: LedgerFill, order_id: UUID, body: str) -> tuple[Any, ...]:
-    return (f.account_id, order_id, f.inst_id, f.side, e.price, e.size, e.fee, f.fill_pnl,
+    return (uuid7(), f.account_id, order_id, f.inst_id, f.side, e.price, e.size, e.fee, f.fill_pnl,
             e.confidence, e.time, f.trade_id, f.ord_id, f.pos_side, f.exec_type, f.category,
             f.fill_fee_ccy or None, e.leverage, body)
 

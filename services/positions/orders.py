@@ -55,7 +55,8 @@ def _link(row: asyncpg.Record) -> OrderLink:
 async def link_fills(conn: asyncpg.Connection, fills: Sequence[Fill]) -> dict[tuple[UUID, str], OrderLink]:
     """The order of every fill, keyed by (account, OKX ordId); unknown orders get a row."""
     links: dict[tuple[UUID, str], OrderLink] = {}
-    own = {oid for f in fills if (oid := own_order_id(f.cl_ord_id)) is not None}
+    own_ids = [own_order_id(f.cl_ord_id) for f in fills]  # parsed once per fill
+    own = {oid for oid in own_ids if oid is not None}
     learned: dict[UUID, str] = {}
     if own:
         # A join on unnest (not `= ANY`): index lookups however many orders the table holds.
@@ -65,8 +66,8 @@ async def link_fills(conn: asyncpg.Connection, fills: Sequence[Fill]) -> dict[tu
             list(own),
         )
         by_id = {r["id"]: r for r in rows}
-        for fill in fills:
-            row = by_id.get(own_order_id(fill.cl_ord_id))
+        for fill, oid in zip(fills, own_ids, strict=True):
+            row = by_id.get(oid)
             if row is not None and row["account_id"] == fill.account_id:
                 links[(fill.account_id, fill.ord_id)] = _link(row)
                 if row["exchange_order_id"] is None:
