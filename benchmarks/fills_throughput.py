@@ -14,7 +14,9 @@ Printed, from one run:
 2. flood of N fills: the product's fills/s, first publish -> last commit (and latency under
    saturation, for the record);
 3. the plumbing reference: the same N messages pulled with plain nats-py and written with COPY
-   into an unindexed copy of `fills`, nothing folded — fills/s; and the ratio product / plumbing.
+   into an unindexed copy of `fills`, nothing folded — fills/s; and the ratio product / plumbing;
+4. CPU seconds of the service, PostgreSQL and nats-server during the flood (from /proc, when the
+   servers run on this host): where the time goes.
 """
 
 from __future__ import annotations

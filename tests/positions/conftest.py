@@ -96,7 +96,8 @@ def funding(account_id: UUID, bill_id: str, amount: str, minute: float, *,
 
 def subject_for(subjects: Subjects, event: Event) -> str:
     kind = type(event).__name__
-    acc, inst = getattr(event, "account_id"), getattr(event, "inst_id", None)  # noqa: B009
+    acc: UUID = getattr(event, "account_id")  # noqa: B009
+    inst: str = getattr(event, "inst_id", "")  # Balance has none (and needs none)
     return {
         "Fill": lambda: subjects.fill(acc, inst),
         "FundingPayment": lambda: subjects.funding_payment(acc, inst),
@@ -127,7 +128,7 @@ async def consumed(js: JetStreamContext, subjects: Subjects, *, timeout: float =
             info = await js.consumer_info(subjects.stream(STREAM_ACCOUNT), CONSUMER)
         except Exception:
             return False
-        return info.num_pending == 0 and info.num_ack_pending == 0 and info.delivered.stream_seq > 0
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0 and info.delivered.stream_seq > 0)
 
     await wait_for(done, timeout=timeout, interval=0.02, message="the service to ack every message")
 
@@ -140,11 +141,12 @@ async def open_rows(pool: asyncpg.Pool, account_id: UUID) -> dict[tuple[str, str
 
 
 async def closed_rows(pool: asyncpg.Pool, account_id: UUID) -> list[asyncpg.Record]:
-    return await pool.fetch(
+    rows: list[asyncpg.Record] = await pool.fetch(
         """SELECT * FROM aitrader.positions_closed WHERE account_id = $1
            ORDER BY exit_time, closing_trade_id""",
         account_id,
     )
+    return rows
 
 
 def assert_row(row: Any, **expected: Any) -> None:

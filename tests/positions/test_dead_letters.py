@@ -63,7 +63,7 @@ async def test_an_instrument_not_loaded_yet_is_waited_for(
 
         async def delivered_and_held() -> bool:
             info = await js.consumer_info(subjects.stream("ACCOUNT"), "positions")
-            return info.delivered.stream_seq == 1 and info.num_ack_pending == 1
+            return bool(info.delivered.stream_seq == 1 and info.num_ack_pending == 1)
 
         await wait_for(delivered_and_held, timeout=10, message="the fill to be delivered and held")
         await db_pool.execute(
