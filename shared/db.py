@@ -26,8 +26,9 @@ async def _no_session_reset(conn: asyncpg.Connection) -> None:
 
     asyncpg still rolls back an open transaction before calling this. The default query (unlock
     advisory locks, close cursors, UNLISTEN, RESET ALL) costs a round trip per release; this
-    product never leaves session state on a pooled connection (only transaction-scoped advisory
-    locks, no LISTEN, no SET), so there is nothing to reset.
+    product leaves no session state that a reset would clear (only transaction-scoped advisory
+    locks, no LISTEN, no SET, no cursors). The positions service's temporary staging table is
+    per connection and emptied at every commit; the default reset would not drop it either.
     """
 
 

@@ -53,6 +53,22 @@ def _redact_processor(
     return {k: redact(v, k) if k != "event" else redact(v) for k, v in event_dict.items()}
 
 
+class _Stderr:
+    """Whatever `sys.stderr` is at write time (test runners swap it, and close the old one)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+_STDERR = _Stderr()
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", service: str | None = None) -> None:
     """Configure structlog and the stdlib root logger once per process."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -73,11 +89,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", service: str | Non
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the stdlib (uvicorn, nats) go through the same redaction.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_STDERR)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=renderer,
