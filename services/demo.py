@@ -180,7 +180,16 @@ async def print_summary(agent: Agent, pool: asyncpg.Pool) -> None:
             f"  {tool:<24} calls {len(values):>2}  p50 {statistics.median(values):7.1f}  "
             f"max {max(values):7.1f}"
         )
-    audited = await pool.fetchval("SELECT count(*) FROM aitrader.mcp_tool_calls")
+    calls = sum(len(values) for values in agent.latencies.values())
+
+    async def all_audited() -> int | None:
+        # The gateway writes audit rows in short background bursts (see docs/mcp.md).
+        rows: int = await pool.fetchval(
+            "SELECT count(*) FROM aitrader.mcp_tool_calls WHERE status <> 'pending'"
+        )
+        return rows if rows >= calls else None
+
+    audited = await until(all_audited, "every tool call to be audited", timeout=5)
     click.echo(f"  every call audited: {audited} rows in mcp_tool_calls")
 
 

@@ -10,7 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -69,8 +69,12 @@ class _Stderr:
 _STDERR = _Stderr()
 
 
-def configure_logging(level: str = "info", fmt: str = "auto", service: str | None = None) -> None:
-    """Configure structlog and the stdlib root logger once per process."""
+def configure_logging(
+    level: str = "info", fmt: str = "auto", service: str | None = None, stream: TextIO | None = None
+) -> None:
+    """Configure structlog and the stdlib root logger once per process (to `stream`, or to
+    whatever `sys.stderr` is when a line is written)."""
+    out: Any = stream if stream is not None else _STDERR
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -89,11 +93,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", service: str | Non
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=_STDERR),  # type: ignore[arg-type]
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the stdlib (uvicorn, nats) go through the same redaction.
-    handler = logging.StreamHandler(_STDERR)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=renderer,

@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import random
-import sys
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -113,11 +112,10 @@ async def test_thousands_of_bad_frames_over_a_socket(js: JetStreamContext, subje
 
 
 @pytest.fixture
-def captured_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+def captured_logs() -> Iterator[io.StringIO]:
     """Every log line (structlog and stdlib) as the production JSON renderer writes it."""
     buffer = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", buffer)
-    configure_logging("debug", "json")
+    configure_logging("debug", "json", stream=buffer)
     yield buffer
     structlog.reset_defaults()
     logging.getLogger().handlers.clear()
