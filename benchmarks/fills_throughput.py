@@ -207,8 +207,8 @@ class CpuMeter:
     """CPU seconds of the service, PostgreSQL (every process of the server on the DSN's port)
     and nats-server between two snapshots, read from /proc (Linux, servers on this host)."""
 
-    def __init__(self, service_pid: int, dsn: str, nats_url: str) -> None:
-        self.service_pid = service_pid
+    def __init__(self, service_pids: set[int], dsn: str, nats_url: str) -> None:
+        self.service_pids = service_pids
         self.pg_port, self.nats_port = urlsplit(dsn).port or 5432, urlsplit(nats_url).port or 4222
         self.start: dict[str, float] = {}
 
@@ -226,7 +226,7 @@ class CpuMeter:
                        if "postgres" in cmd and f"-p {self.pg_port}" in cmd}
         totals = {"service": 0.0, "postgres": 0.0, "nats": 0.0}
         for pid, (ppid, cpu, cmd) in procs.items():
-            if pid == self.service_pid:
+            if pid in self.service_pids:
                 totals["service"] += cpu
             elif pid in postmasters or ppid in postmasters:
                 totals["postgres"] += cpu
@@ -308,7 +308,10 @@ async def run(args: argparse.Namespace) -> None:
         await write_orders(pool, ledger, 0)
         latency = Latency()
         await nc.subscribe(subjects.positions_all, cb=latency.on_event)
-        service = await start_service(dsn, url, subjects, args.service_log_level, args.profile)
+        services = [
+            await start_service(dsn, url, subjects, args.service_log_level, args.profile)
+            for _ in range(args.instances)
+        ]
         try:
             await wait_consumed(js, subjects, require_delivery=False)  # the consumer exists
             await steady(js, subjects, warmup, 1000, Latency())  # connections, caches, plans
@@ -318,13 +321,14 @@ async def run(args: argparse.Namespace) -> None:
             print(f"  publish -> commit: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({seen:,} fills measured)")
             first_seq = (await js.stream_info(subjects.stream(STREAM_ACCOUNT))).state.last_seq + 1
             print(f"flood of {args.fills:,} fills ...")
-            with CpuMeter(service.pid, dsn, url):
+            with CpuMeter({s.pid for s in services}, dsn, url):
                 product = await flood(js, subjects, flood_fills, latency)
             p50, p99, seen = latency.percentiles([f.trade_id for f in flood_fills])
             print(f"  product: {product:,.0f} fills/s (saturated: p50 {p50:.0f} ms, p99 {p99:.0f} ms)")
         finally:
-            service.terminate()
-            await service.wait()
+            for service in services:
+                service.terminate()
+                await service.wait()
         stored = await pool.fetchval("SELECT count(*) FROM aitrader.fills")
         assert stored == len(warmup) + len(steady_fills) + args.fills, f"stored {stored}"
         reference = await plumbing(nc, pool, subjects, first_seq, args.fills)
@@ -339,6 +343,8 @@ def main() -> None:
     parser.add_argument("--fills", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=500.0, help="steady-phase fills per second")
     parser.add_argument("--steady-seconds", type=float, default=10.0)
+    parser.add_argument("--instances", type=int, default=1,
+                        help="positions service processes sharing the durable consumer")
     parser.add_argument("--profile", metavar="PATH", help="run the service under cProfile, stats to PATH")
     parser.add_argument("--service-log-level", default="warning", help="e.g. debug: one line per batch")
     asyncio.run(run(parser.parse_args()))
