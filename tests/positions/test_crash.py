@@ -49,7 +49,10 @@ async def start(settings: Settings, log_path: str) -> asyncio.subprocess.Process
         "AITRADER_NATS_URL": settings.require_nats_url(),
         "AITRADER_NATS_SUBJECT_ROOT": settings.nats_subject_root,
         "AITRADER_NATS_STREAM_PREFIX": settings.nats_stream_prefix,
-        "AITRADER_POSITIONS_ACK_WAIT_SECONDS": "2",  # the killed process's batch comes back soon
+        # The killed process's batch comes back soon; a batch must still commit well within the
+        # ack wait on a loaded machine, or it is redelivered while it is being written.
+        "AITRADER_POSITIONS_ACK_WAIT_SECONDS": "5",
+        "AITRADER_POSITIONS_BATCH_SIZE": "1000",
         "AITRADER_LOG_LEVEL": "warning",
     }
     with open(log_path, "ab") as log:  # noqa: ASYNC230 - a local file, opened once per start
