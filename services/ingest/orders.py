@@ -14,11 +14,11 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from services.ingest.okx_rest import OkxApiError, OkxRest, OkxUnavailable
 from services.ingest.repository import InstrumentRules, Repository
+from services.ingest.responder import Responder
 from shared.logging import get_logger
 from shared.messages import PlaceOrder, PlaceOrderReply
 
@@ -69,31 +69,15 @@ def _num(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-class OrderHandler:
+class OrderHandler(Responder):
     """Serves place-order commands for one account; each command runs in its own task."""
 
     def __init__(self, rest: OkxRest, repo: Repository, account_id: UUID,
                  timeout_s: float = 5.0) -> None:
+        super().__init__()
         self.rest, self.repo, self.account_id, self.timeout_s = rest, repo, account_id, timeout_s
         self.pos_mode: str | None = None
         self._levers: dict[tuple[str, str], Decimal] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def on_message(self, msg: Msg) -> None:
-        """nats-py callback: never blocks the subscription on a slow OKX call."""
-        task = asyncio.create_task(self._serve(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _serve(self, msg: Msg) -> None:
-        reply = await self.handle(msg.data)
-        if msg.reply:
-            await msg.respond(reply.model_dump_json().encode())
 
     async def handle(self, data: bytes) -> PlaceOrderReply:
         """One command -> one reply, always within the bound."""

@@ -4,40 +4,25 @@ from __future__ import annotations
 
 import asyncio
 
-from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from services.ingest import fields
 from services.ingest.backfill import Backfiller
 from services.ingest.normalize import BadFrame, bar_ms
 from services.ingest.okx_rest import OkxApiError, OkxUnavailable
+from services.ingest.responder import Responder
 from shared.logging import get_logger
 from shared.messages import MarketDataRefresh, MarketDataRefreshReply
 
 log = get_logger("ingest.refresh")
 
 
-class RefreshHandler:
+class RefreshHandler(Responder):
     """Fetch the latest closed candles over REST, publish them as confirmed, then reply."""
 
     def __init__(self, backfiller: Backfiller, timeout_s: float = 10.0) -> None:
+        super().__init__()
         self.backfiller, self.timeout_s = backfiller, timeout_s
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def on_message(self, msg: Msg) -> None:
-        task = asyncio.create_task(self._serve(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _serve(self, msg: Msg) -> None:
-        reply = await self.handle(msg.data)
-        if msg.reply:
-            await msg.respond(reply.model_dump_json().encode())
 
     async def handle(self, data: bytes) -> MarketDataRefreshReply:
         """One request -> one reply within the bound."""
