@@ -151,9 +151,7 @@ class OkxWebSocket:
                 for task in done:
                     task.result()
             finally:
-                for task in (reader, consumer):
-                    task.cancel()
-                await asyncio.gather(reader, consumer, return_exceptions=True)
+                await _stop(reader, consumer)
 
     async def _consume(self, queue: asyncio.Queue[tuple[Push, datetime]]) -> None:
         await self.sink.on_connected()  # backfill: published before any newer live push
@@ -265,3 +263,15 @@ class OkxWebSocket:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True)
+
+
+async def _stop(*tasks: asyncio.Task[None]) -> None:
+    """Cancel until done. On Python 3.11 `asyncio.wait_for` (used inside nats-py's request)
+    swallows a cancellation that races with its result; a single cancel() then leaves the
+    consumer waiting on an empty queue forever and the session never ends."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    await asyncio.gather(*tasks, return_exceptions=True)
