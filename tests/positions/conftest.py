@@ -130,7 +130,14 @@ async def consumed(js: JetStreamContext, subjects: Subjects, *, timeout: float =
             return False
         return bool(info.num_pending == 0 and info.num_ack_pending == 0 and info.delivered.stream_seq > 0)
 
-    await wait_for(done, timeout=timeout, interval=0.02, message="the service to ack every message")
+    try:
+        await wait_for(done, timeout=timeout, interval=0.02, message="the service to ack every message")
+    except AssertionError as exc:  # say where the consumer stands, for whoever reads the failure
+        info = await js.consumer_info(subjects.stream(STREAM_ACCOUNT), CONSUMER)
+        raise AssertionError(
+            f"{exc}; consumer: pending {info.num_pending}, ack pending {info.num_ack_pending}, "
+            f"redelivered {info.num_redelivered}, delivered {info.delivered}, ack floor {info.ack_floor}"
+        ) from None
 
 
 async def open_rows(pool: asyncpg.Pool, account_id: UUID) -> dict[tuple[str, str], asyncpg.Record]:
