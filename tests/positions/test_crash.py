@@ -51,7 +51,7 @@ async def start(settings: Settings, log_path: str) -> asyncio.subprocess.Process
         "AITRADER_NATS_STREAM_PREFIX": settings.nats_stream_prefix,
         # The killed process's batch comes back soon; a batch must still commit well within the
         # ack wait on a loaded machine, or it is redelivered while it is being written.
-        "AITRADER_POSITIONS_ACK_WAIT_SECONDS": "5",
+        "AITRADER_POSITIONS_ACK_WAIT_SECONDS": "10",
         "AITRADER_POSITIONS_BATCH_SIZE": "1000",
         "AITRADER_LOG_LEVEL": "warning",
     }
@@ -61,6 +61,7 @@ async def start(settings: Settings, log_path: str) -> asyncio.subprocess.Process
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 async def test_kill_9_mid_stream_loses_and_doubles_nothing(
     settings: Settings, js: JetStreamContext, subjects: Subjects, db_pool: asyncpg.Pool, db_dsn: str,
 ) -> None:
@@ -86,7 +87,7 @@ async def test_kill_9_mid_stream_loses_and_doubles_nothing(
         assert stored_at_kill < FILLS, "the kill came too late to prove anything"
 
         proc = await start(settings, log_path)
-        await consumed(js, subjects, timeout=60)
+        await consumed(js, subjects, timeout=100)
     finally:
         if proc.returncode is None:
             proc.terminate()
