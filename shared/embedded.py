@@ -125,6 +125,7 @@ class EmbeddedPostgres:
             text=True,
             check=False,
             cwd=self.root_dir,
+            start_new_session=True,  # Ctrl-C in the terminal must not reach the postmaster
             **kwargs,  # type: ignore[call-overload]
         )
         return result
@@ -227,6 +228,9 @@ class EmbeddedNats:
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            # Its own session: a terminal's Ctrl-C reaches `up`, which stops the services
+            # first and the server last.
+            start_new_session=True,
         )
         health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
         deadline = time.monotonic() + timeout
