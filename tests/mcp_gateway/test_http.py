@@ -44,35 +44,17 @@ async def test_token_sees_and_trades_only_its_own_account(
     await seed.position(db_pool, accounts["b"], BTC, qty="3")
     token_a, row_a = await create_token(db_pool, "acct-a", "trade")
     token_b, _ = await create_token(db_pool, "acct-b", "trade")
+    # The same arguments (and idempotency key) from both accounts: keys are per account.
+    same_trade = dict(
+        symbol=BTC, side="sell", size="0.2", leverage=3, confidence=55, idempotency_key="http-1"
+    )
     async with http_client(url, token_a) as client:
         tools = await client.list_tools()
         state_a = ok(await call(client, "get_account_state"))
-        trade = ok(
-            await call(
-                client,
-                "execute_trade",
-                symbol=BTC,
-                side="sell",
-                size="0.2",
-                leverage=3,
-                confidence=55,
-                idempotency_key="http-1",
-            )
-        )
+        trade = ok(await call(client, "execute_trade", **same_trade))
     async with http_client(url, token_b) as client:
         state_b = ok(await call(client, "get_account_state"))
-        replay_from_b = ok(
-            await call(
-                client,
-                "execute_trade",
-                symbol=BTC,
-                side="sell",
-                size="0.2",
-                leverage=3,
-                confidence=55,
-                idempotency_key="http-1",
-            )
-        )
+        replay_from_b = ok(await call(client, "execute_trade", **same_trade))
     assert len(tools.tools) == 5
     assert (state_a["account"], state_a["positions"]) == ("acct-a", [])
     assert state_b["account"] == "acct-b" and state_b["positions"][0]["contracts"] == "3"
