@@ -139,7 +139,14 @@ class LedgerConsumer:
             msgs: list[Msg] = await sub.fetch(1, timeout=5.0)
         except (NatsTimeoutError, TimeoutError):
             return []
-        wanted = min(self.settings.positions_batch_size - 1, msgs[-1].metadata.num_pending)
+        first = msgs[-1].metadata
+        wanted = min(self.settings.positions_batch_size - 1, first.num_pending)
+        if first.num_delivered > 1:
+            # A redelivery (e.g. the batch in flight when a process died): num_pending counts
+            # only never-delivered messages, so it would make batches of one — each late fill
+            # then refolds its slot alone and recovery crawls. Ask for a full batch; the fetch
+            # returns at once with what is there.
+            wanted = self.settings.positions_batch_size - 1
         if wanted > 0:
             with contextlib.suppress(NatsTimeoutError, TimeoutError):
                 msgs += await sub.fetch(wanted, timeout=self.settings.positions_batch_wait_seconds)
