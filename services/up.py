@@ -95,22 +95,14 @@ def start_infrastructure(settings: Settings, data_dir: Path, stack: Stack) -> No
     """Use the configured servers, or start embedded ones with their data in `data_dir`."""
     if settings.database_url:
         stack.env["AITRADER_DATABASE_URL"] = settings.database_url
-    else:
-        if port_in_use(settings.embedded_pg_port):
-            raise ConfigError(
-                "AITRADER_EMBEDDED_PG_PORT", f"port {settings.embedded_pg_port} is already in use"
-            )
+    else:  # start() refuses a port in use, naming AITRADER_EMBEDDED_PG_PORT
         stack.postgres = EmbeddedPostgres(data_dir / "postgres", port=settings.embedded_pg_port)
         stack.postgres.start()
         stack.env["AITRADER_DATABASE_URL"] = stack.postgres.dsn
         log.info("embedded_postgres", url=stack.postgres.dsn, data=str(stack.postgres.data_dir))
     if settings.nats_url:
         stack.env["AITRADER_NATS_URL"] = settings.nats_url
-    else:
-        if port_in_use(settings.embedded_nats_port):
-            raise ConfigError(
-                "AITRADER_EMBEDDED_NATS_PORT", f"port {settings.embedded_nats_port} is already in use"
-            )
+    else:  # start() refuses a port in use, naming AITRADER_EMBEDDED_NATS_PORT
         stack.nats = EmbeddedNats(data_dir / "nats", port=settings.embedded_nats_port)
         stack.nats.start()
         stack.env["AITRADER_NATS_URL"] = stack.nats.url
