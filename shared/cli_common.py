@@ -12,6 +12,7 @@ import click
 
 from shared.errors import ConfigError, MigrationError
 from shared.logging import configure_logging
+from shared.runner import fail
 from shared.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,8 +26,7 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            click.echo(f"aitrader: configuration error: {exc}", err=True)
-            sys.exit(2)
+            fail(exc)
         except MigrationError as exc:
             click.echo(f"aitrader: migration error: {exc}", err=True)
             sys.exit(2)
