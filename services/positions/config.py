@@ -22,6 +22,9 @@ class PositionsSettings(Settings):
     # service's start and the message's publication, then dead-lettered.
     positions_instrument_grace_seconds: float = Field(default=300.0, ge=0)
     positions_retry_max_seconds: float = Field(default=30.0, gt=0)
+    # A batch is committed as this many concurrent transactions, split by account, so that
+    # folding one part overlaps PostgreSQL writing another.
+    positions_partitions: int = Field(default=2, ge=1, le=16)
 
 
 def positions_settings(settings: Settings) -> PositionsSettings:

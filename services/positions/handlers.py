@@ -66,6 +66,15 @@ class BatchOutcome:
     duplicates: int = 0
     refolds: int = 0
 
+    def merge(self, other: BatchOutcome) -> None:
+        """Add what another part of the same batch did."""
+        self.dead.update(other.dead)
+        self.retry.update(other.retry)
+        self.changes.extend(other.changes)
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.refolds += other.refolds
+
     def events(self) -> list[PositionEvent]:
         """The position events of this batch (built after commit, outside the transaction)."""
         now = datetime.now(UTC)

@@ -19,7 +19,8 @@ log = get_logger(SERVICE)
 async def serve(settings: Settings) -> None:
     """Fold account events into the ledger tables until cancelled."""
     config = positions_settings(settings)
-    pool = await create_pool(config.require_database_url(), min_size=1, max_size=4,
+    pool = await create_pool(config.require_database_url(), min_size=1,
+                             max_size=config.positions_partitions + 2,
                              application_name=SERVICE)
     try:
         nc = await connect_nats(config.require_nats_url(), name=SERVICE)

@@ -39,6 +39,8 @@ log = get_logger(SERVICE)
 # resources, operator intervention (shutdown), system error.
 TRANSIENT_SQLSTATE = ("08", "40", "53", "57", "58")
 TRANSIENT = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+# A batch smaller than this is one transaction: splitting a few messages only adds round trips.
+PARTITION_MIN_MESSAGES = 100
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -122,7 +124,7 @@ class LedgerConsumer:
         while True:
             batch = await inbox.get()
             ready.release()
-            outcome = await self._commit_with_retry(batch.msgs, batch.items, batch.rejected)
+            outcome = await self._commit_partitioned(batch.msgs, batch.items, batch.rejected)
             await out.put((batch.msgs, outcome, batch.started))
 
     async def _finish_stage(self, inbox: asyncio.Queue[tuple[Sequence[Msg], BatchOutcome, float]]) -> None:
@@ -156,7 +158,7 @@ class LedgerConsumer:
         """Everything that happens to one fetched batch, in one go (tests, tools)."""
         started = time.perf_counter()
         items, rejected = self._parse(msgs)
-        outcome = await self._commit_with_retry(msgs, items, rejected)
+        outcome = await self._commit_partitioned(msgs, items, rejected)
         await self._finish(msgs, outcome, started)
 
     async def _finish(self, msgs: Sequence[Msg], outcome: BatchOutcome, started: float) -> None:
@@ -179,6 +181,28 @@ class LedgerConsumer:
             except PermanentError as exc:
                 rejected[index] = str(exc)
         return items, rejected
+
+    async def _commit_partitioned(
+        self, msgs: Sequence[Msg], items: list[Inbound], rejected: dict[int, str]
+    ) -> BatchOutcome:
+        """Split the batch by account into `positions_partitions` parts, each committed in its
+        own transaction on its own connection, concurrently: while PostgreSQL works on one
+        part, this process folds another. An account always falls in the same part, so its
+        messages keep their stream order; parts share no account, so no lock or row. A small
+        batch (the steady state) stays whole."""
+        count = self.settings.positions_partitions if len(items) >= PARTITION_MIN_MESSAGES else 1
+        parts: list[list[Inbound]] = [[] for _ in range(count)]
+        for item in items:
+            parts[item.event.account_id.int % count].append(item)
+        work = [(part, rejected if n == 0 else {}) for n, part in enumerate(parts)]
+        work = [(part, rej) for part, rej in work if part or rej]
+        if len(work) <= 1:
+            return await self._commit_with_retry(msgs, items, rejected)
+        outcomes = await asyncio.gather(*(self._commit_with_retry(msgs, part, rej) for part, rej in work))
+        total = BatchOutcome()
+        for outcome in outcomes:
+            total.merge(outcome)
+        return total
 
     async def _commit_with_retry(
         self, msgs: Sequence[Msg], items: list[Inbound], rejected: dict[int, str]
@@ -211,12 +235,7 @@ class LedgerConsumer:
         log.warning("isolating_batch", messages=len(items))
         total = await self._commit_with_retry(msgs, [], rejected)
         for item in items:
-            part = await self._commit_with_retry(msgs, [item], {})
-            total.dead.update(part.dead)
-            total.retry.update(part.retry)
-            total.changes.extend(part.changes)
-            total.stored += part.stored
-            total.duplicates += part.duplicates
+            total.merge(await self._commit_with_retry(msgs, [item], {}))
         return total
 
     async def _commit(

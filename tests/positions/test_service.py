@@ -14,8 +14,9 @@ from nats.js import JetStreamContext
 
 from services.positions.config import PositionsSettings
 from shared.messages import Balance, ExchangePosition, OrderUpdate, PositionEvent
+from shared.settings import Settings
 from shared.subjects import Subjects
-from tests.factories import wait_for
+from tests.factories import create_account, wait_for
 from tests.positions.conftest import (
     assert_row,
     at,
@@ -24,7 +25,10 @@ from tests.positions.conftest import (
     fill,
     funding,
     open_rows,
+    positions_config,
     publish,
+    publish_raw,
+    running,
 )
 
 
@@ -278,3 +282,38 @@ async def test_no_ack_before_commit_while_the_database_is_unreachable(
     await consumed(js, subjects, timeout=20)
     assert await db_pool.fetchval("SELECT count(*) FROM aitrader.fills") == 1
     assert await db_pool.fetchval("SELECT count(*) FROM aitrader.dead_letters") == 0
+
+
+async def test_a_large_batch_is_committed_in_one_transaction_per_account_partition(
+    settings: Settings, account: UUID, js: JetStreamContext, subjects: Subjects, db_pool: asyncpg.Pool,
+) -> None:
+    # One account per partition (account id mod 3), 60 fills each, and a schema-invalid message,
+    # all published before the service starts: one fetched batch of 181 messages.
+    by_part: dict[int, UUID] = {account.int % 3: account}
+    n = 0
+    while len(by_part) < 3:
+        n += 1
+        extra = await create_account(db_pool, f"partition-{n}")
+        by_part.setdefault(extra.int % 3, extra)
+    accounts = list(by_part.values())
+    # per account: 30 buys of 1 @ 100 and 30 of 1 @ 101 -> long 60 @ 100.5; then the batch's
+    # last fill of each sells 70 @ 102: flip, closed 60 with gross (102 - 100.5) x 60 x 0.01 = 0.9
+    events = [fill(acc, f"{acc.hex[:6]}-{i:03d}", "buy", "1", "100" if i % 2 else "101", i)
+              for i in range(60) for acc in accounts]
+    events += [fill(acc, f"{acc.hex[:6]}-close", "sell", "70", "102", 60) for acc in accounts]
+    await publish(js, subjects, events)
+    await publish_raw(js, subjects.fill(accounts[0], "BTC-USDT-SWAP"), b'{"not": "a fill"}')
+    async with running(positions_config(settings, positions_partitions=3), js):
+        await consumed(js, subjects)
+    for acc in accounts:
+        [closed] = await closed_rows(db_pool, acc)
+        assert_row(closed, side="long", quantity="60", entry_price="100.5", exit_price="102",
+                   gross_pnl_usdt="0.9", fill_count=61)
+        row = (await open_rows(db_pool, acc))[("BTC-USDT-SWAP", "net")]
+        assert_row(row, side="short", quantity="10", avg_entry_price="102", fill_count=1)
+    # Each account's fills were written by one transaction, a different one per account.
+    xmins = await db_pool.fetch(
+        "SELECT account_id, array_agg(DISTINCT xmin::text) AS x FROM aitrader.fills GROUP BY account_id")
+    assert all(len(r["x"]) == 1 for r in xmins) and len({r["x"][0] for r in xmins}) == 3
+    [reason] = await db_pool.fetch("SELECT reason FROM aitrader.dead_letters")
+    assert reason["reason"].startswith("schema-invalid fill")
