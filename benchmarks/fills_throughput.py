@@ -11,12 +11,17 @@ order written beforehand (as the MCP gateway does), in net mode with frequent fl
 Printed, from one run:
 1. steady 500 fills/s: p50 / p99 publish -> commit latency (measured to the position event,
    which is published right after the commit: an upper bound);
-2. flood of N fills: the product's fills/s, first publish -> last commit (and latency under
-   saturation, for the record);
-3. the plumbing reference: the same N messages pulled with plain nats-py and written with COPY
-   into an unindexed copy of `fills`, nothing folded — fills/s; and the ratio product / plumbing;
-4. CPU seconds of the service, PostgreSQL and nats-server during the flood (from /proc, when the
-   servers run on this host): where the time goes.
+2. flood of N fills published while the service runs: fills/s, first publish -> last commit,
+   and latency under saturation — for the record: the publisher (this process) competes with
+   the service for the same 2 cores;
+3. drain of a backlog of N more fills, published while the service is stopped (SIGSTOP):
+   fills/s from SIGCONT to the last commit — the product's throughput;
+4. the plumbing reference: the drained N messages pulled again with plain nats-py and written
+   with COPY into an unindexed copy of `fills`, nothing folded — fills/s; and the ratio
+   product (drain) / plumbing: both read the same backlog from JetStream with nothing else
+   running;
+5. CPU seconds of the service, PostgreSQL and nats-server during the flood and the drain (from
+   /proc, when the servers run on this host): where the time goes.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -260,6 +266,27 @@ async def flood(js: JetStreamContext, subjects: Subjects, fills: list[Fill], lat
     return len(fills) / elapsed
 
 
+async def drain(js: JetStreamContext, subjects: Subjects, fills: list[Fill],
+                services: list[asyncio.subprocess.Process], meter: CpuMeter) -> float:
+    """Publish a backlog while the service is frozen, then time it from resuming to the last commit."""
+    for service in services:
+        os.kill(service.pid, signal.SIGSTOP)
+    try:
+        for f in fills:
+            subject = subjects.fill(f.account_id, f.inst_id)
+            await js.publish_async(subject, f.to_bytes(), headers=headers_for(f))
+        await js.publish_async_completed()
+    finally:
+        meter.__enter__()
+        started = time.monotonic()
+        for service in services:
+            os.kill(service.pid, signal.SIGCONT)
+    await wait_consumed(js, subjects)
+    elapsed = time.monotonic() - started
+    meter.__exit__()
+    return len(fills) / elapsed
+
+
 async def plumbing(nc: Client, pool: asyncpg.Pool, subjects: Subjects, first_seq: int, n: int) -> float:
     """Plain nats-py pull + json + COPY into an unindexed copy of fills: the ceiling."""
     await pool.execute("CREATE TABLE aitrader.plumbing_fills (LIKE aitrader.fills)")
@@ -305,6 +332,7 @@ async def run(args: argparse.Namespace) -> None:
         warmup = ledger.fills(500)
         steady_fills = ledger.fills(int(args.rate * args.steady_seconds))
         flood_fills = ledger.fills(args.fills)
+        drain_fills = ledger.fills(args.fills)
         await write_orders(pool, ledger, 0)
         latency = Latency()
         await nc.subscribe(subjects.positions_all, cb=latency.on_event)
@@ -319,18 +347,22 @@ async def run(args: argparse.Namespace) -> None:
             await steady(js, subjects, steady_fills, args.rate, latency)
             p50, p99, seen = latency.percentiles([f.trade_id for f in steady_fills])
             print(f"  publish -> commit: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({seen:,} fills measured)")
-            first_seq = (await js.stream_info(subjects.stream(STREAM_ACCOUNT))).state.last_seq + 1
-            print(f"flood of {args.fills:,} fills ...")
+            print(f"flood of {args.fills:,} fills, published while the service runs ...")
             with CpuMeter({s.pid for s in services}, dsn, url):
-                product = await flood(js, subjects, flood_fills, latency)
+                flood_rate = await flood(js, subjects, flood_fills, latency)
             p50, p99, seen = latency.percentiles([f.trade_id for f in flood_fills])
-            print(f"  product: {product:,.0f} fills/s (saturated: p50 {p50:.0f} ms, p99 {p99:.0f} ms)")
+            print(f"  {flood_rate:,.0f} fills/s (saturated: p50 {p50:.0f} ms, p99 {p99:.0f} ms)")
+            first_seq = (await js.stream_info(subjects.stream(STREAM_ACCOUNT))).state.last_seq + 1
+            print(f"drain of a backlog of {args.fills:,} fills (published while the service is stopped) ...")
+            meter = CpuMeter({s.pid for s in services}, dsn, url)
+            product = await drain(js, subjects, drain_fills, services, meter)
+            print(f"  product: {product:,.0f} fills/s")
         finally:
             for service in services:
                 service.terminate()
                 await service.wait()
         stored = await pool.fetchval("SELECT count(*) FROM aitrader.fills")
-        assert stored == len(warmup) + len(steady_fills) + args.fills, f"stored {stored}"
+        assert stored == len(warmup) + len(steady_fills) + 2 * args.fills, f"stored {stored}"
         reference = await plumbing(nc, pool, subjects, first_seq, args.fills)
         print(f"  plumbing (nats-py pull + COPY, no fold): {reference:,.0f} fills/s")
         print(f"ratio product / plumbing: {product / reference:.2f}")
