@@ -4,18 +4,25 @@ PostgreSQL has `uuidv7()` only from version 18."""
 from __future__ import annotations
 
 import os
+import random
 import time
 from uuid import UUID
 
+from asyncpg.pgproto.pgproto import UUID as PgUUID  # the uuid.UUID subclass asyncpg returns
+
 _VERSION_7 = 0x7 << 76
 _VARIANT = 0b10 << 62
-_RAND_A = 0xFFF << 64
 _RAND_B = (1 << 62) - 1
+# Ids must be unique, not secret: a generator seeded from the OS once per process, rather than
+# a system call per id (74 random bits per millisecond).
+_random = random.Random(os.urandom(32))
 
 
 def uuid7() -> UUID:
     """A new id whose first 48 bits are the Unix time in milliseconds: ids made later sort
     later, so a primary-key btree grows at its right edge instead of at random pages."""
-    rand = int.from_bytes(os.urandom(10), "big")  # 80 random bits: 12 for rand_a, 62 for rand_b
+    rand = _random.getrandbits(74)  # 12 bits for rand_a, 62 for rand_b
     millis = time.time_ns() // 1_000_000
-    return UUID(int=millis << 80 | _VERSION_7 | (rand << 64) & _RAND_A | _VARIANT | rand & _RAND_B)
+    value = millis << 80 | _VERSION_7 | (rand >> 62) << 64 | _VARIANT | rand & _RAND_B
+    uid: UUID = PgUUID(value.to_bytes(16, "big"))
+    return uid

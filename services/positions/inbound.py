@@ -7,6 +7,7 @@ numbers that cannot fit their columns, a fee in a currency other than USDT.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -45,10 +46,17 @@ class Inbound:
     subject: str
     event: AccountEvent
     body: str  # the message as received, kept as the row's raw_payload
-    published_at: datetime
+    published: Callable[[], datetime]  # read only when needed (an unknown instrument)
+
+    @property
+    def published_at(self) -> datetime:
+        """When JetStream stored the message."""
+        return self.published().astimezone(UTC)
 
 
-def parse(index: int, subject: str, data: bytes, root: str, published_at: datetime) -> Inbound:
+def parse(
+    index: int, subject: str, data: bytes, root: str, published: Callable[[], datetime]
+) -> Inbound:
     """Validate one message; any defect is a `PermanentError` naming it."""
     kind, account, inst_id = _split_subject(subject, root)
     try:
@@ -66,7 +74,7 @@ def parse(index: int, subject: str, data: bytes, root: str, published_at: dateti
     if inst_id is not None and body_inst != inst_id:
         raise PermanentError(f"subject instrument {inst_id} != body instrument {body_inst}")
     _check_values(event)
-    return Inbound(index, subject, event, body, published_at.astimezone(UTC))
+    return Inbound(index, subject, event, body, published)
 
 
 def _split_subject(subject: str, root: str) -> tuple[str, str, str | None]:

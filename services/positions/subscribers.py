@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 from nats.aio.msg import Msg
@@ -55,6 +57,10 @@ def is_transient(exc: BaseException) -> bool:
 def is_data_error(exc: BaseException) -> bool:
     """True when PostgreSQL refused a value: some message of the batch caused it."""
     return isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError)
+
+
+def _published(msg: Msg) -> datetime:
+    return msg.metadata.timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +182,10 @@ class LedgerConsumer:
         items, rejected = [], {}
         for index, msg in enumerate(msgs):
             try:
+                # The JetStream metadata (parsed from the reply subject) is read lazily: only
+                # an unknown instrument needs the publication time.
                 items.append(parse(index, msg.subject, msg.data, self.subjects.root,
-                                   msg.metadata.timestamp))
+                                   functools.partial(_published, msg)))
             except PermanentError as exc:
                 rejected[index] = str(exc)
         return items, rejected
