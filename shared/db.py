@@ -17,7 +17,7 @@ SCHEMA = "aitrader"
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(
-            typ, schema="pg_catalog", encoder=_json_dumps, decoder=json.loads, format="text"
+            typ, schema="pg_catalog", encoder=json_dumps, decoder=json.loads, format="text"
         )
 
 
@@ -32,7 +32,8 @@ async def _no_session_reset(conn: asyncpg.Connection) -> None:
     """
 
 
-def _json_dumps(value: Any) -> str:
+def json_dumps(value: Any) -> str:
+    """Compact JSON, as the json / jsonb codec writes it."""
     return json.dumps(value, default=str, separators=(",", ":"))
 
 

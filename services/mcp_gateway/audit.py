@@ -24,7 +24,8 @@ from mcp_types import CallToolResult, TextContent
 
 from services.mcp_gateway.auth import Principal
 from shared.clock import utcnow
-from shared.logging import MASK, get_logger, redact, redact_text
+from shared.db import json_dumps
+from shared.logging import MASK, get_logger, may_hold_secret, redact, redact_text
 
 log = get_logger("mcp_gateway.audit")
 
@@ -32,7 +33,7 @@ _UPSERT = """
 INSERT INTO aitrader.mcp_tool_calls
     (id, account_id, tool_name, request_payload, response_payload, status, latency_ms, error,
      transport, token_id, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (id) DO UPDATE SET
     response_payload = EXCLUDED.response_payload, status = EXCLUDED.status,
     latency_ms = EXCLUDED.latency_ms, error = EXCLUDED.error
@@ -50,6 +51,9 @@ class ToolCall:
     id: UUID = field(default_factory=uuid4)
     started_at: datetime = field(default_factory=utcnow)
     t0: float = field(default_factory=time.perf_counter)
+    # The result's structured content as the tool serialized it (compact JSON), if it did:
+    # stored as is when it holds nothing to redact, instead of walked and dumped again.
+    result_json: str | None = None
 
     def row(self, status: str, response: Any, error: str | None, latency_ms: int | None) -> tuple[Any, ...]:
         p = self.principal
@@ -58,7 +62,7 @@ class ToolCall:
             p.account_id if p else None,
             self.tool,
             redact(self.request),
-            redact_response(response) if response is not None else None,
+            self._response_payload(response),
             status,
             latency_ms,
             redact(error) if error else None,
@@ -66,6 +70,14 @@ class ToolCall:
             p.token_id if p else None,
             self.started_at,
         )
+
+
+    def _response_payload(self, response: Any) -> str | None:
+        if response is None:
+            return None
+        if self.result_json is not None and not may_hold_secret(self.result_json):
+            return self.result_json
+        return json_dumps(redact_response(response))
 
 
 _secret_key_verdicts: dict[str, bool] = {}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AnyHttpUrl, BaseModel, Field
 
@@ -98,15 +99,26 @@ def build_server(
         auth=auth,
         middleware=[AuditMiddleware(gw.audit, resolve, transport)],
         log_level="WARNING",
+        tools=gateway_tools(gw),
     )
-    register_tools(server, gw)
     return server
 
 
-def register_tools(server: MCPServer, gw: Gateway) -> None:
-    """Add the five tools to `server`."""
+def _tool(fn: Callable[..., Any], annotations: ToolAnnotations) -> Tool:
+    """A tool whose output schema is published but whose results the SDK does not validate
+    again: each result is a view model instance, validated when it was built, and dumped once
+    by `_result`. (The SDK validates a `CallToolResult`'s structured content against the
+    output model when the metadata has one; metadata without a model is advertised only —
+    `FuncMetadata` reads its fields live, so clearing the model here is supported.)"""
+    tool = Tool.from_function(fn, annotations=annotations)
+    assert tool.fn_metadata.output_schema is not None, f"{tool.name} publishes no output schema"
+    tool.fn_metadata.output_model = None
+    return tool
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+
+def gateway_tools(gw: Gateway) -> list[Tool]:
+    """The five tools."""
+
     async def get_account_state() -> Annotated[CallToolResult, views.AccountState]:
         """Your account now: mode (live = real money, simulated = demo), USDT balances
         (available, locked, equity), every open position (side, contracts and coin quantity,
@@ -115,7 +127,6 @@ def register_tools(server: MCPServer, gw: Gateway) -> None:
         Call it first in every decision cycle: it is the truth about what you hold."""
         return _result(await handlers.account_state(gw, _who()))
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
     async def get_market_data(
         symbol: Symbol,
         timeframes: list[Timeframe] = ["3m", "4H"],  # noqa: B006 - never mutated; shown in the schema
@@ -127,7 +138,6 @@ def register_tools(server: MCPServer, gw: Gateway) -> None:
         feed is behind): prefer not to open new positions on stale data."""
         return _result(await handlers.market_data(gw, symbol, list(timeframes), limit))
 
-    @server.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
     async def execute_trade(
         symbol: Symbol,
         side: TradeSide,
@@ -151,7 +161,6 @@ def register_tools(server: MCPServer, gw: Gateway) -> None:
         request = TradeRequest(symbol, side, size, leverage, confidence, order_type, price, reduce_only)
         return _result(await trading.execute_trade(gw, current_call(), request, exit_plan, idempotency_key))
 
-    @server.tool(annotations=ToolAnnotations(idempotent_hint=True))
     async def update_exit_plan(
         symbol: Symbol,
         take_profit: NewTakeProfit = None,
@@ -170,7 +179,6 @@ def register_tools(server: MCPServer, gw: Gateway) -> None:
         }
         return _result(await trading.update_exit_plan(gw, current_call(), symbol, changes, side))
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
     async def get_performance_metrics(
         window: WindowArg = "all_time",
     ) -> Annotated[CallToolResult, views.PerformanceMetrics]:
@@ -180,12 +188,22 @@ def register_tools(server: MCPServer, gw: Gateway) -> None:
         outcomes (calibration by confidence bucket). available=false until the first snapshot."""
         return _result(await handlers.performance(gw, _who(), window))
 
+    read = ToolAnnotations(read_only_hint=True)
+    return [
+        _tool(get_account_state, read),
+        _tool(get_market_data, read),
+        _tool(execute_trade, ToolAnnotations(destructive_hint=True, idempotent_hint=True)),
+        _tool(update_exit_plan, ToolAnnotations(idempotent_hint=True)),
+        _tool(get_performance_metrics, read),
+    ]
+
 
 def _result(view: BaseModel) -> CallToolResult:
     """The view as structured content, and the same JSON as text for clients that read only
     text: compact (fewer tokens for the model than the SDK's indented dump), serialized once."""
     text = view.model_dump_json()
     data = json.loads(text)  # cheaper than model_dump(mode="json"): decimals are formatted once
+    current_call().result_json = text  # the audit row stores this text, not a second dump
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 

@@ -16,7 +16,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerialize
 
 def plain_decimal(value: Decimal) -> str:
     """Exact, without exponent or trailing zeros: Decimal('0.01000000') -> '0.01'."""
-    text = format(value, "f")
+    text = str(value)  # half the cost of format(value, "f"); exponent form only when tiny or huge
+    if "E" in text:
+        text = format(value, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text

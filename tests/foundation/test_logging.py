@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from shared.logging import configure_logging, get_logger, redact, register_secrets
+from shared.logging import configure_logging, get_logger, may_hold_secret, redact, register_secrets
 from shared.settings import Settings, load_settings
 
 
@@ -26,6 +28,33 @@ def test_redact_masks_secret_keys_and_registered_values() -> None:
         "signal_strength": 3,
         "symbol": "BTC-USDT-SWAP",
     }
+
+
+SECRET = 'p"ss\\wörd-9'  # JSON escapes the quote and the backslash; ASCII JSON also the ö
+KEYS = st.sampled_from(["symbol", "api_key", "Token", "x-signature", "sign", "note", "qty", "ok-access-key"])
+TEXTS = st.sampled_from(["BTC-USDT-SWAP", "61000.1", f"pw {SECRET}!", "", "signal", "tokenized"])
+JSON = st.recursive(
+    st.none() | st.integers() | TEXTS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def test_may_hold_secret_is_false_only_for_text_with_nothing_to_mask() -> None:
+    register_secrets([SECRET])
+    plain = {"positions": [{"symbol": "BTC-USDT-SWAP", "quantity": "3", "exit_plan": {"stop_loss": "1"}}]}
+    assert not may_hold_secret(json.dumps(plain))
+    assert may_hold_secret(json.dumps({"note": SECRET})) and may_hold_secret(json.dumps({"note": SECRET},
+                                                                                       ensure_ascii=False))
+    assert may_hold_secret('{"OK-ACCESS-SIGN":"x"}')
+
+
+@given(JSON, st.booleans())
+def test_may_hold_secret_never_misses_what_redact_masks(value: object, ascii_only: bool) -> None:
+    register_secrets([SECRET])
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    if redact(value) != value:
+        assert may_hold_secret(text)
 
 
 def test_settings_register_their_secrets_and_logs_are_json(

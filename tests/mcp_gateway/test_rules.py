@@ -178,3 +178,9 @@ def test_live_equity(
 def test_plain_decimal_is_exact(value: Decimal) -> None:
     text = plain_decimal(value)
     assert "E" not in text and Decimal(text) == value
+    assert not ("." in text and text.endswith("0")) and text != "-0"
+
+
+def test_plain_decimal_forms() -> None:
+    cases = {"0.01000000": "0.01", "1E+2": "100", "1E-8": "0.00000001", "-0E-8": "0", "61000.10": "61000.1"}
+    assert {k: plain_decimal(Decimal(k)) for k in cases} == cases
