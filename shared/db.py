@@ -52,6 +52,7 @@ async def create_pool(
     application_name: str = "aitrader",
     setting: str = "AITRADER_DATABASE_URL",
     timeout: float = 10.0,
+    server_settings: dict[str, str] | None = None,
 ) -> asyncpg.Pool:
     """Open a pool; a connection failure becomes a `ConfigError` naming the setting."""
     try:
@@ -62,7 +63,8 @@ async def create_pool(
             init=_init_connection,
             reset=_no_session_reset,
             timeout=timeout,
-            server_settings={"application_name": application_name, "search_path": SCHEMA},
+            server_settings={"application_name": application_name, "search_path": SCHEMA,
+                             **(server_settings or {})},
         )
     except (TimeoutError, OSError, socket.gaierror) as exc:
         raise ConfigError(setting, f"cannot connect to {describe_dsn(dsn)} ({exc})") from None
