@@ -213,6 +213,18 @@ def _outcome(result: HandlerResult) -> tuple[bool, Any, str | None]:
     return True, None, "\n".join(t for t in texts if t) or "tool error"
 
 
+def _wire(result: HandlerResult) -> HandlerResult:
+    """A tool result as the dict the SDK would dump it to, with the structured content put in as
+    is: the SDK's own dump walks that (possibly large) value once more, with type inference at
+    every node, though it is JSON data already. The SDK then validates and serializes the
+    dict as for any result."""
+    if not isinstance(result, CallToolResult) or result.structured_content is None:
+        return result
+    wire = result.model_dump(by_alias=True, mode="json", exclude_none=True, exclude={"structured_content"})
+    wire["structuredContent"] = result.structured_content
+    return wire
+
+
 def _refusal(text: str) -> HandlerResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
@@ -250,7 +262,7 @@ class AuditMiddleware:
         finally:
             _current.reset(token)
         await self._record(call, result)
-        return result
+        return _wire(result)
 
     async def _record(self, call: ToolCall, result: HandlerResult) -> None:
         failed, response, error = _outcome(result)
