@@ -18,7 +18,7 @@ from services.mcp_gateway.config import GatewaySettings
 from services.mcp_gateway.gateway import open_gateway
 from services.mcp_gateway.main import quiet_sdk_logs, serve_http
 from shared.logging import configure_logging
-from shared.runner import run_until_signalled
+from shared.runner import run_until_signalled, tune_gc
 from shared.settings import load_settings
 
 
@@ -48,6 +48,7 @@ def main() -> None:
     config = load_settings(GatewaySettings)
     configure_logging(config.log_level, config.log_format, service="mcp_gateway")
     quiet_sdk_logs()
+    tune_gc()  # as run_service does for the production process
     asyncio.run(run_until_signalled(serve(config, args.port)))
 
 
