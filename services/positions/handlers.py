@@ -1,4 +1,5 @@
-"""The use case: one batch of account messages -> one transaction -> position events.
+"""The use case: one batch (or one account partition of it) of account messages -> one
+transaction -> position events.
 
 Fills and funding payments are stored first (their unique keys make duplicates no-ops); then
 each touched slot either folds its new entries onto the stored open position or, when one of

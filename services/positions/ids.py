@@ -16,6 +16,7 @@ _RAND_B = (1 << 62) - 1
 # Ids must be unique, not secret: a generator seeded from the OS once per process, rather than
 # a system call per id (74 random bits per millisecond).
 _random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))  # a child draws its own
 
 
 def uuid7() -> UUID:

@@ -109,9 +109,10 @@ async def slot_state(
     return keys, opens
 
 
-# Fills are staged with binary COPY and inserted with one INSERT ... SELECT: encoding 18
-# array parameters for `unnest` cost more client CPU than the insert itself. The staging
-# table lives in the session (created on first use) and is emptied at every commit.
+# Many fills are staged with binary COPY and inserted with one INSERT ... SELECT: encoding 19
+# array parameters for `unnest` costs more client CPU than the insert itself. The staging
+# table lives in the session (created on first use) and is emptied at every commit. A few
+# fills go in with one INSERT over `unnest` arrays (one round trip instead of three).
 FILL_COLUMNS = (
     "id", "account_id", "order_id", "symbol", "side", "price", "size", "fee_usdt", "pnl_usdt",
     "confidence", "timestamp", "exchange_trade_id", "exchange_order_id", "pos_side",

@@ -1,12 +1,13 @@
-"""The NATS entry: a durable pull consumer on the ACCOUNT stream, one transaction per batch.
+"""The NATS entry: a durable pull consumer on the ACCOUNT stream, one transaction per batch
+(or, for a large batch, one per account partition, committed concurrently).
 
 Plain nats-py rather than a FastStream subscriber: one fetched batch must be folded in stream
-order inside one transaction, and each message then needs its own fate (ack, dead letter +
-ack, or nak with a delay) — FastStream's batch handlers ack or nack a batch as a whole.
+order inside one transaction per part, and each message then needs its own fate (ack, dead
+letter + ack, or nak with a delay) — FastStream's batch handlers ack or nack a batch as a whole.
 
-Ack only after commit. A transient failure (database down) retries the same batch with
-backoff, never acking early; a failure that only some message can cause (a value PostgreSQL
-refuses) is isolated by retrying the batch one message at a time.
+Ack only after commit (of every part). A transient failure (database down) retries the same
+batch (part) with backoff, never acking early; a failure that only some message can cause (a
+value PostgreSQL refuses) is isolated by retrying the part one message at a time.
 """
 
 from __future__ import annotations
@@ -206,10 +207,11 @@ class LedgerConsumer:
         work = [(part, rej) for part, rej in work if part or rej]
         if len(work) <= 1:
             return await self._commit_with_retry(msgs, items, rejected)
-        outcomes = await asyncio.gather(*(self._commit_with_retry(msgs, part, rej) for part, rej in work))
+        async with asyncio.TaskGroup() as group:  # a failing part cancels the others
+            tasks = [group.create_task(self._commit_with_retry(msgs, part, rej)) for part, rej in work]
         total = BatchOutcome()
-        for outcome in outcomes:
-            total.merge(outcome)
+        for task in tasks:
+            total.merge(task.result())
         return total
 
     async def _commit_with_retry(
@@ -227,13 +229,15 @@ class LedgerConsumer:
                     return await self._commit_one_by_one(msgs, items, rejected)
                 if is_data_error(exc) and items:
                     reason = f"rejected by PostgreSQL: {type(exc).__name__}: {exc}"
-                    return await self._commit(msgs, [], {**rejected, items[0].index: reason})
+                    # Retried like any batch: recording the dead letter can meet the database down.
+                    return await self._commit_with_retry(msgs, [], {**rejected, items[0].index: reason})
                 if is_transient(exc):
                     log.warning("transient_failure", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
                 else:
-                    log.exception("batch_failed", messages=len(msgs), retry_in=delay)
-            for msg in msgs:  # keep them ours while we wait: no early redelivery
-                await msg.in_progress()
+                    log.exception("batch_failed", messages=len(items) + len(rejected), retry_in=delay)
+            # Keep this part's messages ours while we wait: no early redelivery.
+            for index in sorted({i.index for i in items} | rejected.keys()):
+                await msgs[index].in_progress()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.positions_retry_max_seconds)
 
@@ -241,7 +245,7 @@ class LedgerConsumer:
         self, msgs: Sequence[Msg], items: list[Inbound], rejected: dict[int, str]
     ) -> BatchOutcome:
         log.warning("isolating_batch", messages=len(items))
-        total = await self._commit_with_retry(msgs, [], rejected)
+        total = await self._commit_with_retry(msgs, [], rejected) if rejected else BatchOutcome()
         for item in items:
             total.merge(await self._commit_with_retry(msgs, [item], {}))
         return total

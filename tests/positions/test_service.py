@@ -13,6 +13,7 @@ import asyncpg
 from nats.js import JetStreamContext
 
 from services.positions.config import PositionsSettings
+from services.positions.repository import STAGE_MIN_ROWS
 from shared.messages import Balance, ExchangePosition, OrderUpdate, PositionEvent
 from shared.settings import Settings
 from shared.subjects import Subjects
@@ -287,8 +288,8 @@ async def test_no_ack_before_commit_while_the_database_is_unreachable(
 async def test_a_large_batch_is_committed_in_one_transaction_per_account_partition(
     settings: Settings, account: UUID, js: JetStreamContext, subjects: Subjects, db_pool: asyncpg.Pool,
 ) -> None:
-    # One account per partition (account id mod 3), 60 fills each, and a schema-invalid message,
-    # all published before the service starts: one fetched batch of 181 messages.
+    # One account per partition (account id mod 3), 71 fills each (enough for the COPY path),
+    # and a schema-invalid message, all published before the service starts: one fetched batch.
     by_part: dict[int, UUID] = {account.int % 3: account}
     n = 0
     while len(by_part) < 3:
@@ -296,19 +297,20 @@ async def test_a_large_batch_is_committed_in_one_transaction_per_account_partiti
         extra = await create_account(db_pool, f"partition-{n}")
         by_part.setdefault(extra.int % 3, extra)
     accounts = list(by_part.values())
-    # per account: 30 buys of 1 @ 100 and 30 of 1 @ 101 -> long 60 @ 100.5; then the batch's
-    # last fill of each sells 70 @ 102: flip, closed 60 with gross (102 - 100.5) x 60 x 0.01 = 0.9
+    # per account: 35 buys of 1 @ 100 and 35 of 1 @ 101 -> long 70 @ 100.5; then the batch's
+    # last fill of each sells 80 @ 102: flip, closed 70 with gross (102 - 100.5) x 70 x 0.01 = 1.05
     events = [fill(acc, f"{acc.hex[:6]}-{i:03d}", "buy", "1", "100" if i % 2 else "101", i)
-              for i in range(60) for acc in accounts]
-    events += [fill(acc, f"{acc.hex[:6]}-close", "sell", "70", "102", 60) for acc in accounts]
+              for i in range(70) for acc in accounts]
+    events += [fill(acc, f"{acc.hex[:6]}-close", "sell", "80", "102", 70) for acc in accounts]
+    assert len(events) // 3 >= STAGE_MIN_ROWS
     await publish(js, subjects, events)
     await publish_raw(js, subjects.fill(accounts[0], "BTC-USDT-SWAP"), b'{"not": "a fill"}')
     async with running(positions_config(settings, positions_partitions=3), js):
         await consumed(js, subjects)
     for acc in accounts:
         [closed] = await closed_rows(db_pool, acc)
-        assert_row(closed, side="long", quantity="60", entry_price="100.5", exit_price="102",
-                   gross_pnl_usdt="0.9", fill_count=61)
+        assert_row(closed, side="long", quantity="70", entry_price="100.5", exit_price="102",
+                   gross_pnl_usdt="1.05", fill_count=71)
         row = (await open_rows(db_pool, acc))[("BTC-USDT-SWAP", "net")]
         assert_row(row, side="short", quantity="10", avg_entry_price="102", fill_count=1)
     # Each account's fills were written by one transaction, a different one per account.
