@@ -41,10 +41,12 @@ def register_secrets(values: Iterable[str]) -> None:
 
 def may_hold_secret(json_text: str) -> bool:
     """False when `redact` would change nothing in the value this JSON text encodes: the text
-    has no secret-looking word (every key `redact` masks contains one, and JSON escaping cannot
-    hide it) and no registered secret value, raw or JSON-escaped. A cheap test that lets a
-    caller skip decoding and walking a large value."""
+    has no secret-looking word (every key `redact` masks contains one), no registered secret
+    value (raw or JSON-escaped) and no \\u escape (which could spell either). A cheap test that
+    lets a caller skip decoding and walking a large value; True means "walk it"."""
     if any(form in json_text for form in _secret_forms):
+        return True
+    if "\\u" in json_text:  # an escape can spell any character, a secret word's included
         return True
     if json_text.isascii():  # then lower() is exactly what IGNORECASE compares, and ~50x faster
         lowered = json_text.lower()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -186,16 +187,45 @@ class AuditWriter:
                 self._queue.task_done()
 
     async def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        delay = 0.1
+        delay, fixes = 0.1, 0
         while True:
             try:
                 await self._pool.executemany(_UPSERT, rows)
                 return
+            except asyncpg.DataError as exc:
+                # A value PostgreSQL refuses (a NUL character in text or jsonb): find the row,
+                # store it with the offending characters replaced, write the others as they are.
+                if len(rows) > 1:
+                    for row in rows:
+                        await self._write([row])
+                    return
+                fixes += 1
+                if fixes > 2:  # not even the note could be stored: nothing more to try
+                    log.error("audit_row_dropped", call_id=str(rows[0][0]), error=str(exc))
+                    return
+                log.warning("audit_row_fixed", call_id=str(rows[0][0]), error=f"{type(exc).__name__}: {exc}")
+                rows = [_storable(rows[0], str(exc))]
+                continue
             except (OSError, asyncpg.PostgresConnectionStatusError, asyncpg.InterfaceError) as exc:
                 # The database is away: keep the rows and retry; callers block once the queue fills.
                 log.warning("audit_write_retry", rows=len(rows), error=f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            except Exception:  # anything else (a schema problem): say so loudly, keep the rows
+                log.exception("audit_write_failed", rows=len(rows))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _storable(row: tuple[Any, ...], reason: str) -> tuple[Any, ...]:
+    """A row PostgreSQL refused, made storable: NUL (which neither text nor jsonb can hold)
+    becomes U+FFFD everywhere; a payload still refused after that is replaced by a note."""
+    if any(isinstance(v, str) and "\x00" in v for v in row) or "\\u0000" in json_dumps(row[3]) + str(row[4]):
+        fixed = [v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row]
+        fixed[3] = json.loads(json_dumps(row[3]).replace("\\u0000", "\\ufffd"))
+        if isinstance(row[4], str):
+            fixed[4] = row[4].replace("\\u0000", "\\ufffd")
+        return tuple(fixed)
+    note = {"unstorable": reason[:500]}
+    return (*row[:3], note, json_dumps(note), *row[5:])
 
 
 def _outcome(result: HandlerResult) -> tuple[bool, Any, str | None]:
@@ -211,18 +241,6 @@ def _outcome(result: HandlerResult) -> tuple[bool, Any, str | None]:
     if not failed:
         return False, structured, None
     return True, None, "\n".join(t for t in texts if t) or "tool error"
-
-
-def _wire(result: HandlerResult) -> HandlerResult:
-    """A tool result as the dict the SDK would dump it to, with the structured content put in as
-    is: the SDK's own dump walks that (possibly large) value once more, with type inference at
-    every node, though it is JSON data already. The SDK then validates and serializes the
-    dict as for any result."""
-    if not isinstance(result, CallToolResult) or result.structured_content is None:
-        return result
-    wire = result.model_dump(by_alias=True, mode="json", exclude_none=True, exclude={"structured_content"})
-    wire["structuredContent"] = result.structured_content
-    return wire
 
 
 def _refusal(text: str) -> HandlerResult:
@@ -253,6 +271,10 @@ class AuditMiddleware:
         if call.principal is None:
             await self._writer.finish(call, "failed", None, "no authenticated account")
             return _refusal("No authenticated account: send a bearer token bound to an account.")
+        if "\\u0000" in json_dumps(call.request):
+            error = "an argument contains a NUL character (\\u0000), which no field accepts"
+            await self._writer.finish(call, "failed", None, error)
+            return _refusal(f"Invalid arguments: {error}; remove it and call again.")
         token = _current.set(call)
         try:
             result = await call_next(ctx)
@@ -262,7 +284,7 @@ class AuditMiddleware:
         finally:
             _current.reset(token)
         await self._record(call, result)
-        return _wire(result)
+        return result
 
     async def _record(self, call: ToolCall, result: HandlerResult) -> None:
         failed, response, error = _outcome(result)

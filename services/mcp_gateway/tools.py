@@ -111,7 +111,8 @@ def _tool(fn: Callable[..., Any], annotations: ToolAnnotations) -> Tool:
     output model when the metadata has one; metadata without a model is advertised only —
     `FuncMetadata` reads its fields live, so clearing the model here is supported.)"""
     tool = Tool.from_function(fn, annotations=annotations)
-    assert tool.fn_metadata.output_schema is not None, f"{tool.name} publishes no output schema"
+    if tool.fn_metadata.output_schema is None:
+        raise TypeError(f"{tool.name} must be annotated Annotated[CallToolResult, <view model>]")
     tool.fn_metadata.output_model = None
     return tool
 

@@ -31,7 +31,8 @@ def test_redact_masks_secret_keys_and_registered_values() -> None:
 
 
 SECRET = 'p"ss\\wörd-9'  # JSON escapes the quote and the backslash; ASCII JSON also the ö
-KEYS = st.sampled_from(["symbol", "api_key", "Token", "x-signature", "sign", "note", "qty", "ok-access-key"])
+KEYS = st.sampled_from(["symbol", "api_key", "Token", "x-signature", "sign", "note", "qty", "ok-access-key",
+                        "\u017fecret", "api_\u212aey", "s\u0130gn"])  # case-folded: ſecret, api_Key, sİgn
 TEXTS = st.sampled_from(["BTC-USDT-SWAP", "61000.1", f"pw {SECRET}!", "", "signal", "tokenized"])
 JSON = st.recursive(
     st.none() | st.integers() | TEXTS,

@@ -8,9 +8,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mcp_types import CallToolResult, TextContent
 
-from services.mcp_gateway.audit import _wire
 from services.mcp_gateway.errors import InvalidArgument
 from services.mcp_gateway.rules import (
     Instrument,
@@ -187,10 +185,3 @@ def test_plain_decimal_forms() -> None:
     cases = {"0.01000000": "0.01", "1E+2": "100", "1E-8": "0.00000001", "-0E-8": "0", "61000.10": "61000.1"}
     assert {k: plain_decimal(Decimal(k)) for k in cases} == cases
 
-
-def test_a_result_handed_to_the_sdk_as_a_dict_is_what_the_sdk_would_dump() -> None:
-    structured = {"positions": [{"symbol": "BTC-USDT-SWAP", "contracts": "3", "exit_plan": None}], "n": 1}
-    result = CallToolResult(content=[TextContent(type="text", text="{...}")], structured_content=structured)
-    assert _wire(result) == result.model_dump(by_alias=True, mode="json", exclude_none=True)
-    error = CallToolResult(content=[TextContent(type="text", text="refused")], is_error=True)
-    assert _wire(error) is error

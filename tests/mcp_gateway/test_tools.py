@@ -11,6 +11,7 @@ import pytest
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 
+from services.mcp_gateway.audit import ToolCall
 from services.mcp_gateway.gateway import Gateway
 from shared.clock import utcnow
 from shared.logging import register_secrets
@@ -448,3 +449,35 @@ async def test_secrets_never_reach_the_audit_table(
         "SELECT request_payload::text || response_payload::text FROM aitrader.mcp_tool_calls"
     )
     assert "sk-live-7f3a9c2e" not in raw and "key ***" in raw
+
+
+async def test_a_nul_character_is_refused_and_its_call_still_recorded(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    # PostgreSQL stores NUL in neither text nor jsonb: the call is refused with a clear error,
+    # its row is stored with U+FFFD in place of NUL, and the audit writer keeps working.
+    await seed.position(db_pool, accounts["a"], BTC)
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        text = error_text(await call(client, "update_exit_plan", symbol=BTC, invalidation_condition="a\x00b"))
+        assert "NUL character" in text
+        ok(await call(client, "get_account_state"))
+    await gateway.audit.flush()
+    rows = await seed.tool_calls(db_pool)
+    assert [(r["tool_name"], r["status"]) for r in rows] == [
+        ("update_exit_plan", "failed"), ("get_account_state", "success")]
+    assert rows[0]["request_payload"]["invalidation_condition"] == "a\ufffdb"
+    assert await db_pool.fetchval("SELECT exit_plan FROM aitrader.positions_open") in ({}, None)
+
+
+async def test_the_audit_writer_stores_a_row_postgres_refuses_after_fixing_it(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    good = ToolCall("get_account_state", {"n": 1}, await client_for(gateway, "acct-a"), "memory")
+    bad = ToolCall("get_market_data\x00", {"symbol": "x\x00"}, good.principal, "memory")
+    await gateway.audit.finish(good, "success", {"ok": True}, None)
+    await gateway.audit.finish(bad, "failed", None, "boom\x00")
+    await gateway.audit.flush()
+    rows = {r["id"]: r for r in await seed.tool_calls(db_pool)}
+    assert rows[good.id]["response_payload"] == {"ok": True}
+    assert (rows[bad.id]["tool_name"], rows[bad.id]["error"]) == ("get_market_data\ufffd", "boom\ufffd")
+    assert rows[bad.id]["request_payload"] == {"symbol": "x\ufffd"}
