@@ -26,7 +26,8 @@ async def fetch_instruments(db: Conn) -> list[Instrument]:
 # ------------------------------------------------------------------------------ account state
 _POSITION_SELECT = """
 SELECT p.id, p.symbol, p.side, p.pos_side, p.quantity, p.avg_entry_price, p.leverage,
-       p.margin_usdt, p.liquidation_price, p.unrealized_pnl_usdt, p.exit_plan, p.opened_at,
+       p.margin_usdt, p.liquidation_price, p.unrealized_pnl_usdt, p.exit_plan::text AS exit_plan_json,
+       p.opened_at,
        p.updated_at, p.confidence_weight_sum, p.confidence_quantity,
        COALESCE(m.mark_price, m.last_price, p.mark_price) AS mark,
        i.ct_val * i.ct_mult AS contract_size, i.base_asset
@@ -57,6 +58,11 @@ def _plan(value: Any) -> views.ExitPlan | None:
     return views.ExitPlan.model_validate(value) if value else None
 
 
+def _plan_json(text: str | None) -> views.ExitPlan | None:
+    # Parsed and validated in one step from the jsonb text (not decoded to a dict first).
+    return views.ExitPlan.model_validate_json(text) if text and text != "{}" else None
+
+
 def position_view(r: asyncpg.Record) -> views.Position:
     qty, size, mark, entry = r["quantity"], r["contract_size"], r["mark"], r["avg_entry_price"]
     coin = qty * size
@@ -76,7 +82,7 @@ def position_view(r: asyncpg.Record) -> views.Position:
         liquidation_price=r["liquidation_price"],
         unrealized_pnl_usdt=upl if upl is not None else r["unrealized_pnl_usdt"],
         notional_usdt=coin * mark if mark is not None else None,
-        exit_plan=_plan(r["exit_plan"]),
+        exit_plan=_plan_json(r["exit_plan_json"]),
         confidence=(r["confidence_weight_sum"] / conf_qty).quantize(Decimal("0.01")) if conf_qty else None,
         opened_at=r["opened_at"],
         updated_at=r["updated_at"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -12,6 +11,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AnyHttpUrl, BaseModel, Field
+from pydantic_core import from_json
 
 from services.mcp_gateway import handlers, trading, views
 from services.mcp_gateway.audit import AuditMiddleware, current_call
@@ -203,7 +203,7 @@ def _result(view: BaseModel) -> CallToolResult:
     """The view as structured content, and the same JSON as text for clients that read only
     text: compact (fewer tokens for the model than the SDK's indented dump), serialized once."""
     text = view.model_dump_json()
-    data = json.loads(text)  # cheaper than model_dump(mode="json"): decimals are formatted once
+    data = from_json(text)  # cheaper than model_dump(mode="json"): decimals are formatted once
     current_call().result_json = text  # the audit row stores this text, not a second dump
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
