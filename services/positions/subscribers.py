@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -74,49 +74,6 @@ class Fetched:
     started: float
 
 
-Parser = Callable[[Sequence[Msg], int], tuple[list[Inbound], dict[int, str]]]
-
-
-class Gathered:
-    """Messages fetched and parsed while the commit stage was busy, gathered into the next
-    batch: what arrives during one transaction is committed together in the next, at once."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._batch: Fetched | None = None
-        self._arrived = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-
-    def room(self) -> int:
-        """How many more messages the next batch takes."""
-        return self.limit - (len(self._batch.msgs) if self._batch is not None else 0)
-
-    async def wait_for_room(self) -> None:
-        while self.room() <= 0:
-            self._room.clear()
-            await self._room.wait()
-
-    def add(self, msgs: list[Msg], parse: Parser) -> None:
-        """Parse `msgs` (indexed after those already gathered) and add them to the next batch."""
-        if self._batch is None:
-            self._batch = Fetched([], [], {}, time.perf_counter())
-        items, rejected = parse(msgs, len(self._batch.msgs))
-        self._batch.msgs.extend(msgs)
-        self._batch.items.extend(items)
-        self._batch.rejected.update(rejected)
-        self._arrived.set()
-
-    async def take(self) -> Fetched:
-        """The next batch: everything gathered so far (waits for at least one message)."""
-        await self._arrived.wait()
-        batch, self._batch = self._batch, None
-        assert batch is not None
-        self._arrived.clear()
-        self._room.set()
-        return batch
-
-
 @dataclass
 class LedgerConsumer:
     """Fetch, fold, commit, publish, ack — until cancelled."""
@@ -142,32 +99,38 @@ class LedgerConsumer:
 
     async def run(self) -> None:
         """Three stages, so that parsing and acking overlap the database transaction:
-        fetch + parse -> commit (one batch at a time, in order) -> publish + ack. While a
-        transaction runs, the fetch stage keeps reading and parsing what arrives (up to one
-        batch): the next transaction takes all of it at once, so a message waits for at most
-        the transaction in progress, and a busy service commits fewer, bigger batches."""
+        fetch + parse -> commit (one batch at a time, in order) -> publish + ack. At most one
+        batch waits for the commit stage: while it is busy, new messages gather in JetStream
+        and make the next batch bigger instead of queueing in small batches here."""
         sub = await self.subscribe()
         log.info("consuming", stream=self.subjects.stream(STREAM_ACCOUNT),
                  consumer=self.settings.positions_consumer)
-        gathered = Gathered(self.settings.positions_batch_size)
+        fetched: asyncio.Queue[Fetched] = asyncio.Queue(maxsize=1)
         committed: asyncio.Queue[tuple[Sequence[Msg], BatchOutcome, float]] = asyncio.Queue(maxsize=1)
+        ready = asyncio.Semaphore(1)  # one fetch ahead of the commit stage
         async with asyncio.TaskGroup() as stages:
-            stages.create_task(self._fetch_stage(sub, gathered))
-            stages.create_task(self._commit_stage(gathered, committed))
+            stages.create_task(self._fetch_stage(sub, fetched, ready))
+            stages.create_task(self._commit_stage(fetched, committed, ready))
             stages.create_task(self._finish_stage(committed))
 
-    async def _fetch_stage(self, sub: JetStreamContext.PullSubscription, gathered: Gathered) -> None:
-        while True:
-            await gathered.wait_for_room()
-            msgs = await self._fetch(sub, gathered.room())
-            if msgs:
-                gathered.add(msgs, self._parse)
-
-    async def _commit_stage(
-        self, gathered: Gathered, out: asyncio.Queue[tuple[Sequence[Msg], BatchOutcome, float]]
+    async def _fetch_stage(
+        self, sub: JetStreamContext.PullSubscription, out: asyncio.Queue[Fetched], ready: asyncio.Semaphore
     ) -> None:
         while True:
-            batch = await gathered.take()
+            await ready.acquire()
+            msgs: list[Msg] = []
+            while not msgs:
+                msgs = await self._fetch(sub)
+            started = time.perf_counter()
+            await out.put(Fetched(msgs, *self._parse(msgs), started))
+
+    async def _commit_stage(
+        self, inbox: asyncio.Queue[Fetched], out: asyncio.Queue[tuple[Sequence[Msg], BatchOutcome, float]],
+        ready: asyncio.Semaphore,
+    ) -> None:
+        while True:
+            batch = await inbox.get()
+            ready.release()
             outcome = await self._commit_partitioned(batch.msgs, batch.items, batch.rejected)
             await out.put((batch.msgs, outcome, batch.started))
 
@@ -176,9 +139,9 @@ class LedgerConsumer:
             msgs, outcome, started = await inbox.get()
             await self._finish(msgs, outcome, started)
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription, room: int) -> list[Msg]:
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         # Wait long for the first message; its metadata says how many more the consumer holds,
-        # so ask for exactly those (up to the room left in the batch): what is pending, at once,
+        # so ask for exactly those (up to the batch size): a batch is what is pending, at once,
         # without lingering for messages that do not exist yet (low latency when idle) and
         # without a deadline shorter than the client needs to read a full batch (under load).
         try:
@@ -186,13 +149,13 @@ class LedgerConsumer:
         except (NatsTimeoutError, TimeoutError):
             return []
         first = msgs[-1].metadata
-        wanted = min(room - 1, first.num_pending)
+        wanted = min(self.settings.positions_batch_size - 1, first.num_pending)
         if first.num_delivered > 1:
             # A redelivery (e.g. the batch in flight when a process died): num_pending counts
             # only never-delivered messages, so it would make batches of one — each late fill
             # then refolds its slot alone and recovery crawls. Ask for a full batch; the fetch
             # returns at once with what is there.
-            wanted = room - 1
+            wanted = self.settings.positions_batch_size - 1
         if wanted > 0:
             with contextlib.suppress(NatsTimeoutError, TimeoutError):
                 msgs += await sub.fetch(wanted, timeout=self.settings.positions_batch_wait_seconds)
@@ -201,7 +164,7 @@ class LedgerConsumer:
     async def process(self, msgs: Sequence[Msg]) -> None:
         """Everything that happens to one fetched batch, in one go (tests, tools)."""
         started = time.perf_counter()
-        items, rejected = self._parse(msgs, 0)
+        items, rejected = self._parse(msgs)
         outcome = await self._commit_partitioned(msgs, items, rejected)
         await self._finish(msgs, outcome, started)
 
@@ -216,10 +179,9 @@ class LedgerConsumer:
                   dead=len(outcome.dead), retry=len(outcome.retry), refolds=outcome.refolds,
                   ms=round((time.perf_counter() - started) * 1000, 1))
 
-    def _parse(self, msgs: Sequence[Msg], first_index: int) -> tuple[list[Inbound], dict[int, str]]:
-        """Parse messages whose batch indices start at `first_index`."""
+    def _parse(self, msgs: Sequence[Msg]) -> tuple[list[Inbound], dict[int, str]]:
         items, rejected = [], {}
-        for index, msg in enumerate(msgs, start=first_index):
+        for index, msg in enumerate(msgs):
             try:
                 # The JetStream metadata (parsed from the reply subject) is read lazily: only
                 # an unknown instrument needs the publication time.
