@@ -338,7 +338,7 @@ async def _trade_loop(url: str, pool: asyncpg.Pool, n: int) -> None:
                 unfilled += not result["structuredContent"]["fills"]
     print(
         f"{'execute_trade->fill':20} {pct(samples, 0.5):8.2f} {pct(samples, 0.99):8.2f}"
-        f"   ({n} trades, {unfilled} returned before their fill was folded)"
+        f"   ({n} trades, max {max(samples) * 1000:.0f} ms, {unfilled} returned before their fill was folded)"
     )
 
 
