@@ -22,10 +22,9 @@ _SECRET_KEY = re.compile(
 )
 _secret_values: set[str] = set()
 # Every key `_SECRET_KEY` matches contains one of these words (unanchored).
-_SECRET_WORD = re.compile(r"api[_-]?key|secret|passphrase|password|token|authorization|sign|ok-access-",
-                          re.IGNORECASE)
 _SECRET_WORDS = ("api_key", "api-key", "apikey", "secret", "passphrase", "password", "token",
                  "authorization", "sign", "ok-access-")
+_SECRET_WORD = re.compile("|".join(map(re.escape, _SECRET_WORDS)), re.IGNORECASE)
 # Each registered value as it is and as JSON writes it inside a string (escaped, ASCII or not).
 _secret_forms: set[str] = set()
 

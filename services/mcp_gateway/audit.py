@@ -218,9 +218,10 @@ class AuditWriter:
 def _storable(row: tuple[Any, ...], reason: str) -> tuple[Any, ...]:
     """A row PostgreSQL refused, made storable: NUL (which neither text nor jsonb can hold)
     becomes U+FFFD everywhere; a payload still refused after that is replaced by a note."""
-    if any(isinstance(v, str) and "\x00" in v for v in row) or "\\u0000" in json_dumps(row[3]) + str(row[4]):
+    request = json_dumps(row[3])
+    if any(isinstance(v, str) and "\x00" in v for v in row) or "\\u0000" in request + str(row[4]):
         fixed = [v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row]
-        fixed[3] = json.loads(json_dumps(row[3]).replace("\\u0000", "\\ufffd"))
+        fixed[3] = json.loads(request.replace("\\u0000", "\\ufffd"))
         if isinstance(row[4], str):
             fixed[4] = row[4].replace("\\u0000", "\\ufffd")
         return tuple(fixed)

@@ -113,33 +113,33 @@ async def slot_state(
 # array parameters for `unnest` costs more client CPU than the insert itself. The staging
 # table lives in the session (created on first use) and is emptied at every commit. A few
 # fills go in with one INSERT over `unnest` arrays (one round trip instead of three).
-FILL_COLUMNS = (
-    "id", "account_id", "order_id", "symbol", "side", "price", "size", "fee_usdt", "pnl_usdt",
-    "confidence", "timestamp", "exchange_trade_id", "exchange_order_id", "pos_side",
-    "exec_type", "category", "fee_ccy", "leverage", "raw_payload",
-)
-_STAGE_FILLS = """CREATE TEMP TABLE IF NOT EXISTS positions_fills_in (
-    id uuid, account_id uuid, order_id uuid, symbol text, side text, price numeric,
-    size numeric, fee_usdt numeric, pnl_usdt numeric, confidence numeric,
-    "timestamp" timestamptz, exchange_trade_id text, exchange_order_id text, pos_side text,
-    exec_type text, category text, fee_ccy text, leverage numeric, raw_payload text
-) ON COMMIT DELETE ROWS"""
+_FILL_TYPES = {
+    "id": "uuid", "account_id": "uuid", "order_id": "uuid", "symbol": "text", "side": "text",
+    "price": "numeric", "size": "numeric", "fee_usdt": "numeric", "pnl_usdt": "numeric",
+    "confidence": "numeric", "timestamp": "timestamptz", "exchange_trade_id": "text",
+    "exchange_order_id": "text", "pos_side": "text", "exec_type": "text", "category": "text",
+    "fee_ccy": "text", "leverage": "numeric", "raw_payload": "text",  # cast to jsonb on insert
+}
+FILL_COLUMNS = tuple(_FILL_TYPES)
 _FILL_NAMES = ", ".join(f'"{c}"' for c in FILL_COLUMNS)
-_INSERT_STAGED_FILLS = f"""INSERT INTO aitrader.fills ({_FILL_NAMES})
+_STAGE_FILLS = f"""CREATE TEMP TABLE IF NOT EXISTS positions_fills_in (
+    {", ".join(f'"{c}" {t}' for c, t in _FILL_TYPES.items())}
+) ON COMMIT DELETE ROWS"""
+
+
+def _insert_fills_from(source: str) -> str:
+    return f"""INSERT INTO aitrader.fills ({_FILL_NAMES})
     SELECT {_FILL_NAMES.replace('"raw_payload"', '"raw_payload"::jsonb')}
-    FROM pg_temp.positions_fills_in
+    FROM {source}
     ON CONFLICT (account_id, symbol, exchange_trade_id) DO NOTHING
     RETURNING account_id, symbol, exchange_trade_id"""
 
 
-_FILL_TYPES = ("uuid", "uuid", "uuid", "text", "text", "numeric", "numeric", "numeric", "numeric",
-               "numeric", "timestamptz", "text", "text", "text", "text", "text", "text", "numeric", "text")
-_INSERT_FILL_ARRAYS = f"""INSERT INTO aitrader.fills ({_FILL_NAMES})
-    SELECT {_FILL_NAMES.replace('"raw_payload"', '"raw_payload"::jsonb')}
-    FROM unnest({", ".join(f"${i}::{t}[]" for i, t in enumerate(_FILL_TYPES, start=1))})
-         AS u({_FILL_NAMES})
-    ON CONFLICT (account_id, symbol, exchange_trade_id) DO NOTHING
-    RETURNING account_id, symbol, exchange_trade_id"""
+_INSERT_STAGED_FILLS = _insert_fills_from("pg_temp.positions_fills_in")
+_INSERT_FILL_ARRAYS = _insert_fills_from(
+    f"unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(_FILL_TYPES.values(), start=1))})"
+    f" AS u({_FILL_NAMES})"
+)
 # Below this many fills, one INSERT with array parameters: one round trip instead of three
 # (create-if-missing, COPY, INSERT), which is what a steady trickle of small batches pays for.
 STAGE_MIN_ROWS = 64
