@@ -22,6 +22,7 @@ from uuid import UUID, uuid4
 import asyncpg
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp_types import CallToolResult, TextContent
+from pydantic_core import from_json
 
 from services.mcp_gateway.auth import Principal
 from shared.clock import utcnow
@@ -72,13 +73,15 @@ class ToolCall:
             self.started_at,
         )
 
-
     def _response_payload(self, response: Any) -> str | None:
         if response is None:
             return None
-        if self.result_json is not None and not may_hold_secret(self.result_json):
+        if self.result_json is None:
+            return json_dumps(redact_response(response))
+        if not may_hold_secret(self.result_json):
             return self.result_json
-        return json_dumps(redact_response(response))
+        # Walk the JSON the caller received (the structured content may hold Python values).
+        return json_dumps(redact_response(from_json(self.result_json)))
 
 
 _secret_key_verdicts: dict[str, bool] = {}

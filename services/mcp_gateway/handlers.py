@@ -19,44 +19,53 @@ from services.mcp_gateway.gateway import Gateway
 from services.mcp_gateway.rules import is_stale, live_equity
 
 
-async def account_state(gw: Gateway, who: Principal) -> views.AccountState:
-    """Balances, live equity, open positions and headline performance of the caller's account."""
-    row, positions = await repository.fetch_account_state(gw.pool, who.account_id)
-    if row is None:
+async def account_state(gw: Gateway, who: Principal) -> views.Doc:
+    """Balances, live equity, open positions and headline performance of the caller's account
+    (a `views.AccountState` document)."""
+    rows = await repository.fetch_account_state(gw.pool, who.account_id)
+    if not rows:
         raise InvalidArgument("The account of this token no longer exists.")
+    row = rows[0]
+    positions = [repository.position_doc(r) for r in rows if r["id"] is not None]
     perf = None
     if row["perf_updated_at"] is not None:
-        perf = views.HeadlinePerformance(
-            realized_pnl_usdt=row["realized_pnl_usdt"],
-            closed_positions=row["closed_positions"],
-            win_rate=row["win_rate"],
-            sharpe_ratio=row["sharpe_ratio"],
-            updated_at=row["perf_updated_at"],
-        )
-    return views.AccountState(
-        account=row["external_id"],
-        account_id=row["account_id"],
-        mode=row["mode"],
-        available_usdt=row["available_usdt"],
-        locked_usdt=row["locked_usdt"],
-        cash_usdt=row["cash_usdt"],
-        equity_usdt=live_equity(
-            row["cash_usdt"],
-            row["available_usdt"],
-            row["locked_usdt"],
-            [p.unrealized_pnl_usdt for p in positions],
-        ),
-        exchange_equity_usdt=row["exchange_equity_usdt"],
-        balance_as_of=row["balance_as_of"],
-        positions=positions,
-        performance=perf,
-        as_of=gw.clock.now(),
+        perf = {
+            "window": "all_time",
+            "realized_pnl_usdt": row["perf_realized_pnl_usdt"],
+            "closed_positions": row["perf_closed_positions"],
+            "win_rate": row["perf_win_rate"],
+            "sharpe_ratio": row["perf_sharpe_ratio"],
+            "updated_at": row["perf_updated_at"],
+        }
+    equity = live_equity(
+        _decimal(row["cash_usdt"]),
+        _decimal(row["available_usdt"]),
+        _decimal(row["locked_usdt"]),
+        [_decimal(p["unrealized_pnl_usdt"]) for p in positions],
     )
+    return {
+        "account": row["account"],
+        "account_id": row["account_id"],
+        "mode": row["mode"],
+        "available_usdt": row["available_usdt"],
+        "locked_usdt": row["locked_usdt"],
+        "cash_usdt": row["cash_usdt"],
+        "equity_usdt": views.plain_decimal(equity) if equity is not None else None,
+        "exchange_equity_usdt": row["exchange_equity_usdt"],
+        "balance_as_of": row["balance_as_of"],
+        "positions": positions,
+        "performance": perf,
+        "as_of": gw.clock.now(),
+    }
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    return Decimal(text) if text is not None else None
 
 
 def _series(
     rows: list[asyncpg.Record], timeframes: list[str], gw: Gateway
-) -> tuple[list[views.Series], Decimal | None, Decimal | None]:
+) -> tuple[list[views.Doc], str | None, str | None]:
     by_tf: dict[str, list[asyncpg.Record]] = defaultdict(list)
     for r in rows:
         by_tf[r["timeframe"]].append(r)
@@ -64,21 +73,14 @@ def _series(
     series, funding, oi, newest_at = [], None, None, None
     for tf in timeframes:
         newest_first = by_tf.get(tf, [])
-        candles = [
-            views.Candle(
-                as_of=r["as_of"],
-                price=r["price"],
-                ema20=r["ema20"],
-                ema50=r["ema50"],
-                macd=r["macd"],
-                rsi7=r["rsi7"],
-                rsi14=r["rsi14"],
-            )
-            for r in reversed(newest_first)
-        ]
         latest = newest_first[0]["as_of"] if newest_first else None
         series.append(
-            views.Series(timeframe=tf, candles=candles, as_of=latest, stale=is_stale(latest, tf, now))
+            {
+                "timeframe": tf,
+                "candles": [repository.candle_doc(r) for r in reversed(newest_first)],
+                "as_of": latest,
+                "stale": is_stale(latest, tf, now),
+            }
         )
         for r in newest_first:  # the newest candle of any timeframe carrying the value wins
             if newest_at is None or r["as_of"] > newest_at:
@@ -88,25 +90,26 @@ def _series(
     return series, funding, oi
 
 
-async def market_data(gw: Gateway, symbol: str, timeframes: list[str], limit: int) -> views.MarketData:
-    """Closed candles with indicators; refreshed through ingest only when stale."""
+async def market_data(gw: Gateway, symbol: str, timeframes: list[str], limit: int) -> views.Doc:
+    """Closed candles with indicators (a `views.MarketData` document); refreshed through ingest
+    only when stale."""
     await gw.instruments.get(symbol)
     timeframes = list(dict.fromkeys(timeframes))
     if not timeframes:
         raise InvalidArgument('timeframes must name at least one bar, e.g. ["3m", "4H"].')
     rows = await repository.fetch_snapshots(gw.pool, symbol, timeframes, limit)
     series, funding, oi = _series(rows, timeframes, gw)
-    stale = [s.timeframe for s in series if s.stale]
+    stale = [s["timeframe"] for s in series if s["stale"]]
     if stale:
         series, funding, oi = await _refreshed(gw, symbol, timeframes, stale, limit, series, funding, oi)
-    return views.MarketData(
-        symbol=symbol,
-        series=series,
-        funding_rate=funding,
-        open_interest=oi,
-        as_of=repository.newest([s.as_of for s in series]),
-        stale=any(s.stale for s in series),
-    )
+    return {
+        "symbol": symbol,
+        "series": series,
+        "funding_rate": funding,
+        "open_interest": oi,
+        "as_of": repository.newest([s["as_of"] for s in series]),
+        "stale": any(s["stale"] for s in series),
+    }
 
 
 async def _refreshed(
@@ -115,10 +118,10 @@ async def _refreshed(
     timeframes: list[str],
     stale: list[str],
     limit: int,
-    series: list[views.Series],
-    funding: Decimal | None,
-    oi: Decimal | None,
-) -> tuple[list[views.Series], Decimal | None, Decimal | None]:
+    series: list[views.Doc],
+    funding: str | None,
+    oi: str | None,
+) -> tuple[list[views.Doc], str | None, str | None]:
     """Ask ingest for fresh candles, then re-read until metrics has folded them or time is up."""
     budget = gw.config.mcp_refresh_timeout_ms / 1000
     deadline = time.monotonic() + budget
@@ -128,7 +131,7 @@ async def _refreshed(
     while True:
         rows = await repository.fetch_snapshots(gw.pool, symbol, timeframes, limit)
         series, funding, oi = _series(rows, timeframes, gw)
-        if not any(s.stale for s in series) or time.monotonic() >= deadline:
+        if not any(s["stale"] for s in series) or time.monotonic() >= deadline:
             return series, funding, oi
         await asyncio.sleep(0.05)
 

@@ -8,9 +8,10 @@ from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
+from pydantic_core import from_json
 
 from services.mcp_gateway import views
-from services.mcp_gateway.rules import Instrument, unrealized_pnl
+from services.mcp_gateway.rules import Instrument
 
 Conn: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
@@ -24,32 +25,72 @@ async def fetch_instruments(db: Conn) -> list[Instrument]:
 
 
 # ------------------------------------------------------------------------------ account state
+# The hot read tools get their values computed and formatted by PostgreSQL, as exact decimal
+# text: `trim_scale(x)::text` is numeric_out (never rounds, never writes an exponent) without the
+# trailing zeros of the column's scale, "0.01000000" -> "0.01": the text `views.plain_decimal`
+# writes. A value that is only shown is never decoded into a Decimal and formatted back in Python
+# (asyncpg's numeric decoding and the per-value formatter were about a fifth of the gateway's CPU
+# for get_account_state). The columns are named after the view's fields.
 _POSITION_SELECT = """
-SELECT p.id, p.symbol, p.side, p.pos_side, p.quantity, p.avg_entry_price, p.leverage,
-       p.margin_usdt, p.liquidation_price, p.unrealized_pnl_usdt, p.exit_plan::text AS exit_plan_json,
-       p.opened_at,
-       p.updated_at, p.confidence_weight_sum, p.confidence_quantity,
-       COALESCE(m.mark_price, m.last_price, p.mark_price) AS mark,
-       i.ct_val * i.ct_mult AS contract_size, i.base_asset
+SELECT p.id, p.symbol, p.side, p.pos_side,
+       trim_scale(p.quantity)::text AS contracts,
+       trim_scale(k.coin)::text AS coin_quantity,
+       i.base_asset,
+       trim_scale(p.avg_entry_price)::text AS entry_price,
+       trim_scale(k.mark)::text AS mark_price,
+       trim_scale(p.leverage)::text AS leverage,
+       trim_scale(p.margin_usdt)::text AS margin_usdt,
+       trim_scale(p.liquidation_price)::text AS liquidation_price,
+       -- (mark - entry) x coin quantity x direction at the latest mark, else the exchange's figure
+       trim_scale(COALESCE(
+           (k.mark - p.avg_entry_price) * k.coin * CASE p.side WHEN 'short' THEN -1 ELSE 1 END,
+           p.unrealized_pnl_usdt))::text AS unrealized_pnl_usdt,
+       trim_scale(k.coin * k.mark)::text AS notional_usdt,
+       -- the plan with all of ExitPlan's fields, in its order (as update_exit_plan stored them)
+       CASE WHEN p.exit_plan IS NOT NULL AND p.exit_plan <> '{}' THEN
+           json_build_object('take_profit', p.exit_plan -> 'take_profit',
+                             'stop_loss', p.exit_plan -> 'stop_loss',
+                             'invalidation_condition', p.exit_plan -> 'invalidation_condition')::text
+       END AS exit_plan,
+       -- contract-weighted confidence of the opening fills, to 2 places (half away from zero)
+       trim_scale(round(p.confidence_weight_sum / NULLIF(p.confidence_quantity, 0), 2))::text
+           AS confidence,
+       p.opened_at, p.updated_at
 FROM aitrader.positions_open p
 JOIN aitrader.instruments i ON i.symbol = p.symbol
 LEFT JOIN aitrader.market_prices m ON m.symbol = p.symbol
+CROSS JOIN LATERAL (
+    SELECT p.quantity * i.ct_val * i.ct_mult AS coin,
+           COALESCE(m.mark_price, m.last_price, p.mark_price) AS mark
+) k
 """
 
-# One round trip: the account, its latest balance and all-time figures repeated on every row of
-# its open positions (one row with null position columns when there are none).
+# One round trip: the account, its latest balance and all-time figures (looked up once), repeated
+# on every row of its open positions (one row with null position columns when there are none).
 _ACCOUNT_STATE = f"""
-SELECT a.id AS account_id, a.external_id, a.mode, b.available_usdt, b.locked_usdt, b.cash_usdt,
-       b.equity_usdt AS exchange_equity_usdt, b.as_of AS balance_as_of, ps.realized_pnl_usdt,
-       ps.closed_positions, ps.win_rate, ps.sharpe_ratio, ps.updated_at AS perf_updated_at, pos.*
-FROM aitrader.accounts a
-LEFT JOIN LATERAL (
-    SELECT available_usdt, locked_usdt, cash_usdt, equity_usdt, as_of
-    FROM aitrader.balance_snapshots WHERE account_id = a.id ORDER BY as_of DESC LIMIT 1
-) b ON true
-LEFT JOIN aitrader.performance_snapshots ps ON ps.account_id = a.id AND ps."window" = 'all_time'
-LEFT JOIN LATERAL ({_POSITION_SELECT} WHERE p.account_id = a.id) pos ON true
-WHERE a.id = $1
+WITH acct AS MATERIALIZED (
+    SELECT a.id AS account_id, a.external_id AS account, a.mode,
+           trim_scale(b.available_usdt)::text AS available_usdt,
+           trim_scale(b.locked_usdt)::text AS locked_usdt,
+           trim_scale(b.cash_usdt)::text AS cash_usdt,
+           trim_scale(b.equity_usdt)::text AS exchange_equity_usdt,
+           b.as_of AS balance_as_of,
+           trim_scale(ps.realized_pnl_usdt)::text AS perf_realized_pnl_usdt,
+           ps.closed_positions AS perf_closed_positions,
+           trim_scale(ps.win_rate)::text AS perf_win_rate,
+           trim_scale(ps.sharpe_ratio)::text AS perf_sharpe_ratio,
+           ps.updated_at AS perf_updated_at
+    FROM aitrader.accounts a
+    LEFT JOIN LATERAL (
+        SELECT available_usdt, locked_usdt, cash_usdt, equity_usdt, as_of
+        FROM aitrader.balance_snapshots WHERE account_id = a.id ORDER BY as_of DESC LIMIT 1
+    ) b ON true
+    LEFT JOIN aitrader.performance_snapshots ps ON ps.account_id = a.id AND ps."window" = 'all_time'
+    WHERE a.id = $1
+)
+SELECT acct.*, pos.*
+FROM acct
+LEFT JOIN LATERAL ({_POSITION_SELECT} WHERE p.account_id = acct.account_id) pos ON true
 ORDER BY pos.symbol, pos.pos_side
 """
 
@@ -58,57 +99,36 @@ def _plan(value: Any) -> views.ExitPlan | None:
     return views.ExitPlan.model_validate(value) if value else None
 
 
-def _plan_json(text: str | None) -> views.ExitPlan | None:
-    # Parsed and validated in one step from the jsonb text (not decoded to a dict first).
-    return views.ExitPlan.model_validate_json(text) if text and text != "{}" else None
+_POSITION_FIELDS = tuple(views.Position.model_fields)
 
 
-def position_view(r: asyncpg.Record) -> views.Position:
-    qty, size, mark, entry = r["quantity"], r["contract_size"], r["mark"], r["avg_entry_price"]
-    coin = qty * size
-    upl = unrealized_pnl(r["side"], qty, size, entry, mark)
-    conf_qty: Decimal = r["confidence_quantity"]
-    return views.Position(
-        symbol=r["symbol"],
-        side=r["side"],
-        pos_side=r["pos_side"],
-        contracts=qty,
-        coin_quantity=coin,
-        base_asset=r["base_asset"],
-        entry_price=entry,
-        mark_price=mark,
-        leverage=r["leverage"],
-        margin_usdt=r["margin_usdt"],
-        liquidation_price=r["liquidation_price"],
-        unrealized_pnl_usdt=upl if upl is not None else r["unrealized_pnl_usdt"],
-        notional_usdt=coin * mark if mark is not None else None,
-        exit_plan=_plan_json(r["exit_plan_json"]),
-        confidence=(r["confidence_weight_sum"] / conf_qty).quantize(Decimal("0.01")) if conf_qty else None,
-        opened_at=r["opened_at"],
-        updated_at=r["updated_at"],
-    )
+def position_doc(r: asyncpg.Record) -> views.Doc:
+    """A position as `views.Position`'s JSON form, from a `_POSITION_SELECT` row."""
+    doc = {name: r[name] for name in _POSITION_FIELDS}
+    if doc["exit_plan"] is not None:
+        doc["exit_plan"] = from_json(doc["exit_plan"])
+    return doc
 
 
-async def fetch_account_state(
-    db: Conn, account_id: UUID
-) -> tuple[asyncpg.Record | None, list[views.Position]]:
-    """The account row (balance, all-time figures) and its open positions; (None, []) if unknown."""
-    rows = await db.fetch(_ACCOUNT_STATE, account_id)
-    if not rows:
-        return None, []
-    return rows[0], [position_view(r) for r in rows if r["id"] is not None]
+async def fetch_account_state(db: Conn, account_id: UUID) -> list[asyncpg.Record]:
+    """The account's rows (`_ACCOUNT_STATE`), one per open position; [] if it is unknown."""
+    return list(await db.fetch(_ACCOUNT_STATE, account_id))
 
 
-async def fetch_position(db: Conn, position_id: UUID, account_id: UUID) -> views.Position | None:
+async def fetch_position(db: Conn, position_id: UUID, account_id: UUID) -> views.Doc | None:
     sql = _POSITION_SELECT + "WHERE p.account_id = $1 AND p.id = $2"
     row = await db.fetchrow(sql, account_id, position_id)
-    return position_view(row) if row is not None else None
+    return position_doc(row) if row is not None else None
 
 
 # ------------------------------------------------------------------------------ market data
 _SNAPSHOTS = """
-SELECT t.tf AS timeframe, s.as_of, s.price, s.ema20, s.ema50, s.macd, s.rsi7, s.rsi14,
-       s.funding_rate, s.open_interest
+SELECT t.tf AS timeframe, s.as_of,
+       trim_scale(s.price)::text AS price, trim_scale(s.ema20)::text AS ema20,
+       trim_scale(s.ema50)::text AS ema50, trim_scale(s.macd)::text AS macd,
+       trim_scale(s.rsi7)::text AS rsi7, trim_scale(s.rsi14)::text AS rsi14,
+       trim_scale(s.funding_rate)::text AS funding_rate,
+       trim_scale(s.open_interest)::text AS open_interest
 FROM unnest($2::text[]) AS t(tf)
 CROSS JOIN LATERAL (
     SELECT as_of, price, ema20, ema50, macd, rsi7, rsi14, funding_rate, open_interest
@@ -117,6 +137,13 @@ CROSS JOIN LATERAL (
     ORDER BY as_of DESC LIMIT $3
 ) s
 """
+
+_CANDLE_FIELDS = tuple(views.Candle.model_fields)
+
+
+def candle_doc(r: asyncpg.Record) -> views.Doc:
+    """A candle as `views.Candle`'s JSON form, from a `_SNAPSHOTS` row."""
+    return {name: r[name] for name in _CANDLE_FIELDS}
 
 
 async def fetch_snapshots(db: Conn, symbol: str, timeframes: list[str], limit: int) -> list[asyncpg.Record]:

@@ -187,19 +187,6 @@ def is_stale(latest: datetime | None, timeframe: str, now: datetime) -> bool:
     return now - latest > timedelta(seconds=2 * BAR_SECONDS[timeframe])
 
 
-def unrealized_pnl(
-    side: str,
-    contracts: Decimal,
-    contract_size: Decimal,
-    entry: Decimal | None,
-    mark: Decimal | None,
-) -> Decimal | None:
-    if entry is None or mark is None:
-        return None
-    direction = -1 if side == "short" else 1
-    return (mark - entry) * contracts * contract_size * direction
-
-
 def live_equity(
     cash: Decimal | None,
     available: Decimal | None,

@@ -11,7 +11,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AnyHttpUrl, BaseModel, Field
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 
 from services.mcp_gateway import handlers, trading, views
 from services.mcp_gateway.audit import AuditMiddleware, current_call
@@ -106,9 +106,10 @@ def build_server(
 
 def _tool(fn: Callable[..., Any], annotations: ToolAnnotations) -> Tool:
     """A tool whose output schema is published but whose results the SDK does not validate
-    again: each result is a view model instance, validated when it was built, and dumped once
-    by `_result`. (The SDK validates a `CallToolResult`'s structured content against the
-    output model when the metadata has one; metadata without a model is advertised only —
+    again: each result is a view model instance, validated when it was built, or a document
+    of exact values from the database (`views.Doc`), and is dumped once by `_result`. (The SDK
+    validates a `CallToolResult`'s structured content against the output model when the
+    metadata has one; metadata without a model is advertised only —
     `FuncMetadata` reads its fields live, so clearing the model here is supported.)"""
     tool = Tool.from_function(fn, annotations=annotations)
     if tool.fn_metadata.output_schema is None:
@@ -199,11 +200,17 @@ def gateway_tools(gw: Gateway) -> list[Tool]:
     ]
 
 
-def _result(view: BaseModel) -> CallToolResult:
-    """The view as structured content, and the same JSON as text for clients that read only
-    text: compact (fewer tokens for the model than the SDK's indented dump), serialized once."""
-    text = view.model_dump_json()
-    data = from_json(text)  # cheaper than model_dump(mode="json"): decimals are formatted once
+def _result(view: BaseModel | views.Doc) -> CallToolResult:
+    """The view (a model, or a `views.Doc` of the hot read tools) as structured content, and the
+    same JSON as text for clients that read only text: compact (fewer tokens for the model than
+    the SDK's indented dump), serialized once here."""
+    if isinstance(view, BaseModel):
+        text = view.model_dump_json()
+        data = from_json(text)  # cheaper than model_dump(mode="json"): decimals formatted once
+    else:
+        # A document's values are JSON-ready strings and numbers, or datetimes, UUIDs and exit
+        # plans, which the SDK's JSON dump writes exactly as `to_json` does here (one serializer).
+        text, data = to_json(view).decode(), view
     current_call().result_json = text  # the audit row stores this text, not a second dump
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 

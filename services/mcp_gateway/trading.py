@@ -203,7 +203,7 @@ async def update_exit_plan(
         view = await repository.fetch_position(conn, position["id"], who.account_id)
     assert view is not None
     previous = views.ExitPlan.model_validate(position["exit_plan"]) if position["exit_plan"] else None
-    return views.ExitPlanUpdate(position=view, previous_exit_plan=previous)
+    return views.ExitPlanUpdate(position=views.Position.model_validate(view), previous_exit_plan=previous)
 
 
 def _one_position(rows: list[Any], symbol: str, side: str | None) -> Any:

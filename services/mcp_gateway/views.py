@@ -8,7 +8,7 @@ string shows the exact value the ledger holds. Times are ISO-8601 UTC.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
@@ -34,6 +34,13 @@ Dec = Annotated[
 OptDec = Annotated[Dec | None, WithJsonSchema({"type": ["string", "null"], "description": "exact decimal"})]
 Mode = Literal["live", "simulated"]
 Window = Literal["daily", "weekly", "all_time"]
+
+# The JSON form of a view, built without the model: what the hot read tools (get_account_state,
+# get_market_data) return. Their values come from PostgreSQL already as exact decimal text
+# (`repository`), so building and dumping the model would only re-check and re-format them; the
+# dict is serialized once. The model stays the contract: it is the tool's output schema, and the
+# tests validate every such document against it and check that its JSON is exactly the model's.
+Doc: TypeAlias = dict[str, Any]
 
 
 class View(BaseModel):

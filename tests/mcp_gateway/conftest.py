@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,9 +14,11 @@ import pytest
 import pytest_asyncio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, TextContent
 from nats.aio.client import Client as Nats
+from pydantic import BaseModel
 
+from services.mcp_gateway import views
 from services.mcp_gateway.auth import Principal, local_principal
 from services.mcp_gateway.config import GatewaySettings
 from services.mcp_gateway.gateway import Gateway, open_gateway
@@ -85,8 +88,32 @@ async def http_client(url: str, token: str | None) -> AsyncIterator[Client]:
             yield client
 
 
+# What each tool returns. The hot read tools build their result as a plain document
+# (`views.Doc`) rather than through the model: every successful call in these tests checks that
+# the document is exactly what the model would have written.
+TOOL_VIEWS: dict[str, type[BaseModel]] = {
+    "get_account_state": views.AccountState,
+    "get_market_data": views.MarketData,
+    "execute_trade": views.TradeResult,
+    "update_exit_plan": views.ExitPlanUpdate,
+    "get_performance_metrics": views.PerformanceMetrics,
+}
+
+
 async def call(client: Client, tool: str, **arguments: Any) -> CallToolResult:
-    return await client.call_tool(tool, arguments)
+    result = await client.call_tool(tool, arguments)
+    if not result.is_error:
+        assert_is_view(result, TOOL_VIEWS[tool])
+    return result
+
+
+def assert_is_view(result: CallToolResult, view: type[BaseModel]) -> None:
+    """The structured content is the model's own JSON form, and the text content is that JSON."""
+    content = result.structured_content
+    assert content is not None
+    assert view.model_validate(content).model_dump(mode="json") == content
+    [text] = result.content
+    assert isinstance(text, TextContent) and json.loads(text.text) == content
 
 
 def ok(result: CallToolResult) -> dict[str, Any]:

@@ -184,4 +184,3 @@ def test_plain_decimal_is_exact(value: Decimal) -> None:
 def test_plain_decimal_forms() -> None:
     cases = {"0.01000000": "0.01", "1E+2": "100", "1E-8": "0.00000001", "-0E-8": "0", "61000.10": "61000.1"}
     assert {k: plain_decimal(Decimal(k)) for k in cases} == cases
-

@@ -97,6 +97,59 @@ async def test_get_account_state(gateway: Gateway, db_pool: asyncpg.Pool, accoun
     assert state["performance"]["closed_positions"] == 5
 
 
+async def test_read_values_are_exact_at_the_edges_of_their_columns(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    """PostgreSQL computes and formats the read tools' decimals (`call` checks each document
+    against the model's own JSON); here with the smallest and largest values the columns hold."""
+    await seed.market_price(db_pool, BTC, "0.00000013")
+    await seed.market_price(db_pool, "ETH-USDT-SWAP", "99999999999.99999999")
+    # confidence 33.325: rounded half away from zero (Python's quantize would give 33.32)
+    await seed.position(
+        db_pool,
+        accounts["a"],
+        BTC,
+        qty="0.00000001",
+        entry="0.00000012",
+        confidence="33.325",
+        exit_plan={"stop_loss": "0.0000001"},
+    )
+    await seed.position(
+        db_pool, accounts["a"], "ETH-USDT-SWAP", side="short", qty="123456789012.5", entry="0.5"
+    )
+    await db_pool.execute(
+        """INSERT INTO aitrader.market_snapshots
+               (symbol, timeframe, as_of, price, ema20, ema50, macd, rsi7, rsi14, funding_rate,
+                open_interest)
+           VALUES ($1, '3m', date_trunc('minute', now()) - interval '1 minute', 0.00000001, 0, 0,
+                   -0.00000001, 0, 100, -0.00000001, 99999999999999999999.9999)""",
+        BTC,
+    )
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        state = ok(await call(client, "get_account_state"))
+        data = ok(await call(client, "get_market_data", symbol=BTC, timeframes=["3m"]))
+    btc, eth = state["positions"]
+    # 1e-8 contracts x 0.01 BTC; (1.3e-7 - 1.2e-7) x 1e-10 BTC
+    assert (btc["coin_quantity"], btc["unrealized_pnl_usdt"]) == ("0.0000000001", "0.000000000000000001")
+    assert (btc["notional_usdt"], btc["confidence"]) == ("0.000000000000000013", "33.33")
+    assert btc["exit_plan"] == {"take_profit": None, "stop_loss": "0.0000001", "invalidation_condition": None}
+    # 123456789012.5 contracts x 0.1 ETH, short from 0.5 to 99999999999.99999999: exact to the
+    # last digit (34 significant ones; Python's default decimal context would round to 28)
+    assert eth["coin_quantity"] == "12345678901.25"
+    assert eth["unrealized_pnl_usdt"] == "-1234567890118827160425.9182109875"
+    assert eth["notional_usdt"] == "1234567890124999999876.5432109875"
+    assert state["equity_usdt"] is None  # no balance yet
+    [candle] = data["series"][0]["candles"]
+    assert {k: candle[k] for k in ("price", "ema20", "macd", "rsi7", "rsi14")} == {
+        "price": "0.00000001",
+        "ema20": "0",
+        "macd": "-0.00000001",
+        "rsi7": "0",
+        "rsi14": "100",
+    }
+    assert (data["funding_rate"], data["open_interest"]) == ("-0.00000001", "99999999999999999999.9999")
+
+
 async def test_equity_moves_with_the_mark_between_balance_updates(
     gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
 ) -> None:
@@ -464,7 +517,9 @@ async def test_a_nul_character_is_refused_and_its_call_still_recorded(
     await gateway.audit.flush()
     rows = await seed.tool_calls(db_pool)
     assert [(r["tool_name"], r["status"]) for r in rows] == [
-        ("update_exit_plan", "failed"), ("get_account_state", "success")]
+        ("update_exit_plan", "failed"),
+        ("get_account_state", "success"),
+    ]
     assert rows[0]["request_payload"]["invalidation_condition"] == "a\ufffdb"
     assert await db_pool.fetchval("SELECT exit_plan FROM aitrader.positions_open") in ({}, None)
 
