@@ -12,6 +12,7 @@ from pydantic_core import from_json
 
 from services.mcp_gateway import views
 from services.mcp_gateway.rules import Instrument
+from shared.db import fetch_now
 
 Conn: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
@@ -110,9 +111,9 @@ def position_doc(r: asyncpg.Record) -> views.Doc:
     return doc
 
 
-async def fetch_account_state(db: Conn, account_id: UUID) -> list[asyncpg.Record]:
+async def fetch_account_state(pool: asyncpg.Pool, account_id: UUID) -> list[asyncpg.Record]:
     """The account's rows (`_ACCOUNT_STATE`), one per open position; [] if it is unknown."""
-    return list(await db.fetch(_ACCOUNT_STATE, account_id))
+    return await fetch_now(pool, _ACCOUNT_STATE, account_id)
 
 
 async def fetch_position(db: Conn, position_id: UUID, account_id: UUID) -> views.Doc | None:
@@ -146,9 +147,11 @@ def candle_doc(r: asyncpg.Record) -> views.Doc:
     return {name: r[name] for name in _CANDLE_FIELDS}
 
 
-async def fetch_snapshots(db: Conn, symbol: str, timeframes: list[str], limit: int) -> list[asyncpg.Record]:
+async def fetch_snapshots(
+    pool: asyncpg.Pool, symbol: str, timeframes: list[str], limit: int
+) -> list[asyncpg.Record]:
     """Newest first, per timeframe."""
-    return list(await db.fetch(_SNAPSHOTS, symbol, timeframes, limit))
+    return await fetch_now(pool, _SNAPSHOTS, symbol, timeframes, limit)
 
 
 async def fetch_trade_context(db: Conn, account_id: UUID, symbol: str) -> tuple[str | None, Decimal | None]:
