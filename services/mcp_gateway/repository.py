@@ -11,7 +11,7 @@ import asyncpg
 from pydantic_core import from_json
 
 from services.mcp_gateway import views
-from services.mcp_gateway.rules import Instrument
+from services.mcp_gateway.rules import Instrument, average_confidence
 from shared.db import fetch_now
 
 Conn: TypeAlias = asyncpg.Pool | asyncpg.Connection
@@ -53,9 +53,8 @@ SELECT p.id, p.symbol, p.side, p.pos_side,
                              'stop_loss', p.exit_plan -> 'stop_loss',
                              'invalidation_condition', p.exit_plan -> 'invalidation_condition')::text
        END AS exit_plan,
-       -- contract-weighted confidence of the opening fills, to 2 places (half away from zero)
-       trim_scale(round(p.confidence_weight_sum / NULLIF(p.confidence_quantity, 0), 2))::text
-           AS confidence,
+       p.confidence_weight_sum::text AS confidence_weight_sum,
+       p.confidence_quantity::text AS confidence_quantity,
        p.opened_at, p.updated_at
 FROM aitrader.positions_open p
 JOIN aitrader.instruments i ON i.symbol = p.symbol
@@ -100,15 +99,28 @@ def _plan(value: Any) -> views.ExitPlan | None:
     return views.ExitPlan.model_validate(value) if value else None
 
 
-_POSITION_FIELDS = tuple(views.Position.model_fields)
-
-
 def position_doc(r: asyncpg.Record) -> views.Doc:
     """A position as `views.Position`'s JSON form, from a `_POSITION_SELECT` row."""
-    doc = {name: r[name] for name in _POSITION_FIELDS}
-    if doc["exit_plan"] is not None:
-        doc["exit_plan"] = from_json(doc["exit_plan"])
-    return doc
+    plan = r["exit_plan"]
+    return {
+        "symbol": r["symbol"],
+        "side": r["side"],
+        "pos_side": r["pos_side"],
+        "contracts": r["contracts"],
+        "coin_quantity": r["coin_quantity"],
+        "base_asset": r["base_asset"],
+        "entry_price": r["entry_price"],
+        "mark_price": r["mark_price"],
+        "leverage": r["leverage"],
+        "margin_usdt": r["margin_usdt"],
+        "liquidation_price": r["liquidation_price"],
+        "unrealized_pnl_usdt": r["unrealized_pnl_usdt"],
+        "notional_usdt": r["notional_usdt"],
+        "exit_plan": from_json(plan) if plan is not None else None,
+        "confidence": average_confidence(r["confidence_weight_sum"], r["confidence_quantity"]),
+        "opened_at": r["opened_at"],
+        "updated_at": r["updated_at"],
+    }
 
 
 async def fetch_account_state(pool: asyncpg.Pool, account_id: UUID) -> list[asyncpg.Record]:

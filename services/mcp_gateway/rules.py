@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Literal
 
 from services.mcp_gateway.errors import InvalidArgument
@@ -185,6 +185,20 @@ def is_stale(latest: datetime | None, timeframe: str, now: datetime) -> bool:
     if latest is None:
         return True
     return now - latest > timedelta(seconds=2 * BAR_SECONDS[timeframe])
+
+
+_EXACT = Context(prec=80, rounding=ROUND_HALF_EVEN)  # as the ledger's fold computes
+_CENT = Decimal("0.01")
+
+
+def average_confidence(weight_sum: str, quantity: str) -> str | None:
+    """The contract-weighted confidence of a position's opening fills (exact texts of
+    `confidence_weight_sum` and `confidence_quantity`), to 2 places rounded half to even: the
+    figure the ledger will store as the closed position's `average_confidence`."""
+    if Decimal(quantity) == 0:
+        return None
+    value = _EXACT.divide(Decimal(weight_sum), Decimal(quantity)).quantize(_CENT, context=_EXACT)
+    return fmt(value)
 
 
 def live_equity(

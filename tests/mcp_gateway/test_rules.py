@@ -14,6 +14,7 @@ from services.mcp_gateway.rules import (
     Instrument,
     Limits,
     TradeRequest,
+    average_confidence,
     check_exit_plan,
     check_trade,
     is_stale,
@@ -184,3 +185,18 @@ def test_plain_decimal_is_exact(value: Decimal) -> None:
 def test_plain_decimal_forms() -> None:
     cases = {"0.01000000": "0.01", "1E+2": "100", "1E-8": "0.00000001", "-0E-8": "0", "61000.10": "61000.1"}
     assert {k: plain_decimal(Decimal(k)) for k in cases} == cases
+
+
+@pytest.mark.parametrize(
+    ("weight_sum", "quantity", "expected"),
+    [
+        ("210.000000000000", "3.00000000", "70"),
+        ("100", "3", "33.33"),  # 33.333...: no exact quotient
+        ("33.325", "1", "33.32"),  # half to even, as the ledger rounds
+        ("99.975", "1", "99.98"),
+        ("0.000000333250", "0.00000001", "33.32"),
+        ("0", "0", None),  # no opening fill carried a confidence
+    ],
+)
+def test_average_confidence(weight_sum: str, quantity: str, expected: str | None) -> None:
+    assert average_confidence(weight_sum, quantity) == expected

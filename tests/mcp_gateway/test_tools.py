@@ -104,7 +104,7 @@ async def test_read_values_are_exact_at_the_edges_of_their_columns(
     against the model's own JSON); here with the smallest and largest values the columns hold."""
     await seed.market_price(db_pool, BTC, "0.00000013")
     await seed.market_price(db_pool, "ETH-USDT-SWAP", "99999999999.99999999")
-    # confidence 33.325: rounded half away from zero (Python's quantize would give 33.32)
+    # confidence 33.325: rounded half to even, as the ledger rounds the closed position's
     await seed.position(
         db_pool,
         accounts["a"],
@@ -131,7 +131,7 @@ async def test_read_values_are_exact_at_the_edges_of_their_columns(
     btc, eth = state["positions"]
     # 1e-8 contracts x 0.01 BTC; (1.3e-7 - 1.2e-7) x 1e-10 BTC
     assert (btc["coin_quantity"], btc["unrealized_pnl_usdt"]) == ("0.0000000001", "0.000000000000000001")
-    assert (btc["notional_usdt"], btc["confidence"]) == ("0.000000000000000013", "33.33")
+    assert (btc["notional_usdt"], btc["confidence"]) == ("0.000000000000000013", "33.32")
     assert btc["exit_plan"] == {"take_profit": None, "stop_loss": "0.0000001", "invalidation_condition": None}
     # 123456789012.5 contracts x 0.1 ETH, short from 0.5 to 99999999999.99999999: exact to the
     # last digit (34 significant ones; Python's default decimal context would round to 28)
