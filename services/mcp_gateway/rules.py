@@ -210,10 +210,10 @@ def live_equity(
     """Cash (the exchange's cashBal, else available + locked) plus the open positions' unrealized
     PnL at the latest mark; None without a balance or when a position's PnL is unknown."""
     if cash is None and available is not None and locked is not None:
-        cash = available + locked
+        cash = _EXACT.add(available, locked)
     total = cash
     for upl in unrealized:
-        total = None if total is None or upl is None else total + upl
+        total = None if total is None or upl is None else _EXACT.add(total, upl)
     return total
 
 

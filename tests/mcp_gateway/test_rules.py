@@ -167,6 +167,14 @@ def d(text: str | None) -> Decimal | None:
         pytest.param("1000", "900", "50", [], "1000", id="flat"),
         pytest.param("1000", "900", "50", ["15", None], None, id="unpriced-position"),
         pytest.param(None, None, None, [], None, id="no-balance"),
+        pytest.param(  # 34 significant digits: not rounded to the default context's 28
+            "10000.00000001",
+            None,
+            None,
+            ["-1234567890118827160425.9182109875"],
+            "-1234567890118827150425.9182109775",
+            id="exact-beyond-28-digits",
+        ),
     ],
 )
 def test_live_equity(
