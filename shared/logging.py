@@ -38,14 +38,19 @@ def register_secrets(values: Iterable[str]) -> None:
             _secret_forms.update((value, *escaped))
 
 
+def may_hold_secret_value(json_text: str) -> bool:
+    """False when no registered secret value is in the value this JSON text encodes: the text
+    holds none (raw or JSON-escaped) and no \\u escape (which could spell one). Enough on its
+    own for JSON whose keys are known not to be secret-looking."""
+    return "\\u" in json_text or any(form in json_text for form in _secret_forms)
+
+
 def may_hold_secret(json_text: str) -> bool:
     """False when `redact` would change nothing in the value this JSON text encodes: the text
     has no secret-looking word (every key `redact` masks contains one), no registered secret
     value (raw or JSON-escaped) and no \\u escape (which could spell either). A cheap test that
     lets a caller skip decoding and walking a large value; True means "walk it"."""
-    if any(form in json_text for form in _secret_forms):
-        return True
-    if "\\u" in json_text:  # an escape can spell any character, a secret word's included
+    if may_hold_secret_value(json_text):  # an escape can spell a secret word too
         return True
     if json_text.isascii():  # then lower() is exactly what IGNORECASE compares, and ~50x faster
         lowered = json_text.lower()

@@ -27,7 +27,7 @@ from pydantic_core import from_json
 from services.mcp_gateway.auth import Principal
 from shared.clock import utcnow
 from shared.db import json_dumps
-from shared.logging import MASK, get_logger, may_hold_secret, redact, redact_text
+from shared.logging import MASK, get_logger, may_hold_secret_value, redact, redact_text
 
 log = get_logger("mcp_gateway.audit")
 
@@ -78,7 +78,9 @@ class ToolCall:
             return None
         if self.result_json is None:
             return json_dumps(redact_response(response))
-        if not may_hold_secret(self.result_json):
+        # A tool's JSON has its view's keys, none of them secret-looking (a test walks every
+        # output schema): only a registered secret value, inside a string, could need masking.
+        if not may_hold_secret_value(self.result_json):
             return self.result_json
         # Walk the JSON the caller received (the structured content may hold Python values).
         return json_dumps(redact_response(from_json(self.result_json)))

@@ -12,9 +12,10 @@ from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 
 from services.mcp_gateway.audit import ToolCall
+from services.mcp_gateway.definitions import DEFINITIONS
 from services.mcp_gateway.gateway import Gateway
 from shared.clock import utcnow
-from shared.logging import register_secrets
+from shared.logging import redact, register_secrets
 from shared.messages import MarketDataRefresh, MarketDataRefreshReply
 from shared.subjects import Subjects
 from tests.mcp_gateway import seed
@@ -502,6 +503,29 @@ async def test_secrets_never_reach_the_audit_table(
         "SELECT request_payload::text || response_payload::text FROM aitrader.mcp_tool_calls"
     )
     assert "sk-live-7f3a9c2e" not in raw and "key ***" in raw
+
+
+def _property_names(schema: Any) -> set[str]:
+    """Every property name anywhere in a JSON schema (nested objects, $defs, arrays, unions)."""
+    names: set[str] = set()
+    if isinstance(schema, dict):
+        names.update(schema.get("properties", {}))
+        for value in schema.values():
+            names |= _property_names(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            names |= _property_names(value)
+    return names
+
+
+async def test_no_result_key_looks_secret(gateway: Gateway) -> None:
+    """The audit stores a result's JSON without the key-redaction walk (only a registered secret
+    value is looked for): that holds only while no key a tool returns is one `redact` masks."""
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        tools = (await client.list_tools()).tools
+    keys = set().union(*(_property_names(t.output_schema) for t in tools)) | set(DEFINITIONS)
+    assert {"positions", "exit_plan", "take_profit", "definitions", "calibration"} <= keys
+    assert redact(dict.fromkeys(keys, "x")) == dict.fromkeys(keys, "x")
 
 
 async def test_a_nul_character_is_refused_and_its_call_still_recorded(
