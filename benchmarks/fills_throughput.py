@@ -16,10 +16,11 @@ Printed, from one run:
    the service for the same 2 cores;
 3. drain of a backlog of N more fills, published while the service is stopped (SIGSTOP):
    fills/s from SIGCONT to the last commit — the product's throughput;
-4. the plumbing reference: the drained N messages pulled again with plain nats-py and written
+4. the plumbing reference: the drained messages pulled again with plain nats-py and written
    with COPY into an unindexed copy of `fills`, nothing folded — fills/s; and the ratio
    product (drain) / plumbing: both read the same backlog from JetStream with nothing else
-   running;
+   running. 3 and 4 alternate in rounds (--rounds, each on a part of the backlog) so that both
+   sides see the same machine: this VM's speed drifts by tens of percent within a minute;
 5. CPU seconds of the service, PostgreSQL and nats-server during the flood and the drain (from
    /proc, when the servers run on this host): where the time goes.
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -266,6 +268,13 @@ async def flood(js: JetStreamContext, subjects: Subjects, fills: list[Fill], lat
     return len(fills) / elapsed
 
 
+def chunks(items: list[Fill], n: int) -> list[list[Fill]]:
+    """`items` in `n` consecutive parts of (nearly) equal size."""
+    size, extra = divmod(len(items), n)
+    bounds = [i * size + min(i, extra) for i in range(n + 1)]
+    return [items[a:b] for a, b in itertools.pairwise(bounds)]
+
+
 async def drain(js: JetStreamContext, subjects: Subjects, fills: list[Fill],
                 services: list[asyncio.subprocess.Process], meter: CpuMeter) -> float:
     """Publish a backlog while the service is frozen, then time it from resuming to the last commit."""
@@ -287,15 +296,16 @@ async def drain(js: JetStreamContext, subjects: Subjects, fills: list[Fill],
     return len(fills) / elapsed
 
 
-async def plumbing(nc: Client, pool: asyncpg.Pool, subjects: Subjects, first_seq: int, n: int) -> float:
+async def plumbing(nc: Client, pool: asyncpg.Pool, subjects: Subjects, first_seq: int, n: int,
+                   name: str) -> float:
     """Plain nats-py pull + json + COPY into an unindexed copy of fills: the ceiling."""
-    await pool.execute("CREATE TABLE aitrader.plumbing_fills (LIKE aitrader.fills)")
+    await pool.execute("CREATE TABLE IF NOT EXISTS aitrader.plumbing_fills (LIKE aitrader.fills)")
     js, stream = nc.jetstream(), subjects.stream(STREAM_ACCOUNT)
     await js.add_consumer(stream, ConsumerConfig(
-        durable_name="plumbing", name="plumbing", ack_policy=AckPolicy.EXPLICIT,
+        durable_name=name, name=name, ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first_seq,
         filter_subject=subjects.account_all, max_ack_pending=50_000))
-    sub = await js.pull_subscribe_bind(durable="plumbing", stream=stream)
+    sub = await js.pull_subscribe_bind(durable=name, stream=stream)
     columns = ["id", "account_id", "order_id", "symbol", "side", "price", "size", "fee_usdt",
                "timestamp", "exchange_trade_id", "exchange_order_id", "pos_side", "category",
                "created_at", "raw_payload"]
@@ -316,7 +326,10 @@ async def plumbing(nc: Client, pool: asyncpg.Pool, subjects: Subjects, first_seq
             for msg in msgs:
                 await msg.ack()
             done += len(msgs)
-    return done / (time.monotonic() - started)
+    rate = done / (time.monotonic() - started)
+    await sub.unsubscribe()
+    await js.delete_consumer(stream, name)
+    return rate
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -352,20 +365,30 @@ async def run(args: argparse.Namespace) -> None:
                 flood_rate = await flood(js, subjects, flood_fills, latency)
             p50, p99, seen = latency.percentiles([f.trade_id for f in flood_fills])
             print(f"  {flood_rate:,.0f} fills/s (saturated: p50 {p50:.0f} ms, p99 {p99:.0f} ms)")
-            first_seq = (await js.stream_info(subjects.stream(STREAM_ACCOUNT))).state.last_seq + 1
-            print(f"drain of a backlog of {args.fills:,} fills (published while the service is stopped) ...")
-            meter = CpuMeter({s.pid for s in services}, dsn, url)
-            product = await drain(js, subjects, drain_fills, services, meter)
-            print(f"  product: {product:,.0f} fills/s")
+            print(f"drain of a backlog of {args.fills:,} fills (published while the service is stopped),"
+                  f" in {args.rounds} rounds, each followed by the plumbing reference on its messages ...")
+            rounds = []
+            for r, chunk in enumerate(chunks(drain_fills, args.rounds)):
+                first_seq = (await js.stream_info(subjects.stream(STREAM_ACCOUNT))).state.last_seq + 1
+                meter = CpuMeter({s.pid for s in services}, dsn, url)
+                product = await drain(js, subjects, chunk, services, meter)
+                reference = await plumbing(nc, pool, subjects, first_seq, len(chunk), f"plumbing{r}")
+                rounds.append((len(chunk), product, reference))
+                print(f"  round {r + 1}: product {product:,.0f} fills/s, plumbing {reference:,.0f} fills/s,"
+                      f" ratio {product / reference:.2f}")
         finally:
             for service in services:
                 service.terminate()
                 await service.wait()
         stored = await pool.fetchval("SELECT count(*) FROM aitrader.fills")
         assert stored == len(warmup) + len(steady_fills) + 2 * args.fills, f"stored {stored}"
-        reference = await plumbing(nc, pool, subjects, first_seq, args.fills)
+        total = sum(n for n, _, _ in rounds)
+        product = total / sum(n / rate for n, rate, _ in rounds)
+        reference = total / sum(n / rate for n, _, rate in rounds)
+        print(f"  product: {product:,.0f} fills/s")
         print(f"  plumbing (nats-py pull + COPY, no fold): {reference:,.0f} fills/s")
-        print(f"ratio product / plumbing: {product / reference:.2f}")
+        print(f"ratio product / plumbing: {product / reference:.2f}"
+              f" (rounds: {', '.join(f'{p / r:.2f}' for _, p, r in rounds)})")
         await nc.close()
         await pool.close()
 
@@ -375,6 +398,8 @@ def main() -> None:
     parser.add_argument("--fills", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=500.0, help="steady-phase fills per second")
     parser.add_argument("--steady-seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="drain / plumbing pairs, each on 1/rounds of the backlog")
     parser.add_argument("--instances", type=int, default=1,
                         help="positions service processes sharing the durable consumer")
     parser.add_argument("--profile", metavar="PATH", help="run the service under cProfile, stats to PATH")
