@@ -105,7 +105,7 @@ async def test_read_values_are_exact_at_the_edges_of_their_columns(
     against the model's own JSON); here with the smallest and largest values the columns hold."""
     await seed.market_price(db_pool, BTC, "0.00000013")
     await seed.market_price(db_pool, "ETH-USDT-SWAP", "99999999999.99999999")
-    # confidence 33.325: rounded half to even, as the ledger rounds the closed position's
+    # confidence 33.325 -> 33.32: half to even, as the ledger rounds average_confidence
     await seed.position(
         db_pool,
         accounts["a"],
