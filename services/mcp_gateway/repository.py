@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
-from pydantic_core import from_json
 
 from services.mcp_gateway import views
 from services.mcp_gateway.rules import Instrument, average_confidence
@@ -47,12 +47,7 @@ SELECT p.id, p.symbol, p.side, p.pos_side,
            (k.mark - p.avg_entry_price) * k.coin * CASE p.side WHEN 'short' THEN -1 ELSE 1 END,
            p.unrealized_pnl_usdt))::text AS unrealized_pnl_usdt,
        trim_scale(k.coin * k.mark)::text AS notional_usdt,
-       -- the plan with all of ExitPlan's fields, in its order (as update_exit_plan stored them)
-       CASE WHEN p.exit_plan IS NOT NULL AND p.exit_plan <> '{}' THEN
-           json_build_object('take_profit', p.exit_plan -> 'take_profit',
-                             'stop_loss', p.exit_plan -> 'stop_loss',
-                             'invalidation_condition', p.exit_plan -> 'invalidation_condition')::text
-       END AS exit_plan,
+       p.exit_plan::text AS exit_plan,
        p.confidence_weight_sum::text AS confidence_weight_sum,
        p.confidence_quantity::text AS confidence_quantity,
        p.opened_at, p.updated_at
@@ -99,9 +94,23 @@ def _plan(value: Any) -> views.ExitPlan | None:
     return views.ExitPlan.model_validate(value) if value else None
 
 
+def _plan_doc(text: str | None) -> dict[str, Any] | None:
+    """A stored exit plan (jsonb text) as `views.ExitPlan`'s JSON form, or None for no plan.
+    Validated like any input: the column is plain jsonb, and a plan not in tidy form (numbers,
+    extra keys) must not reach a client, nor a key the audit would have to mask."""
+    if text is None or text in ("{}", "null"):
+        return None
+    return dict(_validated_plan(text))  # a copy: the cached one is shared
+
+
+@functools.lru_cache(maxsize=4096)
+def _validated_plan(text: str) -> dict[str, Any]:
+    # Plans change rarely and repeat in every account-state call: validated once per text.
+    return views.ExitPlan.model_validate_json(text).model_dump(mode="json")
+
+
 def position_doc(r: asyncpg.Record) -> views.Doc:
     """A position as `views.Position`'s JSON form, from a `_POSITION_SELECT` row."""
-    plan = r["exit_plan"]
     return {
         "symbol": r["symbol"],
         "side": r["side"],
@@ -116,7 +125,7 @@ def position_doc(r: asyncpg.Record) -> views.Doc:
         "liquidation_price": r["liquidation_price"],
         "unrealized_pnl_usdt": r["unrealized_pnl_usdt"],
         "notional_usdt": r["notional_usdt"],
-        "exit_plan": from_json(plan) if plan is not None else None,
+        "exit_plan": _plan_doc(r["exit_plan"]),
         "confidence": average_confidence(r["confidence_weight_sum"], r["confidence_quantity"]),
         "opened_at": r["opened_at"],
         "updated_at": r["updated_at"],

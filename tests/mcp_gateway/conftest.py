@@ -108,12 +108,15 @@ async def call(client: Client, tool: str, **arguments: Any) -> CallToolResult:
 
 
 def assert_is_view(result: CallToolResult, view: type[BaseModel]) -> None:
-    """The structured content is the model's own JSON form, and the text content is that JSON."""
+    """The structured content is the model's own JSON form, and the text content is that JSON,
+    byte for byte as the model writes it (same keys, same order, same decimal text)."""
     content = result.structured_content
     assert content is not None
-    assert view.model_validate(content).model_dump(mode="json") == content
+    model = view.model_validate(content)
+    assert model.model_dump(mode="json") == content
     [text] = result.content
     assert isinstance(text, TextContent) and json.loads(text.text) == content
+    assert text.text == model.model_dump_json()
 
 
 def ok(result: CallToolResult) -> dict[str, Any]:

@@ -151,6 +151,93 @@ async def test_read_values_are_exact_at_the_edges_of_their_columns(
     assert (data["funding_rate"], data["open_interest"]) == ("-0.00000001", "99999999999999999999.9999")
 
 
+async def _open(
+    db: asyncpg.Pool,
+    account: UUID,
+    symbol: str,
+    pos_side: str,
+    side: str,
+    qty: str,
+    entry: str | None,
+    *,
+    mark: str | None = None,
+    upl: str | None = None,
+    plan: str | None = None,
+) -> None:
+    await db.execute(
+        """INSERT INTO aitrader.positions_open (account_id, symbol, pos_side, side, quantity,
+               avg_entry_price, mark_price, unrealized_pnl_usdt, exit_plan, opened_at)
+           VALUES ($1, $2, $3, $4, $5::numeric, $6::numeric, $7::numeric, $8::numeric,
+                   $9::text::jsonb, now())""",
+        account,
+        symbol,
+        pos_side,
+        side,
+        qty,
+        entry,
+        mark,
+        upl,
+        plan,
+    )
+
+
+async def test_account_state_price_fallbacks_order_and_stored_plans(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    """The mark is the latest mark, else the latest last price, else the position's own; the
+    PnL is computed from it, else the exchange's stored figure; positions come by symbol, then
+    slot; a stored plan is validated and tidied like any input."""
+    a, b = accounts["a"], accounts["b"]
+    for account in (a, b):
+        await seed.balance(db_pool, account)  # cash 10000
+    await db_pool.execute(
+        """INSERT INTO aitrader.market_prices (symbol, mark_price, last_price, as_of)
+           VALUES ($1, NULL, 61000, now())""",
+        BTC,
+    )
+    # inserted short first: the order comes from the query
+    await _open(db_pool, a, BTC, "short", "short", "1", "62000")
+    await _open(
+        db_pool,
+        a,
+        BTC,
+        "long",
+        "long",
+        "2",
+        "60000",
+        plan='{"take_profit": 65000.50, "stop_loss": "58000.00", "note": "x"}',
+    )
+    await _open(db_pool, a, "ETH-USDT-SWAP", "net", "short", "3", "3000", mark="2900", plan="null")
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        state = ok(await call(client, "get_account_state"))
+    got = [
+        (p["symbol"], p["pos_side"], p["mark_price"], p["unrealized_pnl_usdt"], p["notional_usdt"])
+        for p in state["positions"]
+    ]
+    assert got == [
+        (BTC, "long", "61000", "20", "1220"),  # last price; (61000 - 60000) x 0.02
+        (BTC, "short", "61000", "10", "610"),  # (62000 - 61000) x 0.01
+        ("ETH-USDT-SWAP", "net", "2900", "30", "870"),  # no market price: the position's own
+    ]
+    assert state["equity_usdt"] == "10060"
+    assert state["positions"][0]["exit_plan"] == {
+        "take_profit": "65000.5",
+        "stop_loss": "58000",
+        "invalidation_condition": None,
+    }
+    assert state["positions"][2]["exit_plan"] is None  # a JSON null plan is no plan
+
+    # No entry price: the exchange's stored PnL counts; without that either, equity is unknown.
+    await seed.market_price(db_pool, "ETH-USDT-SWAP", "2950")
+    await _open(db_pool, b, "ETH-USDT-SWAP", "net", "long", "1", None, upl="12.5")
+    async with memory_client(gateway, await client_for(gateway, "acct-b")) as client:
+        stored = ok(await call(client, "get_account_state"))
+        await _open(db_pool, b, BTC, "net", "long", "1", None)
+        unknown = ok(await call(client, "get_account_state"))
+    assert (stored["positions"][0]["unrealized_pnl_usdt"], stored["equity_usdt"]) == ("12.5", "10012.5")
+    assert (unknown["positions"][0]["unrealized_pnl_usdt"], unknown["equity_usdt"]) == (None, None)
+
+
 async def test_equity_moves_with_the_mark_between_balance_updates(
     gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
 ) -> None:
