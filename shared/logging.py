@@ -21,10 +21,6 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _secret_values: set[str] = set()
-# Every key `_SECRET_KEY` matches contains one of these words (unanchored).
-_SECRET_WORDS = ("api_key", "api-key", "apikey", "secret", "passphrase", "password", "token",
-                 "authorization", "sign", "ok-access-")
-_SECRET_WORD = re.compile("|".join(map(re.escape, _SECRET_WORDS)), re.IGNORECASE)
 # Each registered value as it is and as JSON writes it inside a string (escaped, ASCII or not).
 _secret_forms: set[str] = set()
 
@@ -43,19 +39,6 @@ def may_hold_secret_value(json_text: str) -> bool:
     holds none (raw or JSON-escaped) and no \\u escape (which could spell one). Enough on its
     own for JSON whose keys are known not to be secret-looking."""
     return "\\u" in json_text or any(form in json_text for form in _secret_forms)
-
-
-def may_hold_secret(json_text: str) -> bool:
-    """False when `redact` would change nothing in the value this JSON text encodes: the text
-    has no secret-looking word (every key `redact` masks contains one), no registered secret
-    value (raw or JSON-escaped) and no \\u escape (which could spell either). A cheap test that
-    lets a caller skip decoding and walking a large value; True means "walk it"."""
-    if may_hold_secret_value(json_text):  # an escape can spell a secret word too
-        return True
-    if json_text.isascii():  # then lower() is exactly what IGNORECASE compares, and ~50x faster
-        lowered = json_text.lower()
-        return any(word in lowered for word in _SECRET_WORDS)
-    return _SECRET_WORD.search(json_text) is not None
 
 
 def redact_text(text: str) -> str:
