@@ -8,14 +8,14 @@ import asyncpg
 import pytest
 
 from shared.db import create_pool, fetch_now
+from tests.factories import wait_for
 
 
 async def _idle_soon(pool: asyncpg.Pool, size: int) -> None:
-    for _ in range(100):
-        if pool.get_idle_size() == size:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"idle connections: {pool.get_idle_size()}, expected {size}")
+    async def idle() -> bool:
+        return pool.get_idle_size() == size
+
+    await wait_for(idle, timeout=1.0, message=f"{size} idle connection(s)")
 
 
 async def test_fetch_now_returns_rows_and_the_connection_goes_back(db_dsn: str) -> None:
