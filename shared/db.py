@@ -107,6 +107,14 @@ def _released(task: asyncio.Task[None]) -> None:
         get_logger("db").warning("release_failed", error=f"{type(exc).__name__}: {exc}")
 
 
+_DEAD_LETTER_REASON_CHARS = 2000
+
+
+def _storable(text: str) -> str:
+    """Text PostgreSQL accepts: NUL (which text and jsonb refuse) shown as U+FFFD."""
+    return text.replace("\x00", "\ufffd")
+
+
 async def record_dead_letter(
     conn: asyncpg.Connection | asyncpg.Pool,
     *,
@@ -118,17 +126,23 @@ async def record_dead_letter(
     headers: dict[str, str] | None = None,
     account_id: Any = None,
 ) -> None:
-    """Keep a message that can never be processed, with its reason, for a person to query."""
-    text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
+    """Keep a message that can never be processed, with its reason, for a person to query.
+
+    Any byte sequence can be kept: the exact bytes go to `payload_bytes`, a readable rendering
+    to `payload`; every text field is made storable, so a hostile message cannot make its own
+    dead letter fail (which would retry its batch forever)."""
+    raw = payload if isinstance(payload, bytes) else payload.encode("utf-8", errors="surrogatepass")
+    text = raw.decode("utf-8", errors="replace")
     await conn.execute(
         """INSERT INTO aitrader.dead_letters
-               (service, subject, reason, error_type, payload, headers, account_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        service,
-        subject,
-        reason,
-        error_type,
-        text,
-        headers or {},
+               (service, subject, reason, error_type, payload, payload_bytes, headers, account_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        _storable(service),
+        _storable(subject),
+        _storable(reason)[:_DEAD_LETTER_REASON_CHARS],
+        None if error_type is None else _storable(error_type),
+        _storable(text),
+        raw,
+        {_storable(k): _storable(v) for k, v in (headers or {}).items()},
         account_id,
     )

@@ -74,3 +74,30 @@ async def test_an_instrument_not_loaded_yet_is_waited_for(
     row = (await open_rows(db_pool, account))[("SOL-USDT-SWAP", "net")]
     assert (row["quantity"], row["avg_entry_price"]) == (2, 150)
     assert await db_pool.fetchval("SELECT count(*) FROM aitrader.dead_letters") == 0
+
+
+async def test_any_byte_sequence_is_dead_lettered_once_with_its_exact_bytes_and_the_ledger_goes_on(
+    service: PositionsSettings, account: UUID, js: JetStreamContext, subjects: Subjects,
+    db_pool: asyncpg.Pool,
+) -> None:
+    # NUL is valid UTF-8 that PostgreSQL text and jsonb refuse; \xff is no UTF-8 at all. Before,
+    # recording either as a dead letter failed, so its batch was retried forever: the ledger
+    # stopped for every account.
+    subject = subjects.fill(account, "BTC-USDT-SWAP")
+    body = json.loads(fill(account, "9", "buy", "1", "100", 0).to_bytes())
+    hostile = [
+        b"\x00",
+        b"\xff\xfe{not utf-8",
+        json.dumps({**body, "trade_id": "1\u0000"}).encode(),
+        json.dumps({**body, "fill_sz": "\u0000"}).encode(),
+    ]
+    for payload in hostile:
+        await js.publish(subject, payload)
+    await publish(js, subjects, [fill(account, "7", "buy", "1", "100", 0)])
+    await consumed(js, subjects)
+
+    rows = await db_pool.fetch("SELECT payload, payload_bytes, reason FROM aitrader.dead_letters ORDER BY id")
+    assert sorted(bytes(r["payload_bytes"]) for r in rows) == sorted(hostile)  # one each
+    assert all("\x00" not in r["payload"] and "\x00" not in r["reason"] for r in rows)
+    assert [r["exchange_trade_id"] for r in await db_pool.fetch("SELECT * FROM aitrader.fills")] == ["7"]
+    assert (await open_rows(db_pool, account))[("BTC-USDT-SWAP", "net")]["quantity"] == 1
