@@ -125,18 +125,23 @@ async def record_dead_letter(
     error_type: str | None = None,
     headers: dict[str, str] | None = None,
     account_id: Any = None,
+    stream: str | None = None,
+    stream_seq: int | None = None,
 ) -> None:
     """Keep a message that can never be processed, with its reason, for a person to query.
 
     Any byte sequence can be kept: the exact bytes go to `payload_bytes`, a readable rendering
     to `payload`; every text field is made storable, so a hostile message cannot make its own
-    dead letter fail (which would retry its batch forever)."""
+    dead letter fail (which would retry its batch forever). With its JetStream (stream,
+    sequence) a message is recorded once, however often it is redelivered."""
     raw = payload if isinstance(payload, bytes) else payload.encode("utf-8", errors="surrogatepass")
     text = raw.decode("utf-8", errors="replace")
     await conn.execute(
         """INSERT INTO aitrader.dead_letters
-               (service, subject, reason, error_type, payload, payload_bytes, headers, account_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+               (service, subject, reason, error_type, payload, payload_bytes, headers, account_id,
+                stream, stream_seq)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (service, stream, stream_seq) WHERE stream_seq IS NOT NULL DO NOTHING""",
         _storable(service),
         _storable(subject),
         _storable(reason)[:_DEAD_LETTER_REASON_CHARS],
@@ -145,4 +150,6 @@ async def record_dead_letter(
         raw,
         {_storable(k): _storable(v) for k, v in (headers or {}).items()},
         account_id,
+        stream,
+        stream_seq,
     )

@@ -118,6 +118,7 @@ class Consumer:
             await record_dead_letter(
                 self.pool, service=SERVICE, subject=msg.subject, payload=msg.data,
                 reason=reason, error_type=type(exc).__name__, headers=dict(msg.headers or {}),
+                stream=msg.metadata.stream, stream_seq=msg.metadata.sequence.stream,
             )
         except TRANSIENT as db_error:  # not recorded yet: keep the message for a retry
             log.warning("dead_letter_failed", error=str(db_error))
