@@ -131,9 +131,9 @@ async def record_dead_letter(
     """Keep a message that can never be processed, with its reason, for a person to query.
 
     Any byte sequence can be kept: the exact bytes go to `payload_bytes`, a readable rendering
-    to `payload`; every text field is made storable, so a hostile message cannot make its own
-    dead letter fail (which would retry its batch forever). With its JetStream (stream,
-    sequence) a message is recorded once, however often it is redelivered."""
+    to `payload`; every field that comes from the wire is made storable, so a hostile message
+    cannot make its own dead letter fail (which would retry its batch forever). With its
+    JetStream (stream, sequence) a message is recorded once, however often it is redelivered."""
     raw = payload if isinstance(payload, bytes) else payload.encode("utf-8", errors="surrogatepass")
     text = raw.decode("utf-8", errors="replace")
     await conn.execute(
@@ -142,10 +142,10 @@ async def record_dead_letter(
                 stream, stream_seq)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            ON CONFLICT (service, stream, stream_seq) WHERE stream_seq IS NOT NULL DO NOTHING""",
-        _storable(service),
+        service,
         _storable(subject),
         _storable(reason)[:_DEAD_LETTER_REASON_CHARS],
-        None if error_type is None else _storable(error_type),
+        error_type,
         _storable(text),
         raw,
         {_storable(k): _storable(v) for k, v in (headers or {}).items()},

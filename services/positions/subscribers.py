@@ -271,12 +271,11 @@ class LedgerConsumer:
             outcome.dead.update(rejected)
             for index, reason in sorted(outcome.dead.items()):
                 msg = msgs[index]
-                origin = msg.metadata
                 await record_dead_letter(
                     conn, service=SERVICE, subject=msg.subject, payload=msg.data, reason=reason,
                     error_type="fold_anomaly" if reason.startswith("fold anomaly") else "permanent",
                     headers=dict(msg.headers or {}),
-                    stream=origin.stream, stream_seq=origin.sequence.stream,
+                    stream=msg.metadata.stream, stream_seq=msg.metadata.sequence.stream,
                 )
         for index, reason in outcome.dead.items():
             log.warning("dead_letter", subject=msgs[index].subject, reason=reason)
