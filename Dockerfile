@@ -10,11 +10,12 @@ WORKDIR /app
 
 # Dependencies first (pinned), so code changes do not reinstall them.
 COPY pyproject.toml constraints.txt README.md ./
-RUN mkdir -p services shared \
- && touch services/__init__.py shared/__init__.py \
+RUN mkdir -p aitrader services shared \
+ && touch aitrader/__init__.py services/__init__.py shared/__init__.py \
  && pip install -c constraints.txt . \
  && pip uninstall -y aitrader
 
+COPY aitrader ./aitrader
 COPY shared ./shared
 COPY services ./services
 COPY migrations ./migrations

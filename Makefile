@@ -29,7 +29,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared services
+	$(BIN)/mypy aitrader shared services
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

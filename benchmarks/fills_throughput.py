@@ -56,10 +56,10 @@ from nats.js.errors import NotFoundError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aitrader.embedded import EmbeddedNats, EmbeddedPostgres
+from aitrader.migrate import migrate
 from shared.bus import connect_nats, ensure_streams, headers_for
-from shared.embedded import EmbeddedNats, EmbeddedPostgres
 from shared.messages import Fill
-from shared.migrate import migrate
 from shared.subjects import STREAM_ACCOUNT, Subjects
 
 SYMBOLS = [f"B{i:02d}-USDT-SWAP" for i in range(20)]

@@ -25,6 +25,7 @@ from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from aitrader.migrate import migrate
 from services.ingest.config import IngestSettings
 from services.ingest.main import Ingest
 from services.ingest.publisher import Publisher
@@ -34,7 +35,6 @@ from services.okx_sim.models import OrderUpdate as SimOrderUpdate
 from shared.bus import connect_nats, ensure_streams
 from shared.clock import to_ms
 from shared.messages import Candle, Event, Fill
-from shared.migrate import migrate
 from shared.subjects import Subjects
 from tests.servers import nats_server, postgres_server
 

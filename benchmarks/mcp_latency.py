@@ -42,15 +42,15 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import LATEST_MODERN_VERSION
 from pydantic import SecretStr
 
+from aitrader.embedded import EmbeddedNats, EmbeddedPostgres
+from aitrader.migrate import migrate
 from services.ingest.main import Ingest
 from services.mcp_gateway.auth import create_token
 from services.okx_sim import AccountSpec, SimConfig, run_sim
 from services.positions.main import serve as serve_positions
 from shared.bus import connect_nats, ensure_streams
 from shared.db import create_pool
-from shared.embedded import EmbeddedNats, EmbeddedPostgres
 from shared.logging import configure_logging
-from shared.migrate import migrate
 from shared.settings import Settings
 from shared.subjects import Subjects
 

@@ -28,14 +28,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aitrader.embedded import EmbeddedPostgres
+from aitrader.migrate import migrate
 from services.metrics import store
 from services.metrics.performance import metric_frames
 from services.metrics.refresh import refresh_performance
 from services.metrics.rows import stored_rows
 from shared.clock import ManualClock
 from shared.db import create_pool
-from shared.embedded import EmbeddedPostgres
-from shared.migrate import migrate
 
 ACCOUNTS, CLOSED, EQUITY = 100, 100_000, 1_000_000
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -22,9 +22,9 @@ import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from aitrader.migrate import migrate
 from shared.bus import connect_nats, ensure_streams
 from shared.db import create_pool
-from shared.migrate import migrate
 from shared.settings import Settings
 from shared.subjects import Subjects
 from tests.servers import nats_server, postgres_server

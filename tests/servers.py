@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shared.embedded import EmbeddedNats, EmbeddedPostgres
+from aitrader.embedded import EmbeddedNats, EmbeddedPostgres
 
 
 def docker_available() -> bool:

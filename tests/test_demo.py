@@ -12,7 +12,7 @@ from tests.foundation.test_up import clean_env
 
 def test_demo_trades_two_symbols_and_prints_a_summary_in_under_a_minute() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "demo"],
+        [sys.executable, "-m", "aitrader.cli", "demo"],
         env=clean_env(), capture_output=True, text=True, timeout=150, check=False,
     )
     out = result.stdout

@@ -40,8 +40,8 @@ def test_infrastructure_is_persistent_postgres_16_and_jetstream(compose: dict[st
 
 
 def test_each_service_command_exists_in_the_cli(compose: dict[str, Any]) -> None:
-    from services.cli import COMMANDS
-    from services.up import SERVICES
+    from aitrader.cli import COMMANDS
+    from aitrader.up import SERVICES
 
     for name in APP_SERVICES:
         command = compose["services"][name]["command"]

@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-from shared.embedded import free_port
+from aitrader.embedded import free_port
 from tests.foundation.test_up import clean_env
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "aitrader.cli", *args],
         env=clean_env(**env),
         capture_output=True,
         text=True,

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from aitrader.migrate import discover, migrate, migrations_dir
 from shared.errors import MigrationError
-from shared.migrate import discover, migrate, migrations_dir
 from tests.conftest import with_database
 
 

@@ -16,7 +16,7 @@ import nats
 import pytest
 import pytest_asyncio
 
-from shared.embedded import free_port
+from aitrader.embedded import free_port
 from tests.servers import _scratch_dir
 
 
@@ -71,7 +71,7 @@ async def start_up(data_dir: Path, pg_port: int, nats_port: int) -> UpProcess:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.cli",
+        "aitrader.cli",
         "up",
         "--services",
         "none",

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from click.testing import CliRunner
 
-from services.cli import cli
+from aitrader.cli import cli
 
 
 @pytest.fixture

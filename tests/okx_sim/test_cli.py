@@ -11,7 +11,7 @@ import httpx
 
 def test_cli_serves_okx_rest() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    code = "from services.cli import main; main()"
+    code = "from aitrader.cli import main; main()"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "okx-sim", "--port", "0", "--seed", "9",
          "--symbols", "BTC-USDT-SWAP,SOL-USDT-SWAP", "--pos-mode", "long_short",
@@ -31,6 +31,6 @@ def test_cli_serves_okx_rest() -> None:
 
 def test_cli_rejects_bad_account() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "from services.cli import main; main()", "okx-sim",
+        [sys.executable, "-c", "from aitrader.cli import main; main()", "okx-sim",
          "--account", "only-a-key"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "KEY:SECRET:PASSPHRASE" in result.stderr

@@ -18,7 +18,7 @@ from tests.positions.conftest import consumed, fill, funding, publish
 async def run_replay(dsn: str, *args: str) -> tuple[int, str]:
     env = {**os.environ, "AITRADER_DATABASE_URL": dsn}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from services.cli import main; main()", "replay", *args,
+        sys.executable, "-c", "from aitrader.cli import main; main()", "replay", *args,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)

@@ -23,12 +23,12 @@ from pathlib import Path
 import click
 import platformdirs
 
+from aitrader.cli_common import cli_settings, friendly_errors
+from aitrader.embedded import EmbeddedNats, EmbeddedPostgres, free_port, port_in_use
+from aitrader.migrate import migrate
 from shared.bus import connect_nats, ensure_streams
-from shared.cli_common import cli_settings, friendly_errors
-from shared.embedded import EmbeddedNats, EmbeddedPostgres, free_port, port_in_use
 from shared.errors import ConfigError
 from shared.logging import get_logger
-from shared.migrate import migrate
 from shared.runner import run_service
 from shared.settings import Settings
 from shared.subjects import Subjects
@@ -146,7 +146,7 @@ def sim_environment(stack: Stack, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "services.cli",
+        "aitrader.cli",
         "okx-sim",
         "--port",
         str(port),

@@ -25,8 +25,8 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from shared.cli_common import cli_settings, friendly_errors
-from shared.embedded import free_port
+from aitrader.cli_common import cli_settings, friendly_errors
+from aitrader.embedded import free_port
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -206,8 +206,8 @@ async def agent_client(url: str, token: str) -> AsyncIterator[Agent]:
 
 
 async def run_demo(settings: Settings, data_dir: Path) -> None:
+    from aitrader.up import running_stack
     from services.mcp_gateway.auth import create_token
-    from services.up import running_stack
 
     started = time.monotonic()
     async with running_stack(

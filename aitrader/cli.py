@@ -13,15 +13,15 @@ import click
 
 # name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, str] = {
-    "migrate": "shared.cli_common:migrate_command",
-    "up": "services.up:up_command",
-    "run": "services.up:run_command",
-    "healthcheck": "services.up:healthcheck_command",
+    "migrate": "aitrader.cli_common:migrate_command",
+    "up": "aitrader.up:up_command",
+    "run": "aitrader.up:run_command",
+    "healthcheck": "aitrader.up:healthcheck_command",
     "okx-sim": "services.okx_sim.cli:command",
     "replay": "services.positions.cli:replay_command",
     "token": "services.mcp_gateway.cli:token_group",
     "mcp": "services.mcp_gateway.cli:mcp_command",
-    "demo": "services.demo:demo_command",
+    "demo": "aitrader.demo:demo_command",
 }
 
 

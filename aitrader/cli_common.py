@@ -45,7 +45,7 @@ def cli_settings(**overrides: Any) -> Settings:
 @friendly_errors
 def migrate_command(database_url: str | None) -> None:
     """Apply pending database migrations (a no-op when up to date)."""
-    from shared.migrate import migrate
+    from aitrader.migrate import migrate
 
     settings = cli_settings(database_url=database_url) if database_url else cli_settings()
     applied = asyncio.run(migrate(settings.require_database_url()))
