@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class AitraderError(Exception):
     """Base of every error this product raises on purpose."""
@@ -32,6 +34,8 @@ class DuplicateError(AitraderError):
 
 class PermanentError(AitraderError):
     """The message can never be processed; it goes to the dead letters with this reason."""
+
+    kind: ClassVar[str] = "permanent"  # the dead letter's error_type; a subclass may name its own
 
 
 class TransientError(AitraderError):
