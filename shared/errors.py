@@ -1,7 +1,7 @@
-"""Typed errors. The type decides what happens to a message or a command:
+"""Typed errors. The type decides what happens to a message or a command (for a message, the
+whole table is `shared.consumer.fate_of`):
 
-- `DuplicateError`: already applied -> ack, nothing changes.
-- `PermanentError`: can never succeed -> dead letter with the reason, then ack.
+- `PermanentError`: can never succeed -> dead letter with the reason and its `kind`, then ack.
 - `TransientError`: may succeed later (database down, instrument not loaded yet) -> nack, retry.
 - `ConfigError`: bad configuration -> one clear line naming the setting, exit non-zero.
 """
@@ -26,10 +26,6 @@ class ConfigError(AitraderError):
 
 class MigrationError(AitraderError):
     """The migrations on disk and in the database disagree."""
-
-
-class DuplicateError(AitraderError):
-    """The event was applied before; acking it again changes nothing."""
 
 
 class PermanentError(AitraderError):
