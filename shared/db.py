@@ -1,4 +1,4 @@
-"""asyncpg pool factory and the dead-letter writer."""
+"""asyncpg: the pool factory, its connection setup, and a fetch that does not wait for the release."""
 
 from __future__ import annotations
 
@@ -105,51 +105,3 @@ def _released(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and (exc := task.exception()) is not None:
         # asyncpg has terminated the connection; the pool opens a new one when needed.
         get_logger("db").warning("release_failed", error=f"{type(exc).__name__}: {exc}")
-
-
-_DEAD_LETTER_REASON_CHARS = 2000
-
-
-def _storable(text: str) -> str:
-    """Text PostgreSQL accepts: NUL (which text and jsonb refuse) shown as U+FFFD."""
-    return text.replace("\x00", "\ufffd")
-
-
-async def record_dead_letter(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    *,
-    service: str,
-    subject: str,
-    payload: bytes | str,
-    reason: str,
-    error_type: str | None = None,
-    headers: dict[str, str] | None = None,
-    account_id: Any = None,
-    stream: str | None = None,
-    stream_seq: int | None = None,
-) -> None:
-    """Keep a message that can never be processed, with its reason, for a person to query.
-
-    Any byte sequence can be kept: the exact bytes go to `payload_bytes`, a readable rendering
-    to `payload`; every field that comes from the wire is made storable, so a hostile message
-    cannot make its own dead letter fail (which would retry its batch forever). With its
-    JetStream (stream, sequence) a message is recorded once, however often it is redelivered."""
-    raw = payload if isinstance(payload, bytes) else payload.encode("utf-8", errors="surrogatepass")
-    text = raw.decode("utf-8", errors="replace")
-    await conn.execute(
-        """INSERT INTO aitrader.dead_letters
-               (service, subject, reason, error_type, payload, payload_bytes, headers, account_id,
-                stream, stream_seq)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-           ON CONFLICT (service, stream, stream_seq) WHERE stream_seq IS NOT NULL DO NOTHING""",
-        service,
-        _storable(subject),
-        _storable(reason)[:_DEAD_LETTER_REASON_CHARS],
-        error_type,
-        _storable(text),
-        raw,
-        {_storable(k): _storable(v) for k, v in (headers or {}).items()},
-        account_id,
-        stream,
-        stream_seq,
-    )

@@ -1,12 +1,14 @@
-"""Typed errors. The type decides what happens to a message or a command:
+"""Typed errors. The type decides what happens to a message or a command (for a message, the
+whole table is `shared.consumer.fate_of`):
 
-- `DuplicateError`: already applied -> ack, nothing changes.
-- `PermanentError`: can never succeed -> dead letter with the reason, then ack.
+- `PermanentError`: can never succeed -> dead letter with the reason and its `kind`, then ack.
 - `TransientError`: may succeed later (database down, instrument not loaded yet) -> nack, retry.
 - `ConfigError`: bad configuration -> one clear line naming the setting, exit non-zero.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class AitraderError(Exception):
@@ -26,12 +28,10 @@ class MigrationError(AitraderError):
     """The migrations on disk and in the database disagree."""
 
 
-class DuplicateError(AitraderError):
-    """The event was applied before; acking it again changes nothing."""
-
-
 class PermanentError(AitraderError):
     """The message can never be processed; it goes to the dead letters with this reason."""
+
+    kind: ClassVar[str] = "permanent"  # the dead letter's error_type; a subclass may name its own
 
 
 class TransientError(AitraderError):

@@ -10,9 +10,10 @@ from services.metrics.calculations import InvalidCandle, close_time
 from services.metrics.config import MetricsSettings
 from services.metrics.handlers import MarketHandlers
 from services.metrics.refresh import AccountHandlers, Refresher, run_equity_timer
-from services.metrics.subscribers import Consumer, Handle, decode
+from services.metrics.subscribers import SERVICE, Consumer, Handle, decode
 from shared.bus import connect_nats, ensure_streams
 from shared.clock import Clock, SystemClock
+from shared.consumer import DeadLetters
 from shared.db import create_pool
 from shared.errors import ConfigError, PermanentError
 from shared.logging import get_logger
@@ -83,10 +84,12 @@ async def serve(settings: Settings, clock: Clock | None = None) -> None:
         )
         accounts = AccountHandlers(pool, clock, refresher)
 
+        letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE))
+
         def consumer(stream: str, durable: str, filters: list[str], handle: Handle) -> Consumer:
             return Consumer(
-                js, nc, pool, subjects.stream(stream), durable, filters, handle,
-                subjects.dead_letter("metrics"), log, max_deliver=config.metrics_max_deliver,
+                js, pool, subjects.stream(stream), durable, filters, handle, letters, log,
+                max_deliver=config.metrics_max_deliver,
             )
 
         market_handle = market_dispatch(subjects, market)

@@ -42,6 +42,7 @@ from services.positions.orders import (
     upsert_orders,
 )
 from services.positions.repository import Slot
+from shared.consumer import PERMANENT, DeadLetter
 from shared.logging import get_logger
 from shared.messages import (
     Balance,
@@ -53,6 +54,7 @@ from shared.messages import (
 )
 
 log = get_logger("positions")
+FOLD_ANOMALY = "fold_anomaly"  # the dead letter's kind: the entry is kept in the ledger, not applied
 NewEntries = dict[Slot, list[tuple[Entry, Inbound]]]
 
 
@@ -60,7 +62,7 @@ NewEntries = dict[Slot, list[tuple[Entry, Inbound]]]
 class BatchOutcome:
     """What to do with each message after commit, and what changed (to publish)."""
 
-    dead: dict[int, str] = field(default_factory=dict)  # index -> reason (ack after recording)
+    dead: dict[int, DeadLetter] = field(default_factory=dict)  # index -> why (ack after recording)
     retry: dict[int, float] = field(default_factory=dict)  # index -> redelivery delay (nak)
     changes: list[SlotChange] = field(default_factory=list)
     stored: int = 0
@@ -106,9 +108,10 @@ def _account_ok(item: Inbound, modes: dict[UUID, str], out: BatchOutcome) -> boo
     event = item.event
     mode = modes.get(event.account_id)
     if mode is None:
-        out.dead[item.index] = f"unknown account {event.account_id}"
+        out.dead[item.index] = DeadLetter(f"unknown account {event.account_id}", PERMANENT)
     elif mode != event.mode:
-        out.dead[item.index] = f"event mode {event.mode} but account {event.account_id} is {mode}"
+        out.dead[item.index] = DeadLetter(
+            f"event mode {event.mode} but account {event.account_id} is {mode}", PERMANENT)
     return item.index not in out.dead
 
 
@@ -123,10 +126,9 @@ async def _instruments(
             continue
         delay = catalog.retry_delay(item.published_at)
         if delay is None:
-            out.dead[item.index] = (
+            out.dead[item.index] = DeadLetter(
                 f"unknown instrument {symbol}: not in aitrader.instruments after a refresh, "
-                f"{catalog.grace_seconds:g} s after start and publication"
-            )
+                f"{catalog.grace_seconds:g} s after start and publication", PERMANENT)
         else:
             out.retry[item.index] = delay
     return known
@@ -245,7 +247,8 @@ def _report_anomalies(change: SlotChange, pairs: list[tuple[Entry, Inbound]], ou
         if item is None:  # an older entry that a refold could not apply either
             log.warning("fold_anomaly", slot=str(change.slot), entry=anomaly.entry_id, reason=anomaly.reason)
             continue
-        out.dead[item.index] = f"fold anomaly, kept in the ledger but not applied: {anomaly.reason}"
+        out.dead[item.index] = DeadLetter(
+            f"fold anomaly, kept in the ledger but not applied: {anomaly.reason}", FOLD_ANOMALY)
 
 
 def _entry_id(entry: Entry) -> str:

@@ -7,6 +7,7 @@ from services.positions.config import PositionsSettings, positions_settings
 from services.positions.subscribers import SERVICE, LedgerConsumer
 from shared.bus import connect_nats, ensure_streams
 from shared.clock import SystemClock
+from shared.consumer import DeadLetters
 from shared.db import create_pool
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -29,7 +30,8 @@ async def serve(settings: Settings) -> None:
             js = nc.jetstream()
             await ensure_streams(js, subjects, config.nats_stream_replicas)
             catalog = InstrumentCatalog(SystemClock(), config.positions_instrument_grace_seconds)
-            await LedgerConsumer(js, pool, subjects, catalog, config).run()
+            letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE))
+            await LedgerConsumer(js, pool, subjects, catalog, config, letters).run()
         finally:
             await nc.close()
     finally:

@@ -5,9 +5,11 @@ Plain nats-py rather than a FastStream subscriber: one fetched batch must be fol
 order inside one transaction per part, and each message then needs its own fate (ack, dead
 letter + ack, or nak with a delay) — FastStream's batch handlers ack or nack a batch as a whole.
 
-Ack only after commit (of every part). A transient failure (database down) retries the same
-batch (part) with backoff, never acking early; a failure that only some message can cause (a
-value PostgreSQL refuses) is isolated by retrying the part one message at a time.
+Ack only after commit (of every part). A failure's fate is `shared.consumer.fate_of`'s: one
+that only some message can cause (a value PostgreSQL refuses) is isolated by retrying the part
+one message at a time and dead-lettered; any other — transient (database down) or unknown (a
+bug: stall rather than drop a fill) — retries the same batch (part) with backoff, never acking
+early. Dead letters are recorded in the batch's transaction and announced after its commit.
 """
 
 from __future__ import annotations
@@ -31,33 +33,16 @@ from services.positions.config import PositionsSettings
 from services.positions.handlers import BatchOutcome, handle_batch
 from services.positions.inbound import Inbound, parse
 from shared.bus import headers_for
-from shared.db import record_dead_letter
+from shared.consumer import DeadLetter, DeadLetters, Fate, Nak, fate_of, hold, settle
 from shared.errors import PermanentError, TransientError
 from shared.logging import get_logger
 from shared.subjects import STREAM_ACCOUNT, Subjects
 
 SERVICE = "positions"
 log = get_logger(SERVICE)
-# SQLSTATE classes a retry can cure: connection, rollback (serialization, deadlock),
-# resources, operator intervention (shutdown), system error.
-TRANSIENT_SQLSTATE = ("08", "40", "53", "57", "58")
-TRANSIENT = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 # A batch smaller than this is one transaction: splitting a few messages only adds round trips.
 PARTITION_MIN_MESSAGES = 100
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True when the same batch may succeed later without any message changing."""
-    if isinstance(exc, TransientError):
-        return True
-    if isinstance(exc, asyncpg.PostgresError):
-        return str(exc.sqlstate or "")[:2] in TRANSIENT_SQLSTATE
-    return isinstance(exc, TRANSIENT)
-
-
-def is_data_error(exc: BaseException) -> bool:
-    """True when PostgreSQL refused a value: some message of the batch caused it."""
-    return isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError)
+Rejected = dict[int, DeadLetter]  # message index -> why it can never be processed
 
 
 def _published(msg: Msg) -> datetime:
@@ -66,11 +51,11 @@ def _published(msg: Msg) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """A fetched batch, parsed: messages, what parsed, what was rejected (index -> reason)."""
+    """A fetched batch, parsed: messages, what parsed, what was rejected."""
 
     msgs: list[Msg]
     items: list[Inbound]
-    rejected: dict[int, str]
+    rejected: Rejected
     started: float
 
 
@@ -83,6 +68,7 @@ class LedgerConsumer:
     subjects: Subjects
     catalog: InstrumentCatalog
     settings: PositionsSettings
+    letters: DeadLetters
 
     async def subscribe(self) -> JetStreamContext.PullSubscription:
         """Create (or update) the durable consumer and bind to it."""
@@ -170,17 +156,16 @@ class LedgerConsumer:
 
     async def _finish(self, msgs: Sequence[Msg], outcome: BatchOutcome, started: float) -> None:
         await self._publish(outcome)
-        for index, msg in enumerate(msgs):
-            if index in outcome.retry:
-                await msg.nak(delay=outcome.retry[index])
-            else:
-                await msg.ack()
+        fates: dict[int, Fate] = {index: Nak(delay) for index, delay in outcome.retry.items()}
+        fates.update(outcome.dead)
+        await settle(msgs, fates, self.letters)  # the dead letters' rows committed with the batch
         log.debug("batch", messages=len(msgs), stored=outcome.stored, duplicates=outcome.duplicates,
                   dead=len(outcome.dead), retry=len(outcome.retry), refolds=outcome.refolds,
                   ms=round((time.perf_counter() - started) * 1000, 1))
 
-    def _parse(self, msgs: Sequence[Msg]) -> tuple[list[Inbound], dict[int, str]]:
-        items, rejected = [], {}
+    def _parse(self, msgs: Sequence[Msg]) -> tuple[list[Inbound], Rejected]:
+        items: list[Inbound] = []
+        rejected: Rejected = {}
         for index, msg in enumerate(msgs):
             try:
                 # The JetStream metadata (parsed from the reply subject) is read lazily: only
@@ -188,11 +173,11 @@ class LedgerConsumer:
                 items.append(parse(index, msg.subject, msg.data, self.subjects.root,
                                    functools.partial(_published, msg)))
             except PermanentError as exc:
-                rejected[index] = str(exc)
+                rejected[index] = DeadLetter.of(exc)
         return items, rejected
 
     async def _commit_partitioned(
-        self, msgs: Sequence[Msg], items: list[Inbound], rejected: dict[int, str]
+        self, msgs: Sequence[Msg], items: list[Inbound], rejected: Rejected
     ) -> BatchOutcome:
         """Split the batch by account into `positions_partitions` parts, each committed in its
         own transaction on its own connection, concurrently: while PostgreSQL works on one
@@ -215,34 +200,34 @@ class LedgerConsumer:
         return total
 
     async def _commit_with_retry(
-        self, msgs: Sequence[Msg], items: list[Inbound], rejected: dict[int, str]
+        self, msgs: Sequence[Msg], items: list[Inbound], rejected: Rejected
     ) -> BatchOutcome:
-        """Commit, or retry with backoff. Only a value PostgreSQL refuses is pinned on one
-        message (dead letter); any other failure — the database down, or a bug — is retried
-        without acking, so that no fill is ever dropped because of our own fault."""
+        """Commit, or retry with backoff. Only a failure that a message causes (a value PostgreSQL
+        refuses) is pinned on one message (dead letter); any other — the database down, or a
+        bug — is retried without acking, so that no fill is ever dropped because of our own
+        fault (fate_of without `give_up_after`: stall rather than drop)."""
         delay = 0.1
         while True:
             try:
                 return await self._commit(msgs, items, rejected)
-            except Exception as exc:  # the boundary: classify, never let one batch kill the loop
-                if is_data_error(exc) and len(items) > 1:
+            except Exception as exc:  # the boundary: fate_of decides, no batch stops the loop
+                fate = fate_of(exc)
+                if isinstance(fate, DeadLetter) and len(items) > 1:
                     return await self._commit_one_by_one(msgs, items, rejected)
-                if is_data_error(exc) and items:
-                    reason = f"rejected by PostgreSQL: {type(exc).__name__}: {exc}"
+                if isinstance(fate, DeadLetter) and items:
                     # Retried like any batch: recording the dead letter can meet the database down.
-                    return await self._commit_with_retry(msgs, [], {**rejected, items[0].index: reason})
-                if is_transient(exc):
+                    return await self._commit_with_retry(msgs, [], {**rejected, items[0].index: fate})
+                if isinstance(fate, Nak) and not fate.unknown:
                     log.warning("transient_failure", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
                 else:
                     log.exception("batch_failed", messages=len(items) + len(rejected), retry_in=delay)
             # Keep this part's messages ours while we wait: no early redelivery.
-            for index in sorted({i.index for i in items} | rejected.keys()):
-                await msgs[index].in_progress()
+            await hold(msgs[index] for index in sorted({i.index for i in items} | rejected.keys()))
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.positions_retry_max_seconds)
 
     async def _commit_one_by_one(
-        self, msgs: Sequence[Msg], items: list[Inbound], rejected: dict[int, str]
+        self, msgs: Sequence[Msg], items: list[Inbound], rejected: Rejected
     ) -> BatchOutcome:
         log.warning("isolating_batch", messages=len(items))
         total = await self._commit_with_retry(msgs, [], rejected) if rejected else BatchOutcome()
@@ -251,7 +236,7 @@ class LedgerConsumer:
         return total
 
     async def _commit(
-        self, msgs: Sequence[Msg], items: list[Inbound], rejected: dict[int, str]
+        self, msgs: Sequence[Msg], items: list[Inbound], rejected: Rejected
     ) -> BatchOutcome:
         try:
             conn = await self.pool.acquire()
@@ -264,21 +249,13 @@ class LedgerConsumer:
 
     async def _commit_on(
         self, conn: asyncpg.Connection, msgs: Sequence[Msg], items: list[Inbound],
-        rejected: dict[int, str],
+        rejected: Rejected,
     ) -> BatchOutcome:
         async with conn.transaction():
             outcome = await handle_batch(conn, items, self.catalog) if items else BatchOutcome()
             outcome.dead.update(rejected)
-            for index, reason in sorted(outcome.dead.items()):
-                msg = msgs[index]
-                await record_dead_letter(
-                    conn, service=SERVICE, subject=msg.subject, payload=msg.data, reason=reason,
-                    error_type="fold_anomaly" if reason.startswith("fold anomaly") else "permanent",
-                    headers=dict(msg.headers or {}),
-                    stream=msg.metadata.stream, stream_seq=msg.metadata.sequence.stream,
-                )
-        for index, reason in outcome.dead.items():
-            log.warning("dead_letter", subject=msgs[index].subject, reason=reason)
+            for index in sorted(outcome.dead):
+                await self.letters.record(conn, msgs[index], outcome.dead[index])
         return outcome
 
     async def _publish(self, outcome: BatchOutcome) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from shared.db import create_pool, fetch_now, record_dead_letter
+from shared.db import create_pool, fetch_now
 from tests.factories import wait_for
 
 
@@ -39,21 +39,5 @@ async def test_fetch_now_error_propagates_and_the_connection_is_released(db_dsn:
             await fetch_now(pool, "SELECT 1 / $1::int", 0)
         await _idle_soon(pool, 1)
         assert (await fetch_now(pool, "SELECT 1 / $1::int AS q", 1))[0]["q"] == 1
-    finally:
-        await asyncio.wait_for(pool.close(), 10)
-
-
-async def test_a_redelivered_dead_letter_is_recorded_once_per_stream_sequence(db_dsn: str) -> None:
-    pool = await create_pool(db_dsn, min_size=1, max_size=1)
-    try:
-        for seq in (7, 7, 8, 7):  # 7 redelivered twice (a batch whose ack was lost)
-            await record_dead_letter(pool, service="positions", subject="s", payload=b"x",
-                                     reason="bad", stream="ACCOUNT", stream_seq=seq)
-        await record_dead_letter(pool, service="metrics", subject="s", payload=b"x",
-                                 reason="bad", stream="ACCOUNT", stream_seq=7)  # another consumer's
-        rows = await pool.fetch("""SELECT service, stream_seq FROM aitrader.dead_letters
-                                   ORDER BY id""")
-        assert [(r["service"], r["stream_seq"]) for r in rows] == [
-            ("positions", 7), ("positions", 8), ("metrics", 7)]
     finally:
         await asyncio.wait_for(pool.close(), 10)
