@@ -30,6 +30,7 @@ from services.positions.catalog import InstrumentCatalog
 from services.positions.config import PositionsSettings
 from services.positions.handlers import BatchOutcome, handle_batch
 from services.positions.inbound import Inbound, parse
+from services.positions.store import LedgerStore
 from shared.bus import headers_for
 from shared.db import record_dead_letter
 from shared.errors import PermanentError, TransientError
@@ -267,7 +268,7 @@ class LedgerConsumer:
         rejected: dict[int, str],
     ) -> BatchOutcome:
         async with conn.transaction():
-            outcome = await handle_batch(conn, items, self.catalog) if items else BatchOutcome()
+            outcome = await handle_batch(LedgerStore(conn), items, self.catalog) if items else BatchOutcome()
             outcome.dead.update(rejected)
             for index, reason in sorted(outcome.dead.items()):
                 msg = msgs[index]

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from decimal import Decimal as D
 from uuid import uuid4
 
-from services.positions.changes import SlotChange
 from services.positions.domain import Entry, Position, fold
+from services.positions.events import Slot, SlotChange
 from services.positions.ids import uuid7
 from tests.positions.test_domain import ETH, buy, sell
 
-SLOT = (uuid4(), ETH.symbol, "net")
+SLOT = Slot(uuid4(), ETH.symbol, "net")
 
 
 def batch_events(entries: Sequence[Entry], before: Position | None = None) -> list[tuple[str, str | None]]:
