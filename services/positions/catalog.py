@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-import asyncpg
-
 from services.positions.domain import Instrument
-from services.positions.repository import load_instruments
+from services.positions.store import LedgerStore
 from shared.clock import Clock
 
 
@@ -29,13 +27,13 @@ class InstrumentCatalog:
         self._reload_interval = reload_interval
         self.grace_seconds = grace_seconds
 
-    async def resolve(self, conn: asyncpg.Connection, symbols: Iterable[str]) -> dict[str, Instrument]:
+    async def resolve(self, store: LedgerStore, symbols: Iterable[str]) -> dict[str, Instrument]:
         """The known instruments among `symbols`, reloading the table when one is missing."""
         wanted = set(symbols)
         now = self._clock.monotonic()
         stale = self._loaded_at is None or now - self._loaded_at >= self._reload_interval
         if not wanted <= self._items.keys() and stale:
-            self._items = await load_instruments(conn)
+            self._items = await store.instruments()
             self._loaded_at = now
         return {s: self._items[s] for s in wanted if s in self._items}
 

@@ -6,11 +6,10 @@ import asyncio
 import sys
 from uuid import UUID
 
-import asyncpg
 import click
 
 from services.positions.replay import ReplayReport, replay
-from services.positions.repository import slots_of
+from services.positions.store import LedgerStore
 from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.runner import fail
@@ -46,21 +45,19 @@ async def _run(dsn: str, external_id: str | None) -> ReplayReport:
     pool = await create_pool(dsn, min_size=1, max_size=1, application_name="aitrader-replay")
     try:
         async with pool.acquire() as conn:
-            accounts = await _accounts(conn, external_id)
+            store = LedgerStore(conn)
+            accounts = await _accounts(store, external_id)
             # One snapshot for the whole run, even while the service keeps writing.
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                slots = await slots_of(conn, list(accounts))
+                slots = await store.slots_of(list(accounts))
                 with click.progressbar(length=len(slots), label="replaying", file=sys.stderr) as bar:
-                    return await replay(conn, accounts, slots, bar.update)
+                    return await replay(store, accounts, slots, bar.update)
     finally:
         await pool.close()
 
 
-async def _accounts(conn: asyncpg.Connection, external_id: str | None) -> dict[UUID, str]:
-    rows = await conn.fetch(
-        "SELECT id, external_id FROM aitrader.accounts WHERE $1::text IS NULL OR external_id = $1",
-        external_id,
-    )
-    if external_id is not None and not rows:
+async def _accounts(store: LedgerStore, external_id: str | None) -> dict[UUID, str]:
+    accounts = await store.accounts(external_id)
+    if external_id is not None and not accounts:
         raise click.BadParameter(f"no account with external_id {external_id!r}", param_hint="--account")
-    return {r["id"]: r["external_id"] for r in rows}
+    return accounts

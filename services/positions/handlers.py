@@ -12,36 +12,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import TypeVar
 from uuid import UUID
 
-import asyncpg
-
-from services.positions import repository
 from services.positions.catalog import InstrumentCatalog
-from services.positions.changes import SlotChange, write_changes
-from services.positions.domain import (
-    Q2,
-    Q8,
-    Entry,
-    FundingEntry,
-    Instrument,
-    LedgerFill,
-    fold,
-    quantize,
-    quantize_opt,
-)
-from services.positions.ids import uuid7
+from services.positions.domain import Entry, Instrument, LedgerFill
+from services.positions.events import Slot, SlotChange, needs_refold, position_events, slot_of
 from services.positions.inbound import Inbound
-from services.positions.orders import (
-    OrderLink,
-    insert_balances,
-    link_fills,
-    update_exchange_view,
-    upsert_orders,
-)
-from services.positions.repository import Slot
+from services.positions.store import LedgerStore, StoredSlots
 from shared.consumer import PERMANENT, DeadLetter
 from shared.logging import get_logger
 from shared.messages import (
@@ -55,7 +33,8 @@ from shared.messages import (
 
 log = get_logger("positions")
 FOLD_ANOMALY = "fold_anomaly"  # the dead letter's kind: the entry is kept in the ledger, not applied
-NewEntries = dict[Slot, list[tuple[Entry, Inbound]]]
+E = TypeVar("E")
+NewEntries = list[tuple[Entry, Inbound]]
 
 
 @dataclass
@@ -80,28 +59,61 @@ class BatchOutcome:
 
     def events(self) -> list[PositionEvent]:
         """The position events of this batch (built after commit, outside the transaction)."""
-        now = datetime.now(UTC)
-        return [event for change in self.changes for event in change.events(now)]
+        return position_events(self.changes)
 
 
 async def handle_batch(
-    conn: asyncpg.Connection, items: Sequence[Inbound], catalog: InstrumentCatalog
+    store: LedgerStore, items: Sequence[Inbound], catalog: InstrumentCatalog
 ) -> BatchOutcome:
-    """Apply a batch inside the caller's transaction; nothing is acked here."""
+    """Apply a batch inside the store's transaction; nothing is acked here."""
     out = BatchOutcome()
-    modes = await repository.lock_accounts(conn, {i.event.account_id for i in items})
+    modes = await store.lock_accounts({i.event.account_id for i in items})
     valid = [i for i in items if _account_ok(i, modes, out)]
-    await upsert_orders(conn, [(i.event, i.body) for i in valid if isinstance(i.event, OrderUpdate)])
+    await store.upsert_orders(_of(valid, OrderUpdate))
     ledger = [i for i in valid if isinstance(i.event, Fill | FundingPayment)]
-    instruments = await _instruments(conn, ledger, catalog, out)
+    instruments = await _instruments(store, ledger, catalog, out)
     ledger = [i for i in ledger if i.index not in out.retry and i.index not in out.dead]
     if ledger:
-        await _fold_ledger(conn, ledger, instruments, modes, out)
-    await insert_balances(conn, [(i.event, i.body) for i in valid if isinstance(i.event, Balance)])
-    await update_exchange_view(
-        conn, [i.event for i in valid if isinstance(i.event, ExchangePosition)]
-    )
+        stored = await store.slot_state(sorted({_slot(i) for i in ledger}))  # before the batch
+        new = await store.add_entries(ledger)
+        out.stored, out.duplicates = len(new), len(ledger) - len(new)
+        by_slot: defaultdict[Slot, NewEntries] = defaultdict(list)
+        for entry, item in new:
+            by_slot[_slot(item)].append((entry, item))
+        changes = [await _change(store, slot, pairs, stored, instruments[slot.symbol],
+                                 modes[slot.account_id], out) for slot, pairs in by_slot.items()]
+        out.changes = await store.write_changes(changes)  # events are built after commit
+    await store.insert_balances(_of(valid, Balance))
+    await store.update_exchange_view([e for e, _ in _of(valid, ExchangePosition)])
     return out
+
+
+async def _change(
+    store: LedgerStore, slot: Slot, new: NewEntries, stored: StoredSlots, instrument: Instrument,
+    mode: str, out: BatchOutcome,
+) -> SlotChange:
+    """Fold the slot's new entries onto its open position, or refold it from the ledger."""
+    entries = [entry for entry, _ in new]
+    before = stored.open.get(slot)
+    if needs_refold(entries, stored.last_keys.get(slot)):
+        out.refolds += 1
+        ledger, old_closed = await store.load_slot(slot)
+        change = SlotChange.refolded(slot, before, ledger, old_closed, instrument)
+    else:
+        change = SlotChange.folded(slot, before, entries, instrument)
+    change = change.at(max(e.key for e in entries), mode)
+    _report_anomalies(change, new, out)
+    return change
+
+
+def _of(items: Sequence[Inbound], kind: type[E]) -> list[tuple[E, str]]:
+    return [(i.event, i.body) for i in items if isinstance(i.event, kind)]
+
+
+def _slot(item: Inbound) -> Slot:
+    event = item.event
+    assert isinstance(event, Fill | FundingPayment)
+    return slot_of(event)
 
 
 def _account_ok(item: Inbound, modes: dict[UUID, str], out: BatchOutcome) -> bool:
@@ -116,10 +128,10 @@ def _account_ok(item: Inbound, modes: dict[UUID, str], out: BatchOutcome) -> boo
 
 
 async def _instruments(
-    conn: asyncpg.Connection, items: list[Inbound], catalog: InstrumentCatalog, out: BatchOutcome
+    store: LedgerStore, items: list[Inbound], catalog: InstrumentCatalog, out: BatchOutcome
 ) -> dict[str, Instrument]:
     symbols = {getattr(i.event, "inst_id", "") for i in items}
-    known = await catalog.resolve(conn, symbols)
+    known = await catalog.resolve(store, symbols)
     for item in items:
         symbol = getattr(item.event, "inst_id", "")
         if symbol in known:
@@ -134,114 +146,8 @@ async def _instruments(
     return known
 
 
-async def _fold_ledger(
-    conn: asyncpg.Connection,
-    items: list[Inbound],
-    instruments: dict[str, Instrument],
-    modes: dict[UUID, str],
-    out: BatchOutcome,
-) -> None:
-    slots = sorted({_slot_of(i) for i in items})
-    last, opens = await repository.slot_state(conn, slots)  # before this batch is stored
-    new = await _store(conn, items, out)
-    changes = []
-    for slot, pairs in new.items():
-        entries = [entry for entry, _ in pairs]
-        first = min(e.key for e in entries)
-        instrument = instruments[slot[1]]
-        if slot in last and first < last[slot]:
-            out.refolds += 1
-            change = await _refold(conn, slot, instrument, opens.get(slot))
-        else:
-            result = fold(entries, instrument, opens.get(slot))
-            change = SlotChange(slot, opens.get(slot), result)
-        change = change.at(max(e.key for e in entries), modes[slot[0]])
-        _report_anomalies(change, pairs, out)
-        changes.append(change)
-    out.changes.extend(await write_changes(conn, changes))  # events are built after commit
-
-
-def _slot_of(item: Inbound) -> Slot:
-    event: Any = item.event
-    return (event.account_id, event.inst_id, event.pos_side)
-
-
-async def _store(conn: asyncpg.Connection, items: list[Inbound], out: BatchOutcome) -> NewEntries:
-    """Insert fills and funding payments; return the ones that were new, by slot."""
-    pending: dict[tuple[Any, ...], tuple[Entry, Inbound]] = {}
-    fill_rows = await _fill_rows(conn, [i for i in items if isinstance(i.event, Fill)], pending)
-    funding_rows = _funding_rows([i for i in items if isinstance(i.event, FundingPayment)], pending)
-    inserted = await repository.insert_fills(conn, fill_rows)
-    inserted_funding = await repository.insert_funding(conn, funding_rows)
-    new: NewEntries = defaultdict(list)
-    for key in (*inserted, *inserted_funding):
-        entry, item = pending[key]
-        new[_slot_of(item)].append((entry, item))
-    out.stored += len(inserted) + len(inserted_funding)
-    out.duplicates += len(items) - len(inserted) - len(inserted_funding)
-    return new
-
-
-async def _fill_rows(
-    conn: asyncpg.Connection, items: list[Inbound], pending: dict[tuple[Any, ...], tuple[Entry, Inbound]]
-) -> list[tuple[Any, ...]]:
-    fills: list[Fill] = [i.event for i in items]  # type: ignore[misc]
-    links = await link_fills(conn, fills) if fills else {}
-    rows = []
-    for item, f in zip(items, fills, strict=True):
-        key = (f.account_id, f.inst_id, f.trade_id)
-        if key not in pending:  # the same trade twice in one batch
-            link = links[(f.account_id, f.ord_id)]
-            entry = _ledger_fill(f, link)
-            pending[key] = (entry, item)
-            rows.append(_fill_row(f, entry, link.order_id, item.body))
-    return rows
-
-
-def _funding_rows(
-    items: list[Inbound], pending: dict[tuple[Any, ...], tuple[Entry, Inbound]]
-) -> list[tuple[Any, ...]]:
-    rows = []
-    for item in items:
-        p: FundingPayment = item.event  # type: ignore[assignment]
-        key = (p.account_id, p.bill_id)
-        if key not in pending:
-            entry = FundingEntry(p.bill_id, p.ts_event.astimezone(UTC), p.pos_side,
-                                 quantize(p.amount, Q8))
-            pending[key] = (entry, item)
-            rows.append((p.account_id, p.inst_id, p.pos_side, entry.amount, p.bill_id, entry.time,
-                         item.body))
-    return rows
-
-
-def _ledger_fill(f: Fill, link: OrderLink) -> LedgerFill:
-    # Exactly the values stored in `fills`, so a refold from the table sees the same fill.
-    return LedgerFill(
-        trade_id=f.trade_id, time=f.ts_event.astimezone(UTC), side=f.side, pos_side=f.pos_side,
-        price=quantize(f.fill_px, Q8), size=quantize(f.fill_sz, Q8), fee=quantize(f.fill_fee, Q8),
-        confidence=link.confidence,
-        leverage=link.leverage if link.leverage is not None else quantize_opt(f.lever, Q2),
-        category=f.category, by_agent=link.by_agent, exit_plan=link.exit_plan,
-    )
-
-
-def _fill_row(f: Fill, e: LedgerFill, order_id: UUID, body: str) -> tuple[Any, ...]:
-    return (uuid7(), f.account_id, order_id, f.inst_id, f.side, e.price, e.size, e.fee, f.fill_pnl,
-            e.confidence, e.time, f.trade_id, f.ord_id, f.pos_side, f.exec_type, f.category,
-            f.fill_fee_ccy or None, e.leverage, body)
-
-
-async def _refold(
-    conn: asyncpg.Connection, slot: Slot, instrument: Instrument, before: Any
-) -> SlotChange:
-    entries = await repository.load_entries(conn, slot)
-    old_closed = await repository.load_closed(conn, slot)
-    result = fold(entries, instrument)
-    return SlotChange(slot, before, result, refold=True, old_closed=tuple(old_closed)).carry_plans()
-
-
-def _report_anomalies(change: SlotChange, pairs: list[tuple[Entry, Inbound]], out: BatchOutcome) -> None:
-    ours = {_entry_id(entry): item for entry, item in pairs}
+def _report_anomalies(change: SlotChange, new: NewEntries, out: BatchOutcome) -> None:
+    ours = {_entry_id(entry): item for entry, item in new}
     for anomaly in change.result.anomalies:
         item = ours.get(anomaly.entry_id)
         if item is None:  # an older entry that a refold could not apply either

@@ -12,11 +12,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
-from services.positions import repository
 from services.positions.domain import ClosedPosition, Instrument, Position, fold
-from services.positions.repository import Slot
+from services.positions.events import Slot
+from services.positions.store import LedgerStore
 
 _SKIP = {"exit_plan"}
 
@@ -37,30 +35,30 @@ class ReplayReport:
 
 
 async def replay(
-    conn: asyncpg.Connection, accounts: dict[UUID, str], slots: Sequence[Slot],
+    store: LedgerStore, accounts: dict[UUID, str], slots: Sequence[Slot],
     progress: Callable[[int], None] = lambda n: None,
 ) -> ReplayReport:
     """Fold these slots (of accounts: id -> external id) from the ledger and compare."""
     report = ReplayReport(slots=len(slots))
-    instruments = await repository.load_instruments(conn)
+    instruments = await store.instruments()
     for slot in slots:
-        label = f"{accounts[slot[0]]} {slot[1]} {slot[2]}"
-        found = await _replay_slot(conn, slot, instruments, report)
+        label = f"{accounts[slot.account_id]} {slot.symbol} {slot.pos_side}"
+        found = await _replay_slot(store, slot, instruments, report)
         report.differences.extend(f"{label}: {d}" for d in found)
         progress(1)
     return report
 
 
 async def _replay_slot(
-    conn: asyncpg.Connection, slot: Slot, instruments: dict[str, Instrument], report: ReplayReport
+    store: LedgerStore, slot: Slot, instruments: dict[str, Instrument], report: ReplayReport
 ) -> list[str]:
-    instrument = instruments.get(slot[1])
+    instrument = instruments.get(slot.symbol)
     if instrument is None:
-        return [f"instrument {slot[1]} is not in aitrader.instruments"]
-    entries = await repository.load_entries(conn, slot)
+        return [f"instrument {slot.symbol} is not in aitrader.instruments"]
+    entries = await store.load_entries(slot)
     result = fold(entries, instrument)
-    stored_open = (await repository.load_open(conn, [slot])).get(slot)
-    stored_closed = await repository.load_closed(conn, slot)
+    stored_open = (await store.load_open([slot])).get(slot)
+    stored_closed = await store.load_closed(slot)
     report.entries += len(entries)
     report.open_positions += stored_open is not None
     report.closed_positions += len(stored_closed)

@@ -32,6 +32,7 @@ from services.positions.catalog import InstrumentCatalog
 from services.positions.config import PositionsSettings
 from services.positions.handlers import BatchOutcome, handle_batch
 from services.positions.inbound import Inbound, parse
+from services.positions.store import LedgerStore
 from shared.bus import headers_for
 from shared.consumer import DeadLetter, DeadLetters, Fate, Nak, fate_of, hold, settle
 from shared.errors import PermanentError, TransientError
@@ -252,7 +253,7 @@ class LedgerConsumer:
         rejected: Rejected,
     ) -> BatchOutcome:
         async with conn.transaction():
-            outcome = await handle_batch(conn, items, self.catalog) if items else BatchOutcome()
+            outcome = await handle_batch(LedgerStore(conn), items, self.catalog) if items else BatchOutcome()
             outcome.dead.update(rejected)
             for index in sorted(outcome.dead):
                 await self.letters.record(conn, msgs[index], outcome.dead[index])

@@ -16,7 +16,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from services.positions.domain import Entry, fold
-from services.positions.repository import closed_from_row, position_from_row
+from services.positions.rows import closed_from_row, position_from_row
 from shared.bus import headers_for
 from shared.messages import Fill
 from shared.settings import Settings

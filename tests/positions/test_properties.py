@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 
 from services.positions.config import PositionsSettings
 from services.positions.domain import Entry, FundingEntry, Instrument, LedgerFill, fold
-from services.positions.repository import closed_from_row, position_from_row
+from services.positions.rows import closed_from_row, position_from_row
 from shared.messages import Event, Fill, FundingPayment
 from shared.subjects import Subjects
 from tests.factories import create_account

@@ -13,7 +13,7 @@ import asyncpg
 from nats.js import JetStreamContext
 
 from services.positions.config import PositionsSettings
-from services.positions.repository import STAGE_MIN_ROWS
+from services.positions.store import STAGE_MIN_ROWS
 from shared.messages import Balance, ExchangePosition, OrderUpdate, PositionEvent
 from shared.settings import Settings
 from shared.subjects import Subjects

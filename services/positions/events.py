@@ -1,20 +1,55 @@
-"""What one batch did to one slot: the rows to write and the events to publish."""
+"""What one batch changed in each slot, and the position events that says to publish (pure).
+
+No I/O: a `SlotChange` is the stored open position of a slot before the batch and the fold
+after it; the store writes it (`LedgerStore.write_changes`) and, after commit, `events()`
+says what to publish.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
-from uuid import uuid4
+from typing import Any, Literal, NamedTuple
+from uuid import UUID, uuid4
 
-import asyncpg
-
-from services.positions import repository
-from services.positions.domain import ClosedPosition, EntryKey, FoldResult, Position
-from services.positions.repository import Slot
-from shared.messages import ClosedPositionState, PositionEvent, PositionState
+from services.positions.domain import (
+    ClosedPosition,
+    Entry,
+    EntryKey,
+    FoldResult,
+    Instrument,
+    Position,
+    fold,
+)
+from shared.messages import (
+    ClosedPositionState,
+    Fill,
+    FundingPayment,
+    PositionEvent,
+    PositionState,
+)
 
 Identity = tuple[str, datetime]  # (side, opened_at): how a refold recognises a position
+
+
+class Slot(NamedTuple):
+    """Where a position lives; slots never interact (fields named as the tables' key columns)."""
+
+    account_id: UUID
+    symbol: str
+    pos_side: str
+
+
+def slot_of(event: Fill | FundingPayment) -> Slot:
+    """The slot a fill or funding payment belongs to."""
+    return Slot(event.account_id, event.inst_id, event.pos_side)
+
+
+def needs_refold(new: Iterable[Entry], last_stored: EntryKey | None) -> bool:
+    """True when a new entry sorts before the slot's last stored one: folding the new entries
+    onto the stored position would not be the in-order fold, so the slot is refolded."""
+    return last_stored is not None and min(e.key for e in new) < last_stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +64,19 @@ class SlotChange:
     last_key: EntryKey | None = None
     mode: str = "simulated"
 
+    @classmethod
+    def folded(cls, slot: Slot, before: Position | None, new: Sequence[Entry],
+               instrument: Instrument) -> SlotChange:
+        """The batch's new entries folded onto the stored open position."""
+        return cls(slot, before, fold(new, instrument, before))
+
+    @classmethod
+    def refolded(cls, slot: Slot, before: Position | None, ledger: Sequence[Entry],
+                 old_closed: Sequence[ClosedPosition], instrument: Instrument) -> SlotChange:
+        """The slot folded again from every stored entry; exit plans carried over."""
+        result = fold(ledger, instrument)
+        return cls(slot, before, result, refold=True, old_closed=tuple(old_closed)).carry_plans()
+
     def at(self, last_key: EntryKey, mode: str) -> SlotChange:
         """The same change, stamped with the batch's last entry and the account mode."""
         return replace(self, last_key=last_key, mode=mode)
@@ -42,6 +90,11 @@ class SlotChange:
         if self.refold:  # still open since (at least) the stored row's opening
             return pos.opened_at <= before.opened_at
         return pos.opened_at == before.opened_at and not self.result.closed
+
+    @property
+    def replaces_stored(self) -> bool:
+        """The stored open row ends here (closed, flipped or refolded into another position)."""
+        return self.before is not None and not self.continuing
 
     def carry_plans(self) -> SlotChange:
         """After a refold, keep the exit plans the stored rows had (set by update_exit_plan)."""
@@ -115,6 +168,12 @@ class SlotChange:
         )
 
 
+def position_events(changes: Iterable[SlotChange], now: datetime | None = None) -> list[PositionEvent]:
+    """Every event of these changes, slot by slot; `now` (ts_init) is one instant for all."""
+    now = now or datetime.now(UTC)
+    return [event for change in changes for event in change.events(now)]
+
+
 def _identity(position: Position) -> Identity:
     return (position.side, position.opened_at)
 
@@ -136,21 +195,3 @@ def _closed_state(c: ClosedPosition) -> ClosedPositionState:
         average_confidence=c.average_confidence, entry_time=c.entry_time, exit_time=c.exit_time,
         exit_reason=c.exit_reason, closing_trade_id=c.closing_trade_id,
     )
-
-
-async def write_changes(conn: asyncpg.Connection, changes: list[SlotChange]) -> list[SlotChange]:
-    """Write every slot's rows: a new position replaces the stored row, a continuing one
-    updates it in place (keeping its id and exit plan)."""
-    plans = await repository.delete_open(
-        conn, [c.slot for c in changes if c.before is not None and not c.continuing]
-    )
-    changes = [c.closing_plan(plans[c.slot]) if c.slot in plans else c for c in changes]
-    await repository.upsert_open(
-        conn, [(c.slot, c.result.position) for c in changes if c.result.position is not None]
-    )
-    await repository.upsert_closed(conn, [(c.slot, x) for c in changes for x in c.result.closed])
-    for change in changes:
-        if change.refold:
-            keep = [c.closing_trade_id for c in change.result.closed]
-            await repository.delete_closed_except(conn, change.slot, keep)
-    return changes
