@@ -11,17 +11,20 @@ FROM aitrader.instruments;
 -- Every open position, valued at the latest mark: market_prices' mark, else its last price,
 -- else the exchange's mark stored on the position. direction is +1 long, -1 short (NULL for
 -- any other side); coin_quantity is NULL without an instrument. unrealized_pnl_usdt is
--- (mark - entry) x coin quantity x direction, else the exchange's own figure, else NULL;
--- notional_usdt = coin quantity x mark; signed_notional_usdt = that x direction.
+-- (mark - entry) x coin quantity for a long, (entry - mark) x coin quantity for a short, else
+-- the exchange's own figure, else NULL; notional_usdt = coin quantity x mark;
+-- signed_notional_usdt = notional_usdt, negative for a short.
 CREATE VIEW aitrader.positions_valued AS
 SELECT p.id, p.account_id, p.symbol, p.side, p.pos_side, p.quantity, p.avg_entry_price,
        p.leverage, p.margin_usdt, p.liquidation_price, p.exit_plan, p.confidence_weight_sum,
        p.confidence_quantity, p.opened_at, p.updated_at,
        s.base_asset, k.direction, k.coin_quantity, k.mark_price,
-       COALESCE((k.mark_price - p.avg_entry_price) * k.coin_quantity * k.direction,
+       COALESCE(CASE p.side WHEN 'long' THEN (k.mark_price - p.avg_entry_price) * k.coin_quantity
+                            WHEN 'short' THEN (p.avg_entry_price - k.mark_price) * k.coin_quantity END,
                 p.unrealized_pnl_usdt) AS unrealized_pnl_usdt,
        k.coin_quantity * k.mark_price AS notional_usdt,
-       k.coin_quantity * k.mark_price * k.direction AS signed_notional_usdt
+       CASE p.side WHEN 'long' THEN k.coin_quantity * k.mark_price
+                   WHEN 'short' THEN -(k.coin_quantity * k.mark_price) END AS signed_notional_usdt
 FROM aitrader.positions_open p
 LEFT JOIN aitrader.contract_sizes s ON s.symbol = p.symbol
 LEFT JOIN aitrader.market_prices m ON m.symbol = p.symbol
@@ -31,12 +34,13 @@ CROSS JOIN LATERAL (
            CASE p.side WHEN 'long' THEN 1 WHEN 'short' THEN -1 END AS direction
 ) k;
 
--- Every account with its latest balance and its live equity: cash (the exchange's cashBal,
+-- Every account (id, external_id, mode, status) with its latest balance and its live equity: cash (the exchange's cashBal,
 -- else available + locked) plus the open positions' unrealized PnL at the latest mark. NULL
 -- without a balance or when any open position's PnL is unknown; net_position_value_usdt (the
 -- sum of signed notionals) is NULL when any open position has no mark, direction or instrument.
 CREATE VIEW aitrader.account_equity_now AS
-SELECT a.id AS account_id, b.as_of AS balance_as_of, b.available_usdt, b.locked_usdt,
+SELECT a.id AS account_id, a.external_id, a.mode, a.status,
+       b.as_of AS balance_as_of, b.available_usdt, b.locked_usdt,
        b.cash_usdt, b.equity_usdt AS exchange_equity_usdt,
        c.cash AS equity_cash_usdt, v.open_positions, v.unrealized_pnl_usdt,
        v.net_position_value_usdt, c.cash + v.unrealized_pnl_usdt AS equity_usdt

@@ -184,9 +184,8 @@ INSERT INTO aitrader.equity_snapshots
     (account_id, equity, cash, net_position_value, unrealized_pnl, as_of, source)
 SELECT e.account_id, e.equity_usdt, e.equity_cash_usdt, e.net_position_value_usdt,
        e.unrealized_pnl_usdt, $2, 'calculated'
-  FROM aitrader.accounts a
-  JOIN aitrader.account_equity_now e ON e.account_id = a.id
- WHERE a.status = 'active' AND ($1::uuid[] IS NULL OR a.id = ANY($1::uuid[]))
+  FROM aitrader.account_equity_now e
+ WHERE e.status = 'active' AND ($1::uuid[] IS NULL OR e.account_id = ANY($1::uuid[]))
    AND e.equity_usdt IS NOT NULL AND e.net_position_value_usdt IS NOT NULL
 RETURNING account_id
 """
