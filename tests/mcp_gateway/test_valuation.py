@@ -55,7 +55,9 @@ async def _balance(db: asyncpg.Pool, account: UUID, cash: str | None, available:
     )
 
 
-async def _both_readers(gw: Gateway, db: asyncpg.Pool, account: UUID) -> tuple[str | None, asyncpg.Record | None]:
+async def _both_readers(
+    gw: Gateway, db: asyncpg.Pool, account: UUID
+) -> tuple[str | None, asyncpg.Record | None]:
     """(the gateway's equity_usdt, the metrics equity point written now or None)."""
     async with memory_client(gw, await client_for(gw, "acct-a")) as client:
         state = ok(await call(client, "get_account_state"))
@@ -80,9 +82,12 @@ SHORT_ETH = Pos(ETH, "short", "2", "3000")  # (3000 - 2975) x 0.2 = +5
         pytest.param(("1000", "900", "50"), [LONG_BTC, LONG_ETH], "1012.5", id="cash-plus-upl"),
         pytest.param((None, "900", "50"), [LONG_BTC], "965", id="no-cash-uses-available-plus-locked"),
         pytest.param(("1000", "900", "50"), [], "1000", id="flat"),
-        pytest.param(("1000", "900", "50"), [LONG_BTC, SHORT_ETH], "1020", id="short-gains-when-the-mark-falls"),
+        pytest.param(("1000", "900", "50"), [LONG_BTC, SHORT_ETH], "1020", id="short-gains-on-a-fall"),
         pytest.param(  # no entry price: the exchange's own PnL figure counts
-            ("1000", "900", "50"), [LONG_BTC, Pos(ETH, "long", "1", None, "12.5")], "1027.5", id="exchange-pnl"
+            ("1000", "900", "50"),
+            [LONG_BTC, Pos(ETH, "long", "1", None, "12.5")],
+            "1027.5",
+            id="exchange-pnl",
         ),
         pytest.param(  # neither: the PnL is unknown, and so is the equity (no point written)
             ("1000", "900", "50"), [LONG_BTC, Pos(ETH, "long", "1", None)], None, id="unknown-pnl"
