@@ -6,6 +6,7 @@ value registered here (from settings) is replaced wherever it appears in a strin
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -48,16 +49,30 @@ def redact_text(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    # Keys repeat (log fields, tool arguments, the views' field names): the verdict is cached,
+    # which makes a walk of a large document several times faster than a regex search per key.
+    return _SECRET_KEY.search(key) is not None
+
+
 def redact(value: Any, key: str = "") -> Any:
     """Mask secrets in a JSON-like value: secret keys, and registered secret values anywhere."""
-    if key and _SECRET_KEY.search(key) and value not in (None, ""):
+    if key and value not in (None, "") and _is_secret_key(key):
         return MASK
+    return _redact(value)
+
+
+def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
+        return {
+            k: MASK if _is_secret_key(str(k)) and v not in (None, "") else _redact(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
+        return [_redact(v) for v in value]
     return value
 
 

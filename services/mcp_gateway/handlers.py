@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from decimal import Decimal
 
 import asyncpg
 
@@ -16,7 +15,7 @@ from services.mcp_gateway.commands import refresh_market_data
 from services.mcp_gateway.definitions import DEFINITIONS
 from services.mcp_gateway.errors import InvalidArgument
 from services.mcp_gateway.gateway import Gateway
-from services.mcp_gateway.rules import is_stale, live_equity
+from services.mcp_gateway.rules import is_stale
 
 
 async def account_state(gw: Gateway, who: Principal) -> views.Doc:
@@ -25,42 +24,7 @@ async def account_state(gw: Gateway, who: Principal) -> views.Doc:
     rows = await repository.fetch_account_state(gw.pool, who.account_id)
     if not rows:
         raise InvalidArgument("The account of this token no longer exists.")
-    row = rows[0]
-    positions = [repository.position_doc(r) for r in rows if r["id"] is not None]
-    perf = None
-    if row["perf_updated_at"] is not None:
-        perf = {
-            "window": "all_time",
-            "realized_pnl_usdt": row["perf_realized_pnl_usdt"],
-            "closed_positions": row["perf_closed_positions"],
-            "win_rate": row["perf_win_rate"],
-            "sharpe_ratio": row["perf_sharpe_ratio"],
-            "updated_at": row["perf_updated_at"],
-        }
-    equity = live_equity(
-        _decimal(row["cash_usdt"]),
-        _decimal(row["available_usdt"]),
-        _decimal(row["locked_usdt"]),
-        [_decimal(p["unrealized_pnl_usdt"]) for p in positions],
-    )
-    return {
-        "account": row["account"],
-        "account_id": row["account_id"],
-        "mode": row["mode"],
-        "available_usdt": row["available_usdt"],
-        "locked_usdt": row["locked_usdt"],
-        "cash_usdt": row["cash_usdt"],
-        "equity_usdt": views.plain_decimal(equity) if equity is not None else None,
-        "exchange_equity_usdt": row["exchange_equity_usdt"],
-        "balance_as_of": row["balance_as_of"],
-        "positions": positions,
-        "performance": perf,
-        "as_of": gw.clock.now(),
-    }
-
-
-def _decimal(text: str | None) -> Decimal | None:
-    return Decimal(text) if text is not None else None
+    return repository.account_doc(rows, gw.clock.now())
 
 
 def _series(
@@ -75,12 +39,13 @@ def _series(
         newest_first = by_tf.get(tf, [])
         latest = newest_first[0]["as_of"] if newest_first else None
         series.append(
-            {
-                "timeframe": tf,
-                "candles": [repository.candle_doc(r) for r in reversed(newest_first)],
-                "as_of": latest,
-                "stale": is_stale(latest, tf, now),
-            }
+            views.document(
+                views.Series,
+                timeframe=tf,
+                candles=[repository.candle_doc(r) for r in reversed(newest_first)],
+                as_of=latest,
+                stale=is_stale(latest, tf, now),
+            )
         )
         for r in newest_first:  # the newest candle of any timeframe carrying the value wins
             if newest_at is None or r["as_of"] > newest_at:
@@ -102,14 +67,15 @@ async def market_data(gw: Gateway, symbol: str, timeframes: list[str], limit: in
     stale = [s["timeframe"] for s in series if s["stale"]]
     if stale:
         series, funding, oi = await _refreshed(gw, symbol, timeframes, stale, limit, series, funding, oi)
-    return {
-        "symbol": symbol,
-        "series": series,
-        "funding_rate": funding,
-        "open_interest": oi,
-        "as_of": repository.newest([s["as_of"] for s in series]),
-        "stale": any(s["stale"] for s in series),
-    }
+    return views.document(
+        views.MarketData,
+        symbol=symbol,
+        series=series,
+        funding_rate=funding,
+        open_interest=oi,
+        as_of=repository.newest([s["as_of"] for s in series]),
+        stale=any(s["stale"] for s in series),
+    )
 
 
 async def _refreshed(

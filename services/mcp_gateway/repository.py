@@ -11,6 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from services.mcp_gateway import views
+from services.mcp_gateway.projection import Projection
 from services.mcp_gateway.rules import Instrument, average_confidence
 from shared.db import fetch_now
 
@@ -31,61 +32,90 @@ async def fetch_instruments(db: Conn) -> list[Instrument]:
 # trailing zeros of the column's scale, "0.01000000" -> "0.01": the text `views.plain_decimal`
 # writes. A value that is only shown is never decoded into a Decimal and formatted back in Python
 # (asyncpg's numeric decoding and the per-value formatter were about a fifth of the gateway's CPU
-# for get_account_state). The columns are named after the view's fields.
-_POSITION_SELECT = """
-SELECT p.id, p.symbol, p.side, p.pos_side,
-       trim_scale(p.quantity)::text AS contracts,
-       trim_scale(k.coin)::text AS coin_quantity,
-       i.base_asset,
-       trim_scale(p.avg_entry_price)::text AS entry_price,
-       trim_scale(k.mark)::text AS mark_price,
-       trim_scale(p.leverage)::text AS leverage,
-       trim_scale(p.margin_usdt)::text AS margin_usdt,
-       trim_scale(p.liquidation_price)::text AS liquidation_price,
-       -- (mark - entry) x coin quantity x direction at the latest mark, else the exchange's figure
-       trim_scale(COALESCE(
-           (k.mark - p.avg_entry_price) * k.coin * CASE p.side WHEN 'short' THEN -1 ELSE 1 END,
-           p.unrealized_pnl_usdt))::text AS unrealized_pnl_usdt,
-       trim_scale(k.coin * k.mark)::text AS notional_usdt,
-       p.exit_plan::text AS exit_plan,
-       p.confidence_weight_sum::text AS confidence_weight_sum,
-       p.confidence_quantity::text AS confidence_quantity,
-       p.opened_at, p.updated_at
-FROM aitrader.positions_open p
-JOIN aitrader.instruments i ON i.symbol = p.symbol
-LEFT JOIN aitrader.market_prices m ON m.symbol = p.symbol
-CROSS JOIN LATERAL (
-    SELECT p.quantity * i.ct_val * i.ct_mult AS coin,
-           COALESCE(m.mark_price, m.last_price, p.mark_price) AS mark
-) k
+# for get_account_state). The valuation itself (coin quantity, mark, unrealized PnL, notional,
+# live equity) is the schema's: views `positions_valued` and `account_equity_now`.
+def _text(sql: str) -> str:
+    return f"trim_scale({sql})::text"
+
+
+_POSITION = Projection(
+    views.Position,
+    {
+        "symbol": "v.symbol",
+        "side": "v.side",
+        "pos_side": "v.pos_side",
+        "contracts": _text("v.quantity"),
+        "coin_quantity": _text("v.coin_quantity"),
+        "base_asset": "v.base_asset",
+        "entry_price": _text("v.avg_entry_price"),
+        "mark_price": _text("v.mark_price"),
+        "leverage": _text("v.leverage"),
+        "margin_usdt": _text("v.margin_usdt"),
+        "liquidation_price": _text("v.liquidation_price"),
+        "unrealized_pnl_usdt": _text("v.unrealized_pnl_usdt"),
+        "notional_usdt": _text("v.notional_usdt"),
+        "opened_at": "v.opened_at",
+        "updated_at": "v.updated_at",
+    },
+    filled=("exit_plan", "confidence"),
+    extra={
+        "id": "v.id",
+        "stored_exit_plan": "v.exit_plan::text",
+        "confidence_weight_sum": "v.confidence_weight_sum::text",
+        "confidence_quantity": "v.confidence_quantity::text",
+    },
+)
+# A position whose instrument is unknown has no coin quantity to show: it is not listed (its
+# PnL, the exchange's figure if any, still counts in the account's equity).
+_POSITION_SELECT = f"""
+SELECT {_POSITION.select()}
+FROM aitrader.positions_valued v
+WHERE v.base_asset IS NOT NULL
 """
 
-# One round trip: the account, its latest balance and all-time figures (looked up once), repeated
-# on every row of its open positions (one row with null position columns when there are none).
+_ACCOUNT = Projection(
+    views.AccountState,
+    {
+        "account": "e.external_id",
+        "account_id": "e.account_id",
+        "mode": "e.mode",
+        "available_usdt": _text("e.available_usdt"),
+        "locked_usdt": _text("e.locked_usdt"),
+        "cash_usdt": _text("e.cash_usdt"),
+        "equity_usdt": _text("e.equity_usdt"),
+        "exchange_equity_usdt": _text("e.exchange_equity_usdt"),
+        "balance_as_of": "e.balance_as_of",
+    },
+    filled=("positions", "performance", "as_of"),
+)
+_PERFORMANCE = Projection(
+    views.HeadlinePerformance,
+    {
+        "window": 'ps."window"',
+        "realized_pnl_usdt": _text("ps.realized_pnl_usdt"),
+        "closed_positions": "ps.closed_positions",
+        "win_rate": _text("ps.win_rate"),
+        "sharpe_ratio": _text("ps.sharpe_ratio"),
+        "updated_at": "ps.updated_at",
+    },
+    prefix="perf_",
+)
+
+# One round trip: the account, its latest balance and live equity and its all-time figures
+# (looked up once), repeated on every row of its open positions (one row with null position
+# columns when there are none).
 _ACCOUNT_STATE = f"""
 WITH acct AS MATERIALIZED (
-    SELECT a.id AS account_id, a.external_id AS account, a.mode,
-           trim_scale(b.available_usdt)::text AS available_usdt,
-           trim_scale(b.locked_usdt)::text AS locked_usdt,
-           trim_scale(b.cash_usdt)::text AS cash_usdt,
-           trim_scale(b.equity_usdt)::text AS exchange_equity_usdt,
-           b.as_of AS balance_as_of,
-           trim_scale(ps.realized_pnl_usdt)::text AS perf_realized_pnl_usdt,
-           ps.closed_positions AS perf_closed_positions,
-           trim_scale(ps.win_rate)::text AS perf_win_rate,
-           trim_scale(ps.sharpe_ratio)::text AS perf_sharpe_ratio,
-           ps.updated_at AS perf_updated_at
-    FROM aitrader.accounts a
-    LEFT JOIN LATERAL (
-        SELECT available_usdt, locked_usdt, cash_usdt, equity_usdt, as_of
-        FROM aitrader.balance_snapshots WHERE account_id = a.id ORDER BY as_of DESC LIMIT 1
-    ) b ON true
-    LEFT JOIN aitrader.performance_snapshots ps ON ps.account_id = a.id AND ps."window" = 'all_time'
-    WHERE a.id = $1
+    SELECT {_ACCOUNT.select()},
+           {_PERFORMANCE.select()}
+    FROM aitrader.account_equity_now e
+    LEFT JOIN aitrader.performance_snapshots ps
+        ON ps.account_id = e.account_id AND ps."window" = 'all_time'
+    WHERE e.account_id = $1
 )
 SELECT acct.*, pos.*
 FROM acct
-LEFT JOIN LATERAL ({_POSITION_SELECT} WHERE p.account_id = acct.account_id) pos ON true
+LEFT JOIN LATERAL ({_POSITION_SELECT} AND v.account_id = acct.account_id) pos ON true
 ORDER BY pos.symbol, pos.pos_side
 """
 
@@ -109,27 +139,26 @@ def _validated_plan(text: str) -> dict[str, Any]:
     return views.ExitPlan.model_validate_json(text).model_dump(mode="json")
 
 
+# The same two sums repeat in every account-state call until the position trades again.
+_confidence = functools.lru_cache(maxsize=4096)(average_confidence)
+
+
 def position_doc(r: asyncpg.Record) -> views.Doc:
     """A position as `views.Position`'s JSON form, from a `_POSITION_SELECT` row."""
-    return {
-        "symbol": r["symbol"],
-        "side": r["side"],
-        "pos_side": r["pos_side"],
-        "contracts": r["contracts"],
-        "coin_quantity": r["coin_quantity"],
-        "base_asset": r["base_asset"],
-        "entry_price": r["entry_price"],
-        "mark_price": r["mark_price"],
-        "leverage": r["leverage"],
-        "margin_usdt": r["margin_usdt"],
-        "liquidation_price": r["liquidation_price"],
-        "unrealized_pnl_usdt": r["unrealized_pnl_usdt"],
-        "notional_usdt": r["notional_usdt"],
-        "exit_plan": _plan_doc(r["exit_plan"]),
-        "confidence": average_confidence(r["confidence_weight_sum"], r["confidence_quantity"]),
-        "opened_at": r["opened_at"],
-        "updated_at": r["updated_at"],
-    }
+    doc = _POSITION.doc(r)
+    doc["exit_plan"] = _plan_doc(r["stored_exit_plan"])
+    doc["confidence"] = _confidence(r["confidence_weight_sum"], r["confidence_quantity"])
+    return doc
+
+
+def account_doc(rows: list[asyncpg.Record], as_of: datetime) -> views.Doc:
+    """The account as `views.AccountState`'s JSON form, from its `_ACCOUNT_STATE` rows."""
+    row = rows[0]
+    doc = _ACCOUNT.doc(row)
+    doc["positions"] = [position_doc(r) for r in rows if r["id"] is not None]
+    doc["performance"] = _PERFORMANCE.doc(row) if row[_PERFORMANCE.column("updated_at")] else None
+    doc["as_of"] = as_of
+    return doc
 
 
 async def fetch_account_state(pool: asyncpg.Pool, account_id: UUID) -> list[asyncpg.Record]:
@@ -138,19 +167,31 @@ async def fetch_account_state(pool: asyncpg.Pool, account_id: UUID) -> list[asyn
 
 
 async def fetch_position(db: Conn, position_id: UUID, account_id: UUID) -> views.Doc | None:
-    sql = _POSITION_SELECT + "WHERE p.account_id = $1 AND p.id = $2"
+    sql = _POSITION_SELECT + "AND v.account_id = $1 AND v.id = $2"
     row = await db.fetchrow(sql, account_id, position_id)
     return position_doc(row) if row is not None else None
 
 
 # ------------------------------------------------------------------------------ market data
-_SNAPSHOTS = """
-SELECT t.tf AS timeframe, s.as_of,
-       trim_scale(s.price)::text AS price, trim_scale(s.ema20)::text AS ema20,
-       trim_scale(s.ema50)::text AS ema50, trim_scale(s.macd)::text AS macd,
-       trim_scale(s.rsi7)::text AS rsi7, trim_scale(s.rsi14)::text AS rsi14,
-       trim_scale(s.funding_rate)::text AS funding_rate,
-       trim_scale(s.open_interest)::text AS open_interest
+_CANDLE = Projection(
+    views.Candle,
+    {
+        "as_of": "s.as_of",
+        "price": _text("s.price"),
+        "ema20": _text("s.ema20"),
+        "ema50": _text("s.ema50"),
+        "macd": _text("s.macd"),
+        "rsi7": _text("s.rsi7"),
+        "rsi14": _text("s.rsi14"),
+    },
+    extra={
+        "timeframe": "t.tf",
+        "funding_rate": _text("s.funding_rate"),
+        "open_interest": _text("s.open_interest"),
+    },
+)
+_SNAPSHOTS = f"""
+SELECT {_CANDLE.select()}
 FROM unnest($2::text[]) AS t(tf)
 CROSS JOIN LATERAL (
     SELECT as_of, price, ema20, ema50, macd, rsi7, rsi14, funding_rate, open_interest
@@ -160,12 +201,10 @@ CROSS JOIN LATERAL (
 ) s
 """
 
-_CANDLE_FIELDS = tuple(views.Candle.model_fields)
-
 
 def candle_doc(r: asyncpg.Record) -> views.Doc:
     """A candle as `views.Candle`'s JSON form, from a `_SNAPSHOTS` row."""
-    return {name: r[name] for name in _CANDLE_FIELDS}
+    return _CANDLE.doc(r)
 
 
 async def fetch_snapshots(

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AnyHttpUrl, BaseModel, Field
 from pydantic_core import from_json, to_json
@@ -105,17 +106,20 @@ def build_server(
 
 
 def _tool(fn: Callable[..., Any], annotations: ToolAnnotations) -> Tool:
-    """A tool whose output schema is published but whose results the SDK does not validate
-    again: each result is a view model instance, validated when it was built, or a document
-    of exact values from the database (`views.Doc`), and is dumped once by `_result`. (The SDK
-    validates a `CallToolResult`'s structured content against the output model when the
-    metadata has one; metadata without a model is advertised only —
-    `FuncMetadata` reads its fields live, so clearing the model here is supported.)"""
-    tool = Tool.from_function(fn, annotations=annotations)
-    if tool.fn_metadata.output_schema is None:
-        raise TypeError(f"{tool.name} must be annotated Annotated[CallToolResult, <view model>]")
-    tool.fn_metadata.output_model = None
-    return tool
+    """A tool that publishes its view's output schema and whose results the SDK passes on as
+    they are: each is a view model instance, validated when it was built, or a document of exact
+    values from the database (`views.Doc`), dumped once by `_result`. The SDK derives the tool
+    from the function (arguments, description, and the output schema from the return annotation
+    `Annotated[CallToolResult, <view>]`); it is registered with metadata that carries that schema
+    and no output model, which the SDK advertises without validating results against it
+    (`FuncMetadata.convert_result`). The tests validate every result against the schema (the
+    SDK client does, on each call) and against the model."""
+    derived = Tool.from_function(fn, annotations=annotations)
+    schema = derived.fn_metadata.output_schema
+    if schema is None:
+        raise TypeError(f"{derived.name} must be annotated Annotated[CallToolResult, <view model>]")
+    advertised = FuncMetadata(arg_model=derived.fn_metadata.arg_model, output_schema=schema)
+    return derived.model_copy(update={"fn_metadata": advertised})
 
 
 def gateway_tools(gw: Gateway) -> list[Tool]:

@@ -38,13 +38,24 @@ Window = Literal["daily", "weekly", "all_time"]
 # The JSON form of a view, built without the model: what the hot read tools (get_account_state,
 # get_market_data) return. Their values come from PostgreSQL already as exact decimal text
 # (`repository`), so building and dumping the model would only re-check and re-format them; the
-# dict is serialized once. The model stays the contract: it is the tool's output schema, and the
-# tests validate every such document against it and check that its JSON is exactly the model's.
+# dict is serialized once. The model stays the contract: it is the tool's output schema, its
+# fields are the document's keys (`document`, `projection.Projection`), and the tests validate
+# every such document against the schema and check that its JSON is exactly the model's.
 Doc: TypeAlias = dict[str, Any]
 
 
 class View(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+def document(view: type[View], /, **values: Any) -> Doc:
+    """`view`'s JSON form from its JSON-ready field values, keyed in the model's field order;
+    a missing or unknown field is a TypeError (a renamed field cannot go unnoticed)."""
+    fields = view.model_fields
+    if values.keys() != fields.keys():
+        missing, unknown = fields.keys() - values.keys(), values.keys() - fields.keys()
+        raise TypeError(f"{view.__name__} document: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    return {name: values[name] for name in fields}
 
 
 class ExitPlan(View):

@@ -175,36 +175,18 @@ async def save_open_interest(
     )
 
 
-# Equity = cash + unrealized PnL at the latest mark (else last) price, all in NUMERIC.
-# An account whose open positions cannot all be priced gets no snapshot (see docs/metrics.md).
+# The account's live equity as the schema values it (view `account_equity_now`: cash, else
+# available + locked, plus the open positions' unrealized PnL at the latest mark, in NUMERIC).
+# An account whose equity is unknown (no balance, a position's PnL unknown) or whose open
+# positions cannot all be priced gets no snapshot (see docs/metrics.md).
 WRITE_EQUITY = """
-WITH acc AS (
-    SELECT id FROM aitrader.accounts
-     WHERE status = 'active' AND ($1::uuid[] IS NULL OR id = ANY($1::uuid[]))
-), cash AS (
-    SELECT DISTINCT ON (b.account_id) b.account_id,
-           COALESCE(b.cash_usdt, b.available_usdt + b.locked_usdt) AS cash
-      FROM aitrader.balance_snapshots b JOIN acc ON acc.id = b.account_id
-     ORDER BY b.account_id, b.as_of DESC
-), pos AS (
-    SELECT p.account_id, p.avg_entry_price AS entry,
-           CASE p.side WHEN 'long' THEN 1 WHEN 'short' THEN -1 END
-               * p.quantity * i.ct_val * i.ct_mult AS signed_qty,
-           COALESCE(m.mark_price, m.last_price, p.mark_price) AS price
-      FROM aitrader.positions_open p JOIN acc ON acc.id = p.account_id
-      LEFT JOIN aitrader.instruments i ON i.symbol = p.symbol
-      LEFT JOIN aitrader.market_prices m ON m.symbol = p.symbol
-), val AS (
-    SELECT account_id, sum((price - entry) * signed_qty) AS upnl, sum(price * signed_qty) AS npv,
-           count(*) FILTER (WHERE price IS NULL OR entry IS NULL OR signed_qty IS NULL) AS unpriced
-      FROM pos GROUP BY account_id
-)
 INSERT INTO aitrader.equity_snapshots
     (account_id, equity, cash, net_position_value, unrealized_pnl, as_of, source)
-SELECT c.account_id, c.cash + COALESCE(v.upnl, 0), c.cash, COALESCE(v.npv, 0),
-       COALESCE(v.upnl, 0), $2, 'calculated'
-  FROM cash c LEFT JOIN val v USING (account_id)
- WHERE COALESCE(v.unpriced, 0) = 0
+SELECT e.account_id, e.equity_usdt, e.equity_cash_usdt, e.net_position_value_usdt,
+       e.unrealized_pnl_usdt, $2, 'calculated'
+  FROM aitrader.account_equity_now e
+ WHERE e.status = 'active' AND ($1::uuid[] IS NULL OR e.account_id = ANY($1::uuid[]))
+   AND e.equity_usdt IS NOT NULL AND e.net_position_value_usdt IS NOT NULL
 RETURNING account_id
 """
 

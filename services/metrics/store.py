@@ -23,7 +23,8 @@ ACCOUNT = pl.Categorical()
 
 ACCOUNTS = """aitrader.accounts a WHERE a.status = 'active'
     AND ($1::uuid[] IS NULL OR a.id = ANY($1::uuid[]))"""
-DIRECTION = "CASE {t}.side WHEN 'long' THEN 1 WHEN 'short' THEN -1 END"
+# A closed position's direction (an open one's is `positions_valued.direction`).
+DIRECTION = "CASE c.side WHEN 'long' THEN 1 WHEN 'short' THEN -1 END"
 
 QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
     "accounts": (
@@ -39,22 +40,20 @@ QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
     "closed": (
         f"""SELECT c.account_id, c.entry_time, c.exit_time, c.realized_pnl_usdt AS pnl,
                    c.average_confidence::float8 AS confidence,
-                   round({DIRECTION.format(t="c")} * c.quantity * c.entry_price
-                         * i.ct_val * i.ct_mult, 8) AS notional
+                   round({DIRECTION} * c.quantity * c.entry_price * s.contract_size, 8)
+                       AS notional
               FROM aitrader.positions_closed c
-              LEFT JOIN aitrader.instruments i ON i.symbol = c.symbol
+              LEFT JOIN aitrader.contract_sizes s ON s.symbol = c.symbol
              WHERE c.realized_pnl_usdt IS NOT NULL AND c.exit_time <= $2
                AND c.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
         {"account_id": ACCOUNT, "entry_time": TIME, "exit_time": TIME, "pnl": MONEY,
          "confidence": pl.Float64(), "notional": MONEY},
     ),
     "open": (
-        f"""SELECT p.account_id, LEAST(COALESCE(p.opened_at, p.updated_at), $2) AS opened_at,
-                   round({DIRECTION.format(t="p")} * p.quantity * p.avg_entry_price
-                         * i.ct_val * i.ct_mult, 8) AS notional
-              FROM aitrader.positions_open p
-              LEFT JOIN aitrader.instruments i ON i.symbol = p.symbol
-             WHERE p.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
+        f"""SELECT v.account_id, LEAST(COALESCE(v.opened_at, v.updated_at), $2) AS opened_at,
+                   round(v.direction * v.coin_quantity * v.avg_entry_price, 8) AS notional
+              FROM aitrader.positions_valued v
+             WHERE v.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
         {"account_id": ACCOUNT, "opened_at": TIME, "notional": MONEY},
     ),
     # An order is "filled" at its last fill.

@@ -30,6 +30,24 @@ def test_redact_masks_secret_keys_and_registered_values() -> None:
     }
 
 
+def test_redact_masks_a_secret_key_at_any_depth_unless_its_value_is_empty() -> None:
+    """One walk for logs and the audit's tool results; its verdict per key is cached."""
+    payload = {
+        "orders": [{"sign": "abc", "token": None, "password": "", "sz": "1"}],
+        "apiKey": {"x": 1},
+        "signal": "buy",
+    }
+    expected = {
+        "orders": [{"sign": "***", "token": None, "password": "", "sz": "1"}],
+        "apiKey": "***",
+        "signal": "buy",
+    }
+    assert redact(payload) == expected
+    assert redact(payload) == expected  # again, from the cached verdicts
+    assert redact("abc", "Authorization") == "***"
+    assert (redact(None, "Authorization"), redact("abc")) == (None, "abc")
+
+
 SECRET = 'p"ss\\wörd-9'  # JSON escapes the quote and the backslash; ASCII JSON also the ö
 TEXTS = st.sampled_from(["BTC-USDT-SWAP", "61000.1", f"pw {SECRET}!", "", "signal", "tokenized"])
 # Keys `redact` never masks: the only thing left to mask is a registered value in a string.
