@@ -26,6 +26,7 @@ from pydantic_core import from_json
 
 from services.mcp_gateway.auth import Principal
 from shared.clock import utcnow
+from shared.consumer import Nak, fate_of
 from shared.db import json_dumps
 from shared.logging import get_logger, may_hold_secret_value, redact
 
@@ -186,11 +187,14 @@ class AuditWriter:
                 log.warning("audit_row_fixed", call_id=str(rows[0][0]), error=f"{type(exc).__name__}: {exc}")
                 rows = [_storable(rows[0], str(exc))]
                 continue
-            except (OSError, asyncpg.PostgresConnectionStatusError, asyncpg.InterfaceError) as exc:
-                # The database is away: keep the rows and retry; callers block once the queue fills.
-                log.warning("audit_write_retry", rows=len(rows), error=f"{type(exc).__name__}: {exc}")
-            except Exception:  # anything else (a schema problem): say so loudly, keep the rows
-                log.exception("audit_write_failed", rows=len(rows))
+            except Exception as exc:
+                fate = fate_of(exc)
+                if isinstance(fate, Nak) and not fate.unknown:
+                    # The database is away (down, restarting): keep the rows and retry; callers
+                    # block once the queue fills.
+                    log.warning("audit_write_retry", rows=len(rows), error=f"{type(exc).__name__}: {exc}")
+                else:  # anything else (a schema problem): say so loudly, keep the rows
+                    log.exception("audit_write_failed", rows=len(rows))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
