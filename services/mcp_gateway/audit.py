@@ -26,7 +26,7 @@ from pydantic_core import from_json
 
 from services.mcp_gateway.auth import Principal
 from shared.clock import utcnow
-from shared.consumer import Nak, fate_of
+from shared.consumer import DeadLetter, fate_of
 from shared.db import json_dumps
 from shared.logging import get_logger, may_hold_secret_value, redact
 
@@ -173,23 +173,25 @@ class AuditWriter:
             try:
                 await self._pool.executemany(_UPSERT, rows)
                 return
-            except asyncpg.DataError as exc:
-                # A value PostgreSQL refuses (a NUL character in text or jsonb): find the row,
-                # store it with the offending characters replaced, write the others as they are.
-                if len(rows) > 1:
-                    for row in rows:
-                        await self._write([row])
-                    return
-                fixes += 1
-                if fixes > 2:  # not even the note could be stored: nothing more to try
-                    log.error("audit_row_dropped", call_id=str(rows[0][0]), error=str(exc))
-                    return
-                log.warning("audit_row_fixed", call_id=str(rows[0][0]), error=f"{type(exc).__name__}: {exc}")
-                rows = [_storable(rows[0], str(exc))]
-                continue
             except Exception as exc:
                 fate = fate_of(exc)
-                if isinstance(fate, Nak) and not fate.unknown:
+                if isinstance(fate, DeadLetter):
+                    # PostgreSQL refuses a value (a NUL in text or jsonb, a constraint): find the
+                    # row, store it with the offending characters replaced or its payload replaced
+                    # by a note, write the others as they are; never block the queue behind it.
+                    if len(rows) > 1:
+                        for row in rows:
+                            await self._write([row])
+                        return
+                    fixes += 1
+                    if fixes > 2:  # not even the note could be stored: nothing more to try
+                        log.error("audit_row_dropped", call_id=str(rows[0][0]), error=str(exc))
+                        return
+                    log.warning("audit_row_fixed", call_id=str(rows[0][0]),
+                                error=f"{type(exc).__name__}: {exc}")
+                    rows = [_storable(rows[0], str(exc))]
+                    continue
+                if not fate.unknown:
                     # The database is away (down, restarting): keep the rows and retry; callers
                     # block once the queue fills.
                     log.warning("audit_write_retry", rows=len(rows), error=f"{type(exc).__name__}: {exc}")
