@@ -14,10 +14,7 @@ from typing import Any, Literal
 
 from services.mcp_gateway.errors import InvalidArgument
 from services.mcp_gateway.views import plain_decimal as fmt
-
-Side = Literal["buy", "sell"]
-OrderType = Literal["market", "limit"]
-PosSide = Literal["net", "long", "short"]
+from shared.types import OrderType, PosSide, Side
 
 # OKX bars the gateway serves, and their length.
 BAR_SECONDS: dict[str, int] = {

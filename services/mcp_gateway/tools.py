@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
@@ -18,6 +18,7 @@ from services.mcp_gateway.audit import AuditMiddleware, current_call
 from services.mcp_gateway.auth import Principal, TokenVerifier, principal_from_token
 from services.mcp_gateway.gateway import Gateway
 from services.mcp_gateway.rules import Timeframe, TradeRequest
+from shared.types import Direction, OrderType, Side, Window
 
 INSTRUCTIONS = """\
 AiTrader: trade OKX USDT-margined perpetual swaps (e.g. BTC-USDT-SWAP) for one account.
@@ -30,7 +31,7 @@ get_performance_metrics to review. Every call is recorded."""
 Positive = Annotated[Decimal, Field(gt=0)]
 Symbol = Annotated[str, Field(description="OKX swap id, e.g. BTC-USDT-SWAP.", min_length=1, max_length=40)]
 TradeSide = Annotated[
-    Literal["buy", "sell"],
+    Side,
     Field(description="buy opens/adds a long or reduces a short; sell the opposite."),
 ]
 Size = Annotated[
@@ -63,11 +64,11 @@ NewCondition = Annotated[
     str | None, Field(max_length=1000, description="New invalidation condition, in words.")
 ]
 PositionSide = Annotated[
-    Literal["long", "short"] | None,
+    Direction | None,
     Field(description="Only when both a long and a short are open in symbol."),
 ]
 WindowArg = Annotated[
-    Literal["daily", "weekly", "all_time"],
+    Window,
     Field(description="daily = last 24 h, weekly = last 7 days."),
 ]
 
@@ -146,7 +147,7 @@ def gateway_tools(gw: Gateway) -> list[Tool]:
         size: Size,
         leverage: Leverage,
         confidence: Confidence,
-        order_type: Literal["market", "limit"] = "market",
+        order_type: OrderType = "market",
         price: LimitPrice = None,
         reduce_only: ReduceOnly = False,
         exit_plan: PlanArg = None,

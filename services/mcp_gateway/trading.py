@@ -20,7 +20,6 @@ from services.mcp_gateway.commands import CommandFailed, place_order
 from services.mcp_gateway.errors import InvalidArgument, NotAllowed, TradeNotPlaced
 from services.mcp_gateway.gateway import Gateway
 from services.mcp_gateway.rules import (
-    PosSide,
     TradeRequest,
     check_exit_plan,
     check_trade,
@@ -28,6 +27,7 @@ from services.mcp_gateway.rules import (
     pos_side_for,
 )
 from shared.messages import PlaceOrder
+from shared.types import PosSide
 
 ENDED = frozenset({"canceled", "rejected", "failed"})
 

@@ -8,10 +8,12 @@ string shows the exact value the ledger holds. Times are ISO-8601 UTC.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, TypeAlias
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from shared.types import Direction, Mode, PosSide, Side, Window
 
 
 def plain_decimal(value: Decimal) -> str:
@@ -32,8 +34,6 @@ Dec = Annotated[
 ]
 # None is serialized natively: the formatter runs only for decimals.
 OptDec = Annotated[Dec | None, WithJsonSchema({"type": ["string", "null"], "description": "exact decimal"})]
-Mode = Literal["live", "simulated"]
-Window = Literal["daily", "weekly", "all_time"]
 
 # The JSON form of a view, built without the model: what the hot read tools (get_account_state,
 # get_market_data) return. Their values come from PostgreSQL already as exact decimal text
@@ -61,8 +61,8 @@ class ExitPlan(View):
 
 class Position(View):
     symbol: str
-    side: Literal["long", "short"]
-    pos_side: Literal["net", "long", "short"] = Field(description="OKX position slot.")
+    side: Direction
+    pos_side: PosSide = Field(description="OKX position slot.")
     contracts: Dec = Field(description="Size in contracts (OKX 张).")
     coin_quantity: Dec = Field(description="contracts x ctVal x ctMult, in base_asset.")
     base_asset: str
@@ -150,7 +150,7 @@ class Order(View):
     client_order_id: str
     exchange_order_id: str | None
     symbol: str
-    side: Literal["buy", "sell"]
+    side: Side
     pos_side: str | None
     order_type: str
     size: Dec

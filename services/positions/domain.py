@@ -12,12 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
-from typing import Any, Literal
+from typing import Any
 
-Side = Literal["buy", "sell"]
-PosSide = Literal["net", "long", "short"]
-Direction = Literal["long", "short"]
-ExitReason = Literal["agent", "liquidation", "adl", "external"]
+from shared.types import Direction, ExitReason, PosSide, Side
+
 EntryKey = tuple[datetime, int, str]
 
 ROUNDING = ROUND_HALF_EVEN
