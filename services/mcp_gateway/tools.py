@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AnyHttpUrl, BaseModel, Field
@@ -16,6 +18,7 @@ from pydantic_core import from_json, to_json
 from services.mcp_gateway import handlers, trading, views
 from services.mcp_gateway.audit import AuditMiddleware, current_call
 from services.mcp_gateway.auth import Principal, TokenVerifier, principal_from_token
+from services.mcp_gateway.errors import Refusal
 from services.mcp_gateway.gateway import Gateway
 from services.mcp_gateway.rules import Timeframe, TradeRequest
 from shared.types import Direction, OrderType, Side, Window
@@ -112,10 +115,24 @@ def _tool(fn: Callable[..., Any], annotations: ToolAnnotations) -> Tool:
     validates a `CallToolResult`'s structured content against the output model when the
     metadata has one; metadata without a model is advertised only —
     `FuncMetadata` reads its fields live, so clearing the model here is supported.)"""
-    tool = Tool.from_function(fn, annotations=annotations)
+    tool = Tool.from_function(_refusals_as_tool_errors(fn), annotations=annotations)
     if tool.fn_metadata.output_schema is None:
         raise TypeError(f"{tool.name} must be annotated Annotated[CallToolResult, <view model>]")
     tool.fn_metadata.output_model = None
+    return tool
+
+
+def _refusals_as_tool_errors(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """The tool boundary: a `Refusal` of the gateway's core reaches the model as the SDK's
+    `ToolError` (an `is_error` result with the refusal's text); anything else stays a crash."""
+
+    @functools.wraps(fn)  # the SDK reads the signature, hints and docstring through the wrapper
+    async def tool(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except Refusal as exc:
+            raise ToolError(str(exc)) from exc
+
     return tool
 
 
