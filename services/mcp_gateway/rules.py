@@ -10,27 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
-from typing import Any, Literal
+from typing import Any
 
 from services.mcp_gateway.errors import InvalidArgument
 from services.mcp_gateway.views import plain_decimal as fmt
+from shared.bars import UnknownBar, bar_ms
 from shared.types import OrderType, PosSide, Side
-
-# OKX bars the gateway serves, and their length.
-BAR_SECONDS: dict[str, int] = {
-    "1m": 60,
-    "3m": 180,
-    "5m": 300,
-    "15m": 900,
-    "30m": 1800,
-    "1H": 3600,
-    "2H": 7200,
-    "4H": 14400,
-    "6H": 21600,
-    "12H": 43200,
-    "1D": 86400,
-}
-Timeframe = Literal["1m", "3m", "5m", "15m", "30m", "1H", "2H", "4H", "6H", "12H", "1D"]
 
 
 @dataclass(frozen=True)
@@ -181,7 +166,10 @@ def is_stale(latest: datetime | None, timeframe: str, now: datetime) -> bool:
     """Stale: no candle, or the newest closed candle is older than two bars."""
     if latest is None:
         return True
-    return now - latest > timedelta(seconds=2 * BAR_SECONDS[timeframe])
+    length = bar_ms(timeframe)
+    if length is None:
+        raise UnknownBar(timeframe)  # not a Timeframe: the tool's input schema refuses it
+    return now - latest > timedelta(milliseconds=2 * length)
 
 
 _EXACT = Context(prec=80, rounding=ROUND_HALF_EVEN)  # as the ledger's fold computes

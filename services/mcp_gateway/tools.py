@@ -20,7 +20,8 @@ from services.mcp_gateway.audit import AuditMiddleware, current_call
 from services.mcp_gateway.auth import Principal, TokenVerifier, principal_from_token
 from services.mcp_gateway.errors import Refusal
 from services.mcp_gateway.gateway import Gateway
-from services.mcp_gateway.rules import Timeframe, TradeRequest
+from services.mcp_gateway.rules import TradeRequest
+from shared.bars import Timeframe
 from shared.types import Direction, OrderType, Side, Window
 
 INSTRUCTIONS = """\

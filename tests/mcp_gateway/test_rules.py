@@ -23,6 +23,8 @@ from services.mcp_gateway.rules import (
     pos_side_for,
 )
 from services.mcp_gateway.views import plain_decimal
+from shared.bars import UnknownBar
+from tests.shared.cases import BAR_CASES
 
 BTC = Instrument(
     "BTC-USDT-SWAP",
@@ -126,6 +128,18 @@ def test_market_order_without_any_price_is_refused() -> None:
 )
 def test_pos_side(pos_mode: str | None, side: str, reduce_only: bool, expected: str) -> None:
     assert pos_side_for(pos_mode, side, reduce_only) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("name", "length", "closes"), BAR_CASES)
+def test_stale_after_two_bars_of_any_length(name: str, length: int | None, closes: datetime | None) -> None:
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    if length is None:  # no fixed length: not a timeframe the gateway serves
+        with pytest.raises(UnknownBar):
+            is_stale(now, name, now)
+        return
+    two_bars = timedelta(milliseconds=2 * length)
+    assert not is_stale(now - two_bars, name, now)
+    assert is_stale(now - two_bars - timedelta(microseconds=1), name, now)
 
 
 def test_stale_after_two_bars() -> None:
