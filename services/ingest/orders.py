@@ -21,6 +21,7 @@ from services.ingest.repository import InstrumentRules, Repository
 from services.ingest.responder import Responder
 from shared.logging import get_logger
 from shared.messages import PlaceOrder, PlaceOrderReply
+from shared.money import plain_decimal
 
 log = get_logger("ingest.orders")
 
@@ -54,19 +55,15 @@ def check_command(cmd: PlaceOrder, account_id: UUID, rules: InstrumentRules | No
 def order_body(cmd: PlaceOrder, pos_mode: str | None) -> dict[str, Any]:
     """The POST /trade/order body (sz in contracts, clOrdId = order id hex)."""
     body: dict[str, Any] = {"instId": cmd.inst_id, "tdMode": cmd.td_mode, "side": cmd.side,
-                            "ordType": cmd.ord_type, "sz": _num(cmd.sz),
+                            "ordType": cmd.ord_type, "sz": plain_decimal(cmd.sz),
                             "clOrdId": cmd.cl_ord_id}
     if cmd.ord_type == "limit" and cmd.px is not None:
-        body["px"] = _num(cmd.px)
+        body["px"] = plain_decimal(cmd.px)
     if cmd.pos_side != "net":
         body["posSide"] = cmd.pos_side
     if cmd.reduce_only and pos_mode != "long_short_mode":
         body["reduceOnly"] = True  # OKX: only in net mode; long/short closes imply it
     return body
-
-
-def _num(value: Decimal) -> str:
-    return format(value.normalize(), "f")
 
 
 class OrderHandler(Responder):
@@ -118,7 +115,7 @@ class OrderHandler(Responder):
         key = (cmd.inst_id, cmd.td_mode)
         if self._levers.get(key) == cmd.lever:
             return
-        body: dict[str, Any] = {"instId": cmd.inst_id, "lever": _num(cmd.lever),
+        body: dict[str, Any] = {"instId": cmd.inst_id, "lever": plain_decimal(cmd.lever),
                                 "mgnMode": cmd.td_mode}
         if cmd.td_mode == "isolated" and cmd.pos_side != "net":
             body["posSide"] = cmd.pos_side

@@ -17,6 +17,7 @@ from services.mcp_gateway.definitions import DEFINITIONS
 from services.mcp_gateway.errors import InvalidArgument
 from services.mcp_gateway.gateway import Gateway
 from services.mcp_gateway.rules import is_stale, live_equity
+from shared.money import plain_decimal
 
 
 async def account_state(gw: Gateway, who: Principal) -> views.Doc:
@@ -50,7 +51,7 @@ async def account_state(gw: Gateway, who: Principal) -> views.Doc:
         "available_usdt": row["available_usdt"],
         "locked_usdt": row["locked_usdt"],
         "cash_usdt": row["cash_usdt"],
-        "equity_usdt": views.plain_decimal(equity) if equity is not None else None,
+        "equity_usdt": plain_decimal(equity) if equity is not None else None,
         "exchange_equity_usdt": row["exchange_equity_usdt"],
         "balance_as_of": row["balance_as_of"],
         "positions": positions,

@@ -11,7 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from services.mcp_gateway import views
-from services.mcp_gateway.rules import Instrument, average_confidence
+from services.mcp_gateway.rules import Instrument, confidence_text
 from shared.db import fetch_now
 
 Conn: TypeAlias = asyncpg.Pool | asyncpg.Connection
@@ -28,7 +28,7 @@ async def fetch_instruments(db: Conn) -> list[Instrument]:
 # ------------------------------------------------------------------------------ account state
 # The hot read tools get their values computed and formatted by PostgreSQL, as exact decimal
 # text: `trim_scale(x)::text` is numeric_out (never rounds, never writes an exponent) without the
-# trailing zeros of the column's scale, "0.01000000" -> "0.01": the text `views.plain_decimal`
+# trailing zeros of the column's scale, "0.01000000" -> "0.01": the text `shared.money.plain_decimal`
 # writes. A value that is only shown is never decoded into a Decimal and formatted back in Python
 # (asyncpg's numeric decoding and the per-value formatter were about a fifth of the gateway's CPU
 # for get_account_state). The columns are named after the view's fields.
@@ -126,7 +126,7 @@ def position_doc(r: asyncpg.Record) -> views.Doc:
         "unrealized_pnl_usdt": r["unrealized_pnl_usdt"],
         "notional_usdt": r["notional_usdt"],
         "exit_plan": _plan_doc(r["exit_plan"]),
-        "confidence": average_confidence(r["confidence_weight_sum"], r["confidence_quantity"]),
+        "confidence": confidence_text(r["confidence_weight_sum"], r["confidence_quantity"]),
         "opened_at": r["opened_at"],
         "updated_at": r["updated_at"],
     }

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from services.mcp_gateway.errors import InvalidArgument
-from services.mcp_gateway.views import plain_decimal as fmt
 from shared.bars import UnknownBar, bar_ms
+from shared.money import LEDGER_CONTEXT, Q2, average_confidence
+from shared.money import plain_decimal as fmt
 from shared.types import OrderType, PosSide, Side
 
 
@@ -137,7 +138,7 @@ def check_notional(
             rounding=ROUND_DOWN
         ) * inst.lot_sz
         raise InvalidArgument(
-            f"notional {fmt(value.quantize(Decimal('0.01')))} USDT (size {fmt(req.size)} x "
+            f"notional {fmt(value.quantize(Q2))} USDT (size {fmt(req.size)} x "
             f"{fmt(inst.contract_size)} {inst.base_asset} x price {fmt(price)}) exceeds the "
             f"maximum {fmt(limits.max_notional_usdt)} USDT per order; the largest allowed size at "
             f"this price is {fmt(largest)} contracts."
@@ -172,18 +173,12 @@ def is_stale(latest: datetime | None, timeframe: str, now: datetime) -> bool:
     return now - latest > timedelta(milliseconds=2 * length)
 
 
-_EXACT = Context(prec=80, rounding=ROUND_HALF_EVEN)  # as the ledger's fold computes
-_CENT = Decimal("0.01")
-
-
-def average_confidence(weight_sum: str, quantity: str) -> str | None:
-    """The contract-weighted confidence of a position's opening fills (exact texts of
-    `confidence_weight_sum` and `confidence_quantity`), to 2 places rounded half to even: the
-    figure the ledger will store as the closed position's `average_confidence`."""
-    if Decimal(quantity) == 0:
-        return None
-    value = _EXACT.divide(Decimal(weight_sum), Decimal(quantity)).quantize(_CENT, context=_EXACT)
-    return fmt(value)
+def confidence_text(weight_sum: str, quantity: str) -> str | None:
+    """The average confidence of a position from the exact texts of its
+    `confidence_weight_sum` and `confidence_quantity`: the figure the ledger will store as
+    the closed position's `average_confidence`."""
+    value = average_confidence(Decimal(weight_sum), Decimal(quantity))
+    return None if value is None else fmt(value)
 
 
 def live_equity(
@@ -195,10 +190,10 @@ def live_equity(
     """Cash (the exchange's cashBal, else available + locked) plus the open positions' unrealized
     PnL at the latest mark; None without a balance or when a position's PnL is unknown."""
     if cash is None and available is not None and locked is not None:
-        cash = _EXACT.add(available, locked)
+        cash = LEDGER_CONTEXT.add(available, locked)
     total = cash
     for upl in unrealized:
-        total = None if total is None or upl is None else _EXACT.add(total, upl)
+        total = None if total is None or upl is None else LEDGER_CONTEXT.add(total, upl)
     return total
 
 

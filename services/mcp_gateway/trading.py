@@ -27,6 +27,7 @@ from services.mcp_gateway.rules import (
     pos_side_for,
 )
 from shared.messages import PlaceOrder
+from shared.money import plain_decimal
 from shared.types import PosSide
 
 ENDED = frozenset({"canceled", "rejected", "failed"})
@@ -179,11 +180,11 @@ async def _wait_for_fills(
 
 
 def _note(order: views.Order, filled: Decimal) -> str:
-    what = f"{order.order_type} {order.side} {views.plain_decimal(order.size)} {order.symbol}"
+    what = f"{order.order_type} {order.side} {plain_decimal(order.size)} {order.symbol}"
     if filled >= order.size:
         return f"{what}: filled."
     if filled > 0:
-        return f"{what}: {views.plain_decimal(filled)} filled so far; more fills may follow."
+        return f"{what}: {plain_decimal(filled)} filled so far; more fills may follow."
     return f"{what}: accepted by the exchange (status {order.status}); no fill yet."
 
 

@@ -13,18 +13,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from shared.money import plain_decimal
 from shared.types import Direction, Mode, PosSide, Side, Window
-
-
-def plain_decimal(value: Decimal) -> str:
-    """Exact, without exponent or trailing zeros: Decimal('0.01000000') -> '0.01'."""
-    text = str(value)  # half the cost of format(value, "f"); exponent form only when tiny or huge
-    if "E" in text:
-        text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
-
 
 # The schemas say string (what is sent), flat: one type is cheap for a client to validate.
 Dec = Annotated[

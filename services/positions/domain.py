@@ -1,9 +1,10 @@
 """The fill ledger's pure fold: positions from fills and funding payments (DESIGN §3).
 
-No I/O, no clock, no async. Every value is quantized to its column's scale with one rounding
-mode, so a position loaded back from PostgreSQL equals the one held in memory and a replay
-compares equal. A position lives in one slot: (account, symbol, pos_side), where pos_side is
-OKX's `net`, or `long` / `short` in long/short mode; slots never interact.
+No I/O, no clock, no async. Every value is computed in the ledger's decimal context and
+quantized to its column's scale with one rounding mode (`shared.money`), so a position loaded
+back from PostgreSQL equals the one held in memory and a replay compares equal. A position
+lives in one slot: (account, symbol, pos_side), where pos_side is OKX's `net`, or `long` /
+`short` in long/short mode; slots never interact.
 """
 
 from __future__ import annotations
@@ -11,33 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
+from shared.money import LEDGER_CONTEXT, Q4, Q8, Q12, ZERO, average_confidence, quantize
 from shared.types import Direction, ExitReason, PosSide, Side
 
 EntryKey = tuple[datetime, int, str]
 
-ROUNDING = ROUND_HALF_EVEN
-# Wide enough that no intermediate product of NUMERIC(32,12) values is ever rounded.
-_CONTEXT = Context(prec=80, rounding=ROUNDING)
-Q2 = Decimal("0.01")
-Q4 = Decimal("0.0001")
-Q8 = Decimal("0.00000001")
-Q12 = Decimal("0.000000000001")
-ZERO = Decimal(0)
 LIQUIDATION_CATEGORIES = frozenset({"full_liquidation", "partial_liquidation"})
 _MICROSECONDS_PER_MINUTE = Decimal(60_000_000)
-
-
-def quantize(value: Decimal, exp: Decimal) -> Decimal:
-    """Round to a column scale with the ledger's one rounding mode."""
-    return value.quantize(exp, rounding=ROUNDING, context=_CONTEXT)
-
-
-def quantize_opt(value: Decimal | None, exp: Decimal) -> Decimal | None:
-    """`quantize` that passes None through."""
-    return None if value is None else quantize(value, exp)
 
 
 class FoldAnomaly(ValueError):
@@ -128,9 +112,7 @@ class Position:
 
     @property
     def average_confidence(self) -> Decimal | None:
-        if not self.confidence_quantity:
-            return None
-        return quantize(self.confidence_weight_sum / self.confidence_quantity, Q2)
+        return average_confidence(self.confidence_weight_sum, self.confidence_quantity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +157,7 @@ def apply_fill(
         raise ValueError(
             f"fill {fill.trade_id} is for slot {fill.pos_side}, not {position.pos_side}"
         )
-    with localcontext(_CONTEXT):
+    with localcontext(LEDGER_CONTEXT):
         if fill.pos_side == "net":
             return _apply_net(position, fill, instrument)
         return _apply_hedged(position, fill, instrument)

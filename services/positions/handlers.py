@@ -21,17 +21,7 @@ import asyncpg
 from services.positions import repository
 from services.positions.catalog import InstrumentCatalog
 from services.positions.changes import SlotChange, write_changes
-from services.positions.domain import (
-    Q2,
-    Q8,
-    Entry,
-    FundingEntry,
-    Instrument,
-    LedgerFill,
-    fold,
-    quantize,
-    quantize_opt,
-)
+from services.positions.domain import Entry, FundingEntry, Instrument, LedgerFill, fold
 from services.positions.ids import uuid7
 from services.positions.inbound import Inbound
 from services.positions.orders import (
@@ -51,6 +41,7 @@ from shared.messages import (
     OrderUpdate,
     PositionEvent,
 )
+from shared.money import Q2, Q8, quantize, quantize_opt
 
 log = get_logger("positions")
 NewEntries = dict[Slot, list[tuple[Entry, Inbound]]]

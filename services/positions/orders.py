@@ -11,8 +11,8 @@ from uuid import UUID
 
 import asyncpg
 
-from services.positions.domain import Q2, quantize_opt
 from shared.messages import Balance, ExchangePosition, Fill, OrderUpdate
+from shared.money import Q2, quantize_opt
 
 # OKX order state -> orders.status; a later state never goes back to an earlier one.
 STATUS = {"live": "open", "mmp_canceled": "canceled"}

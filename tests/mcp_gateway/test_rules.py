@@ -6,25 +6,22 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from services.mcp_gateway.errors import InvalidArgument
 from services.mcp_gateway.rules import (
     Instrument,
     Limits,
     TradeRequest,
-    average_confidence,
     check_exit_plan,
     check_trade,
+    confidence_text,
     is_stale,
     live_equity,
     merged_exit_plan,
     pos_side_for,
 )
-from services.mcp_gateway.views import plain_decimal
 from shared.bars import UnknownBar
-from tests.shared.cases import BAR_CASES
+from tests.shared.cases import BAR_CASES, CONFIDENCE_CASES
 
 BTC = Instrument(
     "BTC-USDT-SWAP",
@@ -197,28 +194,6 @@ def test_live_equity(
     assert live_equity(d(cash), d(available), d(locked), [d(u) for u in upl]) == d(equity)
 
 
-@given(st.decimals(allow_nan=False, allow_infinity=False, places=8, min_value=-(10**12), max_value=10**12))
-def test_plain_decimal_is_exact(value: Decimal) -> None:
-    text = plain_decimal(value)
-    assert "E" not in text and Decimal(text) == value
-    assert not ("." in text and text.endswith("0")) and text != "-0"
-
-
-def test_plain_decimal_forms() -> None:
-    cases = {"0.01000000": "0.01", "1E+2": "100", "1E-8": "0.00000001", "-0E-8": "0", "61000.10": "61000.1"}
-    assert {k: plain_decimal(Decimal(k)) for k in cases} == cases
-
-
-@pytest.mark.parametrize(
-    ("weight_sum", "quantity", "expected"),
-    [
-        ("210.000000000000", "3.00000000", "70"),
-        ("100", "3", "33.33"),  # 33.333...: no exact quotient
-        ("33.325", "1", "33.32"),  # half to even, as the ledger rounds
-        ("99.975", "1", "99.98"),
-        ("0.000000333250", "0.00000001", "33.32"),
-        ("0", "0", None),  # no opening fill carried a confidence
-    ],
-)
-def test_average_confidence(weight_sum: str, quantity: str, expected: str | None) -> None:
-    assert average_confidence(weight_sum, quantity) == expected
+@pytest.mark.parametrize(("weight_sum", "quantity", "expected"), CONFIDENCE_CASES)
+def test_average_confidence_text(weight_sum: str, quantity: str, expected: str | None) -> None:
+    assert confidence_text(weight_sum, quantity) == expected
