@@ -11,18 +11,17 @@ from uuid import UUID
 import asyncpg
 
 from services.mcp_gateway import views
-from services.mcp_gateway.rules import Instrument, confidence_text
+from services.mcp_gateway.rules import confidence_text
 from shared.db import fetch_now
+from shared.instruments import SPEC_COLUMNS, InstrumentSpec
+from shared.types import PosMode
 
 Conn: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
 
-async def fetch_instruments(db: Conn) -> list[Instrument]:
-    rows = await db.fetch(
-        """SELECT symbol, base_asset, ct_val, ct_mult, lot_sz, min_sz, tick_sz, max_leverage, status
-           FROM aitrader.instruments"""
-    )
-    return [Instrument(**dict(r)) for r in rows]
+async def fetch_instruments(db: Conn) -> list[InstrumentSpec]:
+    rows = await db.fetch(f"SELECT {SPEC_COLUMNS} FROM aitrader.instruments")
+    return [InstrumentSpec(**dict(r)) for r in rows]
 
 
 # ------------------------------------------------------------------------------ account state
@@ -175,7 +174,9 @@ async def fetch_snapshots(
     return await fetch_now(pool, _SNAPSHOTS, symbol, timeframes, limit)
 
 
-async def fetch_trade_context(db: Conn, account_id: UUID, symbol: str) -> tuple[str | None, Decimal | None]:
+async def fetch_trade_context(
+    db: Conn, account_id: UUID, symbol: str
+) -> tuple[PosMode | None, Decimal | None]:
     """The account's position mode and the symbol's latest mark (or last) price."""
     row = await db.fetchrow(
         """SELECT (SELECT pos_mode FROM aitrader.accounts WHERE id = $1) AS pos_mode,

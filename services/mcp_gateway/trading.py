@@ -56,7 +56,7 @@ async def execute_trade(
             return replay
     inst = await gw.instruments.get(req.symbol)
     pos_mode, mark = await repository.fetch_trade_context(gw.pool, who.account_id, req.symbol)
-    check_trade(req, inst, gw.limits, mark)
+    check_trade(req, inst, gw.limits, mark, pos_mode)
     plan = exit_plan.model_dump(mode="json", exclude_none=True) if exit_plan else None
     if plan and not req.reduce_only:
         check_exit_plan(plan, "long" if req.side == "buy" else "short")

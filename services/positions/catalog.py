@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from services.positions.domain import Instrument
 from services.positions.repository import load_instruments
 from shared.clock import Clock
+from shared.instruments import InstrumentSpec
 
 
 class InstrumentCatalog:
@@ -24,12 +24,12 @@ class InstrumentCatalog:
     def __init__(self, clock: Clock, grace_seconds: float, reload_interval: float = 1.0) -> None:
         self._clock = clock
         self._started = clock.now()
-        self._items: dict[str, Instrument] = {}
+        self._items: dict[str, InstrumentSpec] = {}
         self._loaded_at: float | None = None
         self._reload_interval = reload_interval
         self.grace_seconds = grace_seconds
 
-    async def resolve(self, conn: asyncpg.Connection, symbols: Iterable[str]) -> dict[str, Instrument]:
+    async def resolve(self, conn: asyncpg.Connection, symbols: Iterable[str]) -> dict[str, InstrumentSpec]:
         """The known instruments among `symbols`, reloading the table when one is missing."""
         wanted = set(symbols)
         now = self._clock.monotonic()

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Any
 
+from shared.instruments import InstrumentSpec
 from shared.money import LEDGER_CONTEXT, Q4, Q8, Q12, ZERO, average_confidence, quantize
 from shared.types import Direction, ExitReason, PosSide, Side
 
@@ -31,19 +32,6 @@ class FoldAnomaly(ValueError):
         super().__init__(f"{entry_id}: {reason}")
         self.entry_id = entry_id
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Instrument:
-    """Contract specification: one contract is ct_val x ct_mult units of the base asset."""
-
-    symbol: str
-    ct_val: Decimal
-    ct_mult: Decimal = Decimal(1)
-
-    @property
-    def multiplier(self) -> Decimal:
-        return self.ct_val * self.ct_mult
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +138,7 @@ class FoldResult:
 
 
 def apply_fill(
-    position: Position | None, fill: LedgerFill, instrument: Instrument
+    position: Position | None, fill: LedgerFill, instrument: InstrumentSpec
 ) -> tuple[Position | None, ClosedPosition | None]:
     """Apply one fill to its slot: open, add, reduce, close, or (net mode) flip."""
     if position is not None and position.pos_side != fill.pos_side:
@@ -172,7 +160,7 @@ def apply_funding(position: Position | None, funding: FundingEntry) -> Position:
 
 
 def fold(
-    entries: Iterable[Entry], instrument: Instrument, position: Position | None = None
+    entries: Iterable[Entry], instrument: InstrumentSpec, position: Position | None = None
 ) -> FoldResult:
     """Apply entries in (time, kind, id) order; anomalies are skipped and reported."""
     closed: list[ClosedPosition] = []
@@ -214,7 +202,7 @@ def _direction(side: Side) -> Direction:
 
 
 def _apply_net(
-    position: Position | None, fill: LedgerFill, instrument: Instrument
+    position: Position | None, fill: LedgerFill, instrument: InstrumentSpec
 ) -> tuple[Position | None, ClosedPosition | None]:
     direction = _direction(fill.side)
     if position is None:
@@ -231,7 +219,7 @@ def _apply_net(
 
 
 def _apply_hedged(
-    position: Position | None, fill: LedgerFill, instrument: Instrument
+    position: Position | None, fill: LedgerFill, instrument: InstrumentSpec
 ) -> tuple[Position | None, ClosedPosition | None]:
     slot: Direction = "long" if fill.pos_side == "long" else "short"
     if _direction(fill.side) == slot:
@@ -297,11 +285,11 @@ def _add(position: Position, fill: LedgerFill) -> Position:
 
 
 def _reduce(
-    position: Position, fill: LedgerFill, size: Decimal, fee: Decimal, instrument: Instrument
+    position: Position, fill: LedgerFill, size: Decimal, fee: Decimal, instrument: InstrumentSpec
 ) -> tuple[Position | None, ClosedPosition | None]:
     sign = 1 if position.side == "long" else -1
     move = fill.price - position.avg_entry_price
-    gross = quantize(move * size * instrument.multiplier * sign, Q8)
+    gross = quantize(move * size * instrument.contract_size * sign, Q8)
     p = position  # every field spelled out: see _add
     state = Position(
         pos_side=p.pos_side, side=p.side, quantity=p.quantity - size,

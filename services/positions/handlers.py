@@ -21,7 +21,7 @@ import asyncpg
 from services.positions import repository
 from services.positions.catalog import InstrumentCatalog
 from services.positions.changes import SlotChange, write_changes
-from services.positions.domain import Entry, FundingEntry, Instrument, LedgerFill, fold
+from services.positions.domain import Entry, FundingEntry, LedgerFill, fold
 from services.positions.ids import uuid7
 from services.positions.inbound import Inbound
 from services.positions.orders import (
@@ -32,6 +32,7 @@ from services.positions.orders import (
     upsert_orders,
 )
 from services.positions.repository import Slot
+from shared.instruments import InstrumentSpec
 from shared.logging import get_logger
 from shared.messages import (
     Balance,
@@ -105,7 +106,7 @@ def _account_ok(item: Inbound, modes: dict[UUID, str], out: BatchOutcome) -> boo
 
 async def _instruments(
     conn: asyncpg.Connection, items: list[Inbound], catalog: InstrumentCatalog, out: BatchOutcome
-) -> dict[str, Instrument]:
+) -> dict[str, InstrumentSpec]:
     symbols = {getattr(i.event, "inst_id", "") for i in items}
     known = await catalog.resolve(conn, symbols)
     for item in items:
@@ -126,7 +127,7 @@ async def _instruments(
 async def _fold_ledger(
     conn: asyncpg.Connection,
     items: list[Inbound],
-    instruments: dict[str, Instrument],
+    instruments: dict[str, InstrumentSpec],
     modes: dict[UUID, str],
     out: BatchOutcome,
 ) -> None:
@@ -221,7 +222,7 @@ def _fill_row(f: Fill, e: LedgerFill, order_id: UUID, body: str) -> tuple[Any, .
 
 
 async def _refold(
-    conn: asyncpg.Connection, slot: Slot, instrument: Instrument, before: Any
+    conn: asyncpg.Connection, slot: Slot, instrument: InstrumentSpec, before: Any
 ) -> SlotChange:
     entries = await repository.load_entries(conn, slot)
     old_closed = await repository.load_closed(conn, slot)

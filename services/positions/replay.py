@@ -15,8 +15,9 @@ from uuid import UUID
 import asyncpg
 
 from services.positions import repository
-from services.positions.domain import ClosedPosition, Instrument, Position, fold
+from services.positions.domain import ClosedPosition, Position, fold
 from services.positions.repository import Slot
+from shared.instruments import InstrumentSpec
 
 _SKIP = {"exit_plan"}
 
@@ -52,7 +53,7 @@ async def replay(
 
 
 async def _replay_slot(
-    conn: asyncpg.Connection, slot: Slot, instruments: dict[str, Instrument], report: ReplayReport
+    conn: asyncpg.Connection, slot: Slot, instruments: dict[str, InstrumentSpec], report: ReplayReport
 ) -> list[str]:
     instrument = instruments.get(slot[1])
     if instrument is None:

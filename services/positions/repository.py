@@ -18,10 +18,10 @@ from services.positions.domain import (
     Entry,
     EntryKey,
     FundingEntry,
-    Instrument,
     LedgerFill,
     Position,
 )
+from shared.instruments import SPEC_COLUMNS, InstrumentSpec
 
 Slot = tuple[UUID, str, str]  # (account_id, symbol, pos_side)
 
@@ -55,10 +55,10 @@ def _slot_arrays(slots: Iterable[Slot]) -> tuple[list[UUID], list[str], list[str
     return accounts, symbols, pos_sides
 
 
-async def load_instruments(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, Instrument]:
+async def load_instruments(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, InstrumentSpec]:
     """Contract values of every instrument the ingest service has loaded."""
-    rows = await conn.fetch("SELECT symbol, ct_val, ct_mult FROM aitrader.instruments")
-    return {r["symbol"]: Instrument(r["symbol"], r["ct_val"], r["ct_mult"]) for r in rows}
+    rows = await conn.fetch(f"SELECT {SPEC_COLUMNS} FROM aitrader.instruments")
+    return {r["symbol"]: InstrumentSpec(**dict(r)) for r in rows}
 
 
 async def lock_accounts(conn: asyncpg.Connection, ids: Iterable[UUID]) -> dict[UUID, str]:

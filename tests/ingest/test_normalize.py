@@ -185,7 +185,7 @@ def test_instruments(row: dict[str, str], stored: bool) -> None:
     found = acct.instrument(row)
     assert (found is not None) == stored
     if found:
-        assert (found.base_asset, found.ct_val, found.max_leverage) == (
+        assert (found.spec.base_asset, found.spec.ct_val, found.spec.max_leverage) == (
             "BTC", Decimal("0.01"), Decimal("100"))
 
 

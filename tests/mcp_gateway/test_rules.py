@@ -1,7 +1,12 @@
-"""The pure core: trade checks, position slots, staleness, exit-plan merging, decimals."""
+"""The pure core: trade checks, position slots, staleness, exit-plan merging, decimals.
+
+The order rules, average confidence and bar lengths are `shared`'s, run here through the
+gateway with the tables of `tests/shared/cases.py` (ingest and positions run the same tables).
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -9,7 +14,6 @@ import pytest
 
 from services.mcp_gateway.errors import InvalidArgument
 from services.mcp_gateway.rules import (
-    Instrument,
     Limits,
     TradeRequest,
     check_exit_plan,
@@ -21,9 +25,11 @@ from services.mcp_gateway.rules import (
     pos_side_for,
 )
 from shared.bars import UnknownBar
-from tests.shared.cases import BAR_CASES, CONFIDENCE_CASES
+from shared.instruments import InstrumentSpec, order_violations
+from shared.types import PosMode, Side
+from tests.shared.cases import BAR_CASES, CONFIDENCE_CASES, ORDER_CASES, SOL, OrderCase
 
-BTC = Instrument(
+BTC = InstrumentSpec(
     "BTC-USDT-SWAP",
     "BTC",
     Decimal("0.01"),
@@ -52,9 +58,45 @@ def trade(**changes: object) -> TradeRequest:
     return TradeRequest(**{**base, **changes})  # type: ignore[arg-type]
 
 
+# Above SOL's own leverage maximum and any notional: the table's cases are the instrument's rules.
+TABLE_LIMITS = Limits(max_leverage=Decimal(100), max_notional_usdt=Decimal(10**9))
+
+
+@pytest.mark.parametrize("case", ORDER_CASES)
+def test_order_rules_as_the_model_reads_them(case: OrderCase) -> None:
+    price = None if case.price is None else Decimal(case.price)
+    req = TradeRequest(
+        case.instrument.symbol,
+        case.side,
+        Decimal(case.size),
+        Decimal(case.leverage),
+        Decimal(70),
+        case.order_type,
+        price,
+        False,
+    )
+    if case.gateway is None:
+        assert check_trade(req, case.instrument, TABLE_LIMITS, Decimal(100), case.pos_mode) is not None
+        return
+    with pytest.raises(InvalidArgument) as info:
+        check_trade(req, case.instrument, TABLE_LIMITS, Decimal(100), case.pos_mode)
+    assert case.gateway in str(info.value)
+
+
+@pytest.mark.parametrize("pos_mode", [None, "net_mode", "long_short_mode"])
+@pytest.mark.parametrize("side", ["buy", "sell"])
+@pytest.mark.parametrize("reduce_only", [False, True])
+def test_the_pos_side_the_gateway_derives_fits_the_mode(
+    pos_mode: PosMode | None, side: Side, reduce_only: bool
+) -> None:
+    derived = pos_side_for(pos_mode, side, reduce_only)
+    order = OrderCase(None, None, None, pos_mode=pos_mode, pos_side=derived).order()
+    assert order_violations(SOL, **order) == []
+
+
 def test_valid_market_order_returns_its_notional() -> None:
     # 0.5 contracts x 0.01 BTC x 60000 = 300 USDT
-    assert check_trade(trade(), BTC, LIMITS, MARK) == Decimal("300")
+    assert check_trade(trade(), BTC, LIMITS, MARK, "net_mode") == Decimal("300")
 
 
 @pytest.mark.parametrize(
@@ -87,29 +129,29 @@ def test_refusals_say_what_is_wrong_and_what_is_allowed(
     changes: dict[str, object], fragments: list[str]
 ) -> None:
     with pytest.raises(InvalidArgument) as info:
-        check_trade(trade(**changes), BTC, LIMITS, MARK)
+        check_trade(trade(**changes), BTC, LIMITS, MARK, "net_mode")
     for fragment in fragments:
         assert fragment in str(info.value)
 
 
 def test_instrument_limit_is_lower_than_server_limit() -> None:
-    low = Instrument(**{**BTC.__dict__, "max_leverage": Decimal(10)})
+    low = replace(BTC, max_leverage=Decimal(10))
     with pytest.raises(InvalidArgument, match="1 to 10"):
-        check_trade(trade(leverage=Decimal(15)), low, LIMITS, MARK)
+        check_trade(trade(leverage=Decimal(15)), low, LIMITS, MARK, "net_mode")
 
 
 def test_suspended_instrument_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="not tradable"):
-        check_trade(trade(), Instrument(**{**BTC.__dict__, "status": "suspend"}), LIMITS, MARK)
+        check_trade(trade(), replace(BTC, status="suspend"), LIMITS, MARK, "net_mode")
 
 
 def test_reduce_only_is_exempt_from_the_notional_limit_and_needs_no_mark() -> None:
-    assert check_trade(trade(size=Decimal(20), reduce_only=True), BTC, LIMITS, None) is None
+    assert check_trade(trade(size=Decimal(20), reduce_only=True), BTC, LIMITS, None, "net_mode") is None
 
 
 def test_market_order_without_any_price_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="No market price"):
-        check_trade(trade(), BTC, LIMITS, None)
+        check_trade(trade(), BTC, LIMITS, None, "net_mode")
 
 
 @pytest.mark.parametrize(

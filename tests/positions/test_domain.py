@@ -12,16 +12,17 @@ from services.positions.domain import (
     ClosedPosition,
     Entry,
     FundingEntry,
-    Instrument,
     LedgerFill,
     Position,
     apply_fill,
     fold,
 )
+from shared.instruments import InstrumentSpec
+from tests.factories import instrument_spec
 from tests.shared.cases import CONFIDENCE_CASES
 
-BTC = Instrument("BTC-USDT-SWAP", D("0.01"))
-ETH = Instrument("ETH-USDT-SWAP", D("0.1"))
+BTC = instrument_spec("BTC-USDT-SWAP")  # ctVal 0.01
+ETH = instrument_spec("ETH-USDT-SWAP")  # ctVal 0.1
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _ids = iter(range(1, 10**9))
 
@@ -190,7 +191,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("instrument", "entries", "expected_open", "expected_closed"), CASES)
-def test_fold(instrument: Instrument, entries: list[Entry], expected_open: dict[str, Any] | None,
+def test_fold(instrument: InstrumentSpec, entries: list[Entry], expected_open: dict[str, Any] | None,
               expected_closed: list[dict[str, Any]]) -> None:
     result = fold(entries, instrument)
     assert [picked(c, e) for c, e in zip(result.closed, expected_closed, strict=False)] == expected_closed
