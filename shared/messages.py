@@ -12,19 +12,25 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.clock import to_ms, utcnow
+from shared.types import (
+    Direction,
+    ExitReason,
+    Mode,
+    OrderType,
+    PositionEventKind,
+    PosSide,
+    Side,
+    TdMode,
+)
 
 SCHEMA_VERSION = 1
 
-Mode = Literal["live", "simulated"]
-Side = Literal["buy", "sell"]
-PosSide = Literal["net", "long", "short"]
-Direction = Literal["long", "short"]
 Money = Decimal
 Qty = Annotated[Decimal, Field(ge=0)]
 Price = Annotated[Decimal, Field(gt=0)]
@@ -242,7 +248,7 @@ class ClosedPositionState(BaseModel):
     average_confidence: Decimal | None = None
     entry_time: AwareDatetime
     exit_time: AwareDatetime
-    exit_reason: Literal["agent", "liquidation", "adl", "external"]
+    exit_reason: ExitReason
     closing_trade_id: str
 
 
@@ -254,7 +260,7 @@ class PositionEvent(AccountEvent):
     once closed); `closed` is the closed row when kind is `closed`.
     """
 
-    kind: Literal["opened", "changed", "closed"]
+    kind: PositionEventKind
     inst_id: str
     pos_side: PosSide
     trade_id: str | None = None  # the fill (or funding bill) that caused it
@@ -280,11 +286,11 @@ class PlaceOrder(BaseModel):
     inst_id: str
     side: Side
     pos_side: PosSide = "net"
-    ord_type: Literal["market", "limit"] = "market"
+    ord_type: OrderType = "market"
     sz: Annotated[Decimal, Field(gt=0)]
     px: Decimal | None = None
     lever: Annotated[Decimal, Field(gt=0)]
-    td_mode: Literal["cross", "isolated"] = "cross"
+    td_mode: TdMode = "cross"
     reduce_only: bool = False
     ts_init: AwareDatetime = Field(default_factory=utcnow)
 

@@ -14,8 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import ConfigError
-
-Mode = Literal["live", "simulated"]
+from shared.types import Mode, WsEndpoint
 
 OKX_REST_URL = "https://www.okx.com"
 OKX_WS = {
@@ -128,7 +127,7 @@ class Settings(BaseSettings):
         return self
 
     # Derived values -------------------------------------------------------------------------
-    def ws_url(self, endpoint: Literal["public", "private", "business"]) -> str:
+    def ws_url(self, endpoint: WsEndpoint) -> str:
         explicit = {
             "public": self.okx_ws_public_url,
             "private": self.okx_ws_private_url,

@@ -11,6 +11,8 @@ from uuid import UUID
 
 import asyncpg
 
+from shared.instruments import InstrumentSpec
+
 T = TypeVar("T")
 
 # Realistic OKX values (GET /api/v5/public/instruments?instType=SWAP).
@@ -32,6 +34,22 @@ INSTRUMENTS: dict[str, dict[str, Any]] = {
         "max_leverage": Decimal("100"),
     },
 }
+
+
+def instrument_spec(symbol: str) -> InstrumentSpec:
+    """The spec of one of `INSTRUMENTS`, as the services read it from `aitrader.instruments`."""
+    values = INSTRUMENTS[symbol]
+    return InstrumentSpec(
+        symbol,
+        values["base_asset"],
+        values["ct_val"],
+        Decimal(1),
+        values["lot_sz"],
+        values["min_sz"],
+        values["tick_sz"],
+        values["max_leverage"],
+        "live",
+    )
 
 
 async def create_account(

@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from services.ingest import normalize_account as acct
-from services.ingest.normalize import AccountRef, BadFrame, bar_ms, closed_candles
+from services.ingest.normalize import AccountRef, BadFrame, closed_candles
 from services.ingest.okx_rest import OkxApiError, OkxRest
 from services.ingest.okx_ws import FrameStats
 from services.ingest.publisher import Publisher
 from services.ingest.repository import Repository
+from shared.bars import bar_ms
 from shared.clock import to_ms
 from shared.logging import get_logger
 from shared.messages import Candle, Event, Fill, FundingPayment

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -19,15 +19,16 @@ from pydantic import ValidationError
 from shared.clock import from_ms
 from shared.errors import PermanentError
 from shared.logging import redact
-from shared.messages import Event, Mode
+from shared.messages import Event
+from shared.types import Mode, PosSide, Side
 
 _INST_ID = re.compile(r"^[A-Za-z0-9]{1,20}(?:-[A-Za-z0-9]{1,20}){0,4}$")
 _ID = re.compile(r"^-?[A-Za-z0-9_]{1,64}$")
 _MAX_MS = 10**13  # year 2286: anything larger is not an OKX timestamp
 Json = Mapping[str, Any]
 E = TypeVar("E", bound=Event)
-SIDES = ("buy", "sell")
-POS_SIDES = ("net", "long", "short")
+SIDES: tuple[str, ...] = get_args(Side)
+POS_SIDES: tuple[str, ...] = get_args(PosSide)
 
 
 class BadFrame(PermanentError):

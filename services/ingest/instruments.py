@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from services.ingest.normalize import BadFrame
-from services.ingest.normalize_account import Instrument, instrument
+from services.ingest.normalize_account import Listing, instrument
 from services.ingest.okx_rest import OkxApiError, OkxRest, OkxUnavailable
 from services.ingest.repository import Repository
 from shared.logging import get_logger
@@ -13,10 +13,10 @@ from shared.logging import get_logger
 log = get_logger("ingest.instruments")
 
 
-async def load_instruments(rest: OkxRest, repo: Repository) -> list[Instrument]:
+async def load_instruments(rest: OkxRest, repo: Repository) -> list[Listing]:
     """Fetch every SWAP instrument and upsert the USDT-margined linear ones."""
     rows = await rest.get("/api/v5/public/instruments", {"instType": "SWAP"})
-    found: list[Instrument] = []
+    found: list[Listing] = []
     refused = 0
     for row in rows:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
-from typing import Literal
 
 from nats.aio.client import Client
 
@@ -26,6 +25,7 @@ from shared.errors import ConfigError
 from shared.logging import get_logger, register_secrets
 from shared.settings import Settings
 from shared.subjects import Subjects
+from shared.types import WsEndpoint
 
 SETTINGS_CLASS = IngestSettings
 PUBLIC_CHANNELS = ("tickers", "mark-price", "funding-rate", "open-interest")
@@ -123,7 +123,7 @@ class Ingest:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _socket(self, stack: AsyncExitStack, name: Literal["public", "private", "business"],
+    def _socket(self, stack: AsyncExitStack, name: WsEndpoint,
                 args: list[dict[str, str]], sink: PublicSink | CandleSink | AccountSink,
                 creds: Credentials | None = None) -> None:
         cfg = self.cfg

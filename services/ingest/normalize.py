@@ -7,7 +7,6 @@ No I/O and no clock: the receive time is an argument. Bad input raises (or is co
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +16,7 @@ from typing import Any
 from services.ingest import fields as f
 from services.ingest import normalize_account as acct
 from services.ingest.fields import AccountRef, BadFrame, Json, build
+from shared.bars import channel_bar
 from shared.messages import Candle, Event, FundingRate, MarkPrice, OpenInterest, Ticker
 
 __all__ = ["AccountRef", "BadFrame", "Json"]
@@ -24,8 +24,6 @@ __all__ = ["AccountRef", "BadFrame", "Json"]
 MARKET_CHANNELS = ("tickers", "mark-price", "funding-rate", "open-interest")
 ACCOUNT_CHANNELS = ("orders", "positions", "account", "balance_and_position")
 CANDLE_FIELDS = ("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm")
-_BAR = re.compile(r"^(\d{1,2})([smHDWM])(utc)?$")
-_BAR_MS = {"s": 1_000, "m": 60_000, "H": 3_600_000, "D": 86_400_000, "W": 604_800_000}
 
 
 @dataclass(frozen=True)
@@ -93,22 +91,6 @@ def parse_frame(raw: str | bytes) -> Frame:
     return Push(arg["channel"], arg, data, event_type if isinstance(event_type, str) else None)
 
 
-def bar_of(channel: str) -> str | None:
-    """`candle1H` -> `1H`; None for anything that is not a candle channel."""
-    if not channel.startswith("candle"):
-        return None
-    bar = channel.removeprefix("candle")
-    return bar if _BAR.match(bar) else None
-
-
-def bar_ms(bar: str) -> int | None:
-    """Length of a bar in ms; None for calendar-month bars (and unknown names)."""
-    match = _BAR.match(bar)
-    if match is None or match.group(2) == "M":
-        return None
-    return int(match.group(1)) * _BAR_MS[match.group(2)]
-
-
 # ---------------------------------------------------------------------------- market data
 def candle(inst: str, bar: str, row: Any, received: datetime) -> Candle:
     """One candle row `[ts,o,h,l,c,vol,volCcy,volCcyQuote,confirm]` (older rows are shorter)."""
@@ -173,7 +155,7 @@ _MARKET: dict[str, Callable[[Json, datetime], Event]] = {
 def normalize_push(push: Push, received: datetime, account: AccountRef | None) -> Normalized:
     """Every event of one push; a bad element is collected, the good ones are kept."""
     out = Normalized()
-    bar = bar_of(push.channel)
+    bar = channel_bar(push.channel)
     if bar is None and push.channel not in _MARKET and push.channel not in ACCOUNT_CHANNELS:
         out.errors.append(BadFrame("unknown_channel", push.channel[:40]))
         return out

@@ -10,6 +10,7 @@ from typing import Any
 
 from services.ingest import fields as f
 from services.ingest.fields import POS_SIDES, SIDES, AccountRef, BadFrame, Json, build, redacted
+from shared.instruments import InstrumentSpec
 from shared.messages import Balance, Event, ExchangePosition, Fill, FundingPayment, OrderUpdate
 
 FUNDING_BILL_TYPE = "8"
@@ -153,25 +154,18 @@ def funding_payment(d: Json, a: AccountRef, received: datetime) -> FundingPaymen
 
 
 @dataclass(frozen=True)
-class Instrument:
-    """A USDT-margined linear swap as stored in `instruments` (contract values from OKX)."""
+class Listing:
+    """A USDT-margined linear swap as stored in `instruments`: its contract specification and
+    what else OKX lists for it."""
 
-    symbol: str
-    base_asset: str
+    spec: InstrumentSpec
     quote_asset: str
     settle_ccy: str
-    ct_val: Decimal
-    ct_mult: Decimal
     ct_val_ccy: str | None
-    lot_sz: Decimal
-    min_sz: Decimal
-    tick_sz: Decimal
-    max_leverage: Decimal
-    status: str
     raw: dict[str, Any]
 
 
-def instrument(d: Json) -> Instrument | None:
+def instrument(d: Json) -> Listing | None:
     """A /public/instruments SWAP row; None for swaps that are not linear USDT contracts."""
     symbol = f.inst_id(d)
     if d.get("settleCcy") != "USDT" or d.get("ctType") not in ("linear", None, ""):
@@ -182,9 +176,9 @@ def instrument(d: Json) -> Instrument | None:
                                                "lever")}
     if any(v <= 0 for v in values.values()):
         raise BadFrame("invalid_value", symbol)
-    return Instrument(
-        symbol, base, quote or "USDT", "USDT", values["ctVal"], values["ctMult"],
-        f.text(d, "ctValCcy", required=False), values["lotSz"], values["minSz"],
+    spec = InstrumentSpec(
+        symbol, base, values["ctVal"], values["ctMult"], values["lotSz"], values["minSz"],
         values["tickSz"], values["lever"], f.text(d, "state", required=False) or "live",
-        redacted(d),
     )
+    return Listing(spec, quote or "USDT", "USDT", f.text(d, "ctValCcy", required=False),
+                   redacted(d))

@@ -1,9 +1,9 @@
 """Order commands: `PlaceOrder` on `<root>.cmd.<account_id>.place_order` -> `PlaceOrderReply`.
 
-Checked against `instruments` before OKX sees it ("invalid"), leverage set when it changed,
-placed with clOrdId = the command's order id; OKX's sCode/sMsg come back as they are, and
-no answer within the bound is the answer "timeout" (the order may still exist: its pushes
-on the orders channel tell).
+Checked against `instruments` by `shared.instruments.order_violations` before OKX sees it
+("invalid"), leverage set when it changed, placed with clOrdId = the command's order id; OKX's
+sCode/sMsg come back as they are, and no answer within the bound is the answer "timeout" (the
+order may still exist: its pushes on the orders channel tell).
 """
 
 from __future__ import annotations
@@ -17,56 +17,67 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from services.ingest.okx_rest import OkxApiError, OkxRest, OkxUnavailable
-from services.ingest.repository import InstrumentRules, Repository
+from services.ingest.repository import Repository
 from services.ingest.responder import Responder
+from shared.instruments import MIN_LEVERAGE, InstrumentSpec, Violation, order_violations
 from shared.logging import get_logger
 from shared.messages import PlaceOrder, PlaceOrderReply
+from shared.money import plain_decimal
+from shared.types import PosMode
 
 log = get_logger("ingest.orders")
 
 
-def check_command(cmd: PlaceOrder, account_id: UUID, rules: InstrumentRules | None,
-                  pos_mode: str | None) -> str | None:
+def check_command(cmd: PlaceOrder, account_id: UUID, spec: InstrumentSpec | None,
+                  pos_mode: PosMode | None) -> str | None:
     """Why OKX must not see this command, or None when it may."""
     if cmd.account_id != account_id:
         return f"command for account {cmd.account_id}, this ingest serves {account_id}"
-    if rules is None:
+    if spec is None:
         return f"unknown instrument {cmd.inst_id}"
-    if rules.status != "live":
-        return f"{cmd.inst_id} is {rules.status}, not live"
-    if cmd.sz % rules.lot_sz != 0:
-        return f"size {cmd.sz} is not a multiple of lotSz {rules.lot_sz}"
-    if cmd.sz < rules.min_sz:
-        return f"size {cmd.sz} is below minSz {rules.min_sz}"
-    if cmd.lever > rules.max_leverage:
-        return f"leverage {cmd.lever} exceeds the maximum {rules.max_leverage}"
-    if cmd.ord_type == "limit" and (cmd.px is None or cmd.px <= 0):
-        return "a limit order needs a positive px"
-    if cmd.ord_type == "limit" and cmd.px is not None and cmd.px % rules.tick_sz != 0:
-        return f"px {cmd.px} is not a multiple of tickSz {rules.tick_sz}"
-    if pos_mode == "long_short_mode" and cmd.pos_side == "net":
-        return "the account is in long/short mode: pos_side must be long or short"
-    if pos_mode == "net_mode" and cmd.pos_side != "net":
-        return "the account is in net mode: pos_side must be net"
-    return None
+    violations = order_violations(spec, size=cmd.sz, leverage=cmd.lever, order_type=cmd.ord_type,
+                                  price=cmd.px, pos_mode=pos_mode, pos_side=cmd.pos_side)
+    return _words(violations[0], spec, pos_mode) if violations else None
 
 
-def order_body(cmd: PlaceOrder, pos_mode: str | None) -> dict[str, Any]:
+def _words(v: Violation, spec: InstrumentSpec, pos_mode: PosMode | None) -> str:
+    """A violation in the terms of the command (OKX field names)."""
+    match v.kind:
+        case "not_live":
+            return f"{spec.symbol} is {spec.status}, not live"
+        case "below_min_size":
+            return f"size {v.value} is below minSz {v.limit}"
+        case "not_lot_multiple":
+            return f"size {v.value} is not a multiple of lotSz {v.limit}"
+        case "leverage_out_of_range":
+            assert v.value is not None and v.limit is not None
+            if v.value > v.limit:
+                return f"leverage {v.value} exceeds the maximum {v.limit}"
+            return f"leverage {v.value} is below the minimum {MIN_LEVERAGE}"
+        case "price_on_market_order":
+            return f"px {v.value} is only for limit orders; a market order has none"
+        case "price_missing" | "price_not_positive":
+            return "a limit order needs a positive px"
+        case "not_tick_multiple":
+            return f"px {v.value} is not a multiple of tickSz {v.limit}"
+        case "pos_side_for_mode" if pos_mode == "long_short_mode":
+            return "the account is in long/short mode: pos_side must be long or short"
+        case "pos_side_for_mode":
+            return "the account is in net mode: pos_side must be net"
+
+
+def order_body(cmd: PlaceOrder, pos_mode: PosMode | None) -> dict[str, Any]:
     """The POST /trade/order body (sz in contracts, clOrdId = order id hex)."""
     body: dict[str, Any] = {"instId": cmd.inst_id, "tdMode": cmd.td_mode, "side": cmd.side,
-                            "ordType": cmd.ord_type, "sz": _num(cmd.sz),
+                            "ordType": cmd.ord_type, "sz": plain_decimal(cmd.sz),
                             "clOrdId": cmd.cl_ord_id}
     if cmd.ord_type == "limit" and cmd.px is not None:
-        body["px"] = _num(cmd.px)
+        body["px"] = plain_decimal(cmd.px)
     if cmd.pos_side != "net":
         body["posSide"] = cmd.pos_side
     if cmd.reduce_only and pos_mode != "long_short_mode":
         body["reduceOnly"] = True  # OKX: only in net mode; long/short closes imply it
     return body
-
-
-def _num(value: Decimal) -> str:
-    return format(value.normalize(), "f")
 
 
 class OrderHandler(Responder):
@@ -76,7 +87,7 @@ class OrderHandler(Responder):
                  timeout_s: float = 5.0) -> None:
         super().__init__()
         self.rest, self.repo, self.account_id, self.timeout_s = rest, repo, account_id, timeout_s
-        self.pos_mode: str | None = None
+        self.pos_mode: PosMode | None = None
         self._levers: dict[tuple[str, str], Decimal] = {}
 
     async def handle(self, data: bytes) -> PlaceOrderReply:
@@ -89,8 +100,8 @@ class OrderHandler(Responder):
             log.warning("order_command_invalid", error=f"{where}: {first['msg']}")
             return PlaceOrderReply(order_id=_order_id(data), ok=False, s_code="invalid",
                                    s_msg=f"{where}: {first['msg']}")
-        rules = await self.repo.instrument_rules(cmd.inst_id)
-        problem = check_command(cmd, self.account_id, rules, self.pos_mode)
+        spec = await self.repo.instrument_spec(cmd.inst_id)
+        problem = check_command(cmd, self.account_id, spec, self.pos_mode)
         if problem:
             log.info("order_refused", order_id=str(cmd.order_id), reason=problem)
             return _reply(cmd, "invalid", problem)
@@ -118,7 +129,7 @@ class OrderHandler(Responder):
         key = (cmd.inst_id, cmd.td_mode)
         if self._levers.get(key) == cmd.lever:
             return
-        body: dict[str, Any] = {"instId": cmd.inst_id, "lever": _num(cmd.lever),
+        body: dict[str, Any] = {"instId": cmd.inst_id, "lever": plain_decimal(cmd.lever),
                                 "mgnMode": cmd.td_mode}
         if cmd.td_mode == "isolated" and cmd.pos_side != "net":
             body["posSide"] = cmd.pos_side

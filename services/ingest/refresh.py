@@ -8,9 +8,10 @@ from pydantic import ValidationError
 
 from services.ingest import fields
 from services.ingest.backfill import Backfiller
-from services.ingest.normalize import BadFrame, bar_ms
+from services.ingest.normalize import BadFrame
 from services.ingest.okx_rest import OkxApiError, OkxUnavailable
 from services.ingest.responder import Responder
+from shared.bars import bar_ms
 from shared.logging import get_logger
 from shared.messages import MarketDataRefresh, MarketDataRefreshReply
 

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from uuid import UUID
 
 import asyncpg
 
-from services.ingest.normalize_account import Instrument
+from services.ingest.normalize_account import Listing
 from shared.errors import ConfigError
+from shared.instruments import SPEC_COLUMNS, InstrumentSpec
 
 
-@dataclass(frozen=True)
-class InstrumentRules:
-    """What an order is checked against (from the `instruments` table)."""
-
-    symbol: str
-    lot_sz: Decimal
-    min_sz: Decimal
-    tick_sz: Decimal
-    max_leverage: Decimal
-    status: str
+def _listing_row(listing: Listing) -> tuple[object, ...]:
+    s = listing.spec
+    return (s.symbol, s.base_asset, listing.quote_asset, listing.settle_ccy, s.ct_val, s.ct_mult,
+            listing.ct_val_ccy, s.lot_sz, s.min_sz, s.tick_sz, s.max_leverage, s.status,
+            listing.raw)
 
 
 class Repository:
@@ -52,7 +46,7 @@ class Repository:
             account_id, pos_mode,
         )
 
-    async def upsert_instruments(self, instruments: list[Instrument]) -> None:
+    async def upsert_instruments(self, listings: list[Listing]) -> None:
         """Insert or update instruments (contract values, steps, leverage, state)."""
         await self.pool.executemany(
             """INSERT INTO aitrader.instruments
@@ -68,18 +62,14 @@ class Repository:
                    tick_sz = EXCLUDED.tick_sz, max_leverage = EXCLUDED.max_leverage,
                    status = EXCLUDED.status, raw_payload = EXCLUDED.raw_payload,
                    updated_at = now()""",
-            [(i.symbol, i.base_asset, i.quote_asset, i.settle_ccy, i.ct_val, i.ct_mult,
-              i.ct_val_ccy, i.lot_sz, i.min_sz, i.tick_sz, i.max_leverage, i.status, i.raw)
-             for i in instruments],
+            [_listing_row(listing) for listing in listings],
         )
 
-    async def instrument_rules(self, symbol: str) -> InstrumentRules | None:
+    async def instrument_spec(self, symbol: str) -> InstrumentSpec | None:
+        """What an order for `symbol` is checked against."""
         row = await self.pool.fetchrow(
-            """SELECT symbol, lot_sz, min_sz, tick_sz, max_leverage, status
-               FROM aitrader.instruments WHERE symbol = $1""",
-            symbol,
-        )
-        return InstrumentRules(**dict(row)) if row else None
+            f"SELECT {SPEC_COLUMNS} FROM aitrader.instruments WHERE symbol = $1", symbol)
+        return InstrumentSpec(**dict(row)) if row else None
 
     async def last_fill(self, account_id: UUID) -> datetime | None:
         """Time of the newest fill the ledger holds for the account."""

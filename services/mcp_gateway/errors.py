@@ -1,21 +1,24 @@
 """Failures the model reads: each says what was wrong and what is allowed or what to do.
 
-They subclass the SDK's `ToolError`, so the call returns `is_error=True` with this text
+Plain exceptions, free of the MCP SDK: the tool boundary (`tools._refusals_as_tool_errors`)
+turns a `Refusal` into the SDK's `ToolError`, so the call returns `is_error=True` with this text
 (any other exception reaches the model only as "Error executing tool <name>").
 """
 
 from __future__ import annotations
 
-from mcp.server.mcpserver.exceptions import ToolError
+
+class Refusal(Exception):
+    """A call the gateway refuses, with the text the model reads."""
 
 
-class InvalidArgument(ToolError):
+class InvalidArgument(Refusal):
     """An argument the gateway refuses; nothing was written to orders."""
 
 
-class NotAllowed(ToolError):
+class NotAllowed(Refusal):
     """The caller's token lacks the scope this tool needs."""
 
 
-class TradeNotPlaced(ToolError):
+class TradeNotPlaced(Refusal):
     """The order row exists but the exchange did not take it (rejected, unavailable, unknown)."""

@@ -14,10 +14,11 @@ from services.mcp_gateway import repository
 from services.mcp_gateway.audit import AuditWriter
 from services.mcp_gateway.commands import FoldSignal
 from services.mcp_gateway.config import GatewaySettings
-from services.mcp_gateway.rules import Instrument, Limits, unknown_symbol
+from services.mcp_gateway.rules import Limits, unknown_symbol
 from shared.bus import connect_nats
 from shared.clock import Clock, SystemClock
 from shared.db import create_pool
+from shared.instruments import InstrumentSpec
 from shared.subjects import Subjects
 
 
@@ -27,10 +28,10 @@ class InstrumentCache:
 
     pool: asyncpg.Pool
     ttl: float = 60.0
-    _by_symbol: dict[str, Instrument] = field(default_factory=dict)
+    _by_symbol: dict[str, InstrumentSpec] = field(default_factory=dict)
     _loaded_at: float = float("-inf")
 
-    async def get(self, symbol: str) -> Instrument:
+    async def get(self, symbol: str) -> InstrumentSpec:
         """The instrument, or an `InvalidArgument` naming the known symbols."""
         fresh = time.monotonic() - self._loaded_at < self.ttl
         if not fresh or symbol not in self._by_symbol:

@@ -12,24 +12,23 @@ import asyncpg
 
 from services.mcp_gateway import views
 from services.mcp_gateway.projection import Projection
-from services.mcp_gateway.rules import Instrument, average_confidence
+from services.mcp_gateway.rules import confidence_text
 from shared.db import fetch_now
+from shared.instruments import SPEC_COLUMNS, InstrumentSpec
+from shared.types import PosMode
 
 Conn: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
 
-async def fetch_instruments(db: Conn) -> list[Instrument]:
-    rows = await db.fetch(
-        """SELECT symbol, base_asset, ct_val, ct_mult, lot_sz, min_sz, tick_sz, max_leverage, status
-           FROM aitrader.instruments"""
-    )
-    return [Instrument(**dict(r)) for r in rows]
+async def fetch_instruments(db: Conn) -> list[InstrumentSpec]:
+    rows = await db.fetch(f"SELECT {SPEC_COLUMNS} FROM aitrader.instruments")
+    return [InstrumentSpec(**dict(r)) for r in rows]
 
 
 # ------------------------------------------------------------------------------ account state
 # The hot read tools get their values computed and formatted by PostgreSQL, as exact decimal
 # text: `trim_scale(x)::text` is numeric_out (never rounds, never writes an exponent) without the
-# trailing zeros of the column's scale, "0.01000000" -> "0.01": the text `views.plain_decimal`
+# trailing zeros of the column's scale, "0.01000000" -> "0.01": the text `shared.money.plain_decimal`
 # writes. A value that is only shown is never decoded into a Decimal and formatted back in Python
 # (asyncpg's numeric decoding and the per-value formatter were about a fifth of the gateway's CPU
 # for get_account_state). The valuation itself (coin quantity, mark, unrealized PnL, notional,
@@ -140,7 +139,7 @@ def _validated_plan(text: str) -> dict[str, Any]:
 
 
 # The same two sums repeat in every account-state call until the position trades again.
-_confidence = functools.lru_cache(maxsize=4096)(average_confidence)
+_confidence = functools.lru_cache(maxsize=4096)(confidence_text)
 
 
 def position_doc(r: asyncpg.Record) -> views.Doc:
@@ -214,7 +213,9 @@ async def fetch_snapshots(
     return await fetch_now(pool, _SNAPSHOTS, symbol, timeframes, limit)
 
 
-async def fetch_trade_context(db: Conn, account_id: UUID, symbol: str) -> tuple[str | None, Decimal | None]:
+async def fetch_trade_context(
+    db: Conn, account_id: UUID, symbol: str
+) -> tuple[PosMode | None, Decimal | None]:
     """The account's position mode and the symbol's latest mark (or last) price."""
     row = await db.fetchrow(
         """SELECT (SELECT pos_mode FROM aitrader.accounts WHERE id = $1) AS pos_mode,

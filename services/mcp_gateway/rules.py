@@ -1,57 +1,23 @@
 """The gateway's pure core: trade checks, position slots, staleness, PnL. No I/O, no clock.
 
 Every refusal is an `InvalidArgument` whose text tells the model what was wrong and what is
-allowed, with the numbers it needs to correct itself.
+allowed, with the numbers it needs to correct itself. The order rules themselves are
+`shared.instruments.order_violations`; this module words them and adds the server's limits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
-from typing import Any, Literal
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
 from services.mcp_gateway.errors import InvalidArgument
-from services.mcp_gateway.views import plain_decimal as fmt
-
-Side = Literal["buy", "sell"]
-OrderType = Literal["market", "limit"]
-PosSide = Literal["net", "long", "short"]
-
-# OKX bars the gateway serves, and their length.
-BAR_SECONDS: dict[str, int] = {
-    "1m": 60,
-    "3m": 180,
-    "5m": 300,
-    "15m": 900,
-    "30m": 1800,
-    "1H": 3600,
-    "2H": 7200,
-    "4H": 14400,
-    "6H": 21600,
-    "12H": 43200,
-    "1D": 86400,
-}
-Timeframe = Literal["1m", "3m", "5m", "15m", "30m", "1H", "2H", "4H", "6H", "12H", "1D"]
-
-
-@dataclass(frozen=True)
-class Instrument:
-    symbol: str
-    base_asset: str
-    ct_val: Decimal
-    ct_mult: Decimal
-    lot_sz: Decimal
-    min_sz: Decimal
-    tick_sz: Decimal
-    max_leverage: Decimal
-    status: str
-
-    @property
-    def contract_size(self) -> Decimal:
-        """Base-asset quantity of one contract."""
-        return self.ct_val * self.ct_mult
+from shared.bars import UnknownBar, bar_ms
+from shared.instruments import MIN_LEVERAGE, InstrumentSpec, Violation, order_violations
+from shared.money import Q2, average_confidence
+from shared.money import plain_decimal as fmt
+from shared.types import OrderType, PosMode, PosSide, Side
 
 
 @dataclass(frozen=True)
@@ -72,73 +38,79 @@ class TradeRequest:
     reduce_only: bool
 
 
-def is_multiple(value: Decimal, step: Decimal) -> bool:
-    return value % step == 0
-
-
 def unknown_symbol(symbol: str, known: list[str]) -> InvalidArgument:
     return InvalidArgument(
         f"Unknown symbol {symbol!r}. Known symbols: {', '.join(sorted(known)) or 'none loaded yet'}."
     )
 
 
-def check_instrument(inst: Instrument) -> None:
-    if inst.status != "live":
-        raise InvalidArgument(f"{inst.symbol} is not tradable now (OKX state: {inst.status}).")
-
-
-def check_size(size: Decimal, inst: Instrument) -> None:
+def _words(v: Violation, inst: InstrumentSpec, limits: Limits) -> str:
+    """An order violation as the model reads it: what is wrong, and what would be allowed."""
+    value = Decimal(0) if v.value is None else v.value
+    limit = Decimal(0) if v.limit is None else v.limit
     unit = f"1 contract = {fmt(inst.contract_size)} {inst.base_asset}"
-    if size < inst.min_sz:
-        raise InvalidArgument(
-            f"size {fmt(size)} is below the minimum {fmt(inst.min_sz)} contracts for "
-            f"{inst.symbol} (size is in contracts; {unit})."
-        )
-    if not is_multiple(size, inst.lot_sz):
-        below = (size // inst.lot_sz) * inst.lot_sz
-        raise InvalidArgument(
-            f"size {fmt(size)} is not a multiple of the lot size {fmt(inst.lot_sz)} for "
-            f"{inst.symbol}; use {fmt(below)} or {fmt(below + inst.lot_sz)} ({unit})."
-        )
+    match v.kind:
+        case "not_live":
+            return f"{inst.symbol} is not tradable now (OKX state: {inst.status})."
+        case "below_min_size":
+            return (
+                f"size {fmt(value)} is below the minimum {fmt(limit)} contracts for "
+                f"{inst.symbol} (size is in contracts; {unit})."
+            )
+        case "not_lot_multiple":
+            return (
+                f"size {fmt(value)} is not a multiple of the lot size {fmt(limit)} for "
+                f"{inst.symbol}; use {_neighbours(value, limit)} ({unit})."
+            )
+        case "leverage_out_of_range":
+            return (
+                f"leverage {fmt(value)} is outside the allowed range {fmt(MIN_LEVERAGE)} to {fmt(limit)} for "
+                f"{inst.symbol} (instrument maximum {fmt(inst.max_leverage)}, "
+                f"server maximum {fmt(limits.max_leverage)})."
+            )
+        case "price_on_market_order":
+            return "price is only for limit orders; omit it for a market order."
+        case "price_missing":
+            return "a limit order needs price (> 0, a multiple of the tick size)."
+        case "price_not_positive":
+            return f"price must be > 0; got {fmt(value)}."
+        case "not_tick_multiple":
+            return (
+                f"price {fmt(value)} is not a multiple of the tick size {fmt(limit)} for "
+                f"{inst.symbol}; use {_neighbours(value, limit)}."
+            )
+        case "pos_side_for_mode":  # not reached: the gateway derives posSide from the mode
+            return "the order's position side does not match the account's position mode."
 
 
-def leverage_limit(inst: Instrument, limits: Limits) -> Decimal:
-    return min(inst.max_leverage, limits.max_leverage)
+def _neighbours(value: Decimal, step: Decimal) -> str:
+    """The multiples of step either side of value: "60000 or 60000.1"."""
+    below = (value // step) * step
+    return f"{fmt(below)} or {fmt(below + step)}"
 
 
-def check_leverage(leverage: Decimal, inst: Instrument, limits: Limits) -> None:
-    top = leverage_limit(inst, limits)
-    if leverage < 1 or leverage > top:
-        raise InvalidArgument(
-            f"leverage {fmt(leverage)} is outside the allowed range 1 to {fmt(top)} for "
-            f"{inst.symbol} (instrument maximum {fmt(inst.max_leverage)}, "
-            f"server maximum {fmt(limits.max_leverage)})."
-        )
+def check_order(req: TradeRequest, inst: InstrumentSpec, limits: Limits, pos_mode: PosMode | None) -> None:
+    """Refuse the first rule of the instrument the order breaks (leverage capped by the server)."""
+    violations = order_violations(
+        inst,
+        size=req.size,
+        leverage=req.leverage,
+        order_type=req.order_type,
+        price=req.price,
+        pos_mode=pos_mode,
+        pos_side=pos_side_for(pos_mode, req.side, req.reduce_only),
+        leverage_cap=limits.max_leverage,
+    )
+    if violations:
+        raise InvalidArgument(_words(violations[0], inst, limits))
 
 
-def check_price(req: TradeRequest, inst: Instrument) -> None:
-    if req.order_type == "market":
-        if req.price is not None:
-            raise InvalidArgument("price is only for limit orders; omit it for a market order.")
-        return
-    if req.price is None:
-        raise InvalidArgument("a limit order needs price (> 0, a multiple of the tick size).")
-    if req.price <= 0:
-        raise InvalidArgument(f"price must be > 0; got {fmt(req.price)}.")
-    if not is_multiple(req.price, inst.tick_sz):
-        below = (req.price // inst.tick_sz) * inst.tick_sz
-        raise InvalidArgument(
-            f"price {fmt(req.price)} is not a multiple of the tick size {fmt(inst.tick_sz)} for "
-            f"{inst.symbol}; use {fmt(below)} or {fmt(below + inst.tick_sz)}."
-        )
-
-
-def notional(size: Decimal, inst: Instrument, price: Decimal) -> Decimal:
+def notional(size: Decimal, inst: InstrumentSpec, price: Decimal) -> Decimal:
     return size * inst.contract_size * price
 
 
 def check_notional(
-    req: TradeRequest, inst: Instrument, limits: Limits, mark: Decimal | None
+    req: TradeRequest, inst: InstrumentSpec, limits: Limits, mark: Decimal | None
 ) -> Decimal | None:
     """The order's notional in USDT; reduce-only orders are exempt (closing is always allowed)."""
     price = req.price if req.price is not None else mark
@@ -155,7 +127,7 @@ def check_notional(
             rounding=ROUND_DOWN
         ) * inst.lot_sz
         raise InvalidArgument(
-            f"notional {fmt(value.quantize(Decimal('0.01')))} USDT (size {fmt(req.size)} x "
+            f"notional {fmt(value.quantize(Q2))} USDT (size {fmt(req.size)} x "
             f"{fmt(inst.contract_size)} {inst.base_asset} x price {fmt(price)}) exceeds the "
             f"maximum {fmt(limits.max_notional_usdt)} USDT per order; the largest allowed size at "
             f"this price is {fmt(largest)} contracts."
@@ -163,16 +135,15 @@ def check_notional(
     return value
 
 
-def check_trade(req: TradeRequest, inst: Instrument, limits: Limits, mark: Decimal | None) -> Decimal | None:
+def check_trade(
+    req: TradeRequest, inst: InstrumentSpec, limits: Limits, mark: Decimal | None, pos_mode: PosMode | None
+) -> Decimal | None:
     """Validate a trade against the instrument and the server limits; return its notional."""
-    check_instrument(inst)
-    check_size(req.size, inst)
-    check_leverage(req.leverage, inst, limits)
-    check_price(req, inst)
+    check_order(req, inst, limits, pos_mode)
     return check_notional(req, inst, limits, mark)
 
 
-def pos_side_for(pos_mode: str | None, side: Side, reduce_only: bool) -> PosSide:
+def pos_side_for(pos_mode: PosMode | None, side: Side, reduce_only: bool) -> PosSide:
     """OKX posSide: `net` in net mode; in long/short mode the slot the order opens or closes."""
     if pos_mode != "long_short_mode":
         return "net"
@@ -184,37 +155,18 @@ def is_stale(latest: datetime | None, timeframe: str, now: datetime) -> bool:
     """Stale: no candle, or the newest closed candle is older than two bars."""
     if latest is None:
         return True
-    return now - latest > timedelta(seconds=2 * BAR_SECONDS[timeframe])
+    length = bar_ms(timeframe)
+    if length is None:
+        raise UnknownBar(timeframe)  # not a Timeframe: the tool's input schema refuses it
+    return now - latest > timedelta(milliseconds=2 * length)
 
 
-_EXACT = Context(prec=80, rounding=ROUND_HALF_EVEN)  # as the ledger's fold computes
-_CENT = Decimal("0.01")
-
-
-def average_confidence(weight_sum: str, quantity: str) -> str | None:
-    """The contract-weighted confidence of a position's opening fills (exact texts of
-    `confidence_weight_sum` and `confidence_quantity`), to 2 places rounded half to even: the
-    figure the ledger will store as the closed position's `average_confidence`."""
-    if Decimal(quantity) == 0:
-        return None
-    value = _EXACT.divide(Decimal(weight_sum), Decimal(quantity)).quantize(_CENT, context=_EXACT)
-    return fmt(value)
-
-
-def live_equity(
-    cash: Decimal | None,
-    available: Decimal | None,
-    locked: Decimal | None,
-    unrealized: Sequence[Decimal | None],
-) -> Decimal | None:
-    """Cash (the exchange's cashBal, else available + locked) plus the open positions' unrealized
-    PnL at the latest mark; None without a balance or when a position's PnL is unknown."""
-    if cash is None and available is not None and locked is not None:
-        cash = _EXACT.add(available, locked)
-    total = cash
-    for upl in unrealized:
-        total = None if total is None or upl is None else _EXACT.add(total, upl)
-    return total
+def confidence_text(weight_sum: str, quantity: str) -> str | None:
+    """The average confidence of a position from the exact texts of its
+    `confidence_weight_sum` and `confidence_quantity`: the figure the ledger will store as
+    the closed position's `average_confidence`."""
+    value = average_confidence(Decimal(weight_sum), Decimal(quantity))
+    return None if value is None else fmt(value)
 
 
 def merged_exit_plan(

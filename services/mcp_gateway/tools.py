@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
@@ -17,8 +19,11 @@ from pydantic_core import from_json, to_json
 from services.mcp_gateway import handlers, trading, views
 from services.mcp_gateway.audit import AuditMiddleware, current_call
 from services.mcp_gateway.auth import Principal, TokenVerifier, principal_from_token
+from services.mcp_gateway.errors import Refusal
 from services.mcp_gateway.gateway import Gateway
-from services.mcp_gateway.rules import Timeframe, TradeRequest
+from services.mcp_gateway.rules import TradeRequest
+from shared.bars import Timeframe
+from shared.types import Direction, OrderType, Side, Window
 
 INSTRUCTIONS = """\
 AiTrader: trade OKX USDT-margined perpetual swaps (e.g. BTC-USDT-SWAP) for one account.
@@ -31,7 +36,7 @@ get_performance_metrics to review. Every call is recorded."""
 Positive = Annotated[Decimal, Field(gt=0)]
 Symbol = Annotated[str, Field(description="OKX swap id, e.g. BTC-USDT-SWAP.", min_length=1, max_length=40)]
 TradeSide = Annotated[
-    Literal["buy", "sell"],
+    Side,
     Field(description="buy opens/adds a long or reduces a short; sell the opposite."),
 ]
 Size = Annotated[
@@ -64,11 +69,11 @@ NewCondition = Annotated[
     str | None, Field(max_length=1000, description="New invalidation condition, in words.")
 ]
 PositionSide = Annotated[
-    Literal["long", "short"] | None,
+    Direction | None,
     Field(description="Only when both a long and a short are open in symbol."),
 ]
 WindowArg = Annotated[
-    Literal["daily", "weekly", "all_time"],
+    Window,
     Field(description="daily = last 24 h, weekly = last 7 days."),
 ]
 
@@ -114,12 +119,26 @@ def _tool(fn: Callable[..., Any], annotations: ToolAnnotations) -> Tool:
     and no output model, which the SDK advertises without validating results against it
     (`FuncMetadata.convert_result`). The tests validate every result against the schema (the
     SDK client does, on each call) and against the model."""
-    derived = Tool.from_function(fn, annotations=annotations)
+    derived = Tool.from_function(_refusals_as_tool_errors(fn), annotations=annotations)
     schema = derived.fn_metadata.output_schema
     if schema is None:
         raise TypeError(f"{derived.name} must be annotated Annotated[CallToolResult, <view model>]")
     advertised = FuncMetadata(arg_model=derived.fn_metadata.arg_model, output_schema=schema)
     return derived.model_copy(update={"fn_metadata": advertised})
+
+
+def _refusals_as_tool_errors(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """The tool boundary: a `Refusal` of the gateway's core reaches the model as the SDK's
+    `ToolError` (an `is_error` result with the refusal's text); anything else stays a crash."""
+
+    @functools.wraps(fn)  # the SDK reads the signature, hints and docstring through the wrapper
+    async def tool(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except Refusal as exc:
+            raise ToolError(str(exc)) from exc
+
+    return tool
 
 
 def gateway_tools(gw: Gateway) -> list[Tool]:
@@ -150,7 +169,7 @@ def gateway_tools(gw: Gateway) -> list[Tool]:
         size: Size,
         leverage: Leverage,
         confidence: Confidence,
-        order_type: Literal["market", "limit"] = "market",
+        order_type: OrderType = "market",
         price: LimitPrice = None,
         reduce_only: ReduceOnly = False,
         exit_plan: PlanArg = None,

@@ -20,7 +20,6 @@ from services.mcp_gateway.commands import CommandFailed, place_order
 from services.mcp_gateway.errors import InvalidArgument, NotAllowed, TradeNotPlaced
 from services.mcp_gateway.gateway import Gateway
 from services.mcp_gateway.rules import (
-    PosSide,
     TradeRequest,
     check_exit_plan,
     check_trade,
@@ -28,6 +27,8 @@ from services.mcp_gateway.rules import (
     pos_side_for,
 )
 from shared.messages import PlaceOrder
+from shared.money import plain_decimal
+from shared.types import PosSide
 
 ENDED = frozenset({"canceled", "rejected", "failed"})
 
@@ -55,7 +56,7 @@ async def execute_trade(
             return replay
     inst = await gw.instruments.get(req.symbol)
     pos_mode, mark = await repository.fetch_trade_context(gw.pool, who.account_id, req.symbol)
-    check_trade(req, inst, gw.limits, mark)
+    check_trade(req, inst, gw.limits, mark, pos_mode)
     plan = exit_plan.model_dump(mode="json", exclude_none=True) if exit_plan else None
     if plan and not req.reduce_only:
         check_exit_plan(plan, "long" if req.side == "buy" else "short")
@@ -179,11 +180,11 @@ async def _wait_for_fills(
 
 
 def _note(order: views.Order, filled: Decimal) -> str:
-    what = f"{order.order_type} {order.side} {views.plain_decimal(order.size)} {order.symbol}"
+    what = f"{order.order_type} {order.side} {plain_decimal(order.size)} {order.symbol}"
     if filled >= order.size:
         return f"{what}: filled."
     if filled > 0:
-        return f"{what}: {views.plain_decimal(filled)} filled so far; more fills may follow."
+        return f"{what}: {plain_decimal(filled)} filled so far; more fills may follow."
     return f"{what}: accepted by the exchange (status {order.status}); no fill yet."
 
 

@@ -8,21 +8,13 @@ string shows the exact value the ledger holds. Times are ISO-8601 UTC.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, TypeAlias
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-
-def plain_decimal(value: Decimal) -> str:
-    """Exact, without exponent or trailing zeros: Decimal('0.01000000') -> '0.01'."""
-    text = str(value)  # half the cost of format(value, "f"); exponent form only when tiny or huge
-    if "E" in text:
-        text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
-
+from shared.money import plain_decimal
+from shared.types import Direction, Mode, PosSide, Side, Window
 
 # The schemas say string (what is sent), flat: one type is cheap for a client to validate.
 Dec = Annotated[
@@ -32,8 +24,6 @@ Dec = Annotated[
 ]
 # None is serialized natively: the formatter runs only for decimals.
 OptDec = Annotated[Dec | None, WithJsonSchema({"type": ["string", "null"], "description": "exact decimal"})]
-Mode = Literal["live", "simulated"]
-Window = Literal["daily", "weekly", "all_time"]
 
 # The JSON form of a view, built without the model: what the hot read tools (get_account_state,
 # get_market_data) return. Their values come from PostgreSQL already as exact decimal text
@@ -72,8 +62,8 @@ class ExitPlan(View):
 
 class Position(View):
     symbol: str
-    side: Literal["long", "short"]
-    pos_side: Literal["net", "long", "short"] = Field(description="OKX position slot.")
+    side: Direction
+    pos_side: PosSide = Field(description="OKX position slot.")
     contracts: Dec = Field(description="Size in contracts (OKX 张).")
     coin_quantity: Dec = Field(description="contracts x ctVal x ctMult, in base_asset.")
     base_asset: str
@@ -161,7 +151,7 @@ class Order(View):
     client_order_id: str
     exchange_order_id: str | None
     symbol: str
-    side: Literal["buy", "sell"]
+    side: Side
     pos_side: str | None
     order_type: str
     size: Dec

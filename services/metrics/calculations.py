@@ -11,7 +11,7 @@ cheap enough to recompute per candle).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 
@@ -23,6 +23,7 @@ from services.metrics.definitions import (
     RSI_FLAT,
     RSI_PERIODS,
 )
+from shared import bars
 from shared.messages import Candle
 
 # NUMERIC(20, 8) holds 12 integer digits.
@@ -158,17 +159,10 @@ def to_numeric(value: float | None, places: int) -> Decimal | None:
     return Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
 
 
-_BAR_UNITS = {"m": timedelta(minutes=1), "H": timedelta(hours=1), "D": timedelta(days=1),
-              "W": timedelta(weeks=1)}
-
-
 def close_time(open_time: datetime, bar: str) -> datetime:
-    """A candle's close time (`as_of`): open time + one bar (OKX names: 3m, 4H, 1Dutc, 1M)."""
-    core = bar.removesuffix("utc")
-    count, unit = core[:-1], core[-1:]
-    if not count.isdigit() or int(count) <= 0 or unit not in (*_BAR_UNITS, "M"):
-        raise InvalidCandle(f"unknown bar {bar!r}")
-    if unit == "M":  # calendar months
-        months = open_time.month - 1 + int(count)
-        return open_time.replace(year=open_time.year + months // 12, month=months % 12 + 1)
-    return open_time + int(count) * _BAR_UNITS[unit]
+    """A candle's close time (`as_of`, by `shared.bars`); a bar name that is no OKX bar makes
+    the candle invalid."""
+    try:
+        return bars.close_time(open_time, bar)
+    except bars.UnknownBar as exc:
+        raise InvalidCandle(str(exc)) from exc

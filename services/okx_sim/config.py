@@ -24,6 +24,11 @@ class InstrumentSpec:
     list_time_ms: int = 1573557408000
 
     @property
+    def contract_size(self) -> Decimal:
+        """Base-currency quantity of one contract (ctVal x ctMult)."""
+        return self.ct_val * self.ct_mult
+
+    @property
     def family(self) -> str:
         """`BTC-USDT` for `BTC-USDT-SWAP`."""
         return self.inst_id.removesuffix("-SWAP")

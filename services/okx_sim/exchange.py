@@ -192,7 +192,7 @@ class Exchange:
         if opening:
             px = req.px or self._levels(req.inst_id, req.side).__next__()
             lever = self.leverage(acct.api_key, req.inst_id)
-            cv = spec.ct_val * spec.ct_mult
+            cv = spec.contract_size
             need = opening * cv * px / lever + req.sz * cv * px * self.taker_rate
             if need > self.account_view(acct.api_key).avail:
                 raise Reject("51008")
@@ -245,7 +245,7 @@ class Exchange:
         spec = self.specs[order.inst_id]
         now = self.clock()
         rate = self.taker_rate if exec_type == "T" else self.maker_rate
-        fee = -(sz * spec.ct_val * spec.ct_mult * px * rate)
+        fee = -(sz * spec.contract_size * px * rate)
         pnl, sub_type, changed = self._apply(acct, order, px, sz, fee, now)
         if liquidation:
             sub_type = "104" if order.side == "sell" else "105"
@@ -286,7 +286,7 @@ class Exchange:
         sub_type = "3" if order.side == "buy" else "4"
         if closing:
             sub_type = "5" if pos.direction > 0 else "6"
-            pnl = (px - pos.avg_px) * closing * spec.ct_val * spec.ct_mult * pos.direction
+            pnl = (px - pos.avg_px) * closing * spec.contract_size * pos.direction
             pos.pnl += pnl
             pos.fee += fee * closing / sz
             pos.pos -= closing * (pos.direction if order.pos_side == "net" else 1)
@@ -389,7 +389,7 @@ class Exchange:
         if order.px is None or order.reduce_only:
             return ZERO
         spec = self.specs[order.inst_id]
-        return order.remaining * spec.ct_val * spec.ct_mult * order.px / order.lever
+        return order.remaining * spec.contract_size * order.px / order.lever
 
     def _spec(self, inst_id: str) -> InstrumentSpec:
         spec = self.specs.get(inst_id)

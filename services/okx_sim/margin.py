@@ -22,7 +22,7 @@ class Risk:
 
 def qty(pos: Position, spec: InstrumentSpec) -> Decimal:
     """Signed position size in base coin (contracts × ctVal × ctMult)."""
-    return pos.direction * abs(pos.pos) * spec.ct_val * spec.ct_mult
+    return pos.direction * abs(pos.pos) * spec.contract_size
 
 
 def risk(pos: Position, spec: InstrumentSpec, mark: Decimal, mmr_rate: Decimal) -> Risk:

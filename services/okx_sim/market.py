@@ -224,7 +224,7 @@ class Market:
         o, h, low, c, v = self._agg(sym, s0, s1)
         spec = self.specs[sym]
         vol = Decimal(v // STEPS_PER_MIN) * spec.lot_sz
-        vol_ccy = vol * spec.ct_val * spec.ct_mult
+        vol_ccy = vol * spec.contract_size
         close = c * spec.tick_sz
         return Candle(ts, o * spec.tick_sz, h * spec.tick_sz, low * spec.tick_sz, close,
                       vol, vol_ccy, vol_ccy * close, now_ms >= end)
@@ -261,7 +261,7 @@ class Market:
         return Ticker(
             sym, last, rng.randint(1, 200) * lot, last + tick, rng.randint(1, 2000) * lot,
             last - tick, rng.randint(1, 2000) * lot, o * tick, h * tick, low * tick,
-            vol24, vol24 * spec.ct_val * spec.ct_mult, self.last(sym, day0),
+            vol24, vol24 * spec.contract_size, self.last(sym, day0),
             self.last(sym, day8), t_ms,
         )
 

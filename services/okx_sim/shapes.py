@@ -61,7 +61,7 @@ def funding_rate(inst_id: str, f: Funding, ts: int) -> Json:
 
 def open_interest(spec: InstrumentSpec, oi: Decimal, px: Decimal, ts: int) -> Json:
     """An open-interest push element."""
-    oi_ccy = oi * spec.ct_val * spec.ct_mult
+    oi_ccy = oi * spec.contract_size
     return {"instId": spec.inst_id, "instType": "SWAP", "oi": fmt(oi), "oiCcy": fmt(oi_ccy),
             "oiUsd": fmt(oi_ccy * px), "ts": str(ts)}
 

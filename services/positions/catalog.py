@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from services.positions.domain import Instrument
 from services.positions.store import LedgerStore
 from shared.clock import Clock
+from shared.instruments import InstrumentSpec
 
 
 class InstrumentCatalog:
@@ -22,12 +22,12 @@ class InstrumentCatalog:
     def __init__(self, clock: Clock, grace_seconds: float, reload_interval: float = 1.0) -> None:
         self._clock = clock
         self._started = clock.now()
-        self._items: dict[str, Instrument] = {}
+        self._items: dict[str, InstrumentSpec] = {}
         self._loaded_at: float | None = None
         self._reload_interval = reload_interval
         self.grace_seconds = grace_seconds
 
-    async def resolve(self, store: LedgerStore, symbols: Iterable[str]) -> dict[str, Instrument]:
+    async def resolve(self, store: LedgerStore, symbols: Iterable[str]) -> dict[str, InstrumentSpec]:
         """The known instruments among `symbols`, reloading the table when one is missing."""
         wanted = set(symbols)
         now = self._clock.monotonic()

@@ -1,9 +1,10 @@
 """The fill ledger's pure fold: positions from fills and funding payments (DESIGN §3).
 
-No I/O, no clock, no async. Every value is quantized to its column's scale with one rounding
-mode, so a position loaded back from PostgreSQL equals the one held in memory and a replay
-compares equal. A position lives in one slot: (account, symbol, pos_side), where pos_side is
-OKX's `net`, or `long` / `short` in long/short mode; slots never interact.
+No I/O, no clock, no async. Every value is computed in the ledger's decimal context and
+quantized to its column's scale with one rounding mode (`shared.money`), so a position loaded
+back from PostgreSQL equals the one held in memory and a replay compares equal. A position
+lives in one slot: (account, symbol, pos_side), where pos_side is OKX's `net`, or `long` /
+`short` in long/short mode; slots never interact.
 """
 
 from __future__ import annotations
@@ -11,35 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
-from typing import Any, Literal
+from decimal import Decimal, localcontext
+from typing import Any
 
-Side = Literal["buy", "sell"]
-PosSide = Literal["net", "long", "short"]
-Direction = Literal["long", "short"]
-ExitReason = Literal["agent", "liquidation", "adl", "external"]
+from shared.instruments import InstrumentSpec
+from shared.money import LEDGER_CONTEXT, Q4, Q8, Q12, ZERO, average_confidence, quantize
+from shared.types import Direction, ExitReason, PosSide, Side
+
 EntryKey = tuple[datetime, int, str]
 
-ROUNDING = ROUND_HALF_EVEN
-# Wide enough that no intermediate product of NUMERIC(32,12) values is ever rounded.
-_CONTEXT = Context(prec=80, rounding=ROUNDING)
-Q2 = Decimal("0.01")
-Q4 = Decimal("0.0001")
-Q8 = Decimal("0.00000001")
-Q12 = Decimal("0.000000000001")
-ZERO = Decimal(0)
 LIQUIDATION_CATEGORIES = frozenset({"full_liquidation", "partial_liquidation"})
 _MICROSECONDS_PER_MINUTE = Decimal(60_000_000)
-
-
-def quantize(value: Decimal, exp: Decimal) -> Decimal:
-    """Round to a column scale with the ledger's one rounding mode."""
-    return value.quantize(exp, rounding=ROUNDING, context=_CONTEXT)
-
-
-def quantize_opt(value: Decimal | None, exp: Decimal) -> Decimal | None:
-    """`quantize` that passes None through."""
-    return None if value is None else quantize(value, exp)
 
 
 class FoldAnomaly(ValueError):
@@ -49,19 +32,6 @@ class FoldAnomaly(ValueError):
         super().__init__(f"{entry_id}: {reason}")
         self.entry_id = entry_id
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Instrument:
-    """Contract specification: one contract is ct_val x ct_mult units of the base asset."""
-
-    symbol: str
-    ct_val: Decimal
-    ct_mult: Decimal = Decimal(1)
-
-    @property
-    def multiplier(self) -> Decimal:
-        return self.ct_val * self.ct_mult
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +100,7 @@ class Position:
 
     @property
     def average_confidence(self) -> Decimal | None:
-        if not self.confidence_quantity:
-            return None
-        return quantize(self.confidence_weight_sum / self.confidence_quantity, Q2)
+        return average_confidence(self.confidence_weight_sum, self.confidence_quantity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,14 +138,14 @@ class FoldResult:
 
 
 def apply_fill(
-    position: Position | None, fill: LedgerFill, instrument: Instrument
+    position: Position | None, fill: LedgerFill, instrument: InstrumentSpec
 ) -> tuple[Position | None, ClosedPosition | None]:
     """Apply one fill to its slot: open, add, reduce, close, or (net mode) flip."""
     if position is not None and position.pos_side != fill.pos_side:
         raise ValueError(
             f"fill {fill.trade_id} is for slot {fill.pos_side}, not {position.pos_side}"
         )
-    with localcontext(_CONTEXT):
+    with localcontext(LEDGER_CONTEXT):
         if fill.pos_side == "net":
             return _apply_net(position, fill, instrument)
         return _apply_hedged(position, fill, instrument)
@@ -192,7 +160,7 @@ def apply_funding(position: Position | None, funding: FundingEntry) -> Position:
 
 
 def fold(
-    entries: Iterable[Entry], instrument: Instrument, position: Position | None = None
+    entries: Iterable[Entry], instrument: InstrumentSpec, position: Position | None = None
 ) -> FoldResult:
     """Apply entries in (time, kind, id) order; anomalies are skipped and reported."""
     closed: list[ClosedPosition] = []
@@ -234,7 +202,7 @@ def _direction(side: Side) -> Direction:
 
 
 def _apply_net(
-    position: Position | None, fill: LedgerFill, instrument: Instrument
+    position: Position | None, fill: LedgerFill, instrument: InstrumentSpec
 ) -> tuple[Position | None, ClosedPosition | None]:
     direction = _direction(fill.side)
     if position is None:
@@ -251,7 +219,7 @@ def _apply_net(
 
 
 def _apply_hedged(
-    position: Position | None, fill: LedgerFill, instrument: Instrument
+    position: Position | None, fill: LedgerFill, instrument: InstrumentSpec
 ) -> tuple[Position | None, ClosedPosition | None]:
     slot: Direction = "long" if fill.pos_side == "long" else "short"
     if _direction(fill.side) == slot:
@@ -317,11 +285,11 @@ def _add(position: Position, fill: LedgerFill) -> Position:
 
 
 def _reduce(
-    position: Position, fill: LedgerFill, size: Decimal, fee: Decimal, instrument: Instrument
+    position: Position, fill: LedgerFill, size: Decimal, fee: Decimal, instrument: InstrumentSpec
 ) -> tuple[Position | None, ClosedPosition | None]:
     sign = 1 if position.side == "long" else -1
     move = fill.price - position.avg_entry_price
-    gross = quantize(move * size * instrument.multiplier * sign, Q8)
+    gross = quantize(move * size * instrument.contract_size * sign, Q8)
     p = position  # every field spelled out: see _add
     state = Position(
         pos_side=p.pos_side, side=p.side, quantity=p.quantity - size,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from services.positions.domain import (
@@ -18,10 +18,10 @@ from services.positions.domain import (
     Entry,
     EntryKey,
     FoldResult,
-    Instrument,
     Position,
     fold,
 )
+from shared.instruments import InstrumentSpec
 from shared.messages import (
     ClosedPositionState,
     Fill,
@@ -29,6 +29,7 @@ from shared.messages import (
     PositionEvent,
     PositionState,
 )
+from shared.types import PositionEventKind
 
 Identity = tuple[str, datetime]  # (side, opened_at): how a refold recognises a position
 
@@ -66,13 +67,13 @@ class SlotChange:
 
     @classmethod
     def folded(cls, slot: Slot, before: Position | None, new: Sequence[Entry],
-               instrument: Instrument) -> SlotChange:
+               instrument: InstrumentSpec) -> SlotChange:
         """The batch's new entries folded onto the stored open position."""
         return cls(slot, before, fold(new, instrument, before))
 
     @classmethod
     def refolded(cls, slot: Slot, before: Position | None, ledger: Sequence[Entry],
-                 old_closed: Sequence[ClosedPosition], instrument: Instrument) -> SlotChange:
+                 old_closed: Sequence[ClosedPosition], instrument: InstrumentSpec) -> SlotChange:
         """The slot folded again from every stored entry; exit plans carried over."""
         result = fold(ledger, instrument)
         return cls(slot, before, result, refold=True, old_closed=tuple(old_closed)).carry_plans()
@@ -155,7 +156,7 @@ class SlotChange:
         assert p.last_trade_id is not None
         return self._event("opened", p.last_trade_id, p.opened_at, now, position=_state(p))
 
-    def _event(self, kind: Literal["opened", "changed", "closed"], trade_id: str,
+    def _event(self, kind: PositionEventKind, trade_id: str,
                time: datetime, now: datetime, **values: Any) -> PositionEvent:
         account_id, symbol, pos_side = self.slot
         # model_construct: every value is already typed by the fold (no second validation).

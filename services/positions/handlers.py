@@ -16,11 +16,12 @@ from typing import TypeVar
 from uuid import UUID
 
 from services.positions.catalog import InstrumentCatalog
-from services.positions.domain import Entry, Instrument, LedgerFill
+from services.positions.domain import Entry, LedgerFill
 from services.positions.events import Slot, SlotChange, needs_refold, position_events, slot_of
 from services.positions.inbound import Inbound
 from services.positions.store import LedgerStore, StoredSlots
 from shared.consumer import PERMANENT, DeadLetter
+from shared.instruments import InstrumentSpec
 from shared.logging import get_logger
 from shared.messages import (
     Balance,
@@ -89,7 +90,7 @@ async def handle_batch(
 
 
 async def _change(
-    store: LedgerStore, slot: Slot, new: NewEntries, stored: StoredSlots, instrument: Instrument,
+    store: LedgerStore, slot: Slot, new: NewEntries, stored: StoredSlots, instrument: InstrumentSpec,
     mode: str, out: BatchOutcome,
 ) -> SlotChange:
     """Fold the slot's new entries onto its open position, or refold it from the ledger."""
@@ -129,7 +130,7 @@ def _account_ok(item: Inbound, modes: dict[UUID, str], out: BatchOutcome) -> boo
 
 async def _instruments(
     store: LedgerStore, items: list[Inbound], catalog: InstrumentCatalog, out: BatchOutcome
-) -> dict[str, Instrument]:
+) -> dict[str, InstrumentSpec]:
     symbols = {getattr(i.event, "inst_id", "") for i in items}
     known = await catalog.resolve(store, symbols)
     for item in items:

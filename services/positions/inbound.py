@@ -14,7 +14,6 @@ from decimal import Decimal
 
 from pydantic import ValidationError
 
-from services.positions.domain import Q8, quantize
 from shared.errors import PermanentError
 from shared.messages import (
     SCHEMA_VERSION,
@@ -25,6 +24,7 @@ from shared.messages import (
     FundingPayment,
     OrderUpdate,
 )
+from shared.money import Q8, quantize
 
 MODELS: dict[str, type[AccountEvent]] = {
     "order": OrderUpdate,

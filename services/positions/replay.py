@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from uuid import UUID
 
-from services.positions.domain import ClosedPosition, Instrument, Position, fold
+from services.positions.domain import ClosedPosition, Position, fold
 from services.positions.events import Slot
 from services.positions.store import LedgerStore
+from shared.instruments import InstrumentSpec
 
 _SKIP = {"exit_plan"}
 
@@ -50,7 +51,7 @@ async def replay(
 
 
 async def _replay_slot(
-    store: LedgerStore, slot: Slot, instruments: dict[str, Instrument], report: ReplayReport
+    store: LedgerStore, slot: Slot, instruments: dict[str, InstrumentSpec], report: ReplayReport
 ) -> list[str]:
     instrument = instruments.get(slot.symbol)
     if instrument is None:

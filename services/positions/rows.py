@@ -14,20 +14,12 @@ from decimal import Decimal
 from typing import Any, NamedTuple, NewType, Protocol, get_args, get_type_hints
 from uuid import UUID
 
-from services.positions.domain import (
-    Q2,
-    Q8,
-    ClosedPosition,
-    FundingEntry,
-    LedgerFill,
-    Position,
-    quantize,
-    quantize_opt,
-)
+from services.positions.domain import ClosedPosition, FundingEntry, LedgerFill, Position
 from services.positions.events import Slot
 from services.positions.ids import uuid7
 from shared.db import json_dumps
 from shared.messages import Balance, ExchangePosition, Fill, FundingPayment, OrderUpdate
+from shared.money import Q2, Q8, quantize, quantize_opt
 
 
 class Record(Protocol):

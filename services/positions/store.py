@@ -22,7 +22,6 @@ from services.positions.domain import (
     Entry,
     EntryKey,
     FundingEntry,
-    Instrument,
     LedgerFill,
     Position,
 )
@@ -57,6 +56,7 @@ from services.positions.rows import (
     own_order_id,
     position_from_row,
 )
+from shared.instruments import SPEC_COLUMNS, InstrumentSpec
 from shared.messages import Balance, ExchangePosition, Fill, FundingPayment, OrderUpdate
 
 _PLACEHOLDER = re.compile(r"(?<![:\w]):(\w+)")
@@ -240,10 +240,10 @@ class LedgerStore:
         )
         return {r["id"]: r["mode"] for r in rows}
 
-    async def instruments(self) -> dict[str, Instrument]:
+    async def instruments(self) -> dict[str, InstrumentSpec]:
         """Contract values of every instrument the ingest service has loaded."""
-        rows = await self.conn.fetch("SELECT symbol, ct_val, ct_mult FROM aitrader.instruments")
-        return {r["symbol"]: Instrument(r["symbol"], r["ct_val"], r["ct_mult"]) for r in rows}
+        rows = await self.conn.fetch(f"SELECT {SPEC_COLUMNS} FROM aitrader.instruments")
+        return {r["symbol"]: InstrumentSpec(**dict(r)) for r in rows}
 
     async def slot_state(self, slots: Sequence[Slot]) -> StoredSlots:
         """The last stored entry's key and the open position of each slot, in one round trip."""

@@ -22,6 +22,7 @@ from services.ingest.normalize import (
     parse_frame,
 )
 from shared.messages import Candle, Fill, OrderUpdate, Ticker
+from tests.shared.cases import BAR_CASES
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ACC = AccountRef(UUID(int=7), "simulated")
@@ -91,6 +92,16 @@ def test_candles_confirmed_and_forming() -> None:
     events = normalize_push(push("candle1m", rows, instId="BTC-USDT-SWAP"), NOW, None).events
     assert [(c.bar, c.confirmed, c.close) for c in events if isinstance(c, Candle)] == [
         ("1m", True, Decimal("100.5")), ("1m", False, Decimal("100.2"))]
+
+
+@pytest.mark.parametrize(("bar", "length", "closes"), BAR_CASES)
+def test_a_candle_channel_names_its_bar(bar: str, length: int | None, closes: datetime | None) -> None:
+    row = ["1767225600000", "100", "101", "99", "100.5", "12", "0.12", "12.06", "1"]
+    out = normalize_push(push(f"candle{bar}", [row], instId="BTC-USDT-SWAP"), NOW, None)
+    if closes is None:  # no bar (shared.bars): not a candle channel
+        assert ([e.reason for e in out.errors], out.events) == (["unknown_channel"], [])
+    else:
+        assert [c.bar for c in out.events if isinstance(c, Candle)] == [bar]
 
 
 def test_short_legacy_candle_row_is_read_as_forming() -> None:
@@ -174,7 +185,7 @@ def test_instruments(row: dict[str, str], stored: bool) -> None:
     found = acct.instrument(row)
     assert (found is not None) == stored
     if found:
-        assert (found.base_asset, found.ct_val, found.max_leverage) == (
+        assert (found.spec.base_asset, found.spec.ct_val, found.spec.max_leverage) == (
             "BTC", Decimal("0.01"), Decimal("100"))
 
 

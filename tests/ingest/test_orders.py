@@ -1,5 +1,8 @@
 """Order commands over NATS request/reply: checked before OKX, leverage set, clOrdId = the
-order id, OKX's rejection passed through, and a timeout is an answer, never a hang."""
+order id, OKX's rejection passed through, and a timeout is an answer, never a hang.
+
+The order rules are `shared.instruments`'; their table (`tests/shared/cases.py`) runs here
+through the command handler on PostgreSQL, and through the gateway in tests/mcp_gateway."""
 
 from __future__ import annotations
 
@@ -16,20 +19,21 @@ import pytest_asyncio
 from nats.aio.client import Client
 from pydantic import SecretStr
 
+from services.ingest.normalize_account import Listing
 from services.ingest.okx_rest import OkxRest
 from services.ingest.orders import OrderHandler, check_command
-from services.ingest.repository import InstrumentRules, Repository
+from services.ingest.repository import Repository
 from services.ingest.signing import Credentials
 from services.okx_sim import SimHandle
+from shared.instruments import InstrumentSpec
 from shared.messages import PlaceOrder, PlaceOrderReply
 from shared.settings import Settings
 from shared.subjects import Subjects
 from tests.factories import create_account, create_instruments
 from tests.ingest.conftest import KEY, ingest_settings, running
+from tests.shared.cases import ORDER_CASES, SOL, OrderCase
 
 ACCOUNT_ID = UUID(int=42)
-RULES = InstrumentRules("SOL-USDT-SWAP", Decimal("0.1"), Decimal("1"), Decimal("0.01"),
-                        Decimal("50"), "live")
 
 
 def command(**overrides: Any) -> PlaceOrder:
@@ -39,28 +43,48 @@ def command(**overrides: Any) -> PlaceOrder:
     return PlaceOrder(**(values | overrides))
 
 
-@pytest.mark.parametrize(("overrides", "rules", "pos_mode", "problem"), [
-    pytest.param({}, RULES, "net_mode", None, id="valid"),
-    pytest.param({"account_id": uuid4()}, RULES, "net_mode", "command for account",
-                 id="other-account"),
-    pytest.param({}, None, "net_mode", "unknown instrument", id="unknown-instrument"),
-    pytest.param({"sz": Decimal("1.05")}, RULES, "net_mode", "not a multiple of lotSz", id="lot"),
-    pytest.param({"sz": Decimal("0.5")}, RULES, "net_mode", "below minSz", id="min-size"),
-    pytest.param({"lever": Decimal("51")}, RULES, "net_mode", "exceeds the maximum", id="lever"),
-    pytest.param({"ord_type": "limit"}, RULES, "net_mode", "needs a positive px",
-                 id="limit-no-px"),
-    pytest.param({"ord_type": "limit", "px": Decimal("1.005")}, RULES, "net_mode", "tickSz",
-                 id="limit-off-tick"),
-    pytest.param({"pos_side": "long"}, RULES, "net_mode", "net mode", id="long-in-net-mode"),
-    pytest.param({}, RULES, "long_short_mode", "long/short mode", id="net-in-long-short"),
-    pytest.param({}, InstrumentRules("SOL-USDT-SWAP", Decimal("0.1"), Decimal("1"),
-                                     Decimal("0.01"), Decimal("50"), "suspend"), "net_mode",
-                 "not live", id="suspended"),
+def case_command(case: OrderCase, account_id: UUID) -> PlaceOrder:
+    """The table case as the gateway would send it to ingest."""
+    px = None if case.price is None else Decimal(case.price)
+    return command(account_id=account_id, inst_id=case.instrument.symbol, side=case.side,
+                   pos_side=case.pos_side, ord_type=case.order_type, sz=Decimal(case.size),
+                   px=px, lever=Decimal(case.leverage))
+
+
+# Refusals that are ingest's own; the order rules are ORDER_CASES (test_order_rules_...).
+@pytest.mark.parametrize(("overrides", "spec", "problem"), [
+    pytest.param({}, SOL, None, id="valid"),
+    pytest.param({"account_id": uuid4()}, SOL, "command for account", id="other-account"),
+    pytest.param({}, None, "unknown instrument", id="unknown-instrument"),
 ])
-def test_check_command(overrides: dict[str, Any], rules: InstrumentRules | None, pos_mode: str,
+def test_check_command(overrides: dict[str, Any], spec: InstrumentSpec | None,
                        problem: str | None) -> None:
-    found = check_command(command(**overrides), ACCOUNT_ID, rules, pos_mode)
+    found = check_command(command(**overrides), ACCOUNT_ID, spec, "net_mode")
     assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+@pytest.mark.parametrize("case", ORDER_CASES)
+async def test_order_rules_as_the_command_reply_states_them(
+        case: OrderCase, db_pool: asyncpg.Pool, black_hole: str) -> None:
+    # The instrument as ingest stores it, read back by the handler; OKX never answers, so a
+    # command that passes the checks ends in "timeout" and a refused one in "invalid".
+    repo = Repository(db_pool)
+    await repo.upsert_instruments([Listing(case.instrument, "USDT", "USDT", "SOL", {})])
+    account_id = await create_account(db_pool)
+    creds = Credentials(SecretStr("k"), SecretStr("s"), SecretStr("p"))
+    rest = OkxRest(black_hole, creds=creds, simulated=True, timeout_s=30)
+    handler = OrderHandler(rest, repo, account_id, timeout_s=0.2)
+    handler.pos_mode = case.pos_mode
+    try:
+        reply = await handler.handle(case_command(case, account_id).model_dump_json().encode())
+    finally:
+        await handler.close()
+        await rest.aclose()
+    if case.ingest is None:
+        assert reply.s_code == "timeout", reply.s_msg
+    else:
+        assert (reply.ok, reply.s_code) == (False, "invalid")
+        assert case.ingest in reply.s_msg
 
 
 async def _request(nc: Client, subject: str, body: bytes, timeout: float = 8.0

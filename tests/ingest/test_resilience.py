@@ -8,6 +8,7 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import uuid4
@@ -24,6 +25,7 @@ from services.ingest import signing
 from services.ingest.backfill import Backfiller
 from services.ingest.okx_ws import FrameStats, OkxWebSocket, WsOptions
 from services.ingest.publisher import Publisher
+from services.ingest.refresh import RefreshHandler
 from services.ingest.streams import PublicSink
 from services.okx_sim import SimHandle
 from shared.logging import configure_logging
@@ -41,6 +43,7 @@ from tests.ingest.conftest import (
     running,
     stream_messages,
 )
+from tests.shared.cases import BAR_CASES
 
 JUNK_FRAMES = 2000
 
@@ -202,3 +205,22 @@ async def test_market_data_refresh(settings: Settings, sim: SimHandle, nc: Clien
                                                                               "BTC-USDT-SWAP"))
         assert len(stored) == 5 and all(b["confirmed"] for _, b, _ in stored)
     assert not MarketDataRefreshReply.model_validate_json(bad.data).ok
+
+
+@pytest.mark.parametrize(("bar", "length", "closes"), BAR_CASES)
+async def test_a_refresh_serves_bars_of_a_fixed_length(
+        bar: str, length: int | None, closes: datetime | None) -> None:
+    asked: list[str] = []
+
+    class Candles:  # the backfiller's one method the refresh uses
+        async def latest_candles(self, inst_id: str, name: str, limit: int) -> int:
+            asked.append(name)
+            return 1
+
+    handler = RefreshHandler(Candles(), timeout_s=1)  # type: ignore[arg-type]
+    ask = MarketDataRefresh(inst_id="BTC-USDT-SWAP", bars=[bar])
+    reply = await handler.handle(ask.model_dump_json().encode())
+    if length is None:  # months have no length to page back by; non-bars are refused
+        assert (reply.ok, reply.error, asked) == (False, f"unsupported bars: {[bar]}", [])
+    else:
+        assert (reply.ok, reply.published, asked) == (True, 1, [bar])

@@ -15,10 +15,10 @@ import pytest_asyncio
 
 from services.mcp_gateway.config import GatewaySettings
 from services.mcp_gateway.gateway import open_gateway
-from services.mcp_gateway.views import plain_decimal
 from services.metrics.main import serve as serve_metrics
 from services.okx_sim import SimHandle, run_sim
 from services.positions.main import serve as serve_positions
+from shared.money import plain_decimal
 from shared.settings import Settings
 from tests.factories import wait_for
 from tests.ingest.conftest import ACCOUNT, KEY, ingest_settings, running, sim_config

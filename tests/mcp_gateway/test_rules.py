@@ -1,30 +1,34 @@
-"""The pure core: trade checks, position slots, staleness, exit-plan merging, decimals."""
+"""The pure core: trade checks, position slots, staleness, exit-plan merging, decimals.
+
+The order rules, average confidence and bar lengths are `shared`'s, run here through the
+gateway with the tables of `tests/shared/cases.py` (ingest and positions run the same tables).
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from services.mcp_gateway.errors import InvalidArgument
 from services.mcp_gateway.rules import (
-    Instrument,
     Limits,
     TradeRequest,
-    average_confidence,
     check_exit_plan,
     check_trade,
+    confidence_text,
     is_stale,
-    live_equity,
     merged_exit_plan,
     pos_side_for,
 )
-from services.mcp_gateway.views import plain_decimal
+from shared.bars import UnknownBar
+from shared.instruments import InstrumentSpec, order_violations
+from shared.types import PosMode, Side
+from tests.shared.cases import BAR_CASES, CONFIDENCE_CASES, ORDER_CASES, SOL, OrderCase
 
-BTC = Instrument(
+BTC = InstrumentSpec(
     "BTC-USDT-SWAP",
     "BTC",
     Decimal("0.01"),
@@ -53,9 +57,45 @@ def trade(**changes: object) -> TradeRequest:
     return TradeRequest(**{**base, **changes})  # type: ignore[arg-type]
 
 
+# Above SOL's own leverage maximum and any notional: the table's cases are the instrument's rules.
+TABLE_LIMITS = Limits(max_leverage=Decimal(100), max_notional_usdt=Decimal(10**9))
+
+
+@pytest.mark.parametrize("case", ORDER_CASES)
+def test_order_rules_as_the_model_reads_them(case: OrderCase) -> None:
+    price = None if case.price is None else Decimal(case.price)
+    req = TradeRequest(
+        case.instrument.symbol,
+        case.side,
+        Decimal(case.size),
+        Decimal(case.leverage),
+        Decimal(70),
+        case.order_type,
+        price,
+        False,
+    )
+    if case.gateway is None:
+        assert check_trade(req, case.instrument, TABLE_LIMITS, Decimal(100), case.pos_mode) is not None
+        return
+    with pytest.raises(InvalidArgument) as info:
+        check_trade(req, case.instrument, TABLE_LIMITS, Decimal(100), case.pos_mode)
+    assert case.gateway in str(info.value)
+
+
+@pytest.mark.parametrize("pos_mode", [None, "net_mode", "long_short_mode"])
+@pytest.mark.parametrize("side", ["buy", "sell"])
+@pytest.mark.parametrize("reduce_only", [False, True])
+def test_the_pos_side_the_gateway_derives_fits_the_mode(
+    pos_mode: PosMode | None, side: Side, reduce_only: bool
+) -> None:
+    derived = pos_side_for(pos_mode, side, reduce_only)
+    order = OrderCase(None, None, None, pos_mode=pos_mode, pos_side=derived).order()
+    assert order_violations(SOL, **order) == []
+
+
 def test_valid_market_order_returns_its_notional() -> None:
     # 0.5 contracts x 0.01 BTC x 60000 = 300 USDT
-    assert check_trade(trade(), BTC, LIMITS, MARK) == Decimal("300")
+    assert check_trade(trade(), BTC, LIMITS, MARK, "net_mode") == Decimal("300")
 
 
 @pytest.mark.parametrize(
@@ -88,29 +128,29 @@ def test_refusals_say_what_is_wrong_and_what_is_allowed(
     changes: dict[str, object], fragments: list[str]
 ) -> None:
     with pytest.raises(InvalidArgument) as info:
-        check_trade(trade(**changes), BTC, LIMITS, MARK)
+        check_trade(trade(**changes), BTC, LIMITS, MARK, "net_mode")
     for fragment in fragments:
         assert fragment in str(info.value)
 
 
 def test_instrument_limit_is_lower_than_server_limit() -> None:
-    low = Instrument(**{**BTC.__dict__, "max_leverage": Decimal(10)})
+    low = replace(BTC, max_leverage=Decimal(10))
     with pytest.raises(InvalidArgument, match="1 to 10"):
-        check_trade(trade(leverage=Decimal(15)), low, LIMITS, MARK)
+        check_trade(trade(leverage=Decimal(15)), low, LIMITS, MARK, "net_mode")
 
 
 def test_suspended_instrument_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="not tradable"):
-        check_trade(trade(), Instrument(**{**BTC.__dict__, "status": "suspend"}), LIMITS, MARK)
+        check_trade(trade(), replace(BTC, status="suspend"), LIMITS, MARK, "net_mode")
 
 
 def test_reduce_only_is_exempt_from_the_notional_limit_and_needs_no_mark() -> None:
-    assert check_trade(trade(size=Decimal(20), reduce_only=True), BTC, LIMITS, None) is None
+    assert check_trade(trade(size=Decimal(20), reduce_only=True), BTC, LIMITS, None, "net_mode") is None
 
 
 def test_market_order_without_any_price_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="No market price"):
-        check_trade(trade(), BTC, LIMITS, None)
+        check_trade(trade(), BTC, LIMITS, None, "net_mode")
 
 
 @pytest.mark.parametrize(
@@ -126,6 +166,18 @@ def test_market_order_without_any_price_is_refused() -> None:
 )
 def test_pos_side(pos_mode: str | None, side: str, reduce_only: bool, expected: str) -> None:
     assert pos_side_for(pos_mode, side, reduce_only) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("name", "length", "closes"), BAR_CASES)
+def test_stale_after_two_bars_of_any_length(name: str, length: int | None, closes: datetime | None) -> None:
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    if length is None:  # no fixed length: not a timeframe the gateway serves
+        with pytest.raises(UnknownBar):
+            is_stale(now, name, now)
+        return
+    two_bars = timedelta(milliseconds=2 * length)
+    assert not is_stale(now - two_bars, name, now)
+    assert is_stale(now - two_bars - timedelta(microseconds=1), name, now)
 
 
 def test_stale_after_two_bars() -> None:
@@ -159,52 +211,6 @@ def d(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
-@pytest.mark.parametrize(
-    ("cash", "available", "locked", "upl", "equity"),
-    [
-        pytest.param("1000", "900", "50", ["15", "-2.5"], "1012.5", id="cash-plus-upl"),
-        pytest.param(None, "900", "50", ["15"], "965", id="no-cash-uses-available-plus-locked"),
-        pytest.param("1000", "900", "50", [], "1000", id="flat"),
-        pytest.param("1000", "900", "50", ["15", None], None, id="unpriced-position"),
-        pytest.param(None, None, None, [], None, id="no-balance"),
-        pytest.param(  # 34 significant digits: not rounded to the default context's 28
-            "10000.00000001",
-            None,
-            None,
-            ["-1234567890118827160425.9182109875"],
-            "-1234567890118827150425.9182109775",
-            id="exact-beyond-28-digits",
-        ),
-    ],
-)
-def test_live_equity(
-    cash: str | None, available: str | None, locked: str | None, upl: list[str | None], equity: str | None
-) -> None:
-    assert live_equity(d(cash), d(available), d(locked), [d(u) for u in upl]) == d(equity)
-
-
-@given(st.decimals(allow_nan=False, allow_infinity=False, places=8, min_value=-(10**12), max_value=10**12))
-def test_plain_decimal_is_exact(value: Decimal) -> None:
-    text = plain_decimal(value)
-    assert "E" not in text and Decimal(text) == value
-    assert not ("." in text and text.endswith("0")) and text != "-0"
-
-
-def test_plain_decimal_forms() -> None:
-    cases = {"0.01000000": "0.01", "1E+2": "100", "1E-8": "0.00000001", "-0E-8": "0", "61000.10": "61000.1"}
-    assert {k: plain_decimal(Decimal(k)) for k in cases} == cases
-
-
-@pytest.mark.parametrize(
-    ("weight_sum", "quantity", "expected"),
-    [
-        ("210.000000000000", "3.00000000", "70"),
-        ("100", "3", "33.33"),  # 33.333...: no exact quotient
-        ("33.325", "1", "33.32"),  # half to even, as the ledger rounds
-        ("99.975", "1", "99.98"),
-        ("0.000000333250", "0.00000001", "33.32"),
-        ("0", "0", None),  # no opening fill carried a confidence
-    ],
-)
-def test_average_confidence(weight_sum: str, quantity: str, expected: str | None) -> None:
-    assert average_confidence(weight_sum, quantity) == expected
+@pytest.mark.parametrize(("weight_sum", "quantity", "expected"), CONFIDENCE_CASES)
+def test_average_confidence_text(weight_sum: str, quantity: str, expected: str | None) -> None:
+    assert confidence_text(weight_sum, quantity) == expected

@@ -20,6 +20,8 @@ from services.metrics.calculations import (
     rsi,
 )
 from shared.messages import Candle
+from tests.shared.cases import BAR_CASES
+from tests.shared.cases import T0 as BAR_T0
 
 
 def random_walk(n: int, seed: int) -> np.ndarray:
@@ -160,3 +162,13 @@ def test_close_time(bar: str, open_time: datetime, expected: datetime) -> None:
 def test_close_time_rejects_unknown_bars(bar: str) -> None:
     with pytest.raises(InvalidCandle, match="unknown bar"):
         close_time(T0, bar)
+
+
+@pytest.mark.parametrize(("bar", "length", "closes"), BAR_CASES)
+def test_close_time_of_every_bar_name(bar: str, length: int | None, closes: datetime | None) -> None:
+    # shared.bars' rule as metrics applies it: a name that is no bar makes the candle invalid
+    if closes is None:
+        with pytest.raises(InvalidCandle, match="unknown bar"):
+            close_time(BAR_T0, bar)
+    else:
+        assert close_time(BAR_T0, bar) == closes

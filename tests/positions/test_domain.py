@@ -12,15 +12,17 @@ from services.positions.domain import (
     ClosedPosition,
     Entry,
     FundingEntry,
-    Instrument,
     LedgerFill,
     Position,
     apply_fill,
     fold,
 )
+from shared.instruments import InstrumentSpec
+from tests.factories import instrument_spec
+from tests.shared.cases import CONFIDENCE_CASES
 
-BTC = Instrument("BTC-USDT-SWAP", D("0.01"))
-ETH = Instrument("ETH-USDT-SWAP", D("0.1"))
+BTC = instrument_spec("BTC-USDT-SWAP")  # ctVal 0.01
+ETH = instrument_spec("ETH-USDT-SWAP")  # ctVal 0.1
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _ids = iter(range(1, 10**9))
 
@@ -189,7 +191,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("instrument", "entries", "expected_open", "expected_closed"), CASES)
-def test_fold(instrument: Instrument, entries: list[Entry], expected_open: dict[str, Any] | None,
+def test_fold(instrument: InstrumentSpec, entries: list[Entry], expected_open: dict[str, Any] | None,
               expected_closed: list[dict[str, Any]]) -> None:
     result = fold(entries, instrument)
     assert [picked(c, e) for c, e in zip(result.closed, expected_closed, strict=False)] == expected_closed
@@ -264,3 +266,16 @@ def test_a_fill_for_another_slot_is_refused() -> None:
     position = fold([buy("1", "100", 0)], ETH).position
     with pytest.raises(ValueError, match="slot long"):
         apply_fill(position, buy("1", "100", 1, slot="long"), ETH)
+
+
+@pytest.mark.parametrize(("weight_sum", "quantity", "expected"), CONFIDENCE_CASES)
+def test_a_closed_position_keeps_the_average_confidence_of_its_opening_fills(
+    weight_sum: str, quantity: str, expected: str | None
+) -> None:
+    # The sums as the fold accumulated them; closing stores their ratio (shared.money)
+    held = Position("net", "long", D(1), D(100), at(0), opened_quantity=D(1), opened_value=D(100),
+                    confidence_weight_sum=D(weight_sum), confidence_quantity=D(quantity), fill_count=1)
+    position, closed = apply_fill(held, sell("1", "100", 1), BTC)
+    assert position is None and closed is not None
+    assert closed.average_confidence == (None if expected is None else D(expected))
+    assert held.average_confidence == closed.average_confidence  # what the open row's events carry

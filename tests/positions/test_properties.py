@@ -16,15 +16,14 @@ from hypothesis import strategies as st
 from nats.js import JetStreamContext
 
 from services.positions.config import PositionsSettings
-from services.positions.domain import Entry, FundingEntry, Instrument, LedgerFill, fold
+from services.positions.domain import Entry, FundingEntry, LedgerFill, fold
 from services.positions.rows import closed_from_row, position_from_row
 from shared.messages import Event, Fill, FundingPayment
 from shared.subjects import Subjects
-from tests.factories import create_account
+from tests.factories import create_account, instrument_spec
 from tests.positions.conftest import at, consumed, fill, funding, subject_for
 
-INSTRUMENTS = {"BTC-USDT-SWAP": Instrument("BTC-USDT-SWAP", Decimal("0.01")),
-               "ETH-USDT-SWAP": Instrument("ETH-USDT-SWAP", Decimal("0.1"))}
+INSTRUMENTS = {s: instrument_spec(s) for s in ("BTC-USDT-SWAP", "ETH-USDT-SWAP")}  # ctVal 0.01, 0.1
 SIZES = ["0.5", "1", "2", "3"]
 PRICES = ["99.25", "100", "101.5"]
 FEES = ["0", "-0.01", "0.003", "-0.00333333"]

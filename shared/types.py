@@ -1,0 +1,21 @@
+"""The product's vocabulary: one definition of each closed set of words the services exchange.
+
+Most are OKX's own words (`side`, `posSide`, `ordType`, `tdMode`, `posMode`); the others are
+ours (`mode` of an account, why a position closed, what happened to it, a metrics window).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Mode = Literal["live", "simulated"]  # an account's money: real (OKX live) or demo trading
+Side = Literal["buy", "sell"]
+PosSide = Literal["net", "long", "short"]  # OKX position slot: net mode, or long/short mode
+Direction = Literal["long", "short"]  # which way a position is exposed
+PosMode = Literal["net_mode", "long_short_mode"]  # OKX account position mode
+OrderType = Literal["market", "limit"]  # the order types the product places
+TdMode = Literal["cross", "isolated"]  # OKX margin mode of an order
+ExitReason = Literal["agent", "liquidation", "adl", "external"]
+PositionEventKind = Literal["opened", "changed", "closed"]
+Window = Literal["daily", "weekly", "all_time"]  # a performance metrics window
+WsEndpoint = Literal["public", "private", "business"]  # OKX v5 websocket endpoints
