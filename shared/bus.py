@@ -19,7 +19,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from shared.errors import ConfigError
 from shared.logging import get_logger
 from shared.messages import Event
-from shared.subjects import STREAM_ACCOUNT, STREAM_MARKET, STREAM_POSITIONS, Subjects
+from shared.subjects import STREAM_ACCOUNT, STREAM_MARKET, STREAM_POSITIONS, STREAMS, Subjects
 
 DUPLICATE_WINDOW = timedelta(minutes=10)
 # Retention: the database is the store of record; streams only need to bridge restarts.
@@ -32,26 +32,20 @@ SETTING = "AITRADER_NATS_URL"
 
 
 def stream_configs(subjects: Subjects, replicas: int = 1) -> list[StreamConfig]:
-    """The three streams of the contract, for this namespace."""
-    configs = []
-    for base, stream_subjects in (
-        (STREAM_MARKET, [subjects.market_all]),
-        (STREAM_ACCOUNT, [subjects.account_all]),
-        (STREAM_POSITIONS, [subjects.positions_all]),
-    ):
-        configs.append(
-            StreamConfig(
-                name=subjects.stream(base),
-                subjects=stream_subjects,
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                discard=DiscardPolicy.OLD,
-                max_age=MAX_AGE[base].total_seconds(),
-                duplicate_window=DUPLICATE_WINDOW.total_seconds(),
-                num_replicas=replicas,
-            )
+    """The streams of the subject table, for this namespace."""
+    return [
+        StreamConfig(
+            name=subjects.stream(base),
+            subjects=[subjects.stream_filter(base)],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=MAX_AGE[base].total_seconds(),
+            duplicate_window=DUPLICATE_WINDOW.total_seconds(),
+            num_replicas=replicas,
         )
-    return configs
+        for base in STREAMS
+    ]
 
 
 async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int = 1) -> None:
