@@ -1,4 +1,4 @@
-"""NATS / JetStream: connections, the broker factory and the stream declarations (DESIGN §4).
+"""NATS / JetStream: connections, publishing and the stream declarations (DESIGN §4).
 
 Streams are declared in one place with explicit limits and a duplicate window, so that the
 `Nats-Msg-Id` of every publish (see `shared.messages`) collapses duplicates server-side.
@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import nats
-from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -88,19 +87,6 @@ async def connect_nats(url: str, *, name: str = "aitrader", **options: Any) -> C
 
 async def _log_nats_error(exc: Exception) -> None:
     get_logger("nats").warning("nats_error", error=f"{type(exc).__name__}: {exc}")
-
-
-def create_broker(url: str, *, name: str = "aitrader", **options: Any) -> NatsBroker:
-    """A FastStream broker. Its own per-message logging is off (structlog does the logging)."""
-    return NatsBroker(
-        servers=[u.strip() for u in url.split(",")],
-        name=name,
-        logger=None,
-        connect_timeout=3,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
-        **options,
-    )
 
 
 def headers_for(event: Event) -> dict[str, str]:
