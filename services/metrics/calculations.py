@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import polars as pl
 
-from services.metrics.definitions import (
+from shared.definitions import (
     EMA_PERIODS,
     INDICATOR_WINDOW,
     RSI_FLAT,
