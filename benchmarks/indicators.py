@@ -22,8 +22,8 @@ import talib
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.metrics.calculations import indicators
-from services.metrics.definitions import INDICATOR_WINDOW
 from services.metrics.series import CloseSeries
+from shared.definitions import INDICATOR_WINDOW
 
 CANDLES = 5_000
 

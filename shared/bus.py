@@ -1,4 +1,4 @@
-"""NATS / JetStream: connections, the broker factory and the stream declarations (DESIGN §4).
+"""NATS / JetStream: connections, publishing and the stream declarations (DESIGN §4).
 
 Streams are declared in one place with explicit limits and a duplicate window, so that the
 `Nats-Msg-Id` of every publish (see `shared.messages`) collapses duplicates server-side.
@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import nats
-from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -19,7 +18,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from shared.errors import ConfigError
 from shared.logging import get_logger
 from shared.messages import Event
-from shared.subjects import STREAM_ACCOUNT, STREAM_MARKET, STREAM_POSITIONS, Subjects
+from shared.subjects import STREAM_ACCOUNT, STREAM_MARKET, STREAM_POSITIONS, STREAMS, Subjects
 
 DUPLICATE_WINDOW = timedelta(minutes=10)
 # Retention: the database is the store of record; streams only need to bridge restarts.
@@ -32,26 +31,20 @@ SETTING = "AITRADER_NATS_URL"
 
 
 def stream_configs(subjects: Subjects, replicas: int = 1) -> list[StreamConfig]:
-    """The three streams of the contract, for this namespace."""
-    configs = []
-    for base, stream_subjects in (
-        (STREAM_MARKET, [subjects.market_all]),
-        (STREAM_ACCOUNT, [subjects.account_all]),
-        (STREAM_POSITIONS, [subjects.positions_all]),
-    ):
-        configs.append(
-            StreamConfig(
-                name=subjects.stream(base),
-                subjects=stream_subjects,
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                discard=DiscardPolicy.OLD,
-                max_age=MAX_AGE[base].total_seconds(),
-                duplicate_window=DUPLICATE_WINDOW.total_seconds(),
-                num_replicas=replicas,
-            )
+    """The streams of the subject table, for this namespace."""
+    return [
+        StreamConfig(
+            name=subjects.stream(base),
+            subjects=[subjects.stream_filter(base)],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=MAX_AGE[base].total_seconds(),
+            duplicate_window=DUPLICATE_WINDOW.total_seconds(),
+            num_replicas=replicas,
         )
-    return configs
+        for base in STREAMS
+    ]
 
 
 async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int = 1) -> None:
@@ -94,19 +87,6 @@ async def connect_nats(url: str, *, name: str = "aitrader", **options: Any) -> C
 
 async def _log_nats_error(exc: Exception) -> None:
     get_logger("nats").warning("nats_error", error=f"{type(exc).__name__}: {exc}")
-
-
-def create_broker(url: str, *, name: str = "aitrader", **options: Any) -> NatsBroker:
-    """A FastStream broker. Its own per-message logging is off (structlog does the logging)."""
-    return NatsBroker(
-        servers=[u.strip() for u in url.split(",")],
-        name=name,
-        logger=None,
-        connect_timeout=3,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
-        **options,
-    )
 
 
 def headers_for(event: Event) -> dict[str, str]:

@@ -1,96 +1,307 @@
-"""NATS subjects and JetStream streams (DESIGN §4). The subject root and the stream-name
-prefix are settings, so that tests (or two deployments) get isolated namespaces."""
+"""NATS subjects and JetStream streams (DESIGN §4): one table, `ROUTES`.
+
+A route is a kind of message: the stream that keeps it (None: core NATS), its model, the
+subject template after the root (`{name}` marks a variable token, named as the model's field)
+and the description the AsyncAPI document shows. Everything else is read from the table:
+building (`Subjects.build` and its named helpers), parsing (`Subjects.parse`), the kind -> model
+map (`models_of`), the stream subject filters (`shared.bus.ensure_streams`) and the contract
+(`shared.contract`). The subject root and the stream-name prefix are settings, so that tests
+(or two deployments) get isolated namespaces.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from operator import itemgetter
+from types import MappingProxyType
+from typing import NamedTuple, TypeVar
 from uuid import UUID
+
+from pydantic import BaseModel
+
+from shared import messages as m
+from shared.errors import PermanentError
 
 STREAM_MARKET = "MARKET"
 STREAM_ACCOUNT = "ACCOUNT"
 STREAM_POSITIONS = "POSITIONS"
 
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One row of the subject table; `tokens` are the names of the variable tokens, in order."""
+
+    kind: str
+    stream: str | None
+    model: type[BaseModel] | None
+    template: str
+    description: str
+    parts: tuple[str, ...] = field(init=False, repr=False)
+    tokens: tuple[str, ...] = field(init=False, repr=False)
+    positions: tuple[int, ...] = field(init=False, repr=False)  # where the tokens are in `parts`
+
+    def __post_init__(self) -> None:
+        parts = tuple(self.template.split("."))
+        variable = [i for i, p in enumerate(parts) if p.startswith("{") and p.endswith("}")]
+        for i, part in enumerate(parts):
+            if not part or (i not in variable and any(c in part for c in "{}*> ")):
+                raise ValueError(f"route {self.kind}: bad token {part!r} in {self.template!r}")
+        if 0 in variable:
+            raise ValueError(f"route {self.kind}: the first token must be a literal")
+        object.__setattr__(self, "parts", parts)
+        object.__setattr__(self, "tokens", tuple(parts[i][1:-1] for i in variable))
+        object.__setattr__(self, "positions", tuple(variable))
+
+
+ACC, INST = "{account_id}", "{inst_id}"
+ROUTES: tuple[Route, ...] = (
+    Route("candle", STREAM_MARKET, m.Candle, f"market.candle.{{bar}}.{INST}",
+          "Candle update from ingest; `confirmed` is true once the bar is closed. "
+          "Nats-Msg-Id: candle:<instId>:<bar>:<open ms>:<0|1>."),
+    Route("ticker", STREAM_MARKET, m.Ticker, f"market.ticker.{INST}",
+          "Latest trade price and best bid/ask."),
+    Route("mark_price", STREAM_MARKET, m.MarkPrice, f"market.mark.{INST}",
+          "Mark price (unrealized PnL, liquidation)."),
+    Route("funding_rate", STREAM_MARKET, m.FundingRate, f"market.funding.{INST}",
+          "Current funding rate."),
+    Route("open_interest", STREAM_MARKET, m.OpenInterest, f"market.oi.{INST}",
+          "Open interest in contracts."),
+    Route("order", STREAM_ACCOUNT, m.OrderUpdate, f"account.{ACC}.order.{INST}",
+          "Order state change."),
+    Route("fill", STREAM_ACCOUNT, m.Fill, f"account.{ACC}.fill.{INST}",
+          "One fill: the ledger's input. Nats-Msg-Id: fill:<account_id>:<instId>:<tradeId>."),
+    Route("balance", STREAM_ACCOUNT, m.Balance, f"account.{ACC}.balance",
+          "USDT balance (exchange view)."),
+    Route("exchange_position", STREAM_ACCOUNT, m.ExchangePosition, f"account.{ACC}.position.{INST}",
+          "The exchange's view of a position (margin, liquidation price, mark), for reconciliation."),
+    Route("funding_payment", STREAM_ACCOUNT, m.FundingPayment, f"account.{ACC}.funding.{INST}",
+          "Funding fee settled on a position. Nats-Msg-Id: funding:<account_id>:<billId>."),
+    Route("position", STREAM_POSITIONS, m.PositionEvent, f"positions.{ACC}.{INST}",
+          "Published by the positions service after commit: opened / changed / closed."),
+    # Commands: core NATS request/reply, no stream; the model is the request.
+    Route("place_order", None, m.PlaceOrder, f"cmd.{ACC}.place_order",
+          "Request/reply (core NATS): place an order on OKX. The reply is PlaceOrderReply: "
+          "OKX's order id, or OKX's rejection (sCode, sMsg), or 'timeout'."),
+    Route("market_data_refresh", None, m.MarketDataRefresh, "cmd.market.refresh",
+          "Request/reply (core NATS): ingest fetches the latest closed candles over REST and "
+          "publishes them as confirmed candles."),
+    # Core NATS notice of a message that can never be processed (the record is the
+    # aitrader.dead_letters row): JSON {subject, reason, payload}, no model.
+    Route("dead_letter", None, None, "dlq.{service}",
+          "A message that can never be processed, with its reason (also in aitrader.dead_letters)."),
+)
+ROUTE: dict[str, Route] = {r.kind: r for r in ROUTES}
+_OF_MODEL: dict[type[BaseModel], Route] = {r.model: r for r in ROUTES if r.model is not None}
+if len(ROUTE) != len(ROUTES) or len(_OF_MODEL) != sum(r.model is not None for r in ROUTES):
+    raise ValueError("every route needs its own kind and its own model")
+
+
+def _stream_tokens() -> dict[str, str]:
+    """Each stream's first subject token (it keeps `<root>.<token>.>`)."""
+    tokens: dict[str, set[str]] = {}
+    for route in ROUTES:
+        if route.stream is not None:
+            tokens.setdefault(route.stream, set()).add(route.parts[0])
+    if any(len(t) != 1 for t in tokens.values()):
+        raise ValueError(f"a stream's routes must share their first token: {tokens}")
+    return {stream: t.pop() for stream, t in tokens.items()}
+
+
+_STREAM_TOKEN = _stream_tokens()
+STREAMS: tuple[str, ...] = tuple(_STREAM_TOKEN)
+
+
+def models_of(stream: str, base: type[M]) -> dict[str, type[M]]:
+    """The kind -> model map of a stream's routes, every model checked to be a `base`."""
+    models: dict[str, type[M]] = {}
+    for route in ROUTES:
+        if route.stream == stream:
+            if route.model is None or not issubclass(route.model, base):
+                raise TypeError(f"route {route.kind}: {route.model} is not a {base.__name__}")
+            models[route.kind] = route.model
+    return models
+
+
+class SubjectError(PermanentError):
+    """A subject that matches no route of the table (a message on it can never be read)."""
+
+
+class Parsed(NamedTuple):
+    """A subject read back: its route and the values of its variable tokens, by name."""
+
+    route: Route
+    tokens: Mapping[str, str]  # read-only: parses are cached and shared
+
+
+# Parsing: routes grouped by (token count, first token), then by their literal positions;
+# within a group, the literal tokens at those positions pick the route in one lookup.
+_Shape = tuple[Callable[[list[str]], object], dict[object, Route]]
+_NOT_A_VALUE = frozenset(("", "*", ">"))
+
+
+def _overlap(a: Route, b: Route) -> bool:
+    """True when one subject could match both routes."""
+    return len(a.parts) == len(b.parts) and all(
+        x == y or i in a.positions or i in b.positions
+        for i, (x, y) in enumerate(zip(a.parts, b.parts, strict=True))
+    )
+
+
+def _shapes() -> dict[tuple[int, str], list[_Shape]]:
+    for i, a in enumerate(ROUTES):
+        for b in ROUTES[i + 1:]:
+            if _overlap(a, b):
+                raise ValueError(f"routes {a.kind} and {b.kind} match the same subjects")
+    groups: dict[tuple[int, str], dict[tuple[int, ...], dict[object, Route]]] = {}
+    for route in ROUTES:
+        literal_at = tuple(i for i in range(len(route.parts)) if i not in route.positions)
+        by_shape = groups.setdefault((len(route.parts), route.parts[0]), {})
+        by_shape.setdefault(literal_at, {})[itemgetter(*literal_at)(route.parts)] = route
+    return {
+        group: [(itemgetter(*at), table) for at, table in by_shape.items()]
+        for group, by_shape in groups.items()
+    }
+
+
+_SHAPES = _shapes()
+
+
+# Per message on the ingest -> fold path, and a consumer sees few distinct subjects (accounts x
+# instruments x kinds): the cache makes a parse one lookup. A refused subject is not cached.
+@lru_cache(maxsize=4096)
+def _parse(root: str, subject: str) -> Parsed:
+    prefix = root + "."
+    if not subject.startswith(prefix):
+        raise SubjectError(f"subject {subject!r} is not under the root {root!r}")
+    parts = subject[len(prefix):].split(".")
+    for pick, table in _SHAPES.get((len(parts), parts[0]), ()):
+        route = table.get(pick(parts))
+        if route is not None:
+            values = [parts[i] for i in route.positions]
+            if not _NOT_A_VALUE.isdisjoint(values):
+                raise SubjectError(f"empty or wildcard token in subject {subject!r}")
+            return Parsed(route, MappingProxyType(dict(zip(route.tokens, values, strict=True))))
+    raise SubjectError(f"no route matches subject {subject!r}")
+
 
 @dataclass(frozen=True)
 class Subjects:
-    """Builds every subject of the event contract."""
+    """The subjects of one namespace (root) and its stream names (prefix), from `ROUTES`."""
 
     root: str = "aitrader"
     stream_prefix: str = ""
 
+    @cached_property
+    def _formats(self) -> dict[str, Callable[..., str]]:
+        """Per kind, `str.format` of the subject with positional fields in token order."""
+        root = self.root.replace("{", "{{").replace("}", "}}")
+        formats = {}
+        for r in ROUTES:
+            parts = list(r.parts)
+            for n, i in enumerate(r.positions):
+                parts[i] = f"{{{n}}}"
+            formats[r.kind] = ".".join([root, *parts]).format
+        return formats
+
+    def build(self, kind: str, **tokens: object) -> str:
+        """The subject of `kind` with these token values (`*` makes a filter)."""
+        names = ROUTE[kind].tokens
+        if tokens.keys() != set(names):
+            raise TypeError(f"subject {kind} takes the tokens {names}, not {tuple(tokens)}")
+        return self._formats[kind](*[tokens[t] for t in names])
+
+    def for_event(self, event: BaseModel) -> str:
+        """The subject an event (or command) is published on, its tokens read from its fields."""
+        route = _OF_MODEL.get(type(event))
+        if route is None:
+            raise TypeError(f"no subject for {type(event).__name__}")
+        return self._formats[route.kind](*[getattr(event, t) for t in route.tokens])
+
+    def filter(self, kind: str, **tokens: object) -> str:
+        """A subscription filter for `kind`: the tokens not given are `*`."""
+        return self.build(kind, **(dict.fromkeys(ROUTE[kind].tokens, "*") | tokens))
+
+    def pattern(self, kind: str) -> str:
+        """The subject with `{name}` placeholders, as the contract documents it."""
+        return f"{self.root}.{ROUTE[kind].template}"
+
+    def parse(self, subject: str) -> Parsed:
+        """The route and token values of a subject; `SubjectError` when no route matches."""
+        return _parse(self.root, subject)
+
+    # Named builders, one per route: the arguments are its tokens in order (a test checks).
     # market (stream MARKET, publisher: ingest)
     def candle(self, bar: str, inst_id: str) -> str:
-        return f"{self.root}.market.candle.{bar}.{inst_id}"
+        return self._formats["candle"](bar, inst_id)
 
     def ticker(self, inst_id: str) -> str:
-        return f"{self.root}.market.ticker.{inst_id}"
+        return self._formats["ticker"](inst_id)
 
     def mark_price(self, inst_id: str) -> str:
-        return f"{self.root}.market.mark.{inst_id}"
+        return self._formats["mark_price"](inst_id)
 
     def funding_rate(self, inst_id: str) -> str:
-        return f"{self.root}.market.funding.{inst_id}"
+        return self._formats["funding_rate"](inst_id)
 
     def open_interest(self, inst_id: str) -> str:
-        return f"{self.root}.market.oi.{inst_id}"
+        return self._formats["open_interest"](inst_id)
 
     # account (stream ACCOUNT, publisher: ingest)
     def order(self, account_id: UUID | str, inst_id: str) -> str:
-        return f"{self.root}.account.{account_id}.order.{inst_id}"
+        return self._formats["order"](account_id, inst_id)
 
     def fill(self, account_id: UUID | str, inst_id: str) -> str:
-        return f"{self.root}.account.{account_id}.fill.{inst_id}"
+        return self._formats["fill"](account_id, inst_id)
 
     def balance(self, account_id: UUID | str) -> str:
-        return f"{self.root}.account.{account_id}.balance"
+        return self._formats["balance"](account_id)
 
     def exchange_position(self, account_id: UUID | str, inst_id: str) -> str:
-        return f"{self.root}.account.{account_id}.position.{inst_id}"
+        return self._formats["exchange_position"](account_id, inst_id)
 
     def funding_payment(self, account_id: UUID | str, inst_id: str) -> str:
-        return f"{self.root}.account.{account_id}.funding.{inst_id}"
+        return self._formats["funding_payment"](account_id, inst_id)
 
     # positions (stream POSITIONS, publisher: positions)
     def position(self, account_id: UUID | str, inst_id: str) -> str:
-        return f"{self.root}.positions.{account_id}.{inst_id}"
+        return self._formats["position"](account_id, inst_id)
 
     # commands (core NATS request/reply, not a stream)
     def place_order(self, account_id: UUID | str) -> str:
-        return f"{self.root}.cmd.{account_id}.place_order"
+        return self._formats["place_order"](account_id)
 
     def market_data_refresh(self) -> str:
         """Request/reply: ask ingest to fetch fresh candles over REST (gateway fallback)."""
-        return f"{self.root}.cmd.market.refresh"
+        return self._formats["market_data_refresh"]()
 
     # dead letters (core NATS, also stored in aitrader.dead_letters)
     def dead_letter(self, service: str) -> str:
-        return f"{self.root}.dlq.{service}"
+        return self._formats["dead_letter"](service)
 
-    # wildcards
-    @property
-    def market_all(self) -> str:
-        return f"{self.root}.market.>"
+    # wildcards and streams
+    def stream_filter(self, stream: str) -> str:
+        """Every subject a stream keeps, e.g. `aitrader.account.>`."""
+        return f"{self.root}.{_STREAM_TOKEN[stream]}.>"
 
     @property
     def account_all(self) -> str:
-        return f"{self.root}.account.>"
+        return self.stream_filter(STREAM_ACCOUNT)
 
     @property
     def positions_all(self) -> str:
-        return f"{self.root}.positions.>"
+        return self.stream_filter(STREAM_POSITIONS)
 
-    def account_kind(self, kind: str, account_id: str = "*") -> str:
-        """e.g. account_kind("fill") -> aitrader.account.*.fill.>"""
-        tail = ">" if kind in ("order", "fill", "position", "funding") else ""
-        return f"{self.root}.account.{account_id}.{kind}" + (f".{tail}" if tail else "")
+    @property
+    def everything(self) -> str:
+        """Every subject of this namespace."""
+        return f"{self.root}.>"
 
-    # streams
     def stream(self, name: str) -> str:
         return f"{self.stream_prefix}{name}"
 
     def stream_subjects(self) -> dict[str, list[str]]:
-        return {
-            self.stream(STREAM_MARKET): [self.market_all],
-            self.stream(STREAM_ACCOUNT): [self.account_all],
-            self.stream(STREAM_POSITIONS): [self.positions_all],
-        }
+        return {self.stream(s): [self.stream_filter(s)] for s in STREAMS}

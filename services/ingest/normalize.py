@@ -21,7 +21,6 @@ from shared.messages import Candle, Event, FundingRate, MarkPrice, OpenInterest,
 
 __all__ = ["AccountRef", "BadFrame", "Json"]
 
-MARKET_CHANNELS = ("tickers", "mark-price", "funding-rate", "open-interest")
 ACCOUNT_CHANNELS = ("orders", "positions", "account", "balance_and_position")
 CANDLE_FIELDS = ("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm")
 

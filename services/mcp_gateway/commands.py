@@ -17,7 +17,7 @@ from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
 from shared.messages import MarketDataRefresh, MarketDataRefreshReply, PlaceOrder, PlaceOrderReply
-from shared.subjects import Subjects
+from shared.subjects import SubjectError, Subjects
 
 
 class CommandFailed(Exception):
@@ -78,9 +78,11 @@ class FoldSignal:
                 await self._sub.unsubscribe()
 
     async def _on_event(self, msg: Msg) -> None:
-        # <root>.positions.<account_id>.<instId>
-        _, account, symbol = msg.subject.rsplit(".", 2)
-        for event in self._waiters.get((account, symbol), ()):
+        try:
+            tokens = self._subjects.parse(msg.subject).tokens
+        except SubjectError:  # not a position subject: it wakes no one
+            return
+        for event in self._waiters.get((tokens["account_id"], tokens["inst_id"]), ()):
             event.set()
 
     @contextlib.contextmanager

@@ -12,10 +12,10 @@ import asyncpg
 from services.mcp_gateway import repository, views
 from services.mcp_gateway.auth import Principal
 from services.mcp_gateway.commands import refresh_market_data
-from services.mcp_gateway.definitions import DEFINITIONS
 from services.mcp_gateway.errors import InvalidArgument
 from services.mcp_gateway.gateway import Gateway
 from services.mcp_gateway.rules import is_stale
+from shared.definitions import DEFINITIONS
 
 
 async def account_state(gw: Gateway, who: Principal) -> views.Doc:

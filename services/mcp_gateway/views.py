@@ -205,4 +205,7 @@ class PerformanceMetrics(View):
     window_end: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
     definitions: dict[str, str]
+    definitions_version: str | None = Field(
+        default=None, description="The definitions version this snapshot was computed with."
+    )
     calibration: list[CalibrationBucket]

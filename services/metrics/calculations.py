@@ -17,13 +17,13 @@ from functools import lru_cache
 
 import polars as pl
 
-from services.metrics.definitions import (
+from shared import bars
+from shared.definitions import (
     EMA_PERIODS,
     INDICATOR_WINDOW,
     RSI_FLAT,
     RSI_PERIODS,
 )
-from shared import bars
 from shared.messages import Candle
 
 # NUMERIC(20, 8) holds 12 integer digits.

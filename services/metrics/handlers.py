@@ -20,8 +20,8 @@ from services.metrics.calculations import (
     indicators,
     to_numeric,
 )
-from services.metrics.definitions import INDICATOR_WINDOW
 from services.metrics.series import CloseSeries
+from shared.definitions import INDICATOR_WINDOW
 from shared.errors import PermanentError
 from shared.messages import Candle, FundingRate, MarkPrice, OpenInterest, Ticker
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,30 +18,29 @@ from shared.consumer import DeadLetters
 from shared.db import create_pool
 from shared.errors import ConfigError, PermanentError
 from shared.logging import get_logger
-from shared.messages import Candle, FundingRate, MarkPrice, OpenInterest, PositionEvent, Ticker
+from shared.messages import Event, PositionEvent
 from shared.settings import Settings
-from shared.subjects import STREAM_MARKET, STREAM_POSITIONS, Subjects
+from shared.subjects import STREAM_MARKET, STREAM_POSITIONS, Subjects, models_of
 
 SETTINGS_CLASS = MetricsSettings
+MARKET_MODELS = models_of(STREAM_MARKET, Event)
 
 
 def market_dispatch(subjects: Subjects, market: MarketHandlers) -> Handle:
     """Route a MARKET message to its handler by the subject's kind."""
-    routes: dict[str, tuple[Any, Any]] = {
-        "candle": (Candle, market.on_candle),
-        "ticker": (Ticker, market.on_ticker),
-        "mark": (MarkPrice, market.on_mark_price),
-        "funding": (FundingRate, market.on_funding_rate),
-        "oi": (OpenInterest, market.on_open_interest),
+    handlers: dict[str, Callable[[Any], Awaitable[str]]] = {
+        "candle": market.on_candle,
+        "ticker": market.on_ticker,
+        "mark_price": market.on_mark_price,
+        "funding_rate": market.on_funding_rate,
+        "open_interest": market.on_open_interest,
     }
-    prefix = f"{subjects.root}.market."
 
     async def handle(subject: str, data: bytes) -> str:
-        kind = subject.removeprefix(prefix).split(".", 1)[0]
-        if kind not in routes:
+        kind = subjects.parse(subject).route.kind
+        if kind not in handlers:
             raise PermanentError(f"no handler for market subject kind {kind!r}")
-        model, handler = routes[kind]
-        result: str = await handler(decode(model, subject, data))
+        result: str = await handlers[kind](decode(MARKET_MODELS[kind], subject, data))
         return result
 
     return handle
@@ -95,10 +95,10 @@ async def serve(settings: Settings, clock: Clock | None = None) -> None:
         market_handle = market_dispatch(subjects, market)
         consumers = [
             consumer(STREAM_MARKET, config.metrics_candle_consumer,
-                     [subjects.candle("*", "*")], market_handle),
+                     [subjects.filter("candle")], market_handle),
             consumer(STREAM_MARKET, config.metrics_market_consumer,
-                     [subjects.ticker("*"), subjects.mark_price("*"),
-                      subjects.funding_rate("*"), subjects.open_interest("*")], market_handle),
+                     [subjects.filter(kind) for kind in MARKET_MODELS if kind != "candle"],
+                     market_handle),
             consumer(STREAM_POSITIONS, config.metrics_positions_consumer,
                      [subjects.positions_all], positions_dispatch(accounts)),
         ]

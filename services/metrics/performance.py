@@ -19,7 +19,7 @@ from datetime import datetime
 
 import polars as pl
 
-from services.metrics.definitions import (
+from shared.definitions import (
     CONFIDENCE_BUCKETS,
     SHARPE_ANNUALIZATION,
     SHARPE_BUCKET,

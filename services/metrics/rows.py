@@ -11,7 +11,7 @@ from uuid import UUID
 import polars as pl
 
 from services.metrics.calculations import to_numeric
-from services.metrics.definitions import CONFIDENCE_BUCKETS, DEFINITIONS_VERSION
+from shared.definitions import CONFIDENCE_BUCKETS, DEFINITIONS_VERSION
 
 # NUMERIC(10, 6): a Sharpe at or beyond this magnitude cannot be stored; it is stored null.
 SHARPE_LIMIT = Decimal(10) ** 4

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from services.metrics.definitions import INDICATOR_WINDOW
+from shared.definitions import INDICATOR_WINDOW
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 
 from pydantic import ValidationError
 
@@ -25,14 +26,9 @@ from shared.messages import (
     OrderUpdate,
 )
 from shared.money import Q8, quantize
+from shared.subjects import STREAM_ACCOUNT, Subjects, models_of
 
-MODELS: dict[str, type[AccountEvent]] = {
-    "order": OrderUpdate,
-    "fill": Fill,
-    "funding": FundingPayment,
-    "balance": Balance,
-    "position": ExchangePosition,
-}
+MODELS = models_of(STREAM_ACCOUNT, AccountEvent)
 # Largest absolute value of NUMERIC(20,8) and NUMERIC(24,8) columns.
 LIMIT_20_8 = Decimal("1e12")
 LIMIT_24_8 = Decimal("1e16")
@@ -58,7 +54,10 @@ def parse(
     index: int, subject: str, data: bytes, root: str, published: Callable[[], datetime]
 ) -> Inbound:
     """Validate one message; any defect is a `PermanentError` naming it."""
-    kind, account, inst_id = _split_subject(subject, root)
+    route, tokens = _subjects(root).parse(subject)
+    kind = route.kind
+    if kind not in MODELS:
+        raise PermanentError(f"not an account subject: {subject}")
     try:
         body = data.decode("utf-8")
         event = MODELS[kind].model_validate_json(body)
@@ -68,6 +67,7 @@ def parse(
         raise PermanentError(f"schema-invalid {kind}: {_first_errors(exc)}") from None
     if event.schema_version != SCHEMA_VERSION:
         raise PermanentError(f"unsupported schema_version {event.schema_version}")
+    account, inst_id = tokens["account_id"], tokens.get("inst_id")
     if str(event.account_id) != account:
         raise PermanentError(f"subject account {account} != body account {event.account_id}")
     body_inst = getattr(event, "inst_id", None)
@@ -77,18 +77,10 @@ def parse(
     return Inbound(index, subject, event, body, published)
 
 
-def _split_subject(subject: str, root: str) -> tuple[str, str, str | None]:
-    prefix = f"{root}.account."
-    if not subject.startswith(prefix):
-        raise PermanentError(f"not an account subject: {subject}")
-    parts = subject[len(prefix):].split(".")
-    if len(parts) < 2 or parts[1] not in MODELS:
-        raise PermanentError(f"unknown account message kind in {subject}")
-    account, kind = parts[0], parts[1]
-    inst_id = ".".join(parts[2:]) or None
-    if (kind == "balance") != (inst_id is None):
-        raise PermanentError(f"malformed {kind} subject: {subject}")
-    return kind, account, inst_id
+@lru_cache(maxsize=16)
+def _subjects(root: str) -> Subjects:
+    """The namespace of a root (the consumer passes its root, one per process)."""
+    return Subjects(root)
 
 
 def _first_errors(exc: ValidationError, limit: int = 3) -> str:

@@ -132,7 +132,7 @@ async def bus_tap(nc: Client, subjects: Subjects) -> AsyncIterator[list[bytes]]:
     async def keep(msg: Msg) -> None:
         seen.append(msg.data + json.dumps(msg.headers or {}).encode())
 
-    sub = await nc.subscribe(f"{subjects.root}.>", cb=keep)
+    sub = await nc.subscribe(subjects.everything, cb=keep)
     yield seen
     await sub.unsubscribe()
 

@@ -12,9 +12,9 @@ from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 
 from services.mcp_gateway.audit import ToolCall
-from services.mcp_gateway.definitions import DEFINITIONS
 from services.mcp_gateway.gateway import Gateway
 from shared.clock import utcnow
+from shared.definitions import DEFINITIONS
 from shared.logging import redact, register_secrets
 from shared.messages import MarketDataRefresh, MarketDataRefreshReply
 from shared.subjects import Subjects
@@ -563,7 +563,9 @@ async def test_get_performance_metrics(
     )
     assert [b["bucket"] for b in weekly["calibration"]] == ["0-50", "70-85"]
     assert "sharpe_ratio" in weekly["definitions"] and weekly["updated_at"]
+    assert weekly["definitions_version"] == "1"  # the seeded row's (the column default)
     assert (daily["available"], daily["calibration"], daily["sharpe_ratio"]) == (False, [], None)
+    assert daily["definitions_version"] is None
 
 
 async def test_read_scope_cannot_trade(

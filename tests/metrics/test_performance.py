@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from services.metrics.definitions import DEFINITIONS_VERSION
 from services.metrics.performance import PerformanceInputs, metric_frames
 from services.metrics.rows import CalibrationRow, PerformanceRow, largest_remainder, stored_rows
+from shared.definitions import DEFINITIONS_VERSION
 from tests.metrics.frames import NOW, ago, closed, inputs, opened, order
 
 

@@ -94,23 +94,10 @@ def funding(account_id: UUID, bill_id: str, amount: str, minute: float, *,
                           amount=Decimal(amount), pos_side=pos_side, ts_event=at(minute))  # type: ignore[arg-type]
 
 
-def subject_for(subjects: Subjects, event: Event) -> str:
-    kind = type(event).__name__
-    acc: UUID = getattr(event, "account_id")  # noqa: B009
-    inst: str = getattr(event, "inst_id", "")  # Balance has none (and needs none)
-    return {
-        "Fill": lambda: subjects.fill(acc, inst),
-        "FundingPayment": lambda: subjects.funding_payment(acc, inst),
-        "OrderUpdate": lambda: subjects.order(acc, inst),
-        "Balance": lambda: subjects.balance(acc),
-        "ExchangePosition": lambda: subjects.exchange_position(acc, inst),
-    }[kind]()
-
-
 async def publish(js: JetStreamContext, subjects: Subjects, events: Iterable[Event]) -> None:
     """Publish in the given order and wait for every PubAck."""
     futures = [
-        await js.publish_async(subject_for(subjects, e), e.to_bytes(), headers=headers_for(e))
+        await js.publish_async(subjects.for_event(e), e.to_bytes(), headers=headers_for(e))
         for e in events
     ]
     await asyncio.gather(*futures)

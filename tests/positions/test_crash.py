@@ -22,7 +22,7 @@ from shared.messages import Fill
 from shared.settings import Settings
 from shared.subjects import Subjects
 from tests.factories import create_account, create_instruments, wait_for
-from tests.positions.conftest import consumed, fill, subject_for
+from tests.positions.conftest import consumed, fill
 from tests.positions.test_properties import INSTRUMENTS, entry
 from tests.positions.test_replay import run_replay
 
@@ -71,9 +71,9 @@ async def test_kill_9_mid_stream_loses_and_doubles_nothing(
     log_path = tempfile.mkstemp(prefix="positions-crash-", suffix=".log")[1]
     proc = await start(settings, log_path)
     try:
-        futures = [await js.publish_async(subject_for(subjects, f), f.to_bytes(), headers=headers_for(f))
+        futures = [await js.publish_async(subjects.for_event(f), f.to_bytes(), headers=headers_for(f))
                    for f in fills]
-        futures += [await js.publish_async(subject_for(subjects, f), f.to_bytes())  # duplicates
+        futures += [await js.publish_async(subjects.for_event(f), f.to_bytes())  # duplicates
                     for f in fills[::50]]
         await asyncio.gather(*futures)
 

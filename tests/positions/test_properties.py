@@ -21,7 +21,7 @@ from services.positions.rows import closed_from_row, position_from_row
 from shared.messages import Event, Fill, FundingPayment
 from shared.subjects import Subjects
 from tests.factories import create_account, instrument_spec
-from tests.positions.conftest import at, consumed, fill, funding, subject_for
+from tests.positions.conftest import at, consumed, fill, funding
 
 INSTRUMENTS = {s: instrument_spec(s) for s in ("BTC-USDT-SWAP", "ETH-USDT-SWAP")}  # ctVal 0.01, 0.1
 SIZES = ["0.5", "1", "2", "3"]
@@ -91,7 +91,7 @@ async def test_any_arrival_order_gives_the_in_order_fold(
     for wave in waves:
         # Plain publishes (no Nats-Msg-Id): duplicates reach the service, not just the stream.
         for i in wave:
-            await js.publish(subject_for(subjects, events[i]), events[i].to_bytes())
+            await js.publish(subjects.for_event(events[i]), events[i].to_bytes())
         await consumed(js, subjects)
 
     by_slot: dict[tuple[str, str], list[Entry]] = defaultdict(list)
