@@ -31,6 +31,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from shared.db import Executor
 from shared.errors import PermanentError, TransientError
 from shared.logging import get_logger
 
@@ -119,7 +120,7 @@ class DeadLetters:
     def log(self) -> Any:
         return get_logger(self.service)
 
-    async def record(self, db: asyncpg.Connection | asyncpg.Pool, msg: Msg, letter: DeadLetter) -> None:
+    async def record(self, db: Executor, msg: Msg, letter: DeadLetter) -> None:
         """Keep a message that can never be processed, with its reason, for a person to query.
 
         Any byte sequence can be kept: the exact bytes go to `payload_bytes`, a readable rendering

@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from shared.errors import ConfigError
 from shared.logging import get_logger
 
 SCHEMA = "aitrader"
+
+# What statements run on: a connection of its own or one acquired from a pool (a proxy, in
+# asyncpg's types), and anything that runs a statement, the pool included.
+Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+Executor: TypeAlias = Connection | asyncpg.Pool
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

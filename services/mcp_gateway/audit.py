@@ -27,7 +27,7 @@ from pydantic_core import from_json
 from services.mcp_gateway.auth import Principal
 from shared.clock import utcnow
 from shared.consumer import DeadLetter, fate_of
-from shared.db import json_dumps
+from shared.db import Connection, json_dumps
 from shared.logging import get_logger, may_hold_secret_value, redact
 
 log = get_logger("mcp_gateway.audit")
@@ -142,7 +142,7 @@ class AuditWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def write_pending(self, conn: asyncpg.Connection, call: ToolCall) -> None:
+    async def write_pending(self, conn: Connection, call: ToolCall) -> None:
         """Insert the call's row now (status pending), e.g. inside the order's transaction."""
         await conn.execute(_UPSERT, *call.row("pending", None, None, None))
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import asyncpg
+
 from services.mcp_gateway import views
 
 
@@ -51,7 +53,7 @@ class Projection:
         items = [*self._columns.items(), *self._extra.items()]
         return ", ".join(f'{sql} AS "{alias}"' for alias, sql in items)
 
-    def doc(self, row: Mapping[str, Any]) -> views.Doc:
+    def doc(self, row: Mapping[str, Any] | asyncpg.Record) -> views.Doc:
         """The view's JSON form from a row of `select()`, keys in the model's order; the filled
         fields are None until the caller sets them."""
         return {key: None if column is None else row[column] for key, column in self._keys}

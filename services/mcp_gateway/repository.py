@@ -13,11 +13,11 @@ import asyncpg
 from services.mcp_gateway import views
 from services.mcp_gateway.projection import Projection
 from services.mcp_gateway.rules import confidence_text
-from shared.db import fetch_now
+from shared.db import Connection, Executor, fetch_now
 from shared.instruments import SPEC_COLUMNS, InstrumentSpec
 from shared.types import PosMode
 
-Conn: TypeAlias = asyncpg.Pool | asyncpg.Connection
+Conn: TypeAlias = Executor
 
 
 async def fetch_instruments(db: Conn) -> list[InstrumentSpec]:
@@ -318,7 +318,7 @@ async def fetch_fills(db: Conn, order_id: UUID) -> list[views.Fill]:
 
 
 # ------------------------------------------------------------------------------ exit plans
-async def lock_positions(conn: asyncpg.Connection, account_id: UUID, symbol: str) -> list[asyncpg.Record]:
+async def lock_positions(conn: Connection, account_id: UUID, symbol: str) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
             """SELECT id, side, pos_side, exit_plan FROM aitrader.positions_open
@@ -330,7 +330,7 @@ async def lock_positions(conn: asyncpg.Connection, account_id: UUID, symbol: str
 
 
 async def save_exit_plan(
-    conn: asyncpg.Connection,
+    conn: Connection,
     position: asyncpg.Record,
     account_id: UUID,
     symbol: str,

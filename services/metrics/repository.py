@@ -8,8 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-import asyncpg
-
+from shared.db import Connection, Executor
 from shared.messages import FundingRate, OpenInterest
 
 Optional = Decimal | None
@@ -60,7 +59,7 @@ ON CONFLICT (symbol, timeframe, as_of) DO UPDATE SET
 """
 
 
-async def upsert_snapshots(conn: asyncpg.Connection, rows: list[SnapshotRow]) -> None:
+async def upsert_snapshots(conn: Connection, rows: list[SnapshotRow]) -> None:
     """Insert or replace candle rows (unique on symbol, timeframe, as_of)."""
     await conn.executemany(
         UPSERT_SNAPSHOT,
@@ -73,7 +72,7 @@ async def upsert_snapshots(conn: asyncpg.Connection, rows: list[SnapshotRow]) ->
 
 
 async def set_indicators(
-    conn: asyncpg.Connection, symbol: str, timeframe: str,
+    conn: Connection, symbol: str, timeframe: str,
     rows: list[tuple[datetime, StoredIndicators]],
 ) -> None:
     """Replace the indicators of stored rows, given as (as_of, indicators)."""
@@ -86,7 +85,7 @@ async def set_indicators(
 
 
 async def load_tail(
-    conn: asyncpg.Connection | asyncpg.Pool, symbol: str, timeframe: str, limit: int
+    conn: Executor, symbol: str, timeframe: str, limit: int
 ) -> list[tuple[datetime, Decimal]]:
     """The newest `limit` stored closes of one series, oldest first."""
     rows = await conn.fetch(
@@ -99,7 +98,7 @@ async def load_tail(
 
 
 async def load_around(
-    conn: asyncpg.Connection, symbol: str, timeframe: str, as_of: datetime, window: int
+    conn: Connection, symbol: str, timeframe: str, as_of: datetime, window: int
 ) -> list[tuple[datetime, Decimal]]:
     """Closes a late candle affects: `window - 1` before it, it, and `window - 1` after."""
     rows = await conn.fetch(
@@ -115,13 +114,13 @@ async def load_around(
     return sorted((r["as_of"], r["price"]) for r in rows)
 
 
-async def known_symbols(conn: asyncpg.Connection | asyncpg.Pool) -> set[str]:
+async def known_symbols(conn: Executor) -> set[str]:
     """Every symbol of the instruments table."""
     return {r["symbol"] for r in await conn.fetch("SELECT symbol FROM aitrader.instruments")}
 
 
 async def save_last_price(
-    conn: asyncpg.Pool | asyncpg.Connection, symbol: str, as_of: datetime,
+    conn: Executor, symbol: str, as_of: datetime,
     last: Decimal, bid: Decimal | None, ask: Decimal | None,
 ) -> None:
     """Latest ticker of a symbol (the caller drops stale ones)."""
@@ -136,7 +135,7 @@ async def save_last_price(
 
 
 async def save_mark_price(
-    conn: asyncpg.Pool | asyncpg.Connection, symbol: str, as_of: datetime, mark: Decimal
+    conn: Executor, symbol: str, as_of: datetime, mark: Decimal
 ) -> None:
     """Latest mark price of a symbol (the caller drops stale ones)."""
     await conn.execute(
@@ -148,7 +147,7 @@ async def save_mark_price(
     )
 
 
-async def save_funding_rate(conn: asyncpg.Pool | asyncpg.Connection, event: FundingRate) -> None:
+async def save_funding_rate(conn: Executor, event: FundingRate) -> None:
     """One funding-rate observation (idempotent on symbol and time)."""
     await conn.execute(
         """INSERT INTO aitrader.funding_rates
@@ -163,7 +162,7 @@ async def save_funding_rate(conn: asyncpg.Pool | asyncpg.Connection, event: Fund
 
 
 async def save_open_interest(
-    conn: asyncpg.Pool | asyncpg.Connection, event: OpenInterest
+    conn: Executor, event: OpenInterest
 ) -> None:
     """One open-interest observation (idempotent on symbol and time)."""
     await conn.execute(
@@ -192,7 +191,7 @@ RETURNING account_id
 
 
 async def write_equity(
-    conn: asyncpg.Pool | asyncpg.Connection, accounts: list[UUID] | None, as_of: datetime
+    conn: Executor, accounts: list[UUID] | None, as_of: datetime
 ) -> list[UUID]:
     """Write one equity snapshot per active account (all when `accounts` is None); return
     the accounts written."""

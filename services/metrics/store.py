@@ -13,6 +13,7 @@ import polars as pl
 
 from services.metrics.performance import MONEY, PerformanceInputs
 from services.metrics.rows import CalibrationRow, PerformanceRow
+from shared.db import Connection
 
 TIME = pl.Datetime("us", "UTC")
 # Timestamps as PostgreSQL prints them with TimeZone = UTC: 2026-01-01 00:00:00.5+00
@@ -72,7 +73,7 @@ QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
 
 
 async def _frame(
-    conn: asyncpg.Connection, query: str, schema: dict[str, pl.DataType], *args: object
+    conn: Connection, query: str, schema: dict[str, pl.DataType], *args: object
 ) -> pl.DataFrame:
     chunks: list[bytes] = []
 
@@ -107,7 +108,7 @@ def _query(name: str) -> tuple[str, dict[str, pl.DataType]]:
 
 
 async def _read_lane(
-    conn: asyncpg.Connection, names: list[str], snapshot: str | None, *args: object
+    conn: Connection, names: list[str], snapshot: str | None, *args: object
 ) -> dict[str, pl.DataFrame]:
     if snapshot is not None:
         await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
@@ -161,7 +162,7 @@ ON CONFLICT (account_id, "window", bucket) DO UPDATE SET
 
 
 async def save(
-    conn: asyncpg.Connection, performance: list[PerformanceRow], calibration: list[CalibrationRow]
+    conn: Connection, performance: list[PerformanceRow], calibration: list[CalibrationRow]
 ) -> None:
     """Upsert one row per (account, window) and per (account, window, bucket), atomically."""
     async with conn.transaction():

@@ -56,6 +56,7 @@ from services.positions.rows import (
     own_order_id,
     position_from_row,
 )
+from shared.db import Connection
 from shared.instruments import SPEC_COLUMNS, InstrumentSpec
 from shared.messages import Balance, ExchangePosition, Fill, FundingPayment, OrderUpdate
 
@@ -227,7 +228,7 @@ def _slot_arrays(slots: Iterable[Slot]) -> tuple[list[UUID], list[str], list[str
 class LedgerStore:
     """The ledger's tables on one connection, which the caller holds inside a transaction."""
 
-    conn: asyncpg.Connection
+    conn: Connection
 
     async def lock_accounts(self, ids: Iterable[UUID]) -> dict[UUID, str]:
         """Lock these accounts' ledgers until commit (another instance, a repair) and return

@@ -35,6 +35,7 @@ from services.positions.inbound import Inbound, parse
 from services.positions.store import LedgerStore
 from shared.bus import headers_for
 from shared.consumer import DeadLetter, DeadLetters, Fate, Nak, fate_of, hold, settle
+from shared.db import Connection
 from shared.errors import PermanentError, TransientError
 from shared.logging import get_logger
 from shared.subjects import STREAM_ACCOUNT, Subjects
@@ -249,7 +250,7 @@ class LedgerConsumer:
             await self.pool.release(conn)
 
     async def _commit_on(
-        self, conn: asyncpg.Connection, msgs: Sequence[Msg], items: list[Inbound],
+        self, conn: Connection, msgs: Sequence[Msg], items: list[Inbound],
         rejected: Rejected,
     ) -> BatchOutcome:
         async with conn.transaction():
