@@ -9,6 +9,7 @@ so that a bug cannot block a market stream forever.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from shared.consumer import ACK, UNKNOWN, DeadLetters, Fate, Nak, fate_of, settl
 from shared.errors import PermanentError
 
 SERVICE = "metrics"
+FETCH_RETRY_S = 1.0  # after a fetch NATS failed (not a timeout)
 Handle = Callable[[str, bytes], Awaitable[str]]
 M = TypeVar("M", bound=BaseModel)
 
@@ -75,6 +77,10 @@ class Consumer:
                 messages = await sub.fetch(self.batch, timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
                 # nats-py raises either, depending on where the wait expired.
+                continue
+            except nats.errors.Error as exc:  # NATS restarting (no responders, reconnecting)
+                self.log.warning("fetch_failed", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(FETCH_RETRY_S)
                 continue
             for msg in messages:
                 await self.process(msg)

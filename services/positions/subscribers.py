@@ -24,9 +24,10 @@ from datetime import datetime
 
 import asyncpg
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 
 from services.positions.catalog import InstrumentCatalog
 from services.positions.config import PositionsSettings
@@ -44,6 +45,9 @@ SERVICE = "positions"
 log = get_logger(SERVICE)
 # A batch smaller than this is one transaction: splitting a few messages only adds round trips.
 PARTITION_MIN_MESSAGES = 100
+# How long a batch's position events may wait for their PubAcks (and for a free slot to publish).
+PUBLISH_DEADLINE_S = 5.0
+FETCH_RETRY_S = 1.0  # after a fetch NATS failed (not a timeout)
 Rejected = dict[int, DeadLetter]  # message index -> why it can never be processed
 
 
@@ -135,6 +139,10 @@ class LedgerConsumer:
         try:
             msgs: list[Msg] = await sub.fetch(1, timeout=5.0)
         except (NatsTimeoutError, TimeoutError):
+            return []
+        except NatsError as exc:  # NATS restarting (no responders, reconnecting): wait, retry
+            log.warning("fetch_failed", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(FETCH_RETRY_S)
             return []
         first = msgs[-1].metadata
         wanted = min(self.settings.positions_batch_size - 1, first.num_pending)
@@ -261,13 +269,28 @@ class LedgerConsumer:
         return outcome
 
     async def _publish(self, outcome: BatchOutcome) -> None:
-        """Position events, after commit. The tables are the truth; a lost event is logged."""
-        futures = []
+        """Position events, after commit. The tables are the truth; an event NATS does not
+        acknowledge within `PUBLISH_DEADLINE_S` (the server restarting, its PubAck lost with
+        it) is logged and given up, never waited for: an unbounded wait here once stalled the
+        whole pipeline for good, the process alive and silent."""
+        futures: list[asyncio.Future[PubAck]] = []
+        failed: list[BaseException] = []
         for event in outcome.events():
             subject = self.subjects.position(event.account_id, event.inst_id)
-            futures.append(await self.js.publish_async(subject, event.to_bytes(), headers=headers_for(event)))
+            try:
+                futures.append(await self.js.publish_async(
+                    subject, event.to_bytes(), wait_stall=PUBLISH_DEADLINE_S, headers=headers_for(event)))
+            except NatsError as exc:  # too many PubAcks outstanding, or the connection closed
+                failed.append(exc)
         if futures:
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if failed:
-                log.error("publish_failed", events=len(failed), error=repr(failed[0]))
+            done, pending = await asyncio.wait(futures, timeout=PUBLISH_DEADLINE_S)
+            for future in pending:
+                future.cancel()  # frees its slot among nats-py's outstanding publishes
+            for future in done:
+                if future.cancelled():  # nats-py cancels what is outstanding when it closes
+                    failed.append(NatsError("publish cancelled"))
+                elif (error := future.exception()) is not None:
+                    failed.append(error)
+            failed += [TimeoutError(f"no PubAck within {PUBLISH_DEADLINE_S} s")] * len(pending)
+        if failed:
+            log.error("publish_failed", events=len(failed), error=repr(failed[0]))
