@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.clock import to_ms, utcnow
+from shared.errors import PermanentError
 from shared.types import (
     Direction,
     ExitReason,
@@ -33,6 +34,24 @@ SCHEMA_VERSION = 1
 
 Money = Decimal
 Qty = Annotated[Decimal, Field(ge=0)]
+# Size limits (docs/events.md): an id or a code longer than its bound, or a message longer than
+# MAX_EVENT_BYTES (`check_size`), is a dead letter, never a stored row. OKX's ids are at most 32
+# characters (clOrdId), its codes a few; its largest push we keep as `raw` is about 2 KB.
+Id = Annotated[str, Field(max_length=64)]
+Code = Annotated[str, Field(max_length=32)]
+MAX_EVENT_BYTES: Final = 64 * 1024
+
+
+class OversizedMessage(PermanentError):
+    """A message longer than MAX_EVENT_BYTES: refused before it is decoded."""
+
+    kind = "oversized"
+
+
+def check_size(data: bytes) -> None:
+    """Refuse a message longer than `MAX_EVENT_BYTES` before it is decoded."""
+    if len(data) > MAX_EVENT_BYTES:
+        raise OversizedMessage(f"message of {len(data):,} bytes exceeds the limit of {MAX_EVENT_BYTES:,}")
 Price = Annotated[Decimal, Field(gt=0)]
 
 
@@ -58,8 +77,8 @@ class Event(BaseModel):
 class Candle(Event):
     """A candle update; `confirmed` is OKX `confirm == "1"` (the bar is closed)."""
 
-    inst_id: str
-    bar: str  # OKX bar: 1m, 3m, 1H, 4H ...
+    inst_id: Id
+    bar: Code  # OKX bar: 1m, 3m, 1H, 4H ...
     open_time: AwareDatetime  # OKX ts: the bar's open time
     open: Price
     high: Price
@@ -75,7 +94,7 @@ class Candle(Event):
 
 
 class Ticker(Event):
-    inst_id: str
+    inst_id: Id
     last: Price
     bid_px: Decimal | None = None
     ask_px: Decimal | None = None
@@ -86,7 +105,7 @@ class Ticker(Event):
 
 
 class MarkPrice(Event):
-    inst_id: str
+    inst_id: Id
     mark_px: Price
 
     def msg_id(self) -> str:
@@ -94,7 +113,7 @@ class MarkPrice(Event):
 
 
 class FundingRate(Event):
-    inst_id: str
+    inst_id: Id
     funding_rate: Decimal
     funding_time: AwareDatetime | None = None
     next_funding_time: AwareDatetime | None = None
@@ -104,7 +123,7 @@ class FundingRate(Event):
 
 
 class OpenInterest(Event):
-    inst_id: str
+    inst_id: Id
     oi: Qty  # contracts
     oi_ccy: Decimal | None = None
     oi_usd: Decimal | None = None
@@ -122,19 +141,19 @@ class AccountEvent(Event):
 class OrderUpdate(AccountEvent):
     """An order state change as OKX pushes it (orders channel) or REST reports it."""
 
-    inst_id: str
-    ord_id: str
-    cl_ord_id: str | None = None
+    inst_id: Id
+    ord_id: Id
+    cl_ord_id: Id | None = None
     side: Side
     pos_side: PosSide
-    ord_type: str  # market, limit, post_only, fok, ioc, ...
-    state: str  # live, partially_filled, filled, canceled, mmp_canceled
+    ord_type: Code  # market, limit, post_only, fok, ioc, ...
+    state: Code  # live, partially_filled, filled, canceled, mmp_canceled
     px: Decimal | None = None
     sz: Qty
     acc_fill_sz: Qty = Decimal(0)
     avg_px: Decimal | None = None
     lever: Decimal | None = None
-    category: str = "normal"
+    category: Code = "normal"
     reduce_only: bool = False
     created_time: AwareDatetime | None = None  # OKX cTime; ts_event is uTime
 
@@ -145,21 +164,21 @@ class OrderUpdate(AccountEvent):
 class Fill(AccountEvent):
     """One trade of one order: the ledger's input. `ts_event` is OKX fillTime."""
 
-    inst_id: str
-    trade_id: str
-    ord_id: str
-    cl_ord_id: str | None = None
+    inst_id: Id
+    trade_id: Id
+    ord_id: Id
+    cl_ord_id: Id | None = None
     side: Side
     pos_side: PosSide
     fill_px: Price
     fill_sz: Annotated[Decimal, Field(gt=0)]
     fill_fee: Money  # OKX sign: negative = charged, positive = rebate
-    fill_fee_ccy: str = "USDT"
+    fill_fee_ccy: Code = "USDT"
     fill_pnl: Money | None = None
-    exec_type: str | None = None  # T taker, M maker
-    category: str = "normal"  # normal, full_liquidation, partial_liquidation, adl, ...
+    exec_type: Code | None = None  # T taker, M maker
+    category: Code = "normal"  # normal, full_liquidation, partial_liquidation, adl, ...
     lever: Decimal | None = None
-    ord_type: str | None = None
+    ord_type: Code | None = None
     reduce_only: bool | None = None
     raw: dict[str, Any] = Field(default_factory=dict)
 
@@ -170,7 +189,7 @@ class Fill(AccountEvent):
 class Balance(AccountEvent):
     """USDT balance as the exchange reports it."""
 
-    ccy: str = "USDT"
+    ccy: Code = "USDT"
     cash_bal: Money
     avail_bal: Money
     frozen_bal: Money = Decimal(0)
@@ -185,7 +204,7 @@ class ExchangePosition(AccountEvent):
     """The exchange's view of one position (positions channel), for reconciliation and
     the margin / liquidation price / mark price the ledger does not compute."""
 
-    inst_id: str
+    inst_id: Id
     pos_side: PosSide
     pos: Decimal  # signed in net mode
     avg_px: Decimal | None = None
@@ -194,8 +213,8 @@ class ExchangePosition(AccountEvent):
     liq_px: Decimal | None = None
     margin: Money | None = None
     mark_px: Decimal | None = None
-    mgn_mode: str = "cross"
-    pos_id: str | None = None
+    mgn_mode: Code = "cross"
+    pos_id: Id | None = None
 
     def msg_id(self) -> str:
         return f"xpos:{self.account_id}:{self.inst_id}:{self.pos_side}:{to_ms(self.ts_event)}:{self.pos}"
@@ -204,9 +223,9 @@ class ExchangePosition(AccountEvent):
 class FundingPayment(AccountEvent):
     """A funding fee settled on a position (OKX bill type 8). `amount` > 0 = received."""
 
-    inst_id: str
+    inst_id: Id
     pos_side: PosSide = "net"
-    bill_id: str
+    bill_id: Id
     amount: Money
 
     def msg_id(self) -> str:
@@ -249,7 +268,7 @@ class ClosedPositionState(BaseModel):
     entry_time: AwareDatetime
     exit_time: AwareDatetime
     exit_reason: ExitReason
-    closing_trade_id: str
+    closing_trade_id: Id
 
 
 class PositionEvent(AccountEvent):
@@ -261,9 +280,9 @@ class PositionEvent(AccountEvent):
     """
 
     kind: PositionEventKind
-    inst_id: str
+    inst_id: Id
     pos_side: PosSide
-    trade_id: str | None = None  # the fill (or funding bill) that caused it
+    trade_id: Id | None = None  # the fill (or funding bill) that caused it
     position: PositionState | None = None
     closed: ClosedPositionState | None = None
 
@@ -283,7 +302,7 @@ class PlaceOrder(BaseModel):
     schema_version: int = SCHEMA_VERSION
     order_id: UUID
     account_id: UUID
-    inst_id: str
+    inst_id: Id
     side: Side
     pos_side: PosSide = "net"
     ord_type: OrderType = "market"
@@ -311,8 +330,8 @@ class PlaceOrderReply(BaseModel):
     schema_version: int = SCHEMA_VERSION
     order_id: UUID
     ok: bool
-    ord_id: str | None = None
-    s_code: str
+    ord_id: Id | None = None
+    s_code: Code
     s_msg: str = ""
     ts: datetime = Field(default_factory=utcnow)
 
@@ -322,7 +341,7 @@ class MarketDataRefresh(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    inst_id: str
+    inst_id: Id
     bars: list[str]
     limit: int = Field(default=100, ge=1, le=300)
 

@@ -241,3 +241,36 @@ async def test_metrics_retries_a_serialization_failure_past_max_deliver_and_dead
     assert await dead_letters(db_pool, "metrics") == []
     assert await notices.settled() == []
     assert [e for e in logs if e["event"] == "message_failed"] == []
+
+
+async def test_an_oversized_message_or_field_is_a_dead_letter_in_both_services_never_a_row(
+    settings: Settings, account: UUID, js: JetStreamContext, subjects: Subjects, db_pool: asyncpg.Pool,
+) -> None:
+    """The size limits of shared.messages (MAX_EVENT_BYTES, ids <= 64 and codes <= 32
+    characters), through the positions ledger and the metrics market consumer alike."""
+    huge_raw = fill(account, "1", "buy", "1", "100", 0).model_copy(update={"raw": {"x": "y" * 500_000}})
+    long_id = fill(account, "4", "buy", "1", "100", 0).to_bytes().replace(
+        b'"trade_id":"4"', b'"trade_id":"' + b"9" * 65 + b'"')
+    long_code = fill(account, "2", "buy", "1", "100", 0).model_copy(update={"fill_fee_ccy": "U" * 33})
+    async with running(positions_config(settings), js):
+        for body in (huge_raw.to_bytes(), long_id, long_code.to_bytes()):
+            await js.publish(subjects.fill(account, BTC), body)
+        await publish(js, subjects, [fill(account, "3", "buy", "1", "100", 0)])
+        await consumed(js, subjects)
+    kinds = [kind for _, kind, _ in await dead_letters(db_pool, "positions")]
+    assert kinds == ["oversized", "permanent", "permanent"]
+    reasons = [r["reason"] for r in await db_pool.fetch(
+        "SELECT reason FROM aitrader.dead_letters WHERE service = 'positions' ORDER BY stream_seq")]
+    assert reasons[0].startswith("message of 500,") and reasons[0].endswith("exceeds the limit of 65,536")
+    assert "trade_id: String should have at most 64 characters" in reasons[1]
+    assert "fill_fee_ccy: String should have at most 32 characters" in reasons[2]
+    stored = await db_pool.fetch("SELECT exchange_trade_id FROM aitrader.fills")
+    assert [r["exchange_trade_id"] for r in stored] == ["3"]
+
+    oversized = candle(0, "130").to_bytes().replace(b'"close":"130"', b'"close":"130' + b"0" * 70_000 + b'"')
+    async with metrics_running(settings, js, subjects) as config:
+        await js.publish(subjects.candle("3m", BTC), oversized)
+        await publish_event(js, subjects.candle("3m", BTC), candle(1, "131"))
+        await metrics_consumed(js, subjects, config.metrics_candle_consumer)
+    assert [kind for _, kind, _ in await dead_letters(db_pool, "metrics")] == ["oversized"]
+    assert await db_pool.fetchval("SELECT count(*) FROM aitrader.market_snapshots") == 1

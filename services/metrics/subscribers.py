@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.consumer import ACK, UNKNOWN, DeadLetters, Fate, Nak, fate_of, settle
 from shared.errors import PermanentError
+from shared.messages import check_size
 
 SERVICE = "metrics"
 FETCH_RETRY_S = 1.0  # after a fetch NATS failed (not a timeout)
@@ -31,7 +32,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def decode(model: type[M], subject: str, data: bytes) -> M:
-    """Parse a payload; a malformed one is a PermanentError naming the first bad field."""
+    """Parse a payload; a malformed or oversized one is a PermanentError naming the first bad field."""
+    check_size(data)
     try:
         event = model.model_validate_json(data)
     except ValidationError as exc:

@@ -24,6 +24,7 @@ from shared.messages import (
     Fill,
     FundingPayment,
     OrderUpdate,
+    check_size,
 )
 from shared.money import Q8, quantize
 from shared.subjects import STREAM_ACCOUNT, Subjects, models_of
@@ -58,6 +59,7 @@ def parse(
     kind = route.kind
     if kind not in MODELS:
         raise PermanentError(f"not an account subject: {subject}")
+    check_size(data)
     try:
         body = data.decode("utf-8")
         event = MODELS[kind].model_validate_json(body)
