@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 MARKET ?= sim
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test install demo lint bench clean
+.PHONY: up test install demo lint faults bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -23,6 +23,9 @@ up: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+faults: $(STAMP)
+	$(BIN)/pytest -m faults
 
 demo: $(STAMP)
 	$(BIN)/aitrader demo

@@ -28,6 +28,7 @@ from aitrader.embedded import EmbeddedNats, EmbeddedPostgres, free_port, port_in
 from aitrader.migrate import migrate
 from shared.bus import connect_nats, ensure_streams
 from shared.errors import ConfigError
+from shared.health import DEFAULT_PORTS
 from shared.logging import get_logger
 from shared.runner import run_service
 from shared.settings import Settings
@@ -220,7 +221,8 @@ async def running_stack(
             if not service_available(name):
                 log.warning("service_not_built", service=name)
                 continue
-            await spawn(name, [sys.executable, "-m", f"services.{name}"], stack.env, stack)
+            env = {**stack.env, **health_env(name)}
+            await spawn(name, [sys.executable, "-m", f"services.{name}"], env, stack)
         log.info(
             "ready",
             database=stack.env["AITRADER_DATABASE_URL"],
@@ -291,17 +293,47 @@ def parse_services(value: str) -> list[str]:
     return chosen
 
 
+def health_env(service: str) -> dict[str, str]:
+    """Where a service started by `up` answers /healthz, /readyz and /metrics (the gateway:
+    on its MCP port)."""
+    port = DEFAULT_PORTS.get(service)
+    return {} if port is None else {"AITRADER_HEALTH_PORT": str(port)}
+
+
+def health_url(service: str, environ: dict[str, str]) -> str:
+    """The readiness URL `aitrader healthcheck` asks: AITRADER_HEALTH_PORT (AITRADER_MCP_PORT
+    for the gateway) when set, else the service's default port."""
+    if service == "mcp_gateway":
+        return f"http://127.0.0.1:{environ.get('AITRADER_MCP_PORT', '8765')}/healthz"
+    port = environ.get("AITRADER_HEALTH_PORT") or str(DEFAULT_PORTS[service])
+    return f"http://127.0.0.1:{port}/readyz"
+
+
 @click.command("healthcheck")
 @click.argument("service", type=click.Choice(SERVICES))
-def healthcheck_command(service: str) -> None:
-    """Exit 0 when SERVICE's event loop has been alive in the last 30 s (container health)."""
-    from shared.runner import is_alive
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for the answer.")
+def healthcheck_command(service: str, timeout: float) -> None:
+    """Exit 0 when SERVICE answers that it is ready (database and NATS reachable, consumers
+    making progress); print why not and exit 1 otherwise, or when nothing answers."""
+    import httpx
 
-    raise SystemExit(0 if is_alive(service) else 1)
+    url = health_url(service, dict(os.environ))
+    try:
+        answer = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        click.echo(f"{service}: not answering at {url} ({type(exc).__name__})", err=True)
+        raise SystemExit(1) from None
+    if answer.status_code != 200:
+        click.echo(f"{service}: not ready ({answer.status_code}): {answer.text[:500]}", err=True)
+        raise SystemExit(1)
+    raise SystemExit(0)
 
 
 @click.command("run")
 @click.argument("service", type=click.Choice(SERVICES))
 def run_command(service: str) -> None:
-    """Run one service in the foreground (configured by AITRADER_* variables)."""
+    """Run one service in the foreground (configured by AITRADER_* variables; its health on
+    its default port unless AITRADER_HEALTH_PORT says otherwise)."""
+    for name, value in health_env(service).items():
+        os.environ.setdefault(name, value)
     run_service(service)

@@ -30,6 +30,7 @@ import asyncpg
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from prometheus_client import Counter
 
 from shared.db import Executor
 from shared.errors import PermanentError, TransientError
@@ -48,6 +49,8 @@ _REFUSED_SQLSTATE = frozenset({"22", "23"})
 _TRANSIENT = (TransientError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
               nats.errors.Error)
 _REASON_CHARS = 2000
+SETTLED = Counter("aitrader_messages_settled", "Messages a consumer settled, by fate (ack, nak, "
+                  "dead_letter) and dead-letter kind.", ["service", "fate", "kind"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +180,16 @@ async def settle(
     deadline for the batch; a message left unsettled is redelivered after the consumer's ack
     wait (an ack after a commit is idempotent in effect)."""
     naks = {index: fate.delay for index, fate in fates.items() if isinstance(fate, Nak)}
+    dead = 0
     for index, fate in fates.items():
-        if isinstance(fate, DeadLetter) and not await _dead_letter(msgs[index], fate, letters, record_on):
-            naks[index] = RETRY_DELAY_S
+        if isinstance(fate, DeadLetter):
+            if await _dead_letter(msgs[index], fate, letters, record_on):
+                SETTLED.labels(letters.service, "dead_letter", fate.kind).inc()
+                dead += 1
+            else:
+                naks[index] = RETRY_DELAY_S
+    SETTLED.labels(letters.service, "nak", "").inc(len(naks))
+    SETTLED.labels(letters.service, "ack", "").inc(len(msgs) - len(naks) - dead)
     try:
         async with asyncio.timeout(letters.timeout):
             for index, msg in enumerate(msgs):

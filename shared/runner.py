@@ -11,10 +11,7 @@ import gc
 import importlib
 import signal
 import sys
-import tempfile
-import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from shared.errors import ConfigError
@@ -24,39 +21,16 @@ from shared.settings import Settings, load_settings
 Serve = Callable[[Any], Awaitable[None]]
 
 
-HEARTBEAT_DIR = Path(tempfile.gettempdir())
-HEARTBEAT_EVERY = 5.0
-HEARTBEAT_STALE = 30.0
-
-
-def heartbeat_file(name: str) -> Path:
-    return HEARTBEAT_DIR / f"aitrader-{name}.alive"
-
-
-async def heartbeat(name: str) -> None:
-    """Touch a file while the event loop is responsive (container health checks read it)."""
-    path = heartbeat_file(name)
-    while True:
-        path.touch()
-        await asyncio.sleep(HEARTBEAT_EVERY)
-
-
-def is_alive(name: str) -> bool:
-    path = heartbeat_file(name)
-    return path.exists() and time.time() - path.stat().st_mtime < HEARTBEAT_STALE
-
-
 def fail(error: ConfigError) -> None:
     """Print one clear line naming the setting, and exit 2 (no traceback)."""
     print(f"aitrader: configuration error: {error}", file=sys.stderr)
     raise SystemExit(2)
 
 
-async def run_until_signalled(coro: Awaitable[None], name: str | None = None) -> None:
+async def run_until_signalled(coro: Awaitable[None]) -> None:
     """Run `coro`; SIGINT / SIGTERM cancel it so that its `finally` blocks clean up."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(coro)
-    beat = asyncio.ensure_future(heartbeat(name)) if name else None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     try:
@@ -64,9 +38,6 @@ async def run_until_signalled(coro: Awaitable[None], name: str | None = None) ->
     except asyncio.CancelledError:
         pass
     finally:
-        if beat is not None:
-            beat.cancel()
-            heartbeat_file(name or "").unlink(missing_ok=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
@@ -98,7 +69,7 @@ def run_service(name: str, settings_cls: type[Settings] | None = None) -> None:
         configure_logging(settings.log_level, settings.log_format, service=name)
         get_logger().info("service_starting", service=name)
         tune_gc()
-        asyncio.run(run_until_signalled(serve(settings), name))
+        asyncio.run(run_until_signalled(serve(settings)))
     except ConfigError as exc:
         fail(exc)
     except Exception:

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     deepseek_api_key: SecretStr | None = None
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Health of this process (shared.health): /healthz, /readyz, /metrics. None: not served.
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    health_host: str = "127.0.0.1"
     log_format: Literal["auto", "json", "console"] = "auto"
 
     _split_symbols = field_validator("symbols", "timeframes", mode="before")(_split_csv)

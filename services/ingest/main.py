@@ -22,6 +22,7 @@ from services.ingest.streams import AccountSink, CandleSink, PublicSink
 from shared.bus import connect_nats, ensure_streams
 from shared.db import create_pool
 from shared.errors import ConfigError
+from shared.health import Health, database_ok, nats_ok, serving
 from shared.logging import get_logger, register_secrets
 from shared.settings import Settings
 from shared.subjects import Subjects
@@ -86,6 +87,9 @@ class Ingest:
             publisher = Publisher(js, self.subjects)
             backfiller = Backfiller(rest, repo, publisher, self.stats, self.account,
                                     cfg.ingest_backfill_candles)
+            health = Health("ingest", checks={"database": lambda: database_ok(pool),
+                                              "nats": lambda: nats_ok(nc)})
+            await stack.enter_async_context(serving(health, cfg.health_host, cfg.health_port))
             await self._serve(stack, nc, rest, repo, publisher, backfiller, creds)
 
     async def _serve(self, stack: AsyncExitStack, nc: Client, rest: OkxRest, repo: Repository,

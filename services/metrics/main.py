@@ -17,6 +17,7 @@ from shared.clock import Clock, SystemClock
 from shared.consumer import DeadLetters
 from shared.db import create_pool
 from shared.errors import ConfigError, PermanentError
+from shared.health import Health, database_ok, nats_ok, serving
 from shared.logging import get_logger
 from shared.messages import Event, PositionEvent
 from shared.settings import Settings
@@ -86,10 +87,12 @@ async def serve(settings: Settings, clock: Clock | None = None) -> None:
 
         letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE))
 
+        health = Health(SERVICE, checks={"database": lambda: database_ok(pool), "nats": lambda: nats_ok(nc)})
+
         def consumer(stream: str, durable: str, filters: list[str], handle: Handle) -> Consumer:
             return Consumer(
                 js, pool, subjects.stream(stream), durable, filters, handle, letters, log,
-                max_deliver=config.metrics_max_deliver,
+                max_deliver=config.metrics_max_deliver, progress=health.progress(durable),
             )
 
         market_handle = market_dispatch(subjects, market)
@@ -102,7 +105,8 @@ async def serve(settings: Settings, clock: Clock | None = None) -> None:
             consumer(STREAM_POSITIONS, config.metrics_positions_consumer,
                      [subjects.positions_all], positions_dispatch(accounts)),
         ]
-        async with asyncio.TaskGroup() as tasks:
+        async with serving(health, config.health_host, config.health_port), asyncio.TaskGroup() as tasks:
+            tasks.create_task(health.watch())
             for c in consumers:
                 tasks.create_task(c.run())
             tasks.create_task(refresher.run())

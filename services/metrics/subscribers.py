@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.consumer import ACK, UNKNOWN, DeadLetters, Fate, Nak, fate_of, settle
 from shared.errors import PermanentError
+from shared.health import Progress
 from shared.messages import check_size
 
 SERVICE = "metrics"
@@ -60,6 +61,7 @@ class Consumer:
     log: Any
     max_deliver: int = 10
     batch: int = 100
+    progress: Progress = field(default_factory=lambda: Progress("consumer"))
 
     async def run(self) -> None:
         """Fetch and handle messages until cancelled."""
@@ -79,6 +81,7 @@ class Consumer:
                 messages = await sub.fetch(self.batch, timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
                 # nats-py raises either, depending on where the wait expired.
+                self.progress.beat()  # idle, and able to ask
                 continue
             except nats.errors.Error as exc:  # NATS restarting (no responders, reconnecting)
                 self.log.warning("fetch_failed", error=f"{type(exc).__name__}: {exc}")
@@ -86,6 +89,7 @@ class Consumer:
                 continue
             for msg in messages:
                 await self.process(msg)
+            self.progress.beat()
 
     async def process(self, msg: Msg) -> None:
         """Handle one message and settle it according to the outcome."""

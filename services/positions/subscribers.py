@@ -19,7 +19,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -28,6 +28,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from prometheus_client import Histogram
 
 from services.positions.catalog import InstrumentCatalog
 from services.positions.config import PositionsSettings
@@ -38,6 +39,7 @@ from shared.bus import headers_for
 from shared.consumer import DeadLetter, DeadLetters, Fate, Nak, fate_of, hold, settle
 from shared.db import Connection
 from shared.errors import PermanentError, TransientError
+from shared.health import Progress
 from shared.logging import get_logger
 from shared.subjects import STREAM_ACCOUNT, Subjects
 
@@ -48,6 +50,8 @@ PARTITION_MIN_MESSAGES = 100
 # How long a batch's position events may wait for their PubAcks (and for a free slot to publish).
 PUBLISH_DEADLINE_S = 5.0
 FETCH_RETRY_S = 1.0  # after a fetch NATS failed (not a timeout)
+BATCH_SECONDS = Histogram("aitrader_positions_batch_seconds",
+                          "A fetched batch from parse to settled (folded, committed, published, acked).")
 Rejected = dict[int, DeadLetter]  # message index -> why it can never be processed
 
 
@@ -75,6 +79,7 @@ class LedgerConsumer:
     catalog: InstrumentCatalog
     settings: PositionsSettings
     letters: DeadLetters
+    progress: Progress = field(default_factory=lambda: Progress("ledger"))
 
     async def subscribe(self) -> JetStreamContext.PullSubscription:
         """Create (or update) the durable consumer and bind to it."""
@@ -139,6 +144,7 @@ class LedgerConsumer:
         try:
             msgs: list[Msg] = await sub.fetch(1, timeout=5.0)
         except (NatsTimeoutError, TimeoutError):
+            self.progress.beat()  # idle, and able to ask
             return []
         except NatsError as exc:  # NATS restarting (no responders, reconnecting): wait, retry
             log.warning("fetch_failed", error=f"{type(exc).__name__}: {exc}")
@@ -169,6 +175,8 @@ class LedgerConsumer:
         fates: dict[int, Fate] = {index: Nak(delay) for index, delay in outcome.retry.items()}
         fates.update(outcome.dead)
         await settle(msgs, fates, self.letters)  # the dead letters' rows committed with the batch
+        self.progress.beat()
+        BATCH_SECONDS.observe(time.perf_counter() - started)
         log.debug("batch", messages=len(msgs), stored=outcome.stored, duplicates=outcome.duplicates,
                   dead=len(outcome.dead), retry=len(outcome.retry), refolds=outcome.refolds,
                   ms=round((time.perf_counter() - started) * 1000, 1))

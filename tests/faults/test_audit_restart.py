@@ -4,13 +4,8 @@ database is away is written once it is back, and the writer goes on writing afte
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
-import pytest
 
 from aitrader.embedded import EmbeddedPostgres
 from aitrader.migrate import migrate
@@ -25,20 +20,6 @@ async def _rows(server: EmbeddedPostgres) -> list[str]:
             "SELECT tool_name FROM aitrader.mcp_tool_calls ORDER BY created_at")]
     finally:
         await conn.close()
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL of this test's own, to stop and start again."""
-    root = Path(tempfile.mkdtemp(prefix="aitrader-fault-pg-"))
-    root.chmod(0o755)  # an unprivileged PostgreSQL must reach it when we are root
-    server = EmbeddedPostgres(root / "pg")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def test_a_call_made_while_postgresql_restarts_is_audited_once_it_is_back(
