@@ -6,7 +6,7 @@ import asyncio
 
 from services.positions.catalog import InstrumentCatalog
 from services.positions.config import PositionsSettings, positions_settings
-from services.positions.subscribers import SERVICE, LedgerConsumer
+from services.positions.subscribers import PUBLISH_ASYNC_MAX_PENDING, SERVICE, LedgerConsumer
 from shared.bus import connect_nats, ensure_streams
 from shared.clock import SystemClock
 from shared.consumer import DeadLetters
@@ -30,7 +30,7 @@ async def serve(settings: Settings) -> None:
         nc = await connect_nats(config.require_nats_url(), name=SERVICE)
         try:
             subjects = Subjects(config.nats_subject_root, config.nats_stream_prefix)
-            js = nc.jetstream()
+            js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
             await ensure_streams(js, subjects, config.nats_stream_replicas)
             catalog = InstrumentCatalog(SystemClock(), config.positions_instrument_grace_seconds)
             letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE))

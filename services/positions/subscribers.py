@@ -49,6 +49,9 @@ log = get_logger(SERVICE)
 PARTITION_MIN_MESSAGES = 100
 # How long a batch's position events may wait for their PubAcks (and for a free slot to publish).
 PUBLISH_DEADLINE_S = 5.0
+# Publishes awaiting their PubAck that nats-py allows at once (main creates the JetStream context
+# with it; nats-py's default too).
+PUBLISH_ASYNC_MAX_PENDING = 4000
 FETCH_RETRY_S = 1.0  # after a fetch NATS failed (not a timeout)
 BATCH_SECONDS = Histogram("aitrader_positions_batch_seconds",
                           "A fetched batch from parse to settled (folded, committed, published, acked).")
@@ -285,9 +288,14 @@ class LedgerConsumer:
         failed: list[BaseException] = []
         for event in outcome.events():
             subject = self.subjects.position(event.account_id, event.inst_id)
+            # Only a full window of outstanding publishes can make publish_async wait: bound that
+            # wait, and only then (a wait_stall's timer yields to the event loop before every
+            # publish, so each event became a write of its own: nats-server's CPU doubled).
+            full = self.js.publish_async_pending() >= PUBLISH_ASYNC_MAX_PENDING - 1
             try:
                 futures.append(await self.js.publish_async(
-                    subject, event.to_bytes(), wait_stall=PUBLISH_DEADLINE_S, headers=headers_for(event)))
+                    subject, event.to_bytes(), wait_stall=PUBLISH_DEADLINE_S if full else None,
+                    headers=headers_for(event)))
             except NatsError as exc:  # too many PubAcks outstanding, or the connection closed
                 failed.append(exc)
         if futures:
