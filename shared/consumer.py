@@ -9,7 +9,7 @@ fate, the one dead-letter writer, and the one function that settles a fetched ba
 - SQLSTATE class 08 (connection), 40 (serialization failure, -> Nak(delay)
   deadlock), 53 (resources), 57 (shutdown, cancel), 58 (system)
 - `TransientError`, OSError (timeouts too), asyncpg's client -> Nak(delay)
-  side, any NATS error
+  side, NATS connection and server errors
 - anything else (our SQL, a bug)                             -> Nak(delay, unknown=True), or
                                                                 DeadLetter(reason, "unknown")
                                                                 on the `give_up_after`-th delivery
@@ -28,6 +28,7 @@ from typing import Any
 
 import asyncpg
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from prometheus_client import Counter
@@ -46,8 +47,17 @@ RETRY_DELAY_S = 2.0
 DEADLINE_S = 5.0  # for each network step of settling: a record, a notice, a batch of acks
 _RETRY_SQLSTATE = frozenset({"08", "40", "53", "57", "58"})
 _REFUSED_SQLSTATE = frozenset({"22", "23"})
+# NATS failures a retry can cure: the connection or the server, not the request (a bad subject,
+# header or payload, a JetStream API refusal are unknown failures, given up where allowed).
+_NATS_TRANSIENT = (
+    nats.errors.TimeoutError, nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionDrainingError, nats.errors.NoServersError, nats.errors.NoRespondersError,
+    nats.errors.OutboundBufferLimitError, nats.errors.StaleConnectionError, nats.errors.FlushTimeoutError,
+    nats.errors.SlowConsumerError, nats.js.errors.ServiceUnavailableError, nats.js.errors.FetchTimeoutError,
+    nats.js.errors.NoStreamResponseError, nats.js.errors.TooManyStalledMsgsError,
+)
 _TRANSIENT = (TransientError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
-              nats.errors.Error)
+              *_NATS_TRANSIENT)
 _REASON_CHARS = 2000
 SETTLED = Counter("aitrader_messages_settled", "Messages a consumer settled, by fate (ack, nak, "
                   "dead_letter) and dead-letter kind.", ["service", "fate", "kind"])

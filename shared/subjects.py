@@ -90,7 +90,8 @@ ROUTES: tuple[Route, ...] = (
           "Request/reply (core NATS): ingest fetches the latest closed candles over REST and "
           "publishes them as confirmed candles."),
     # Core NATS notice of a message that can never be processed (the record is the
-    # aitrader.dead_letters row): JSON {subject, reason, payload}, no model.
+    # aitrader.dead_letters row): the message's exact bytes, headers service, subject, stream,
+    # stream-seq, error-type, reason (shared.consumer.DeadLetters.announce); no model.
     Route("dead_letter", None, None, "dlq.{service}",
           "A message that can never be processed, with its reason (also in aitrader.dead_letters)."),
 )

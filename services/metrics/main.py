@@ -37,19 +37,24 @@ def market_dispatch(subjects: Subjects, market: MarketHandlers) -> Handle:
         "open_interest": market.on_open_interest,
     }
 
+    if handlers.keys() != MARKET_MODELS.keys():  # a new MARKET route needs its handler here
+        raise RuntimeError(f"market handlers {sorted(handlers)} != MARKET routes {sorted(MARKET_MODELS)}")
+
     async def handle(subject: str, data: bytes) -> str:
-        kind = subjects.parse(subject).route.kind
-        if kind not in handlers:
-            raise PermanentError(f"no handler for market subject kind {kind!r}")
-        result: str = await handlers[kind](decode(MARKET_MODELS[kind], subject, data))
+        route, tokens = subjects.parse(subject)
+        if route.kind not in handlers:
+            raise PermanentError(f"no handler for market subject kind {route.kind!r}")
+        event = decode(MARKET_MODELS[route.kind], subject, data, tokens.get("inst_id"))
+        result: str = await handlers[route.kind](event)
         return result
 
     return handle
 
 
-def positions_dispatch(accounts: AccountHandlers) -> Handle:
+def positions_dispatch(subjects: Subjects, accounts: AccountHandlers) -> Handle:
     async def handle(subject: str, data: bytes) -> str:
-        return await accounts.on_position(decode(PositionEvent, subject, data))
+        return await accounts.on_position(
+            decode(PositionEvent, subject, data, subjects.parse(subject).tokens.get("inst_id")))
 
     return handle
 
@@ -103,7 +108,7 @@ async def serve(settings: Settings, clock: Clock | None = None) -> None:
                      [subjects.filter(kind) for kind in MARKET_MODELS if kind != "candle"],
                      market_handle),
             consumer(STREAM_POSITIONS, config.metrics_positions_consumer,
-                     [subjects.positions_all], positions_dispatch(accounts)),
+                     [subjects.positions_all], positions_dispatch(subjects, accounts)),
         ]
         async with serving(health, config.health_host, config.health_port), asyncio.TaskGroup() as tasks:
             tasks.create_task(health.watch())

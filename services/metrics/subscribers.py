@@ -32,8 +32,9 @@ Handle = Callable[[str, bytes], Awaitable[str]]
 M = TypeVar("M", bound=BaseModel)
 
 
-def decode(model: type[M], subject: str, data: bytes) -> M:
-    """Parse a payload; a malformed or oversized one is a PermanentError naming the first bad field."""
+def decode(model: type[M], subject: str, data: bytes, subject_inst_id: str | None) -> M:
+    """Parse a payload; a malformed or oversized one, or one whose instId is not its subject's
+    (`subject_inst_id`, from `Subjects.parse`), is a PermanentError naming what is wrong."""
     check_size(data)
     try:
         event = model.model_validate_json(data)
@@ -42,7 +43,7 @@ def decode(model: type[M], subject: str, data: bytes) -> M:
         where = ".".join(str(part) for part in first["loc"]) or "payload"
         raise PermanentError(f"invalid {model.__name__}: {where}: {first['msg']}") from None
     inst_id = getattr(event, "inst_id", None)
-    if inst_id is not None and not subject.endswith(f".{inst_id}"):
+    if inst_id is not None and inst_id != subject_inst_id:
         raise PermanentError(f"subject {subject} does not match instId {inst_id}")
     return event
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+from structlog.testing import capture_logs
 
 from aitrader.embedded import EmbeddedPostgres
 from aitrader.migrate import migrate
 from services.mcp_gateway.audit import AuditWriter, ToolCall
 from shared.db import create_pool
+from tests.factories import wait_for
 
 
 async def _rows(server: EmbeddedPostgres) -> list[str]:
@@ -35,8 +37,13 @@ async def test_a_call_made_while_postgresql_restarts_is_audited_once_it_is_back(
         await asyncio.wait_for(writer.flush(), 10)
 
         await asyncio.to_thread(server.stop)
-        await writer.finish(ToolCall("during", {}, None, "http"), "success", {"n": 2}, None)
-        await asyncio.sleep(1.0)  # the writer meets the database away, and retries
+        with capture_logs() as logs:
+            await writer.finish(ToolCall("during", {}, None, "http"), "success", {"n": 2}, None)
+
+            async def retried() -> bool:  # the writer met the database away, and goes on trying
+                return sum(e["event"] == "audit_write_retry" for e in logs) >= 2
+
+            await wait_for(retried, timeout=15, message="the writer retrying while PostgreSQL is down")
         await asyncio.to_thread(server.start)  # same data directory, same port
 
         await asyncio.wait_for(writer.flush(), 30)

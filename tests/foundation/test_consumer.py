@@ -80,6 +80,9 @@ UNKNOWN_FAILURES = [
     pytest.param(pg.InFailedSQLTransactionError("transaction is aborted"), id="25P02-our-flow"),
     pytest.param(ZeroDivisionError("division by zero"), id="bug"),
     pytest.param(KeyError("missing"), id="bug-key"),
+    pytest.param(nats.errors.BadSubjectError(), id="nats-bad-subject"),
+    pytest.param(nats.errors.MaxPayloadError(), id="nats-max-payload"),
+    pytest.param(nats.js.errors.BadRequestError(), id="jetstream-bad-request"),
 ]
 
 
@@ -195,6 +198,7 @@ async def test_a_dead_letter_is_one_row_and_one_notice_with_the_exact_bytes_then
     assert (bytes(row["payload_bytes"]), row["error_type"], row["stream_seq"]) == (hostile, "permanent", 2)
     assert (row["service"], row["stream"], row["headers"]) == (
         "svc", subjects.stream(STREAM_ACCOUNT), {"schema-version": "1"})
+    await nc.flush(timeout=5)  # the notice left nc; then the listener has it
     [notice] = await notices.settled()
     assert notice.data == hostile
     assert notice.headers == {

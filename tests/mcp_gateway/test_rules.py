@@ -207,10 +207,6 @@ def test_exit_plan_direction(side: str, tp: str, sl: str) -> None:
         check_exit_plan({"take_profit": tp, "stop_loss": sl}, side)
 
 
-def d(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
-
-
 @pytest.mark.parametrize(("weight_sum", "quantity", "expected"), CONFIDENCE_CASES)
 def test_average_confidence_text(weight_sum: str, quantity: str, expected: str | None) -> None:
     assert confidence_text(weight_sum, quantity) == expected
