@@ -15,7 +15,7 @@ from typing import Any
 from services.mcp_gateway.errors import InvalidArgument
 from shared.bars import UnknownBar, bar_ms
 from shared.instruments import MIN_LEVERAGE, InstrumentSpec, Violation, order_violations
-from shared.money import Q2, average_confidence
+from shared.money import Q2, average_confidence, quantize
 from shared.money import plain_decimal as fmt
 from shared.types import OrderType, PosMode, PosSide, Side
 
@@ -127,7 +127,7 @@ def check_notional(
             rounding=ROUND_DOWN
         ) * inst.lot_sz
         raise InvalidArgument(
-            f"notional {fmt(value.quantize(Q2))} USDT (size {fmt(req.size)} x "
+            f"notional {fmt(quantize(value, Q2))} USDT (size {fmt(req.size)} x "
             f"{fmt(inst.contract_size)} {inst.base_asset} x price {fmt(price)}) exceeds the "
             f"maximum {fmt(limits.max_notional_usdt)} USDT per order; the largest allowed size at "
             f"this price is {fmt(largest)} contracts."

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from functools import lru_cache
 
 import polars as pl
@@ -25,10 +25,10 @@ from shared.definitions import (
     RSI_PERIODS,
 )
 from shared.messages import Candle
+from shared.money import Q8, quantize
 
 # NUMERIC(20, 8) holds 12 integer digits.
 MAX_PRICE = Decimal(10) ** 12
-PRICE_QUANTUM = Decimal("0.00000001")
 
 
 class InvalidCandle(ValueError):
@@ -61,7 +61,7 @@ def check_candle(candle: Candle) -> Decimal:
             f"inconsistent candle: low {candle.low} / high {candle.high} do not bracket "
             f"open {candle.open} and close {candle.close}"
         )
-    close = candle.close.quantize(PRICE_QUANTUM, rounding=ROUND_HALF_EVEN)
+    close = quantize(candle.close, Q8)
     if close <= 0:
         raise InvalidCandle(f"close {candle.close} rounds to zero at 8 decimals")
     return close
@@ -156,7 +156,7 @@ def to_numeric(value: float | None, places: int) -> Decimal | None:
     """A float statistic as the Decimal stored in a NUMERIC(_, places) column."""
     if value is None:
         return None
-    return Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    return quantize(Decimal(repr(value)), Decimal(1).scaleb(-places))
 
 
 def close_time(open_time: datetime, bar: str) -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +12,7 @@ import polars as pl
 
 from services.metrics.calculations import to_numeric
 from shared.definitions import CONFIDENCE_BUCKETS, DEFINITIONS_VERSION
+from shared.money import LEDGER_CONTEXT, quantize
 
 # NUMERIC(10, 6): a Sharpe at or beyond this magnitude cannot be stored; it is stored null.
 SHARPE_LIMIT = Decimal(10) ** 4
@@ -60,7 +61,7 @@ def ratio(numerator: int | Decimal | None, denominator: int | None, places: int)
     """numerator / denominator rounded to `places`; None when there is nothing to divide."""
     if numerator is None or not denominator:
         return None
-    return (Decimal(numerator) / Decimal(denominator)).quantize(_places(places), ROUND_HALF_EVEN)
+    return quantize(LEDGER_CONTEXT.divide(Decimal(numerator), Decimal(denominator)), _places(places))
 
 
 def largest_remainder(parts: list[int], units: int = RATIO_UNITS) -> list[Decimal] | None:
