@@ -24,8 +24,8 @@ ACCOUNT = pl.Categorical()
 
 ACCOUNTS = """aitrader.accounts a WHERE a.status = 'active'
     AND ($1::uuid[] IS NULL OR a.id = ANY($1::uuid[]))"""
-# A closed position's direction (an open one's is `positions_valued.direction`).
-DIRECTION = "CASE c.side WHEN 'long' THEN 1 WHEN 'short' THEN -1 END"
+# A closed position's direction: the schema's rule (an open one's is `positions_valued.direction`).
+DIRECTION = "aitrader.direction(c.side)"
 
 QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
     "accounts": (
