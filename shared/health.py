@@ -17,12 +17,11 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 import asyncpg
-import uvicorn
 from nats.aio.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -31,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shared.errors import ConfigError
+from shared.http_server import serving_app
 from shared.logging import get_logger
 
 # Where each service answers unless AITRADER_HEALTH_PORT says otherwise (one container, or one
@@ -134,14 +134,6 @@ class Health:
         ])
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside a service process: the process's own signal handlers stay in charge."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @contextlib.asynccontextmanager
 async def serving(health: Health, host: str, port: int | None) -> AsyncIterator[int | None]:
     """Serve `health` on host:port while the block runs (None: no server, 0: any free port);
@@ -158,20 +150,7 @@ async def serving(health: Health, host: str, port: int | None) -> AsyncIterator[
         sock.close()
         raise ConfigError("AITRADER_HEALTH_PORT",
                           f"cannot listen on {host}:{port} ({exc.strerror})") from None
-    server = _EmbeddedServer(uvicorn.Config(
-        health.app(), log_level="warning", access_log=False, lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"{health.service}-health")
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise OSError(f"health server on {host}:{port} did not start")
-            await asyncio.sleep(0.01)
+    async with serving_app(health.app(), sock, f"{health.service}-health"):
         bound: int = sock.getsockname()[1]
         log.info("health_listening", service=health.service, url=f"http://{host}:{bound}/readyz")
         yield bound
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sock.close()

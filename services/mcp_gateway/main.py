@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
-import uvicorn
 from mcp.server import MCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,6 +19,7 @@ from services.mcp_gateway.auth import TokenVerifier
 from services.mcp_gateway.config import GatewaySettings, gateway_settings
 from services.mcp_gateway.gateway import Gateway, open_gateway
 from services.mcp_gateway.tools import build_server
+from shared.http_server import serving_app
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -73,23 +72,11 @@ async def serve_http(
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="mcp-http")
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+    async with serving_app(app, sock, "mcp-http", lifespan="on"):
         bound = sock.getsockname()[1]
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound}/mcp"
         log.info("mcp_listening", url=url)
         yield url
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sock.close()
 
 
 async def serve(settings: Settings) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aitrader.embedded import EmbeddedPostgres
+from aitrader.embedded import EmbeddedNats, EmbeddedPostgres
 
 
 @pytest.fixture
@@ -24,6 +24,20 @@ def own_postgres() -> Iterator[EmbeddedPostgres]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def own_nats() -> Iterator[EmbeddedNats]:
+    """A nats-server of this test's own, to kill and start again on the same store."""
+    root = Path(tempfile.mkdtemp(prefix="aitrader-fault-nats-"))
+    server = EmbeddedNats(root / "js")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import signal
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from uuid import UUID
 
 import asyncpg
 import nats.errors
-import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 
@@ -29,19 +25,6 @@ from tests.positions.conftest import CONSUMER, fill, positions_config, running
 
 FILLS = 3000
 ACCOUNTS = 5
-
-
-@pytest.fixture
-def own_nats() -> Iterator[EmbeddedNats]:
-    """A nats-server of this test's own, to kill and start again on the same store."""
-    root = Path(tempfile.mkdtemp(prefix="aitrader-fault-nats-"))
-    server = EmbeddedNats(root / "js")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
