@@ -87,6 +87,8 @@ class ToolCall:
         return json_dumps(redact(from_json(self.result_json)))
 
 
+CLOSE_TIMEOUT_S = 10.0  # how long stopping waits for the queued rows to be written
+
 _current: ContextVar[ToolCall | None] = ContextVar("mcp_tool_call", default=None)
 
 
@@ -134,9 +136,14 @@ class AuditWriter:
         """Wait until every finished call is written."""
         await self._queue.join()
 
-    async def close(self) -> None:
-        """Write everything queued, then stop."""
-        await self.flush()
+    async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Write everything queued, then stop; within `timeout`, so that a database that is away
+        cannot keep the process from stopping (what is still queued then is logged as lost)."""
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except TimeoutError:
+            log.error("audit_rows_unwritten", rows=self._queue.qsize() or 1,
+                      reason=f"the database did not take them within {timeout:g} s of stopping")
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

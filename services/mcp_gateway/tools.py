@@ -23,6 +23,7 @@ from services.mcp_gateway.errors import Refusal
 from services.mcp_gateway.gateway import Gateway
 from services.mcp_gateway.rules import TradeRequest
 from shared.bars import Timeframe
+from shared.consumer import Nak, fate_of
 from shared.types import Direction, OrderType, Side, Window
 
 INSTRUCTIONS = """\
@@ -127,9 +128,15 @@ def _tool(fn: Callable[..., Any], annotations: ToolAnnotations) -> Tool:
     return derived.model_copy(update={"fn_metadata": advertised})
 
 
+# What a model is told to wait before retrying a call that met the database or NATS away.
+RETRY_AFTER_S = 5
+
+
 def _refusals_as_tool_errors(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """The tool boundary: a `Refusal` of the gateway's core reaches the model as the SDK's
-    `ToolError` (an `is_error` result with the refusal's text); anything else stays a crash."""
+    `ToolError` (an `is_error` result with the refusal's text); so does a failure a retry can
+    cure (`shared.consumer.fate_of`: the database or NATS away), worded as "retry in N s";
+    anything else stays a crash."""
 
     @functools.wraps(fn)  # the SDK reads the signature, hints and docstring through the wrapper
     async def tool(*args: Any, **kwargs: Any) -> Any:
@@ -137,6 +144,14 @@ def _refusals_as_tool_errors(fn: Callable[..., Awaitable[Any]]) -> Callable[...,
             return await fn(*args, **kwargs)
         except Refusal as exc:
             raise ToolError(str(exc)) from exc
+        except Exception as exc:
+            fate = fate_of(exc)
+            if isinstance(fate, Nak) and not fate.unknown:
+                raise ToolError(
+                    f"Temporarily unavailable: the gateway cannot reach its database or message bus "
+                    f"({type(exc).__name__}). Retry in {RETRY_AFTER_S} s; a trade retried with the "
+                    "same idempotency_key is not placed twice.") from exc
+            raise
 
     return tool
 

@@ -72,3 +72,18 @@ async def test_a_row_postgresql_refuses_does_not_block_the_calls_behind_it(
     finally:
         await asyncio.wait_for(writer.close(), 10)
         await asyncio.wait_for(pool.close(), 10)
+
+
+async def test_stopping_while_the_database_is_away_is_bounded_and_says_what_is_lost(
+    own_postgres: EmbeddedPostgres,
+) -> None:
+    await migrate(own_postgres.dsn)
+    pool = await create_pool(own_postgres.dsn, min_size=1, max_size=2)
+    writer = AuditWriter(pool, linger=0)
+    writer.start()
+    await asyncio.to_thread(own_postgres.stop)
+    with capture_logs() as logs:
+        await writer.finish(ToolCall("lost", {}, None, "http"), "success", {"n": 1}, None)
+        await asyncio.wait_for(writer.close(timeout=1.0), 5)  # before: waited for the database
+    assert [e["event"] for e in logs if e["event"] == "audit_rows_unwritten"] == ["audit_rows_unwritten"]
+    pool.terminate()
