@@ -301,10 +301,10 @@ def health_env(service: str) -> dict[str, str]:
 
 
 def health_url(service: str, environ: dict[str, str]) -> str:
-    """The readiness URL `aitrader healthcheck` asks: AITRADER_HEALTH_PORT (AITRADER_MCP_PORT
-    for the gateway) when set, else the service's default port."""
+    """The readiness URL `aitrader healthcheck` asks: AITRADER_HEALTH_PORT (the gateway: its
+    AITRADER_MCP_PORT) when set, else the service's default port."""
     if service == "mcp_gateway":
-        return f"http://127.0.0.1:{environ.get('AITRADER_MCP_PORT', '8765')}/healthz"
+        return f"http://127.0.0.1:{environ.get('AITRADER_MCP_PORT', '8765')}/readyz"
     port = environ.get("AITRADER_HEALTH_PORT") or str(DEFAULT_PORTS[service])
     return f"http://127.0.0.1:{port}/readyz"
 

@@ -116,6 +116,9 @@ class Health:
                     raise Stalled(f"{watchdog.name}: no progress for {silent:.0f} s")
 
     def app(self) -> Starlette:
+        return Starlette(routes=self.routes())
+
+    def routes(self) -> list[Route]:
         async def healthz(_request: Request) -> Response:
             return JSONResponse({"service": self.service, "status": "live"})
 
@@ -127,11 +130,11 @@ class Health:
         async def metrics(_request: Request) -> Response:
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-        return Starlette(routes=[
+        return [
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
-        ])
+        ]
 
 
 @contextlib.asynccontextmanager

@@ -22,6 +22,7 @@ from uuid import UUID, uuid4
 import asyncpg
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp_types import CallToolResult, TextContent
+from prometheus_client import Gauge, Histogram
 from pydantic_core import from_json
 
 from services.mcp_gateway.auth import Principal
@@ -87,6 +88,9 @@ class ToolCall:
         return json_dumps(redact(from_json(self.result_json)))
 
 
+TOOL_SECONDS = Histogram("aitrader_mcp_tool_call_seconds", "A tool call, from the request to its result.",
+                         ["tool", "status"])
+AUDIT_QUEUE = Gauge("aitrader_mcp_audit_queue", "Finished tool calls waiting for their audit row.")
 CLOSE_TIMEOUT_S = 10.0  # how long stopping waits for the queued rows to be written
 
 _current: ContextVar[ToolCall | None] = ContextVar("mcp_tool_call", default=None)
@@ -126,6 +130,7 @@ class AuditWriter:
         # and the write does not compete with the caller's next request.
         self._linger = linger
         self._queue: asyncio.Queue[Finished] = asyncio.Queue(maxsize)
+        AUDIT_QUEUE.set_function(self._queue.qsize)
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
 
@@ -149,13 +154,19 @@ class AuditWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def has_room(self) -> bool:
+        """Below its bound (90 % of the queue): tool calls are not waiting for the database."""
+        return self._queue.qsize() < self._queue.maxsize * 0.9
+
     async def write_pending(self, conn: Connection, call: ToolCall) -> None:
         """Insert the call's row now (status pending), e.g. inside the order's transaction."""
         await conn.execute(_UPSERT, *call.row("pending", None, None, None))
 
     async def finish(self, call: ToolCall, status: str, response: Any, error: str | None) -> int:
         """Queue the call's final row; `response` must not change afterwards."""
-        latency_ms = round((time.perf_counter() - call.t0) * 1000)
+        elapsed = time.perf_counter() - call.t0
+        TOOL_SECONDS.labels(call.tool, status).observe(elapsed)
+        latency_ms = round(elapsed * 1000)
         entry = Finished(call, status, response, error, latency_ms)
         try:
             self._queue.put_nowait(entry)

@@ -19,6 +19,7 @@ from services.mcp_gateway.auth import TokenVerifier
 from services.mcp_gateway.config import GatewaySettings, gateway_settings
 from services.mcp_gateway.gateway import Gateway, open_gateway
 from services.mcp_gateway.tools import build_server
+from shared.health import Health, database_ok, nats_ok
 from shared.http_server import serving_app
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -49,6 +50,11 @@ def http_app(
         extend(server)
     app = server.streamable_http_app(stateless_http=True, json_response=True, host=host)
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
+    # /readyz (database, NATS, the audit queue below its bound) and /metrics, as every service
+    health = Health("mcp_gateway", checks={
+        "database": lambda: database_ok(gw.pool), "nats": lambda: nats_ok(gw.nc),
+        "audit_queue": gw.audit.has_room})
+    app.router.routes.extend(r for r in health.routes() if r.path in ("/readyz", "/metrics"))
     return server, app
 
 

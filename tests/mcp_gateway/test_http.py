@@ -92,3 +92,20 @@ async def test_read_token_cannot_trade_and_revoked_token_is_refused(
         ("execute_trade", "failed"),
         ("update_exit_plan", "failed"),
     }
+
+
+async def test_readiness_and_metrics_are_open_and_count_tool_calls(
+    url: str, gateway: Gateway, db_pool: asyncpg.Pool
+) -> None:
+    token, _ = await create_token(db_pool, "acct-a", "read")
+    async with http_client(url, token) as client:
+        ok(await call(client, "get_account_state"))
+    base = url.removesuffix("/mcp")
+    async with httpx2.AsyncClient() as hc:
+        ready = await hc.get(base + "/readyz")
+        metrics = await hc.get(base + "/metrics")
+    assert ready.status_code == 200
+    assert ready.json() == {"service": "mcp_gateway", "status": "ready", "database": "ok", "nats": "ok",
+                            "audit_queue": "ok"}
+    assert 'aitrader_mcp_tool_call_seconds_count{status="success",tool="get_account_state"}' in metrics.text
+    assert "aitrader_mcp_audit_queue " in metrics.text
