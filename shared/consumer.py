@@ -31,7 +31,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from shared.db import Executor
 from shared.errors import PermanentError, TransientError
@@ -59,6 +59,8 @@ _NATS_TRANSIENT = (
 _TRANSIENT = (TransientError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
               *_NATS_TRANSIENT)
 _REASON_CHARS = 2000
+PENDING = Gauge("aitrader_consumer_pending", "Messages in the stream a durable consumer has not been "
+                "delivered yet (its lag), as of its latest fetch.", ["service", "consumer"])
 SETTLED = Counter("aitrader_messages_settled", "Messages a consumer settled, by fate (ack, nak, "
                   "dead_letter) and dead-letter kind.", ["service", "fate", "kind"])
 

@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, ValidationError
 
-from shared.consumer import ACK, UNKNOWN, DeadLetters, Fate, Nak, fate_of, settle
+from shared.consumer import ACK, PENDING, UNKNOWN, DeadLetters, Fate, Nak, fate_of, settle
 from shared.errors import PermanentError
 from shared.health import Progress
 from shared.messages import check_size
@@ -95,6 +95,7 @@ class Consumer:
     async def process(self, msg: Msg) -> None:
         """Handle one message and settle it according to the outcome."""
         delivered = msg.metadata.num_delivered
+        PENDING.labels(SERVICE, self.durable).set(msg.metadata.num_pending)
         log = self.log.bind(subject=msg.subject, delivered=delivered)
         fate: Fate = ACK
         try:

@@ -36,7 +36,7 @@ from services.positions.handlers import BatchOutcome, handle_batch
 from services.positions.inbound import Inbound, parse
 from services.positions.store import LedgerStore
 from shared.bus import headers_for
-from shared.consumer import DeadLetter, DeadLetters, Fate, Nak, fate_of, hold, settle
+from shared.consumer import PENDING, DeadLetter, DeadLetters, Fate, Nak, fate_of, hold, settle
 from shared.db import Connection
 from shared.errors import PermanentError, TransientError
 from shared.health import Progress
@@ -154,6 +154,7 @@ class LedgerConsumer:
             await asyncio.sleep(FETCH_RETRY_S)
             return []
         first = msgs[-1].metadata
+        PENDING.labels(SERVICE, self.settings.positions_consumer).set(first.num_pending)
         wanted = min(self.settings.positions_batch_size - 1, first.num_pending)
         if first.num_delivered > 1:
             # A redelivery (e.g. the batch in flight when a process died): num_pending counts
