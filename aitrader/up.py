@@ -304,7 +304,8 @@ def health_url(service: str, environ: dict[str, str]) -> str:
     """The readiness URL `aitrader healthcheck` asks: AITRADER_HEALTH_PORT (the gateway: its
     AITRADER_MCP_PORT) when set, else the service's default port."""
     if service == "mcp_gateway":
-        return f"http://127.0.0.1:{environ.get('AITRADER_MCP_PORT', '8765')}/readyz"
+        port = environ.get("AITRADER_MCP_PORT") or str(Settings.model_fields["mcp_port"].default)
+        return f"http://127.0.0.1:{port}/readyz"
     port = environ.get("AITRADER_HEALTH_PORT") or str(DEFAULT_PORTS[service])
     return f"http://127.0.0.1:{port}/readyz"
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shared.errors import ConfigError
-from shared.http_server import serving_app
+from shared.http_server import listening_socket, serving_app
 from shared.logging import get_logger
 
 # Where each service answers unless AITRADER_HEALTH_PORT says otherwise (one container, or one
@@ -50,6 +49,11 @@ async def database_ok(pool: asyncpg.Pool) -> bool:
 
 async def nats_ok(nc: Client) -> bool:
     return bool(nc.is_connected)
+
+
+def connection_checks(pool: asyncpg.Pool, nc: Client) -> dict[str, Check]:
+    """The checks every service has: its database and its NATS connection."""
+    return {"database": lambda: database_ok(pool), "nats": lambda: nats_ok(nc)}
 
 
 class Stalled(RuntimeError):
@@ -144,13 +148,9 @@ async def serving(health: Health, host: str, port: int | None) -> AsyncIterator[
     if port is None:
         yield None
         return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        sock = listening_socket(host, port)
     except OSError as exc:
-        sock.close()
         raise ConfigError("AITRADER_HEALTH_PORT",
                           f"cannot listen on {host}:{port} ({exc.strerror})") from None
     async with serving_app(health.app(), sock, f"{health.service}-health"):

@@ -30,7 +30,8 @@ def docker_available() -> bool:
 
 
 @contextmanager
-def _scratch_dir(prefix: str) -> Iterator[Path]:
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory, removed afterwards."""
     # World-traversable, so that an unprivileged PostgreSQL can reach it when we are root.
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
@@ -53,7 +54,7 @@ def postgres_server() -> Iterator[tuple[str, str]]:
         with PostgresContainer("postgres:16", driver=None) as container:
             yield container.get_connection_url(), "testcontainers"
         return
-    with _scratch_dir("aitrader-test-pg-") as root:
+    with scratch_dir("aitrader-test-pg-") as root:
         server = EmbeddedPostgres(root)
         server.start()
         try:
@@ -75,7 +76,7 @@ def nats_server() -> Iterator[tuple[str, str]]:
         with NatsContainer("nats:2.11", jetstream=True) as container:
             yield container.nats_uri(), "testcontainers"
         return
-    with _scratch_dir("aitrader-test-nats-") as root:
+    with scratch_dir("aitrader-test-nats-") as root:
         server = EmbeddedNats(root)
         server.start()
         try:

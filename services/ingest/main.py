@@ -22,7 +22,7 @@ from services.ingest.streams import AccountSink, CandleSink, PublicSink
 from shared.bus import connect_nats, ensure_streams
 from shared.db import create_pool
 from shared.errors import ConfigError
-from shared.health import Health, database_ok, nats_ok, serving
+from shared.health import Health, connection_checks, serving
 from shared.logging import get_logger, register_secrets
 from shared.settings import Settings
 from shared.subjects import Subjects
@@ -87,8 +87,7 @@ class Ingest:
             publisher = Publisher(js, self.subjects)
             backfiller = Backfiller(rest, repo, publisher, self.stats, self.account,
                                     cfg.ingest_backfill_candles)
-            health = Health("ingest", checks={"database": lambda: database_ok(pool),
-                                              "nats": lambda: nats_ok(nc)})
+            health = Health("ingest", checks=connection_checks(pool, nc))
             await stack.enter_async_context(serving(health, cfg.health_host, cfg.health_port))
             await self._serve(stack, nc, rest, repo, publisher, backfiller, creds)
 

@@ -133,6 +133,7 @@ class AuditWriter:
         AUDIT_QUEUE.set_function(self._queue.qsize)
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
+        self._writing = 0  # rows of the batch being written (taken off the queue)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mcp-audit-writer")
@@ -147,7 +148,7 @@ class AuditWriter:
         try:
             await asyncio.wait_for(self.flush(), timeout)
         except TimeoutError:
-            log.error("audit_rows_unwritten", rows=self._queue.qsize() or 1,
+            log.error("audit_rows_unwritten", rows=self._writing + self._queue.qsize(),
                       reason=f"the database did not take them within {timeout:g} s of stopping")
         if self._task is not None:
             self._task.cancel()
@@ -181,7 +182,9 @@ class AuditWriter:
                 await asyncio.sleep(self._linger)
             while len(entries) < self._batch and not self._queue.empty():
                 entries.append(self._queue.get_nowait())
+            self._writing = len(entries)
             await self._write([e.row() for e in entries])
+            self._writing = 0
             for _ in entries:
                 self._queue.task_done()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -19,8 +18,8 @@ from services.mcp_gateway.auth import TokenVerifier
 from services.mcp_gateway.config import GatewaySettings, gateway_settings
 from services.mcp_gateway.gateway import Gateway, open_gateway
 from services.mcp_gateway.tools import build_server
-from shared.health import Health, database_ok, nats_ok
-from shared.http_server import serving_app
+from shared.health import Health, connection_checks, database_ok
+from shared.http_server import listening_socket, serving_app
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -51,19 +50,17 @@ def http_app(
     app = server.streamable_http_app(stateless_http=True, json_response=True, host=host)
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
     # /readyz (database, NATS, the audit queue below its bound) and /metrics, as every service
-    health = Health("mcp_gateway", checks={
-        "database": lambda: database_ok(gw.pool), "nats": lambda: nats_ok(gw.nc),
-        "audit_queue": gw.audit.has_room})
+    checks = {**connection_checks(gw.pool, gw.nc), "audit_queue": gw.audit.has_room}
+    health = Health("mcp_gateway", checks=checks)
     app.router.routes.extend(r for r in health.routes() if r.path in ("/readyz", "/metrics"))
     return server, app
 
 
 async def _db_ok(gw: Gateway) -> bool:
     try:
-        await asyncio.wait_for(gw.pool.fetchval("SELECT 1"), timeout=1.0)
+        return await asyncio.wait_for(database_ok(gw.pool), timeout=1.0)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
         return False
-    return True
 
 
 @asynccontextmanager
@@ -72,12 +69,7 @@ async def serve_http(
 ) -> AsyncIterator[str]:
     """Serve the gateway until the block exits; yield its /mcp URL (port 0 = a free port)."""
     _server, app = http_app(gw, host, extend)
-    # proto IPPROTO_TCP, or asyncio does not set TCP_NODELAY on accepted connections (then
-    # Nagle + delayed ACK add ~40 ms to every response).
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listening_socket(host, port)
     async with serving_app(app, sock, "mcp-http", lifespan="on"):
         bound = sock.getsockname()[1]
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound}/mcp"

@@ -17,7 +17,7 @@ from shared.clock import Clock, SystemClock
 from shared.consumer import DeadLetters
 from shared.db import create_pool
 from shared.errors import ConfigError, PermanentError
-from shared.health import Health, database_ok, nats_ok, serving
+from shared.health import Health, connection_checks, serving
 from shared.logging import get_logger
 from shared.messages import Event, PositionEvent
 from shared.settings import Settings
@@ -92,7 +92,7 @@ async def serve(settings: Settings, clock: Clock | None = None) -> None:
 
         letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE))
 
-        health = Health(SERVICE, checks={"database": lambda: database_ok(pool), "nats": lambda: nats_ok(nc)})
+        health = Health(SERVICE, checks=connection_checks(pool, nc))
 
         def consumer(stream: str, durable: str, filters: list[str], handle: Handle) -> Consumer:
             return Consumer(

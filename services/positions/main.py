@@ -11,7 +11,7 @@ from shared.bus import connect_nats, ensure_streams
 from shared.clock import SystemClock
 from shared.consumer import DeadLetters
 from shared.db import create_pool
-from shared.health import Health, database_ok, nats_ok, serving
+from shared.health import Health, connection_checks, serving
 from shared.logging import get_logger
 from shared.settings import Settings
 from shared.subjects import Subjects
@@ -34,8 +34,7 @@ async def serve(settings: Settings) -> None:
             await ensure_streams(js, subjects, config.nats_stream_replicas)
             catalog = InstrumentCatalog(SystemClock(), config.positions_instrument_grace_seconds)
             letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE))
-            health = Health(SERVICE, checks={"database": lambda: database_ok(pool),
-                                             "nats": lambda: nats_ok(nc)})
+            health = Health(SERVICE, checks=connection_checks(pool, nc))
             consumer = LedgerConsumer(js, pool, subjects, catalog, config, letters,
                                       progress=health.progress("ledger"))
             async with serving(health, config.health_host, config.health_port), asyncio.TaskGroup() as tasks:

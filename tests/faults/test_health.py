@@ -44,7 +44,7 @@ async def _ready(url: str) -> tuple[int, dict[str, str]]:
 
 
 async def test_positions_is_not_ready_while_its_database_is_down_and_ready_again_after(
-    own_postgres: EmbeddedPostgres, settings: Settings, js: JetStreamContext,
+    own_postgres: EmbeddedPostgres, settings: Settings, js: JetStreamContext, subjects: Subjects,
 ) -> None:
     await migrate(own_postgres.dsn)
     pool = await create_pool(own_postgres.dsn)
@@ -58,8 +58,8 @@ async def test_positions_is_not_ready_while_its_database_is_down_and_ready_again
                                           "health_port": port}))
     url = f"http://127.0.0.1:{port}/readyz"
     async with running(config, js):
-        await publish(js, config_subjects(config), [fill(account, "1", "buy", "1", "100", 0)])
-        await consumed(js, config_subjects(config))
+        await publish(js, subjects, [fill(account, "1", "buy", "1", "100", 0)])
+        await consumed(js, subjects)
         assert await _ready(url) == (200, {"service": "positions", "status": "ready", "database": "ok",
                                            "nats": "ok", "ledger": "ok"})
         assert (await asyncio.to_thread(healthcheck, "positions", port)).returncode == 0
@@ -83,10 +83,6 @@ async def test_positions_is_not_ready_while_its_database_is_down_and_ready_again
 
         await wait_for(ready_again, timeout=30, message="ready again once the database is back")
         assert time.monotonic() - started < 30
-
-
-def config_subjects(config: Settings) -> Subjects:
-    return Subjects(config.nats_subject_root, config.nats_stream_prefix)
 
 
 async def test_a_consumer_without_progress_is_not_ready_then_given_up() -> None:

@@ -20,7 +20,7 @@ from aitrader.embedded import EmbeddedNats
 from shared.bus import connect_nats, ensure_streams, headers_for
 from shared.settings import Settings
 from shared.subjects import STREAM_ACCOUNT, Subjects
-from tests.factories import wait_for
+from tests.factories import create_account, create_instruments, wait_for
 from tests.positions.conftest import CONSUMER, fill, positions_config, running
 
 FILLS = 3000
@@ -61,13 +61,14 @@ async def test_positions_consumes_every_fill_after_nats_is_killed_and_restarted(
     own_nats: EmbeddedNats, own_client: Client, settings: Settings, subjects: Subjects,
     db_pool: asyncpg.Pool,
 ) -> None:
-    from tests.factories import create_account, create_instruments
-
     await create_instruments(db_pool)
     accounts = [await create_account(db_pool, f"fault-{n}") for n in range(ACCOUNTS)]
     config = positions_config(Settings(**{**settings.model_dump(), "nats_url": own_nats.url}))
     async with running(config, own_client.jetstream()):
         publisher = asyncio.create_task(_publish_all(own_client, subjects, accounts))
+
+        # The moment of the fault, 1.5 s into the stream: a fixed time on purpose (measured to
+        # hit a batch between commit and PubAck; a condition on rows folded hits it less often).
         await asyncio.sleep(1.5)  # fills flowing, batches folding and publishing events
         assert own_nats.process is not None
         # Freeze the server first, so that what the service sends meanwhile (the acks and the

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from aitrader.embedded import free_port
-from tests.servers import _scratch_dir
+from tests.servers import scratch_dir
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -63,7 +63,7 @@ class UpProcess:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def data_dir() -> AsyncIterator[Path]:
-    with _scratch_dir("aitrader-up-") as path:
+    with scratch_dir("aitrader-up-") as path:
         yield path
 
 
