@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from operator import itemgetter
 from types import MappingProxyType
 from typing import NamedTuple, TypeVar
 from uuid import UUID
@@ -138,10 +137,13 @@ class Parsed(NamedTuple):
     tokens: Mapping[str, str]  # read-only: parses are cached and shared
 
 
-# Parsing: routes grouped by (token count, first token), then by their literal positions;
-# within a group, the literal tokens at those positions pick the route in one lookup.
-_Shape = tuple[Callable[[list[str]], object], dict[object, Route]]
 _NOT_A_VALUE = frozenset(("", "*", ">"))
+
+
+def _matches(route: Route, parts: list[str]) -> bool:
+    """The subject's tokens (after the root) fit the route: same count, same literals."""
+    return len(parts) == len(route.parts) and all(
+        i in route.positions or literal == parts[i] for i, literal in enumerate(route.parts))
 
 
 def _overlap(a: Route, b: Route) -> bool:
@@ -152,23 +154,10 @@ def _overlap(a: Route, b: Route) -> bool:
     )
 
 
-def _shapes() -> dict[tuple[int, str], list[_Shape]]:
-    for i, a in enumerate(ROUTES):
-        for b in ROUTES[i + 1:]:
-            if _overlap(a, b):
-                raise ValueError(f"routes {a.kind} and {b.kind} match the same subjects")
-    groups: dict[tuple[int, str], dict[tuple[int, ...], dict[object, Route]]] = {}
-    for route in ROUTES:
-        literal_at = tuple(i for i in range(len(route.parts)) if i not in route.positions)
-        by_shape = groups.setdefault((len(route.parts), route.parts[0]), {})
-        by_shape.setdefault(literal_at, {})[itemgetter(*literal_at)(route.parts)] = route
-    return {
-        group: [(itemgetter(*at), table) for at, table in by_shape.items()]
-        for group, by_shape in groups.items()
-    }
-
-
-_SHAPES = _shapes()
+for _i, _a in enumerate(ROUTES):
+    for _b in ROUTES[_i + 1:]:
+        if _overlap(_a, _b):
+            raise ValueError(f"routes {_a.kind} and {_b.kind} match the same subjects")
 
 
 # Per message on the ingest -> fold path, and a consumer sees few distinct subjects (accounts x
@@ -179,9 +168,8 @@ def _parse(root: str, subject: str) -> Parsed:
     if not subject.startswith(prefix):
         raise SubjectError(f"subject {subject!r} is not under the root {root!r}")
     parts = subject[len(prefix):].split(".")
-    for pick, table in _SHAPES.get((len(parts), parts[0]), ()):
-        route = table.get(pick(parts))
-        if route is not None:
+    for route in ROUTES:
+        if _matches(route, parts):
             values = [parts[i] for i in route.positions]
             if not _NOT_A_VALUE.isdisjoint(values):
                 raise SubjectError(f"empty or wildcard token in subject {subject!r}")
