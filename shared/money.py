@@ -18,6 +18,7 @@ Q2 = Decimal("0.01")
 Q4 = Decimal("0.0001")
 Q8 = Decimal("0.00000001")
 Q12 = Decimal("0.000000000001")
+Q16 = Decimal("0.0000000000000001")  # px (8 dp) x contracts (8 dp): exact
 
 
 def quantize(value: Decimal, exp: Decimal) -> Decimal:

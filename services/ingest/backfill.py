@@ -19,6 +19,7 @@ from services.ingest.publisher import Publisher
 from services.ingest.repository import Repository
 from shared.bars import bar_ms
 from shared.clock import to_ms
+from shared.exchange_ids import id_key
 from shared.logging import get_logger
 from shared.messages import Candle, Event, Fill, FundingPayment
 
@@ -112,7 +113,7 @@ class Backfiller:
             fill = self._parse(acct.fill_from_rest, row, account, _now(), order)
             if fill is not None:
                 fills[(fill.inst_id, fill.trade_id)] = fill
-        chosen = sorted(fills.values(), key=lambda x: (x.ts_event, _trade_no(x.trade_id)))
+        chosen = sorted(fills.values(), key=lambda x: (x.ts_event, id_key(x.trade_id)))
         await self.publisher.publish_many(chosen)
         if chosen:
             self._fill_time = _newest(self._fill_time, chosen[-1].ts_event)
@@ -149,7 +150,7 @@ class Backfiller:
             payment = self._parse(acct.funding_payment, row, account, _now())
             if payment is not None:
                 found[payment.bill_id] = payment
-        chosen = sorted(found.values(), key=lambda p: (p.ts_event, _trade_no(p.bill_id)))
+        chosen = sorted(found.values(), key=lambda p: (p.ts_event, id_key(p.bill_id)))
         await self.publisher.publish_many(chosen)
         if chosen:
             self._funding_time = _newest(self._funding_time, chosen[-1].ts_event)
@@ -203,11 +204,6 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-def _trade_no(trade_id: str) -> int:
-    n = _int(trade_id)
-    return n if n is not None else 0
 
 
 __all__ = ["Backfiller", "Event"]

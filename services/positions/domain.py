@@ -2,7 +2,10 @@
 
 No I/O, no clock, no async. Every value is computed in the ledger's decimal context and
 quantized to its column's scale with one rounding mode (`shared.money`), so a position loaded
-back from PostgreSQL equals the one held in memory and a replay compares equal. A position
+back from PostgreSQL equals the one held in memory and a replay compares equal. The cost is kept
+exact (sum of px x sz of the opening and of the closing fills, 16 decimals): a closed position's
+gross PnL is proceeds minus cost, exact to its column, never computed from the rounded average.
+Entries at the same instant fold in exchange-id order (`shared.exchange_ids`: as integers). A position
 lives in one slot: (account, symbol, pos_side), where pos_side is OKX's `net`, or `long` /
 `short` in long/short mode; slots never interact.
 """
@@ -15,11 +18,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Any
 
+from shared.exchange_ids import IdKey, id_key
 from shared.instruments import InstrumentSpec
-from shared.money import LEDGER_CONTEXT, Q4, Q8, Q12, ZERO, average_confidence, quantize
+from shared.money import LEDGER_CONTEXT, Q4, Q8, Q12, Q16, ZERO, average_confidence, quantize
 from shared.types import Direction, ExitReason, PosSide, Side
 
-EntryKey = tuple[datetime, int, str]
+EntryKey = tuple[datetime, int, IdKey]
 
 LIQUIDATION_CATEGORIES = frozenset({"full_liquidation", "partial_liquidation"})
 _MICROSECONDS_PER_MINUTE = Decimal(60_000_000)
@@ -53,7 +57,7 @@ class LedgerFill:
 
     @property
     def key(self) -> EntryKey:
-        return (self.time, 1, self.trade_id)
+        return (self.time, 1, id_key(self.trade_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,7 @@ class FundingEntry:
     @property
     def key(self) -> EntryKey:
         # At the same instant funding sorts first: it settles on the position held then.
-        return (self.time, 0, self.bill_id)
+        return (self.time, 0, id_key(self.bill_id))
 
 
 Entry = LedgerFill | FundingEntry
@@ -85,9 +89,9 @@ class Position:
     opened_at: datetime
     leverage: Decimal | None = None
     opened_quantity: Decimal = ZERO
-    opened_value: Decimal = ZERO  # sum(px x sz) of opening fills
+    opened_value: Decimal = ZERO  # sum(px x sz) of opening fills, exact
     closed_quantity: Decimal = ZERO
-    closed_value: Decimal = ZERO  # sum(px x sz) of closing fills
+    closed_value: Decimal = ZERO  # sum(px x sz) of closing fills, exact
     realized_gross_usdt: Decimal = ZERO
     fees_usdt: Decimal = ZERO
     funding_usdt: Decimal = ZERO
@@ -252,7 +256,7 @@ def _open(fill: LedgerFill, side: Direction, size: Decimal, fee: Decimal) -> Pos
         opened_at=fill.time,
         leverage=fill.leverage,
         opened_quantity=size,
-        opened_value=quantize(fill.price * size, Q12),
+        opened_value=quantize(fill.price * size, Q16),
         fees_usdt=fee,
         confidence_weight_sum=weight,
         confidence_quantity=weighted_qty,
@@ -275,7 +279,7 @@ def _add(position: Position, fill: LedgerFill) -> Position:
         avg_entry_price=quantize(cost / quantity, Q8), opened_at=p.opened_at,
         leverage=fill.leverage if fill.leverage is not None else p.leverage,
         opened_quantity=p.opened_quantity + fill.size,
-        opened_value=p.opened_value + quantize(fill.price * fill.size, Q12),
+        opened_value=p.opened_value + quantize(fill.price * fill.size, Q16),
         closed_quantity=p.closed_quantity, closed_value=p.closed_value,
         realized_gross_usdt=p.realized_gross_usdt, fees_usdt=p.fees_usdt + fill.fee,
         funding_usdt=p.funding_usdt, confidence_weight_sum=p.confidence_weight_sum + weight,
@@ -288,16 +292,20 @@ def _reduce(
     position: Position, fill: LedgerFill, size: Decimal, fee: Decimal, instrument: InstrumentSpec
 ) -> tuple[Position | None, ClosedPosition | None]:
     sign = 1 if position.side == "long" else -1
-    move = fill.price - position.avg_entry_price
-    gross = quantize(move * size * instrument.contract_size * sign, Q8)
     p = position  # every field spelled out: see _add
+    quantity = p.quantity - size
+    closed_value = p.closed_value + quantize(fill.price * size, Q16)
+    if quantity > 0:  # a partial close: its price PnL against the (stored, rounded) average
+        move = fill.price - p.avg_entry_price
+        gross = p.realized_gross_usdt + quantize(move * size * instrument.contract_size * sign, Q8)
+    else:  # closed: proceeds minus the exact cost of every contract opened, no average involved
+        gross = quantize((closed_value - p.opened_value) * instrument.contract_size * sign, Q8)
     state = Position(
-        pos_side=p.pos_side, side=p.side, quantity=p.quantity - size,
+        pos_side=p.pos_side, side=p.side, quantity=quantity,
         avg_entry_price=p.avg_entry_price, opened_at=p.opened_at, leverage=p.leverage,
         opened_quantity=p.opened_quantity, opened_value=p.opened_value,
-        closed_quantity=p.closed_quantity + size,
-        closed_value=p.closed_value + quantize(fill.price * size, Q12),
-        realized_gross_usdt=p.realized_gross_usdt + gross, fees_usdt=p.fees_usdt + fee,
+        closed_quantity=p.closed_quantity + size, closed_value=closed_value,
+        realized_gross_usdt=gross, fees_usdt=p.fees_usdt + fee,
         funding_usdt=p.funding_usdt, confidence_weight_sum=p.confidence_weight_sum,
         confidence_quantity=p.confidence_quantity, fill_count=p.fill_count + 1,
         last_fill_time=fill.time, last_trade_id=fill.trade_id, exit_plan=p.exit_plan,

@@ -144,7 +144,7 @@ class SlotChange:
                                       closed=_closed_state(c)))
         pos = self.result.position
         assert self.last_key is not None
-        time, _, entry_id = self.last_key
+        time, _, (_, _, entry_id) = self.last_key
         if pos is not None and not self.continuing:
             events.append(self._event("opened", entry_id, time, now, position=_state(pos)))
         elif pos is not None and pos != self.before:

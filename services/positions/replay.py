@@ -15,6 +15,7 @@ from uuid import UUID
 from services.positions.domain import ClosedPosition, Position, fold
 from services.positions.events import Slot
 from services.positions.store import LedgerStore
+from shared.exchange_ids import id_key
 from shared.instruments import InstrumentSpec
 
 _SKIP = {"exit_plan"}
@@ -80,11 +81,11 @@ def compare(
         out.extend(f"open {d}" for d in _field_differences(stored_open, position))
     want = {c.closing_trade_id: c for c in closed}
     have = {c.closing_trade_id: c for c in stored_closed}
-    for trade_id in sorted(want.keys() - have.keys()):
+    for trade_id in sorted(want.keys() - have.keys(), key=id_key):
         out.append(f"closed by trade {trade_id}: missing from positions_closed")
-    for trade_id in sorted(have.keys() - want.keys()):
+    for trade_id in sorted(have.keys() - want.keys(), key=id_key):
         out.append(f"closed by trade {trade_id}: stored, but the replay does not close there")
-    for trade_id in sorted(want.keys() & have.keys()):
+    for trade_id in sorted(want.keys() & have.keys(), key=id_key):
         found = _field_differences(have[trade_id], want[trade_id])
         out.extend(f"closed by trade {trade_id}: {d}" for d in found)
     return out

@@ -3,8 +3,8 @@ that the caller holds inside a transaction.
 
 Statements are built from the row types of `rows.py` (column lists, `unnest` parameters and
 their types, `:field` placeholders numbered in field order), so a table's columns are named
-once. Trade and bill ids are compared with COLLATE "C" so that PostgreSQL sorts them exactly
-as Python does.
+once. Trade and bill ids are ordered by `shared.exchange_ids` (as integers), in SQL exactly as
+the fold orders them in Python.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from services.positions.rows import (
     position_from_row,
 )
 from shared.db import Connection
+from shared.exchange_ids import id_key, id_order_sql
 from shared.instruments import SPEC_COLUMNS, InstrumentSpec
 from shared.messages import Balance, ExchangePosition, Fill, FundingPayment, OrderUpdate
 
@@ -124,11 +125,11 @@ _SLOT_STATE = f"""SELECT k.a, k.s, k.p, f.ts AS fill_ts, f.tid, g.ts AS fund_ts,
     LEFT JOIN LATERAL (
         SELECT "timestamp" AS ts, exchange_trade_id AS tid FROM aitrader.fills
         WHERE account_id = k.a AND symbol = k.s AND pos_side = k.p
-        ORDER BY "timestamp" DESC, exchange_trade_id COLLATE "C" DESC LIMIT 1) f ON true
+        ORDER BY "timestamp" DESC, {id_order_sql("exchange_trade_id", "DESC")} LIMIT 1) f ON true
     LEFT JOIN LATERAL (
         SELECT "timestamp" AS ts, exchange_bill_id AS bid FROM aitrader.funding_payments
         WHERE account_id = k.a AND symbol = k.s AND pos_side = k.p
-        ORDER BY "timestamp" DESC, exchange_bill_id COLLATE "C" DESC LIMIT 1) g ON true
+        ORDER BY "timestamp" DESC, {id_order_sql("exchange_bill_id", "DESC")} LIMIT 1) g ON true
     LEFT JOIN aitrader.positions_open o
       ON o.account_id = k.a AND o.symbol = k.s AND o.pos_side = k.p"""
 # The fields of LedgerFill and FundingEntry, by name: a refold sees what the batch folded.
@@ -253,9 +254,9 @@ class LedgerStore:
         opens: dict[Slot, Position] = {}
         for r in rows:
             slot = Slot(r["a"], r["s"], r["p"])
-            found = [(r["fill_ts"], 1, r["tid"])] if r["tid"] is not None else []
+            found = [(r["fill_ts"], 1, id_key(r["tid"]))] if r["tid"] is not None else []
             if r["bid"] is not None:
-                found.append((r["fund_ts"], 0, r["bid"]))
+                found.append((r["fund_ts"], 0, id_key(r["bid"])))
             if found:
                 keys[slot] = max(found)
             if r["side"] is not None:

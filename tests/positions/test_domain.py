@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from typing import Any
@@ -23,6 +24,8 @@ from tests.shared.cases import CONFIDENCE_CASES
 
 BTC = instrument_spec("BTC-USDT-SWAP")  # ctVal 0.01
 ETH = instrument_spec("ETH-USDT-SWAP")  # ctVal 0.1
+ONE = replace(ETH, symbol="ONE-USDT-SWAP", ct_val=D(1), lot_sz=D("0.00000001"),
+              min_sz=D("0.00000001"))  # ctVal 1, sizes of 8 decimals
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _ids = iter(range(1, 10**9))
 
@@ -182,6 +185,31 @@ CASES = [
         id="liquidation-exit-reason",
     ),
     pytest.param(
+        # avg (100 x 150.01 + 200 x 150.02) / 300 = 150.016666... (stored 150.01666667); gross from
+        # the exact cost: 300 x 151 - (15001 + 30004) = 295 (from the rounded average: 294.999999)
+        ONE, [buy("100", "150.01", 0), buy("200", "150.02", 1), sell("300", "151", 2)],
+        None, [closed_row("long", "300", "150.01666667", "151", "295", "0", "0", "295", "2", 0, 2)],
+        id="non-terminating-average-exact-gross",
+    ),
+    pytest.param(
+        # avg (1 x 100 + 2 x 101) / 3 = 100.666... (stored 100.66666667); the partial close at the
+        # rounded average: (102 - 100.66666667) x 1 = 1.33333333; the close: 306 - 302 = 4 exactly
+        # (at the average: 1.33333333 + 2.66666666 = 3.99999999)
+        ONE, [buy("1", "100", 0), buy("2", "101", 1), sell("1", "102", 2), sell("2", "102", 3)],
+        None, [closed_row("long", "3", "100.66666667", "102", "4", "0", "0", "4", "3", 0, 3)],
+        id="non-terminating-average-partial-then-close",
+    ),
+    pytest.param(
+        # short at a third-cent average: 0.00000001 x 3 @ 1.00000001, 2.00000002, 3.00000003 -> the
+        # products need 16 decimals; covered @ 1: 0.00000003 - 0.00000006000000060 -> gross
+        # -(0.00000003 - 0.0000000600000006) x 1 = 0.0000000300000006 -> 0.00000003
+        ONE, [sell("0.00000001", "1.00000001", 0), sell("0.00000001", "2.00000002", 1),
+              sell("0.00000001", "3.00000003", 2), buy("0.00000003", "1", 3)],
+        None, [closed_row("short", "0.00000003", "2.00000002", "1", "0.00000003", "0", "0",
+                          "0.00000003", "3", 0, 3)],
+        id="cost-products-of-sixteen-decimals",
+    ),
+    pytest.param(
         BTC, [sell("1", "50000", 0), buy("1", "51000", 1, category="adl")],
         None, [closed_row("short", "1", "50000", "51000", "-10", "0", "0", "-10", "1", 0, 1,
                           reason="adl")],
@@ -254,6 +282,16 @@ def test_equal_times_sort_by_trade_id_and_funding_first() -> None:
     result = fold([late_id, funding("1", 0), early_id], ETH)
     assert result.closed[0].side == "short" and result.closed[0].gross_pnl_usdt == D("1")
     assert len(result.anomalies) == 1
+
+
+def test_equal_times_sort_trade_ids_as_integers() -> None:
+    # Same instant, trade 99 (buy 1) executed before trade 100 (sell 2): long 1 flips to short 1,
+    # closed by 100 with gross (110 - 100) x 1 x 0.1 = 1. As text "100" < "99": no close at all.
+    first, second = buy("1", "100", 0, trade_id="99"), sell("2", "110", 0, trade_id="100")
+    result = fold([second, first], ETH)
+    assert [c.closing_trade_id for c in result.closed] == ["100"]
+    assert result.closed[0].gross_pnl_usdt == D("1")
+    assert result.position is not None and result.position.side == "short"
 
 
 def test_leverage_follows_opening_fills_and_is_carried_to_the_closed_row() -> None:

@@ -18,6 +18,7 @@ from services.positions.events import (
     slot_of,
 )
 from services.positions.ids import uuid7
+from shared.exchange_ids import id_key
 from shared.messages import Fill, FundingPayment
 from tests.positions.test_domain import ETH, at, buy, funding, sell
 
@@ -70,12 +71,16 @@ PLAN = {"stop_loss": "90"}
 
 @pytest.mark.parametrize(("new", "last_stored", "refold"), [
     pytest.param([buy("1", "100", 5)], None, False, id="nothing-stored-yet"),
-    pytest.param([buy("1", "100", 5)], (at(4), 1, "x"), False, id="after-the-last-stored-entry"),
-    pytest.param([buy("1", "100", 3), buy("1", "100", 6)], (at(4), 1, "x"), True,
+    pytest.param([buy("1", "100", 5)], (at(4), 1, id_key("x")), False, id="after-the-last-stored-entry"),
+    pytest.param([buy("1", "100", 3), buy("1", "100", 6)], (at(4), 1, id_key("x")), True,
                  id="one-new-entry-before-the-last-stored-one"),
-    pytest.param([buy("1", "100", 4, trade_id="a")], (at(4), 1, "b"), True,
+    pytest.param([buy("1", "100", 4, trade_id="a")], (at(4), 1, id_key("b")), True,
                  id="same-instant-smaller-trade-id"),
-    pytest.param([funding("1", 4)], (at(4), 1, "x"), True,
+    pytest.param([buy("1", "100", 4, trade_id="99")], (at(4), 1, id_key("100")), True,
+                 id="same-instant-trade-99-before-100-as-integers"),
+    pytest.param([buy("1", "100", 4, trade_id="100")], (at(4), 1, id_key("99")), False,
+                 id="same-instant-trade-100-after-99-as-integers"),
+    pytest.param([funding("1", 4)], (at(4), 1, id_key("x")), True,
                  id="funding-sorts-before-a-fill-at-the-same-instant"),
 ])
 def test_a_slot_is_refolded_when_a_new_entry_sorts_before_its_last_stored_one(

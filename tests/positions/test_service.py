@@ -138,6 +138,26 @@ async def test_duplicates_and_late_fills_give_the_in_order_result(
     assert await db_pool.fetchval("SELECT count(*) FROM aitrader.fills") == 3
 
 
+async def test_trade_ids_at_the_same_instant_fold_in_integer_order(
+    service: PositionsSettings, account: UUID, js: JetStreamContext, subjects: Subjects,
+    db_pool: asyncpg.Pool,
+) -> None:
+    # One instant: trade 99 (buy 1 @ 2000) executed before trade 100 (sell 2 @ 2100). 100 arrives
+    # first; when 99 comes, the stored last key (SQL) must sort after it, so the slot is refolded:
+    # long 1 flips, closed by 100 with gross (2100 - 2000) x 1 x 0.1 = 10, short 1 @ 2100 left.
+    # (Ordered as text, "100" < "99": no refold, and a short 2 reduced to 1 with nothing closed.)
+    eth = {"inst": "ETH-USDT-SWAP"}
+    await publish(js, subjects, [fill(account, "100", "sell", "2", "2100", 5, **eth)])
+    await consumed(js, subjects)
+    await publish(js, subjects, [fill(account, "99", "buy", "1", "2000", 5, **eth)])
+    await consumed(js, subjects)
+    [closed] = await closed_rows(db_pool, account)
+    assert_row(closed, side="long", quantity="1", gross_pnl_usdt="10")
+    assert closed["closing_trade_id"] == "100"
+    row = (await open_rows(db_pool, account))[("ETH-USDT-SWAP", "net")]
+    assert_row(row, side="short", quantity="1", avg_entry_price="2100")
+
+
 async def test_long_short_mode_and_an_over_close_that_is_recorded_not_applied(
     service: PositionsSettings, account: UUID, js: JetStreamContext, subjects: Subjects,
     db_pool: asyncpg.Pool,
