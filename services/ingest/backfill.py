@@ -1,4 +1,5 @@
-"""Gap backfill over REST after every (re)connect: closed candles, fills, funding payments.
+"""Gap backfill over REST after every (re)connect: closed candles, fills, funding payments;
+and the fill sweep, which compares the exchange's recent fills with the ledger's.
 
 Cursors are the newest row the database holds (written by the positions and metrics
 services) or the newest event this process published, whichever is later. Overlap with
@@ -7,6 +8,7 @@ what is already on the stream is harmless: Nats-Msg-Id and the unique keys colla
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -18,7 +20,7 @@ from services.ingest.okx_ws import FrameStats
 from services.ingest.publisher import Publisher
 from services.ingest.repository import Repository
 from shared.bars import bar_ms
-from shared.clock import to_ms
+from shared.clock import from_ms, to_ms
 from shared.exchange_ids import id_key
 from shared.logging import get_logger
 from shared.messages import Candle, Event, Fill, FundingPayment
@@ -28,6 +30,8 @@ PAGE = 100
 MAX_PAGES = 100
 MAX_CANDLES = 1440  # a long outage is bridged up to this many bars per (symbol, bar)
 OVERLAP = timedelta(seconds=1)
+FILL_PATHS = ["/api/v5/trade/fills", "/api/v5/trade/fills-history"]
+RECENT_FILLS = 100_000  # bounded: ~100 bytes each
 T = TypeVar("T")
 
 
@@ -46,6 +50,10 @@ class Backfiller:
         self.account, self.candles_on_empty = account, candles_on_empty
         self._candle_open: dict[tuple[str, str], datetime] = {}
         self._fill_time: datetime | None = None
+        # Fills this process published, newest last: published is not yet stored (positions may
+        # lag), and the sweep must not publish them again and again.
+        self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.sweeps = 0
         self._funding_time: datetime | None = None
 
     # ------------------------------------------------------------------------ candles
@@ -104,8 +112,39 @@ class Backfiller:
         """Fills since the last known trade: /trade/fills, then /trade/fills-history."""
         account = self._require_account()
         since = _newest(await self.repo.last_fill(account.account_id), self._fill_time)
-        rows = await self._rows(["/api/v5/trade/fills", "/api/v5/trade/fills-history"],
-                                {"instType": "SWAP"}, "fillTime", since)
+        rows = await self._rows(FILL_PATHS, {"instType": "SWAP"}, "fillTime", since)
+        chosen = await self._publish_fills(account, rows)
+        log.info("backfill_fills", published=len(chosen), since=str(since))
+        return len(chosen)
+
+    async def sweep_fills(self, lookback: timedelta) -> int:
+        """The exchange's fills of the last `lookback` that neither the ledger holds nor this
+        process published lately: a fill OKX never pushed on a healthy socket, or one older
+        than the newest known fill (which the cursor of `fills` starts after)."""
+        account = self._require_account()
+        since = await self._exchange_now() - lookback
+        self.sweeps += 1
+        rows = await self._rows(FILL_PATHS, {"instType": "SWAP"}, "fillTime", since)
+        known = await self.repo.fill_ids_since(account.account_id, since - 2 * OVERLAP)
+        missing = [r for r in rows if (str(r.get("instId")), str(r.get("tradeId"))) not in known
+                   and (str(r.get("instId")), str(r.get("tradeId"))) not in self._recent]
+        if not missing:
+            return 0
+        chosen = await self._publish_fills(account, missing)
+        log.warning("sweep_found_missing_fills", published=len(chosen),
+                    trade_ids=[f.trade_id for f in chosen][:20], since=str(since))
+        return len(chosen)
+
+    async def _exchange_now(self) -> datetime:
+        """The exchange's clock (the window is on its fill times), else ours."""
+        try:
+            data = await self.rest.get("/api/v5/public/time")
+            return from_ms(int(data[0]["ts"]))
+        except (OkxApiError, LookupError, TypeError, ValueError) as exc:
+            log.warning("exchange_time_unavailable", error=type(exc).__name__)
+            return _now()
+
+    async def _publish_fills(self, account: AccountRef, rows: list[dict[str, Any]]) -> list[Fill]:
         orders = await self._orders({(r.get("instId"), r.get("ordId")) for r in rows})
         fills: dict[tuple[str, str], Fill] = {}
         for row in rows:
@@ -115,13 +154,17 @@ class Backfiller:
                 fills[(fill.inst_id, fill.trade_id)] = fill
         chosen = sorted(fills.values(), key=lambda x: (x.ts_event, id_key(x.trade_id)))
         await self.publisher.publish_many(chosen)
-        if chosen:
-            self._fill_time = _newest(self._fill_time, chosen[-1].ts_event)
-        log.info("backfill_fills", published=len(chosen), since=str(since))
-        return len(chosen)
+        for fill in chosen:
+            self.seen_fill(fill)
+        return chosen
 
     def seen_fill(self, fill: Fill) -> None:
+        """A fill published (live or backfilled): the cursor moves, the sweep skips it."""
         self._fill_time = _newest(self._fill_time, fill.ts_event)
+        self._recent[(fill.inst_id, fill.trade_id)] = None
+        self._recent.move_to_end((fill.inst_id, fill.trade_id))
+        while len(self._recent) > RECENT_FILLS:
+            self._recent.popitem(last=False)
 
     async def _orders(self, keys: set[tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
         """Order details (lever, type, category) so backfilled fills equal live ones."""

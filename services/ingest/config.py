@@ -21,3 +21,7 @@ class IngestSettings(Settings):
     ingest_backoff_max_s: float = Field(default=30.0, gt=0)
     ingest_instruments_refresh_s: float = Field(default=86_400.0, gt=0)
     ingest_rest_timeout_s: float = Field(default=10.0, gt=0)
+    # The fill sweep (docs/ingest.md "Gap-free fills"): every period, the exchange's fills of the
+    # look-back window are compared with the ledger's and the missing ones published.
+    ingest_fill_sweep_s: float = Field(default=60.0, ge=1, le=3600)
+    ingest_fill_sweep_lookback_s: float = Field(default=86_400.0, ge=60, le=3 * 86_400)

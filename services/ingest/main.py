@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 from nats.aio.client import Client
 
@@ -56,6 +57,7 @@ class Ingest:
         self.sockets: list[OkxWebSocket] = []
         self.account: AccountRef | None = None
         self.orders: OrderHandler | None = None
+        self.backfiller: Backfiller | None = None
         self.started = asyncio.Event()
         self._limiter = ConnectLimiter()
 
@@ -87,6 +89,7 @@ class Ingest:
             publisher = Publisher(js, self.subjects)
             backfiller = Backfiller(rest, repo, publisher, self.stats, self.account,
                                     cfg.ingest_backfill_candles)
+            self.backfiller = backfiller
             health = Health("ingest", checks=connection_checks(pool, nc))
             await stack.enter_async_context(serving(health, cfg.health_host, cfg.health_port))
             await self._serve(stack, nc, rest, repo, publisher, backfiller, creds)
@@ -154,7 +157,9 @@ class Ingest:
                 await repo.set_pos_mode(account.account_id, pos_mode)
 
         await refresh_config()
-        sink = AccountSink(publisher, backfiller, self.stats, account, refresh_config)
+        sink = AccountSink(publisher, backfiller, self.stats, account, refresh_config,
+                           timedelta(seconds=self.cfg.ingest_fill_sweep_s),
+                           timedelta(seconds=self.cfg.ingest_fill_sweep_lookback_s))
         self._socket(stack, "private", [dict(a) for a in PRIVATE_ARGS], sink, creds)
         stack.push_async_callback(orders.close)
         sub = await nc.subscribe(self.subjects.place_order(account.account_id),

@@ -77,6 +77,13 @@ class Repository:
             'SELECT max("timestamp") FROM aitrader.fills WHERE account_id = $1', account_id)
         return last
 
+    async def fill_ids_since(self, account_id: UUID, since: datetime) -> set[tuple[str, str]]:
+        """(symbol, trade id) of every fill the ledger holds for the account from `since` on."""
+        rows = await self.pool.fetch(
+            """SELECT symbol, exchange_trade_id FROM aitrader.fills
+               WHERE account_id = $1 AND "timestamp" >= $2""", account_id, since)
+        return {(r["symbol"], r["exchange_trade_id"]) for r in rows}
+
     async def last_funding(self, account_id: UUID) -> datetime | None:
         last: datetime | None = await self.pool.fetchval(
             'SELECT max("timestamp") FROM aitrader.funding_payments WHERE account_id = $1',

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.ingest.backfill import Backfiller
@@ -77,16 +77,30 @@ class AccountSink(_Sink):
     """/ws/v5/private: orders (and their fills), positions, balances, funding."""
 
     def __init__(self, publisher: Publisher, backfiller: Backfiller, stats: FrameStats,
-                 account: AccountRef, refresh_config: Callable[[], Awaitable[None]]) -> None:
+                 account: AccountRef, refresh_config: Callable[[], Awaitable[None]],
+                 sweep_every: timedelta = timedelta(minutes=1),
+                 sweep_lookback: timedelta = timedelta(days=1)) -> None:
         super().__init__("private", publisher, backfiller, stats, account)
         self.refresh_config = refresh_config
+        self.sweep_every, self.sweep_lookback = sweep_every, sweep_lookback
         self._catch_up = asyncio.Lock()
+        self._sweeping: asyncio.Task[None] | None = None
 
     async def on_connected(self) -> None:
         await self.refresh_config()
         async with self._catch_up:
             await self.backfiller.fills()
+            await self.backfiller.sweep_fills(self.sweep_lookback)
             await self.backfiller.funding()
+        if self._sweeping is None:  # one loop for the process, over every connection
+            self._sweeping = asyncio.create_task(self._sweep_loop())
+            self._tasks.add(self._sweeping)
+
+    async def _sweep_loop(self) -> None:
+        """Every period, with the socket up or down: fills OKX did not push are found."""
+        while True:
+            await asyncio.sleep(self.sweep_every.total_seconds())
+            await self._locked(lambda: self.backfiller.sweep_fills(self.sweep_lookback))
 
     def after(self, push: Push, result: Normalized) -> None:
         # REST is the authority: an unreadable orders push may hide a fill, and a

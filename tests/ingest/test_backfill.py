@@ -114,3 +114,35 @@ async def test_funding_payment_from_the_bills(settings: Settings, sim: SimHandle
 
         await wait_for(paid, timeout=5, message="funding payments")
         assert await paid() == [(b.bill_id, b.pnl) for b in bills]
+
+
+async def test_the_sweep_publishes_a_missed_fill_once_and_nothing_else(
+        settings: Settings, sim: SimHandle, js: JetStreamContext, subjects: Subjects,
+        trader: OkxRest) -> None:
+    cfg = ingest_settings(settings, sim, ingest_market_data=False, ingest_fill_sweep_s=1)
+    async with running(cfg) as app:
+        assert app.account is not None and app.backfiller is not None
+        account_id, backfiller = app.account.account_id, app.backfiller
+        await place(trader, "BTC-USDT-SWAP", "buy", "0.5")  # pushed
+        sim.pause_pushes(KEY)
+        await place(trader, "ETH-USDT-SWAP", "buy", "1")  # never pushed; the socket stays up
+        sim.resume_pushes(KEY)
+        expected = _sim_fills(sim)
+
+        async def complete() -> bool:
+            on_stream = await fills_on_stream(js, subjects, account_id)
+            return {f["trade_id"] for f in on_stream} == set(expected)
+
+        await wait_for(complete, timeout=10, message="the missed fill on the stream")
+        swept = backfiller.sweeps
+
+        async def two_more_sweeps() -> bool:
+            return backfiller.sweeps >= swept + 2
+
+        await wait_for(two_more_sweeps, timeout=10, message="two more sweeps")
+        fills = await fills_on_stream(js, subjects, account_id)
+        assert app.sockets[0].sessions == 1
+    # Nothing is in the ledger (no positions service here), yet nothing is published twice:
+    # the sweep skips what this process published.
+    assert len(fills) == len(expected)
+    assert {f["trade_id"]: _stream_fill(f) for f in fills} == expected  # as live fills are

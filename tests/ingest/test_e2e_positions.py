@@ -65,11 +65,12 @@ async def test_ledger_agrees_with_the_exchange(settings: Settings, sim: SimHandl
                    r["fee_usdt"], r["pnl_usdt"], r["pos_side"]) for r in rows) == sorted(
         (f["tradeId"], f["instId"], f["side"], Decimal(f["fillPx"]), Decimal(f["fillSz"]),
          Decimal(f["fee"]), Decimal(f["fillPnl"]), f["posSide"]) for f in okx_fills)
-    await _positions_agree(db_pool, account_id, trader, okx_fills)
+    # closed: at least the BTC long that the sell of 4 flipped
+    await _positions_agree(db_pool, account_id, trader, okx_fills, closed=1)
 
 
 async def _positions_agree(pool: asyncpg.Pool, account_id: Any, trader: OkxRest,
-                           okx_fills: list[dict[str, Any]]) -> None:
+                           okx_fills: list[dict[str, Any]], closed: int = 0) -> None:
     okx_open = await trader.get("/api/v5/account/positions", {"instType": "SWAP"}, signed=True)
     expected = sorted((p["instId"], p["posSide"], abs(Decimal(p["pos"])),
                        "long" if Decimal(p["pos"]) > 0 else "short", Decimal(p["avgPx"]))
@@ -92,4 +93,69 @@ async def _positions_agree(pool: asyncpg.Pool, account_id: Any, trader: OkxRest,
                    AS closed""", account_id)
     assert totals is not None
     assert totals["gross"] == sum(Decimal(f["fillPnl"]) for f in okx_fills)
-    assert totals["closed"] >= 1  # at least the BTC long that the sell of 4 flipped
+    assert totals["closed"] >= closed
+
+
+async def _missed_then_newer_fill(sim: SimHandle, trader: OkxRest) -> None:
+    """A fill OKX never pushes (the socket stays up), then a newer one of another instrument
+    that it does push: the newest-fill cursor is past the missed one by more than its overlap."""
+    sim.pause_pushes(KEY)
+    await place(trader, "ETH-USDT-SWAP", "buy", "3")
+    sim.resume_pushes(KEY)
+    sim.advance(5)
+    await place(trader, "BTC-USDT-SWAP", "buy", "1")
+
+
+async def _ledger_holds(pool: asyncpg.Pool, account_id: Any, okx_fills: list[dict[str, Any]],
+                        timeout: float) -> None:
+    want = {(f["instId"], f["tradeId"]) for f in okx_fills}
+
+    async def complete() -> bool:
+        rows = await pool.fetch("SELECT symbol, exchange_trade_id FROM aitrader.fills"
+                                " WHERE account_id = $1", account_id)
+        return {(r["symbol"], r["exchange_trade_id"]) for r in rows} == want
+
+    await wait_for(complete, timeout=timeout, message=f"the ledger holds all {len(want)} fills")
+    assert await pool.fetchval("SELECT count(*) FROM aitrader.fills WHERE account_id = $1",
+                               account_id) == len(want)
+
+
+def _private(app: Any) -> Any:
+    return next(s for s in app.sockets if s.name == "private")
+
+
+async def test_a_fill_never_pushed_on_a_healthy_socket_is_found_by_the_sweep(
+        settings: Settings, sim: SimHandle, trader: OkxRest, db_pool: asyncpg.Pool,
+        positions: None) -> None:
+    cfg = ingest_settings(settings, sim, ingest_market_data=False, ingest_fill_sweep_s=1)
+    async with running(cfg) as app:
+        assert app.account is not None
+        await _missed_then_newer_fill(sim, trader)
+        okx_fills = await _okx_fills(trader)
+        await _ledger_holds(db_pool, app.account.account_id, okx_fills, timeout=10)
+        assert _private(app).sessions == 1  # found while the socket stayed up
+    await _positions_agree(db_pool, app.account.account_id, trader, okx_fills)
+
+
+async def test_a_fill_never_pushed_is_found_when_the_socket_then_drops(
+        settings: Settings, sim: SimHandle, trader: OkxRest, db_pool: asyncpg.Pool,
+        positions: None) -> None:
+    # No periodic sweep within the test: only the catch-up after the reconnect can find it.
+    cfg = ingest_settings(settings, sim, ingest_market_data=False, ingest_fill_sweep_s=3600)
+    async with running(cfg) as app:
+        assert app.account is not None
+        account_id = app.account.account_id
+        await _missed_then_newer_fill(sim, trader)
+        okx_fills = await _okx_fills(trader)
+
+        async def newer_one_stored() -> bool:
+            return bool(await db_pool.fetchval(
+                "SELECT count(*) FROM aitrader.fills WHERE account_id = $1 AND symbol = $2"
+                " AND exchange_trade_id = $3", account_id, okx_fills[0]["instId"],
+                okx_fills[0]["tradeId"]))
+
+        await wait_for(newer_one_stored, timeout=10, message="the pushed fill stored")
+        assert sim.drop_private(KEY) == 1
+        await _ledger_holds(db_pool, account_id, okx_fills, timeout=10)
+        assert _private(app).sessions >= 2
+    await _positions_agree(db_pool, account_id, trader, okx_fills)
