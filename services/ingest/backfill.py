@@ -118,24 +118,28 @@ class Backfiller:
         return len(chosen)
 
     async def sweep_fills(self, lookback: timedelta) -> int:
+        """The sweep: publish the missing fills of the last `lookback` (see `missing_fills`)."""
+        return len(await self.missing_fills(lookback))
+
+    async def missing_fills(self, lookback: timedelta) -> list[Fill]:
         """The exchange's fills of the last `lookback` that neither the ledger holds nor this
-        process published lately: a fill OKX never pushed on a healthy socket, or one older
-        than the newest known fill (which the cursor of `fills` starts after)."""
+        process published lately — a fill OKX never pushed on a healthy socket, or one older
+        than the newest known fill (which the cursor of `fills` starts after) — published."""
         account = self._require_account()
-        since = await self._exchange_now() - lookback
+        since = await self.exchange_now() - lookback
         self.sweeps += 1
         rows = await self._rows(FILL_PATHS, {"instType": "SWAP"}, "fillTime", since)
         known = await self.repo.fill_ids_since(account.account_id, since - 2 * OVERLAP)
         missing = [r for r in rows if (str(r.get("instId")), str(r.get("tradeId"))) not in known
                    and (str(r.get("instId")), str(r.get("tradeId"))) not in self._recent]
         if not missing:
-            return 0
+            return []
         chosen = await self._publish_fills(account, missing)
         log.warning("sweep_found_missing_fills", published=len(chosen),
                     trade_ids=[f.trade_id for f in chosen][:20], since=str(since))
-        return len(chosen)
+        return chosen
 
-    async def _exchange_now(self) -> datetime:
+    async def exchange_now(self) -> datetime:
         """The exchange's clock (the window is on its fill times), else ours."""
         try:
             data = await self.rest.get("/api/v5/public/time")
