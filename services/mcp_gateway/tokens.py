@@ -35,12 +35,11 @@ def parse_duration(text: str) -> timedelta:
 
 
 # A token a rotation can start from: one not revoked nor already rotated, named by its id, its
-# prefix (8+ characters), the token itself or its label.
+# prefix (8+ characters) or its label; not by the secret, which has no business in argv.
 _ROTATABLE = """
 SELECT id, account_id, scopes, label, created_at, expires_at FROM aitrader.api_tokens
 WHERE revoked_at IS NULL AND replaced_by IS NULL
-  AND (id::text = $1 OR token_hash = $2 OR label = $1
-       OR (length($1) >= 8 AND starts_with(token_prefix, left($1, 12))))
+  AND (id::text = $1 OR label = $1 OR (length($1) >= 8 AND starts_with(token_prefix, left($1, 12))))
 FOR UPDATE
 """
 _INSERT = """
@@ -63,7 +62,7 @@ async def rotate_token(
 
     The new token lives `lifetime`, by default as long as the old one was given (or forever)."""
     async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(_ROTATABLE, ref, hash_token(ref))
+        rows = await conn.fetch(_ROTATABLE, ref)
         if not rows:
             raise TokenError(f"no active token with id, prefix or label {ref!r}")
         if len(rows) > 1:
