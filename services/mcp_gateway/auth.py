@@ -1,8 +1,8 @@
 """API tokens: created once, stored as SHA-256 (only a prefix in clear), bound to one account,
-scoped `read` or `trade` (trade implies read), revocable.
+scoped `read` or `trade` (trade implies read), revocable, optionally expiring (`expires_at`).
 
-The verifier caches each answer for `ttl` seconds, so a revocation takes effect within it,
-and a token's `last_used_at` is written at most once per cache period.
+The verifier caches each answer for `ttl` seconds, so a revocation or an expiry takes effect
+within it, and a token's `last_used_at` is written at most once a minute.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -47,7 +48,11 @@ def hash_token(token: str) -> str:
 
 
 async def create_token(
-    pool: asyncpg.Pool, external_id: str, scope: Scope, label: str | None = None
+    pool: asyncpg.Pool,
+    external_id: str,
+    scope: Scope,
+    label: str | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[str, asyncpg.Record]:
     """Create a token for the account; return (the token, shown once; its row)."""
     account_id = await pool.fetchval("SELECT id FROM aitrader.accounts WHERE external_id = $1", external_id)
@@ -55,14 +60,16 @@ async def create_token(
         raise TokenError(f"no account with external id {external_id!r}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = await pool.fetchrow(
-        """INSERT INTO aitrader.api_tokens (account_id, token_hash, token_prefix, scopes, label)
-           VALUES ($1, $2, $3, $4, $5)
-           RETURNING id, token_prefix, scopes, label, created_at""",
+        """INSERT INTO aitrader.api_tokens
+               (account_id, token_hash, token_prefix, scopes, label, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           RETURNING id, token_prefix, scopes, label, created_at, expires_at""",
         account_id,
         hash_token(token),
         token[:PREFIX_LEN],
         SCOPES[scope],
         label,
+        expires_at,
     )
     assert row is not None
     return token, row
@@ -94,18 +101,27 @@ async def list_tokens(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     return list(
         await pool.fetch(
             """SELECT t.id, t.token_prefix, a.external_id, t.scopes, t.label, t.created_at,
-                      t.last_used_at, t.revoked_at
+                      t.last_used_at, t.revoked_at, t.expires_at, t.replaced_by
                FROM aitrader.api_tokens t JOIN aitrader.accounts a ON a.id = t.account_id
                ORDER BY t.created_at"""
         )
     )
 
 
+# last_used_at is written when it is a minute old or more, not on every call: the UPDATE of a
+# data-modifying CTE runs whether or not the query reads it, and touching no row writes nothing.
 _VERIFY = """
-UPDATE aitrader.api_tokens t SET last_used_at = now()
-FROM aitrader.accounts a
-WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND a.id = t.account_id AND a.status = 'active'
-RETURNING t.id, t.account_id, t.scopes, a.external_id, a.mode
+WITH hit AS (
+    SELECT t.id, t.account_id, t.scopes, a.external_id, a.mode
+    FROM aitrader.api_tokens t JOIN aitrader.accounts a ON a.id = t.account_id
+    WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND a.status = 'active'
+      AND (t.expires_at IS NULL OR t.expires_at > now())
+), touched AS (
+    UPDATE aitrader.api_tokens SET last_used_at = now()
+    WHERE id = (SELECT id FROM hit)
+      AND (last_used_at IS NULL OR last_used_at <= now() - interval '1 minute')
+)
+SELECT * FROM hit
 """
 
 

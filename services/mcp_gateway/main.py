@@ -17,6 +17,7 @@ from starlette.routing import Route
 from services.mcp_gateway.auth import TokenVerifier
 from services.mcp_gateway.config import GatewaySettings, gateway_settings
 from services.mcp_gateway.gateway import Gateway, open_gateway
+from services.mcp_gateway.tokens import ExpiredTokenNotice
 from services.mcp_gateway.tools import build_server
 from shared.health import Health, connection_checks, database_ok
 from shared.http_server import listening_socket, serving_app
@@ -49,6 +50,7 @@ def http_app(
         extend(server)
     app = server.streamable_http_app(stateless_http=True, json_response=True, host=host)
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
+    app.add_middleware(ExpiredTokenNotice, pool=gw.pool)  # says "expired" where the SDK can't
     # /readyz (database, NATS, the audit queue below its bound) and /metrics, as every service
     checks = {**connection_checks(gw.pool, gw.nc), "audit_queue": gw.audit.has_room}
     health = Health("mcp_gateway", checks=checks)
