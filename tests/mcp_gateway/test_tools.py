@@ -46,6 +46,8 @@ async def test_tool_list_and_schemas(gateway: Gateway) -> None:
     market = tools["get_market_data"].input_schema["properties"]
     assert market["timeframes"]["default"] == ["3m", "4H"] and market["limit"]["default"] == 10
     assert tools["get_account_state"].annotations.read_only_hint is True  # type: ignore[union-attr]
+    # Only a call carrying an idempotency_key is idempotent, and annotations are per tool.
+    assert tools["execute_trade"].annotations.idempotent_hint is False  # type: ignore[union-attr]
 
 
 async def test_get_account_state(gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]) -> None:
