@@ -96,6 +96,8 @@ class _Stderr:
 
 
 _STDERR = _Stderr()
+# Libraries whose INFO lines are one per request (a third of a demo's output): warnings only.
+QUIET_LIBRARIES = ("httpx", "httpcore")
 
 
 def configure_logging(
@@ -130,9 +132,14 @@ def configure_logging(
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=renderer,
+            # The same fields as structlog's own lines; exc_info becomes the traceback's text
+            # (before redaction, which would turn the tuple into a list of reprs).
             foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
                 structlog.processors.add_log_level,
+                structlog.stdlib.add_logger_name,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
                 _redact_processor,
             ],
         )
@@ -140,6 +147,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     if service:
         structlog.contextvars.bind_contextvars(service=service)
 
