@@ -37,8 +37,14 @@ class SimHandle:
         """Base URL for REST (no trailing slash), e.g. http://127.0.0.1:PORT."""
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
-    def _ws(self, kind: str) -> str:
-        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}/ws/v5/{kind}"
+    def _ws(self, kind: str, live: bool = False) -> str:
+        prefix = "/live" if live else ""
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}{prefix}/ws/v5/{kind}"
+
+    def ws_live_url(self, kind: str) -> str:
+        """The production-environment websocket `kind` (public|business|private): live keys
+        log in here; the ws_*_url properties are demo trading's."""
+        return self._ws(kind, live=True)
 
     @property
     def ws_public_url(self) -> str:
