@@ -121,7 +121,9 @@ async def run_sim(config: SimConfig | None = None) -> AsyncIterator[SimHandle]:
     sock.bind((config.host, config.port))
     port = sock.getsockname()[1]
     server = _Server(uvicorn.Config(
-        create_app(core), log_level="warning", ssl_certfile=config.tls_cert,
+        # log_config=None: uvicorn's records reach the host program's handlers (one format).
+        create_app(core), log_level="warning", log_config=None, access_log=False,
+        ssl_certfile=config.tls_cert,
         ssl_keyfile=config.tls_key, ws_ping_interval=None, timeout_graceful_shutdown=2,
     ))
     task = asyncio.create_task(server.serve(sockets=[sock]))

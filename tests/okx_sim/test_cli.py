@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -72,6 +73,12 @@ def test_accounts_from_the_environment_and_a_file_never_shown(
         signed = headers("GET", path, key=key, secret=secret, passphrase=phrase)
         answer = httpx.get(url + path, headers={**signed, "x-simulated-trading": demo}, timeout=5)
         assert answer.json()["code"] == "0", (key, answer.text)
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=5) as s:
+        s.sendall(b"NOT HTTP\r\n\r\n")  # uvicorn warns, in the same JSON as the rest
+        s.recv(1024)
+    warned = json.loads(proc.stderr.readline())
+    assert (warned["logger"], warned["level"], warned["service"]) == (
+        "uvicorn.error", "warning", "okx_sim")
     output = "".join(shown) + json.dumps(started)
     for value in (*ENV_ACCOUNT, *FILE_ACCOUNT):
         assert value not in output
