@@ -130,7 +130,8 @@ async def spawn(name: str, argv: list[str], env: dict[str, str], stack: Stack) -
 
 
 def sim_environment(stack: Stack, port: int) -> list[str]:
-    """okx_sim on loopback with a fresh demo key; ingest is pointed at it."""
+    """okx_sim on loopback with a fresh demo key; ingest is pointed at it. The key reaches the
+    simulator through the environment: its command line (which `ps` shows) holds no secret."""
     key, secret, passphrase = secrets.token_hex(8), secrets.token_hex(16), secrets.token_hex(6)
     base = f"127.0.0.1:{port}"
     stack.env.update(
@@ -141,19 +142,11 @@ def sim_environment(stack: Stack, port: int) -> list[str]:
         AITRADER_OKX_API_KEY=key,
         AITRADER_OKX_SECRET_KEY=secret,
         AITRADER_OKX_PASSPHRASE=passphrase,
+        AITRADER_OKX_SIM_ACCOUNTS=f"{key}:{secret}:{passphrase}:demo",
         AITRADER_ACCOUNT_MODE="simulated",
     )
     stack.env.setdefault("AITRADER_ACCOUNT", "sim-demo")
-    return [
-        sys.executable,
-        "-m",
-        "aitrader.cli",
-        "okx-sim",
-        "--port",
-        str(port),
-        "--account",
-        f"{key}:{secret}:{passphrase}",
-    ]
+    return [sys.executable, "-m", "aitrader.cli", "okx-sim", "--port", str(port)]
 
 
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)

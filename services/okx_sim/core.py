@@ -60,7 +60,8 @@ class SimCore:
         self.keys: dict[str, ApiKey] = {}
         for spec in config.accounts:
             self.exchange.add_account(spec, config.okx_pos_mode)
-            self.keys[spec.api_key] = ApiKey(spec.api_key, spec.secret, spec.passphrase)
+            self.keys[spec.api_key] = ApiKey(spec.api_key, spec.secret, spec.passphrase,
+                                            spec.live)
         self.hub = Hub(self, config.idle_timeout_s)
         self._funding_period = self.clock.now() // self.market.funding_interval_ms
         self.refresh()
