@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from prometheus_client import Counter
+
 from services.ingest import normalize_account as acct
 from services.ingest.normalize import AccountRef, BadFrame, closed_candles
 from services.ingest.okx_rest import OkxApiError, OkxRest
@@ -28,6 +30,9 @@ MAX_PAGES = 100
 MAX_CANDLES = 1440  # a long outage is bridged up to this many bars per (symbol, bar)
 OVERLAP = timedelta(seconds=1)
 T = TypeVar("T")
+BACKFILLED = Counter("aitrader_okx_backfilled", "Events backfill fetched over REST and published, by "
+                     "kind (fill, funding, candle); overlap with the stream collapses downstream.",
+                     ["kind"])
 
 
 def _newest(*times: datetime | None) -> datetime | None:
@@ -89,6 +94,7 @@ class Backfiller:
         if found:
             self._candle_open[(inst, bar)] = max(found[-1].open_time,
                                                  self._candle_open.get((inst, bar), _EPOCH))
+        BACKFILLED.labels("candle").inc(len(found))
         log.info("backfill_candles", inst_id=inst, bar=bar, published=len(found))
         return len(found)
 
@@ -116,6 +122,7 @@ class Backfiller:
         await self.publisher.publish_many(chosen)
         if chosen:
             self._fill_time = _newest(self._fill_time, chosen[-1].ts_event)
+        BACKFILLED.labels("fill").inc(len(chosen))
         log.info("backfill_fills", published=len(chosen), since=str(since))
         return len(chosen)
 
@@ -153,6 +160,7 @@ class Backfiller:
         await self.publisher.publish_many(chosen)
         if chosen:
             self._funding_time = _newest(self._funding_time, chosen[-1].ts_event)
+        BACKFILLED.labels("funding").inc(len(chosen))
         log.info("backfill_funding", published=len(chosen), since=str(since))
         return len(chosen)
 
