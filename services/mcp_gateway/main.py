@@ -49,8 +49,10 @@ def http_app(
         extend(server)
     app = server.streamable_http_app(stateless_http=True, json_response=True, host=host)
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
-    # /readyz (database, NATS, the audit queue below its bound) and /metrics, as every service
-    checks = {**connection_checks(gw.pool, gw.nc), "audit_queue": gw.audit.has_room}
+    # /readyz (database, NATS, the audit queue below its bound, no audit row spilled) and
+    # /metrics, as every service
+    checks = {**connection_checks(gw.pool, gw.nc), "audit_queue": gw.audit.has_room,
+              "audit_spill": gw.audit.spill_empty}
     health = Health("mcp_gateway", checks=checks)
     app.router.routes.extend(r for r in health.routes() if r.path in ("/readyz", "/metrics"))
     return server, app
