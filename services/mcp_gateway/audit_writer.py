@@ -133,7 +133,11 @@ class AuditWriter:
         try:
             self._queue.put_nowait(entry)
         except asyncio.QueueFull:
-            self._spill([entry.row()], f"the audit queue is full ({self._queue.maxsize} rows)")
+            # In the caller's path: no fsync (a killed process loses nothing; only the OS crashing
+            # in the next seconds could; the writer task's own spills are synced), and one log
+            # line per 1,000 rows, not per call.
+            self._spill([entry.row()], f"the audit queue is full ({self._queue.maxsize} rows)",
+                        sync=False, quiet=self.spill.rows % 1000 != 0)
         return latency_ms
 
     async def _run(self) -> None:
@@ -182,24 +186,30 @@ class AuditWriter:
 
     async def _drain(self) -> None:
         """Write every spilled row back, file by file; a file is removed once written."""
-        for path in self.spill.take():
-            rows = self.spill.read(path)
-            for n in range(0, len(rows), self._batch):
-                if (error := await self._try_write(rows[n:n + self._batch])) is not None:
-                    self._away, self._next_try = True, time.monotonic() + RETRY_EVERY_S
-                    log.debug("audit_spill_kept", rows=self.spill.rows, error=error)
-                    return
-            self.spill.remove(path)
-            log.info("audit_spill_written", rows=len(rows), left=self.spill.rows)
-
-    def _spill(self, rows: list[Row], reason: str) -> None:
         try:
-            self.spill.append(rows, sync=True)
+            while (path := self.spill.next_file()) is not None:
+                rows = self.spill.read(path)
+                for n in range(0, len(rows), self._batch):
+                    if (error := await self._try_write(rows[n:n + self._batch])) is not None:
+                        self._away, self._next_try = True, time.monotonic() + RETRY_EVERY_S
+                        log.debug("audit_spill_kept", rows=self.spill.rows, error=error)
+                        return
+                self.spill.remove(path)
+                log.info("audit_spill_written", rows=len(rows), left=self.spill.rows)
+        except OSError as exc:  # the spill directory refuses us: keep writing the queue
+            self._next_try = time.monotonic() + RETRY_EVERY_S
+            log.error("audit_spill_unreadable", directory=str(self.spill.directory),
+                      error=f"{type(exc).__name__}: {exc}")
+
+    def _spill(self, rows: list[Row], reason: str, *, sync: bool = True, quiet: bool = False) -> None:
+        try:
+            self.spill.append(rows, sync=sync)
         except OSError as exc:  # nowhere left to keep them: say exactly what is lost
             log.error("audit_rows_unwritten", rows=len(rows), reason=reason,
                       error=f"spill to {self.spill.directory} failed: {type(exc).__name__}: {exc}")
             return
-        log.warning("audit_rows_spilled", rows=len(rows), spilled=self.spill.rows, reason=reason[:200])
+        (log.debug if quiet else log.warning)("audit_rows_spilled", rows=len(rows), spilled=self.spill.rows,
+                                              reason=reason[:200])
 
     async def _try_write(self, rows: list[Row], fixes: int = 0) -> str | None:
         """Write the rows (a row PostgreSQL refuses is fixed or dropped, never retried):

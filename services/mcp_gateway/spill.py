@@ -91,13 +91,18 @@ class Spill:
                 os.fsync(fd)
         self.rows += len(rows)
 
-    def take(self) -> list[Path]:
-        """Set the active file aside (new rows go to a fresh one); every file to drain."""
-        active = self.directory / ACTIVE
-        if active.exists():
-            aside = self.directory / f"audit-spill-{time.time_ns()}-{os.getpid()}.jsonl"
-            os.rename(active, aside)
-        return self.files()
+    def next_file(self) -> Path | None:
+        """The next file to drain: the oldest one set aside, else the active one, set aside
+        now (new rows go to a fresh one); None when there is none. While the database stays
+        away one file waits aside, however often a drain is tried."""
+        files = self.files()
+        if not files:
+            return None
+        if files[0].name != ACTIVE:
+            return files[0]
+        aside = self.directory / f"audit-spill-{time.time_ns()}-{os.getpid()}.jsonl"
+        os.rename(files[0], aside)
+        return aside
 
     def read(self, path: Path) -> list[Row]:
         """The rows of one file set aside; unreadable lines are logged and skipped."""
