@@ -1,5 +1,6 @@
 """What happens to a JetStream message: its fate as a value, the one table from a failure to a
-fate, the one dead-letter writer, and the one function that settles a fetched batch.
+fate, the one dead-letter writer, the one function that settles a fetched batch, and the
+consumers' metrics (`observe_fetch` for each batch, `watch_consumer` for JetStream's counts).
 
 `fate_of(exc)`, the table (first match wins):
 
