@@ -194,6 +194,7 @@ class AuditWriter:
                         self._away, self._next_try = True, time.monotonic() + RETRY_EVERY_S
                         log.debug("audit_spill_kept", rows=self.spill.rows, error=error)
                         return
+                self._away = False  # it took them: the next batch gets its full retries again
                 self.spill.remove(path)
                 log.info("audit_spill_written", rows=len(rows), left=self.spill.rows)
         except OSError as exc:  # the spill directory refuses us: keep writing the queue
