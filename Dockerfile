@@ -22,7 +22,8 @@ COPY services ./services
 COPY migrations ./migrations
 COPY deploy ./deploy
 RUN pip install --no-deps -c constraints.txt . \
- && useradd --system --uid 10001 --no-create-home aitrader
+ && useradd --system --uid 10001 --no-create-home aitrader \
+ && install -d -o aitrader -m 0700 /var/lib/aitrader /var/lib/aitrader/audit-spill
 
 # Migrations are read from here (the package does not ship the top-level migrations/ dir).
 ENV AITRADER_MIGRATIONS_DIR=/app/migrations

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from prometheus_client import Counter
+
 from services.ingest import normalize_account as acct
 from services.ingest.normalize import AccountRef, BadFrame, closed_candles
 from services.ingest.okx_rest import OkxApiError, OkxRest
@@ -33,6 +35,9 @@ OVERLAP = timedelta(seconds=1)
 FILL_PATHS = ["/api/v5/trade/fills", "/api/v5/trade/fills-history"]
 RECENT_FILLS = 100_000  # bounded: ~100 bytes each
 T = TypeVar("T")
+BACKFILLED = Counter("aitrader_okx_backfilled", "Events backfill fetched over REST and published, by "
+                     "kind (fill, funding, candle); overlap with the stream collapses downstream.",
+                     ["kind"])
 
 
 def _newest(*times: datetime | None) -> datetime | None:
@@ -98,6 +103,7 @@ class Backfiller:
         if found:
             self._candle_open[(inst, bar)] = max(found[-1].open_time,
                                                  self._candle_open.get((inst, bar), _EPOCH))
+        BACKFILLED.labels("candle").inc(len(found))
         log.info("backfill_candles", inst_id=inst, bar=bar, published=len(found))
         return len(found)
 
@@ -160,6 +166,7 @@ class Backfiller:
         await self.publisher.publish_many(chosen)
         for fill in chosen:
             self.seen_fill(fill)
+        BACKFILLED.labels("fill").inc(len(chosen))
         return chosen
 
     def seen_fill(self, fill: Fill) -> None:
@@ -201,6 +208,7 @@ class Backfiller:
         await self.publisher.publish_many(chosen)
         if chosen:
             self._funding_time = _newest(self._funding_time, chosen[-1].ts_event)
+        BACKFILLED.labels("funding").inc(len(chosen))
         log.info("backfill_funding", published=len(chosen), since=str(since))
         return len(chosen)
 

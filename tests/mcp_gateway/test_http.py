@@ -133,6 +133,7 @@ async def test_readiness_and_metrics_are_open_and_count_tool_calls(
         metrics = await hc.get(base + "/metrics")
     assert ready.status_code == 200
     assert ready.json() == {"service": "mcp_gateway", "status": "ready", "database": "ok", "nats": "ok",
-                            "audit_queue": "ok"}
+                            "audit_queue": "ok", "audit_spill": "ok"}
     assert 'aitrader_mcp_tool_call_seconds_count{status="success",tool="get_account_state"}' in metrics.text
     assert "aitrader_mcp_audit_queue " in metrics.text
+    assert "aitrader_mcp_audit_spilled 0.0" in metrics.text
