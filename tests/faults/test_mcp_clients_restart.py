@@ -103,7 +103,8 @@ def report(run: Run) -> None:
     green = min(t for t, status in run.readiness if status == 200 and t >= started)
     kinds = Counter(o.kind for o in run.outcomes)
     last_failure = max((o.ended for o in run.outcomes if o.kind != "ok"), default=started)
-    print(f"{PLAN}: {len(run.outcomes)} requests {dict(kinds)}; after pg start returned: first "
+    print(f"{PLAN}: {len(run.outcomes)} requests {dict(kinds)}, audit rows {run.audited.total()} "
+          f"(expected {run.expected.total()}); after pg start returned: first "
           f"answer in {first_ok - started:.2f} s, /readyz green in {green - started:.2f} s, last failure at "
           f"{last_failure - started:+.2f} s; "
           f"pg down {run.outage.starting[0] - run.outage.stopped[0]:.1f} s, start took "
