@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from shared.version import VERSION
+
 # name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, str] = {
     "migrate": "aitrader.cli_common:migrate_command",
@@ -55,6 +57,7 @@ def _missing(name: str) -> click.Command:
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(VERSION, "--version", "-V", prog_name="aitrader", message="%(prog)s %(version)s")
 def cli() -> None:
     """AiTrader data plane: OKX perpetual swaps under AI agents."""
 
