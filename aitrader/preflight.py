@@ -51,14 +51,14 @@ def check_service_settings(services: list[str]) -> None:
         check_market_settings(settings)
 
 
-def check_port_free(setting: str, host: str, port: int) -> None:
+def check_port_free(setting: str, host: str, port: int, what: str = "port") -> None:
     """`port` can be listened on now (0 means any port: always free)."""
     if port == 0:
         return
     try:
         listening_socket(host, port).close()
     except OSError:
-        raise ConfigError(setting, f"port {port} is already in use") from None
+        raise ConfigError(setting, f"{what} {port} is already in use") from None
 
 
 def check_ports(settings: Settings, services: list[str], health: Mapping[str, int]) -> None:
@@ -71,7 +71,8 @@ def check_ports(settings: Settings, services: list[str], health: Mapping[str, in
         check_port_free("AITRADER_MCP_PORT", settings.mcp_host, settings.mcp_port)
     for name, port in health.items():
         if name in services:
-            check_port_free(f"AITRADER_HEALTH_PORT_BASE ({name}'s health port)", settings.health_host, port)
+            what = f"the {name} health port"
+            check_port_free("AITRADER_HEALTH_PORT_BASE", settings.health_host, port, what)
 
 
 async def check_database(dsn: str) -> None:
