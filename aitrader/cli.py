@@ -17,8 +17,8 @@ from shared.version import VERSION
 COMMANDS: dict[str, str] = {
     "migrate": "aitrader.cli_common:migrate_command",
     "up": "aitrader.up:up_command",
-    "run": "aitrader.up:run_command",
-    "healthcheck": "aitrader.up:healthcheck_command",
+    "run": "aitrader.service_commands:run_command",
+    "healthcheck": "aitrader.service_commands:healthcheck_command",
     "okx-sim": "services.okx_sim.cli:command",
     "replay": "services.positions.cli:replay_command",
     "token": "services.mcp_gateway.cli:token_group",

@@ -52,6 +52,7 @@ class Stack:
 async def forward(stream: asyncio.StreamReader) -> str | None:
     """Copy a child's stderr to ours; return its last configuration-error reason, if any."""
     reason: str | None = None
+    writable = True
     while True:
         try:
             line = await stream.readline()
@@ -59,8 +60,12 @@ async def forward(stream: asyncio.StreamReader) -> str | None:
             continue
         if not line:
             return reason
-        sys.stderr.buffer.write(line)
-        sys.stderr.buffer.flush()
+        if writable:
+            try:
+                sys.stderr.buffer.write(line)
+                sys.stderr.buffer.flush()
+            except (OSError, ValueError):  # our stderr is gone: keep draining, or the child blocks
+                writable = False
         text = line.decode(errors="replace").strip()
         if text.startswith(CONFIG_PREFIX):
             reason = text.removeprefix(CONFIG_PREFIX)[:500]

@@ -1,4 +1,4 @@
-"""`aitrader up` (the whole product on one machine) and `aitrader run <service>` (one service).
+"""`aitrader up`: the whole product on one machine.
 
 `up` takes the data directory's lock, checks everything it can before starting anything
 (`aitrader.preflight`), then uses the servers named by AITRADER_DATABASE_URL / AITRADER_NATS_URL
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import secrets
 import signal
 import sys
@@ -21,32 +20,28 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import click
-import platformdirs
 
 from aitrader.cli_common import cli_settings, friendly_errors
 from aitrader.embedded import EmbeddedNats, EmbeddedPostgres, free_port, port_in_use
 from aitrader.lock import DataDirLock
 from aitrader.migrate import migrate
-from aitrader.ports import choose_health_ports, health_port, read_ports, remove_ports, write_ports
+from aitrader.ports import (
+    SERVICES,
+    choose_health_ports,
+    default_data_dir,
+    health_env,
+    remove_ports,
+    write_ports,
+)
 from aitrader.preflight import preflight
 from aitrader.supervise import Stack, spawn, stop_children, supervise
 from shared.bus import connect_nats, ensure_streams
 from shared.errors import ConfigError
-from shared.health import DEFAULT_PORTS
 from shared.logging import get_logger
-from shared.runner import run_service
 from shared.settings import Settings
 from shared.subjects import Subjects
 
-SERVICES = ("ingest", "positions", "metrics", "mcp_gateway")
 log = get_logger("up")
-
-
-def default_data_dir() -> Path:
-    # As root, PostgreSQL runs as an unprivileged user who cannot enter /root: use /var/lib.
-    if os.geteuid() == 0:
-        return Path("/var/lib/aitrader")
-    return Path(platformdirs.user_data_dir("aitrader"))
 
 
 def service_available(name: str) -> bool:
@@ -281,51 +276,3 @@ def parse_services(value: str) -> list[str]:
     if unknown:
         raise ConfigError("--services", f"unknown service(s) {unknown}; known: {list(SERVICES)}")
     return chosen
-
-
-def health_env(service: str, ports: Mapping[str, int] = DEFAULT_PORTS) -> dict[str, str]:
-    """Where a service answers /healthz, /readyz and /metrics (the gateway: on its MCP port)."""
-    port = ports.get(service)
-    return {} if port is None else {"AITRADER_HEALTH_PORT": str(port)}
-
-
-def health_url(service: str, environ: Mapping[str, str], data_dir: Path | None = None) -> str:
-    """The readiness URL `aitrader healthcheck` asks (`aitrader.ports.health_port`)."""
-    recorded = read_ports(data_dir) if data_dir else {}
-    return f"http://127.0.0.1:{health_port(service, environ, recorded)}/readyz"
-
-
-@click.command("healthcheck")
-@click.argument("service", type=click.Choice(SERVICES))
-@click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for the answer.")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    envvar="AITRADER_DATA_DIR",
-    help="The stack (`aitrader up --data-dir`) to ask (default: per-user data dir).",
-)
-def healthcheck_command(service: str, timeout: float, data_dir: Path | None) -> None:
-    """Exit 0 when SERVICE answers that it is ready (database and NATS reachable, consumers
-    making progress); print why not and exit 1 otherwise, or when nothing answers."""
-    import httpx
-
-    url = health_url(service, dict(os.environ), data_dir or default_data_dir())
-    try:
-        answer = httpx.get(url, timeout=timeout)
-    except httpx.HTTPError as exc:
-        click.echo(f"{service}: not answering at {url} ({type(exc).__name__})", err=True)
-        raise SystemExit(1) from None
-    if answer.status_code != 200:
-        click.echo(f"{service}: not ready ({answer.status_code}): {answer.text[:500]}", err=True)
-        raise SystemExit(1)
-    raise SystemExit(0)
-
-
-@click.command("run")
-@click.argument("service", type=click.Choice(SERVICES))
-def run_command(service: str) -> None:
-    """Run one service in the foreground (configured by AITRADER_* variables; its health on
-    its default port unless AITRADER_HEALTH_PORT says otherwise)."""
-    for name, value in health_env(service).items():
-        os.environ.setdefault(name, value)
-    run_service(service)

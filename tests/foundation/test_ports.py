@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aitrader.ports import choose_health_ports, health_port, read_ports, remove_ports, write_ports
-from aitrader.up import health_url
+from aitrader.ports import choose_health_ports, health_port, health_url, read_ports, remove_ports, write_ports
 
 
 def test_a_base_gives_consecutive_ports_and_no_base_gives_distinct_free_ones() -> None:
