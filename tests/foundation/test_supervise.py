@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from aitrader.supervise import Restarts, Stack, spawn, stop_children, supervise
+from aitrader.up import run_until_stopped
 from shared.errors import ConfigError
+from shared.settings import Settings
 
 
 def python(code: str) -> list[str]:
@@ -64,3 +66,17 @@ def test_backoff_grows_and_starts_afresh_after_a_healthy_run() -> None:
     assert restarts.delay("ingest", 137, ran=61.0) == 1.0  # it ran a minute: not a crash loop
     assert restarts.codes["ingest"] == [137]
     assert restarts.delay("positions", 1, ran=0.1) == 1.0  # each child has its own
+
+
+async def test_up_stops_the_stack_with_a_services_configuration_error(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past preflight (which would have refused it): the child itself finds the bad setting.
+    monkeypatch.setenv("AITRADER_POSITIONS_BATCH_SIZE", "0")
+    with pytest.raises(ConfigError) as caught:
+        await asyncio.wait_for(
+            run_until_stopped(settings, tmp_path, "okx", ["positions"], {"positions": 0}), 60
+        )
+    assert str(caught.value).startswith(
+        "positions: AITRADER_POSITIONS_BATCH_SIZE: Input should be greater than or equal to 1")
+    assert not (tmp_path / "ports.json").exists()  # the stack was stopped and cleaned up
