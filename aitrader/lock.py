@@ -25,9 +25,13 @@ class DataDirLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise a `ConfigError` naming the directory and the holder's pid."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Not O_TRUNC: the file of a running holder must keep its pid until we own the lock.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Not O_TRUNC: the file of a running holder must keep its pid until we own the lock.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            problem = f"cannot use {self.path.parent} ({exc.strerror})"
+            raise ConfigError("AITRADER_DATA_DIR", problem) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
