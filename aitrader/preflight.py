@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from collections.abc import Mapping
 from typing import Final, get_args
@@ -46,6 +47,8 @@ def check_market_settings(settings: Settings) -> None:
 def check_service_settings(services: list[str]) -> None:
     """Load each service's own settings class from the environment, as its process will."""
     for name in services:
+        if importlib.util.find_spec(f"services.{name}.main") is None:
+            continue  # not in this build: `up` warns and skips it
         module = importlib.import_module(f"services.{name}.main")
         settings = load_settings(getattr(module, "SETTINGS_CLASS", Settings))
         check_market_settings(settings)

@@ -69,6 +69,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name)
         if value is not None:
             env[f"AITRADER_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
+    if env.get("AITRADER_LOG_FORMAT") == "auto":
+        # The children write into a pipe (aitrader.supervise passes it through): they would pick
+        # JSON; they log the way `up` itself does, for the terminal or not.
+        env["AITRADER_LOG_FORMAT"] = "console" if sys.stderr.isatty() else "json"
     return env
 
 

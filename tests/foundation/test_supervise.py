@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aitrader.supervise import Restarts, Stack, spawn, stop_children, supervise
-from aitrader.up import run_until_stopped
+from aitrader.up import run_until_stopped, settings_env
 from shared.errors import ConfigError
 from shared.settings import Settings
 
@@ -80,3 +80,10 @@ async def test_up_stops_the_stack_with_a_services_configuration_error(
     assert str(caught.value).startswith(
         "positions: AITRADER_POSITIONS_BATCH_SIZE: Input should be greater than or equal to 1")
     assert not (tmp_path / "ports.json").exists()  # the stack was stopped and cleaned up
+
+
+def test_children_log_in_the_format_up_itself_would_choose() -> None:
+    # Under pytest stderr is no terminal: `auto` resolves as it would in `up` (json), not left to
+    # the children, whose stderr is always a pipe.
+    assert settings_env(Settings(log_format="auto"))["AITRADER_LOG_FORMAT"] == "json"
+    assert settings_env(Settings(log_format="console"))["AITRADER_LOG_FORMAT"] == "console"
