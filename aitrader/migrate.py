@@ -106,10 +106,23 @@ async def migrate(dsn: str, directory: Path | None = None) -> list[Migration]:
 
 
 async def _migrate_locked(conn: asyncpg.Connection, wanted: list[Migration]) -> list[Migration]:
-    await conn.execute(_BOOKKEEPING)
-    rows = await conn.fetch("SELECT version, name, checksum FROM aitrader.schema_migrations")
+    try:
+        await conn.execute(_BOOKKEEPING)
+        rows = await conn.fetch("SELECT version, name, checksum FROM aitrader.schema_migrations")
+    except asyncpg.PostgresError as exc:  # e.g. a role without CREATE on the database
+        raise MigrationError(f"cannot record migrations in aitrader.schema_migrations: {exc}") from None
     applied = {r["version"]: r for r in rows}
-    by_version = {m.version: m for m in wanted}
+    _check_applied(applied, {m.version: m for m in wanted})
+    done: list[Migration] = []
+    for migration in wanted:
+        if migration.version not in applied:
+            await _apply(conn, migration)
+            done.append(migration)
+    return done
+
+
+def _check_applied(applied: dict[int, asyncpg.Record], by_version: dict[int, Migration]) -> None:
+    """Every applied migration still has its file, unchanged."""
     for version, row in sorted(applied.items()):
         migration = by_version.get(version)
         if migration is None:
@@ -120,10 +133,11 @@ async def _migrate_locked(conn: asyncpg.Connection, wanted: list[Migration]) -> 
                 f"(checksum {migration.checksum[:12]} != recorded {row['checksum'][:12]}); "
                 "add a new migration instead of editing an applied one"
             )
-    done: list[Migration] = []
-    for migration in wanted:
-        if migration.version in applied:
-            continue
+
+
+async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
+    """One migration and its record, in one transaction (a failure leaves neither)."""
+    try:
         async with conn.transaction():
             await conn.execute(migration.sql)
             await conn.execute(
@@ -132,8 +146,8 @@ async def _migrate_locked(conn: asyncpg.Connection, wanted: list[Migration]) -> 
                 migration.name,
                 migration.checksum,
             )
-        done.append(migration)
-    return done
+    except asyncpg.PostgresError as exc:
+        raise MigrationError(f"{migration.path.name} failed, nothing of it applied: {exc}") from None
 
 
 State = Literal["applied", "pending", "edited", "missing"]

@@ -159,3 +159,24 @@ def test_the_installed_wheel_migrates_from_outside_the_repo(empty_dsn: str, tmp_
     assert applied.stdout.splitlines() == [f"applied {name}.sql" for name in names]
     status_lines = aitrader("migrate", "--status", "--database-url", empty_dsn).stdout.splitlines()
     assert [line.rsplit(" ", 2)[:2] for line in status_lines] == [[name, "applied"] for name in names]
+
+
+async def test_a_role_that_may_not_create_the_schema_is_one_line(pg_admin_dsn: str, empty_dsn: str) -> None:
+    role = f"aitrader_ro_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(pg_admin_dsn)
+    await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        dsn = empty_dsn.replace("postgres@", f"{role}@", 1)
+        if role not in dsn:
+            pytest.skip("the admin DSN does not name the role postgres")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AITRADER_")}
+        result = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "aitrader.cli", "migrate", "--database-url", dsn],
+            env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == ("aitrader: migration error: cannot record migrations in "
+                                         "aitrader.schema_migrations: permission denied for database "
+                                         f"{empty_dsn.rsplit('/', 1)[1]}")
+    finally:
+        await admin.execute(f'DROP ROLE "{role}"')
+        await admin.close()
