@@ -19,14 +19,12 @@ RUN mkdir -p aitrader services shared \
 COPY aitrader ./aitrader
 COPY shared ./shared
 COPY services ./services
-COPY migrations ./migrations
 COPY deploy ./deploy
 RUN pip install --no-deps -c constraints.txt . \
  && useradd --system --uid 10001 --no-create-home aitrader \
  && install -d -o aitrader -m 0700 /var/lib/aitrader /var/lib/aitrader/audit-spill
 
-# Migrations are read from here (the package does not ship the top-level migrations/ dir).
-ENV AITRADER_MIGRATIONS_DIR=/app/migrations
+# The migrations ship inside the package (aitrader/migrations/, package data).
 USER aitrader
 ENTRYPOINT ["aitrader"]
 CMD ["--help"]
