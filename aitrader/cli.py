@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "healthcheck": "aitrader.service_commands:healthcheck_command",
     "okx-sim": "services.okx_sim.cli:command",
     "replay": "services.positions.cli:replay_command",
+    "reconcile": "services.ingest.cli:reconcile_command",
     "token": "services.mcp_gateway.cli:token_group",
     "mcp": "services.mcp_gateway.cli:mcp_command",
     "demo": "aitrader.demo:demo_command",

@@ -4,7 +4,10 @@ agrees afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -160,3 +163,54 @@ async def test_a_ledger_that_agrees_has_no_issue_and_a_second_pass_adds_none(
 
 async def _passes(app: Any) -> bool:
     return bool(app.reconciler is not None and app.reconciler.passes >= 1)
+
+
+def _env(cfg: Any) -> dict[str, str]:
+    """The command's environment: ingest's settings as a user sets them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AITRADER_")}
+    for name in ("database_url", "nats_url", "nats_subject_root", "nats_stream_prefix",
+                 "okx_rest_url", "account", "account_mode"):
+        env[f"AITRADER_{name.upper()}"] = str(getattr(cfg, name))
+    for name in ("okx_api_key", "okx_secret_key", "okx_passphrase"):
+        env[f"AITRADER_{name.upper()}"] = getattr(cfg, name).get_secret_value()
+    return env
+
+
+async def _reconcile_command(cfg: Any, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from aitrader.cli import main; main()", "reconcile", *args,
+        env=_env(cfg), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_the_reconcile_command_heals_and_says_so(
+        settings: Settings, sim: SimHandle, trader: OkxRest, db_pool: asyncpg.Pool,
+        positions: None) -> None:
+    cfg = ingest_settings(settings, sim, **QUIET)
+    async with running(cfg) as app:
+        assert app.account is not None
+        account_id = app.account.account_id
+        sim.advance(1)
+        await place(trader, "BTC-USDT-SWAP", "buy", "1")
+        await _stored(db_pool, account_id, 1)
+    sim.advance(1)
+    await place(trader, "BTC-USDT-SWAP", "buy", "2")  # no ingest running: nobody hears it
+    code, out = await _reconcile_command(cfg)
+    assert code == 0, out
+    assert "fill " in out and "backfill" in out and "0 open" in out, out
+    assert KEY not in out  # no secret in what it prints
+    row = await db_pool.fetchrow("SELECT quantity FROM aitrader.positions_open"
+                                 " WHERE account_id = $1", account_id)
+    assert row is not None and row["quantity"] == Decimal(3)
+    code, out = await _reconcile_command(cfg)
+    assert (code, out.strip().splitlines()[-1].endswith("0 healed, 0 open")) == (0, True), out
+
+
+async def test_the_reconcile_command_refuses_an_unknown_account(
+        settings: Settings, sim: SimHandle) -> None:
+    code, out = await _reconcile_command(ingest_settings(settings, sim, **QUIET),
+                                         "--account", "no-such-account")
+    assert code == 2 and len(out.strip().splitlines()) == 1, out
+    assert "no account 'no-such-account'" in out
