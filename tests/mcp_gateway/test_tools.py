@@ -183,6 +183,33 @@ async def _open(
     )
 
 
+async def test_account_state_says_when_the_book_is_in_doubt(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    """Never reconciled: in doubt. Reconciled with an open difference: in doubt, and the
+    difference is shown; another account's issues and resolved ones are not."""
+    a, b = accounts["a"], accounts["b"]
+    await seed.balance(db_pool, a)
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        never = ok(await call(client, "get_account_state"))["reconciliation"]
+        await db_pool.execute("UPDATE aitrader.accounts SET last_reconciled_at = now() WHERE id = $1", a)
+        clean = ok(await call(client, "get_account_state"))["reconciliation"]
+        for account, resolved in ((a, False), (a, True), (b, False)):
+            await db_pool.execute(
+                """INSERT INTO aitrader.reconciliation_issues
+                       (id, account_id, kind, subject, expected, found, resolved_at, resolution)
+                   VALUES (gen_random_uuid(), $1, 'position', $2, '{"quantity": "0"}',
+                           '{"quantity": "1.5"}', CASE WHEN $3 THEN now() END,
+                           CASE WHEN $3 THEN 'exchange_wins' END)""",
+                account, f"BTC-USDT-SWAP:net:{resolved}", resolved)
+        doubt = ok(await call(client, "get_account_state"))["reconciliation"]
+    assert (never["last_reconciled_at"], never["in_doubt"], never["open"]) == (None, True, [])
+    assert (clean["in_doubt"], clean["open"]) == (False, []) and clean["last_reconciled_at"]
+    assert doubt["in_doubt"] is True
+    assert [(d["kind"], d["subject"], d["exchange"], d["ledger"]) for d in doubt["open"]] == [
+        ("position", "BTC-USDT-SWAP:net:False", {"quantity": "0"}, {"quantity": "1.5"})]
+
+
 async def test_account_state_price_fallbacks_order_and_stored_plans(
     gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
 ) -> None:
