@@ -10,6 +10,7 @@ import structlog
 
 from .config import DEFAULT_SYMBOLS, AccountSpec, SimConfig
 from .runner import run_sim
+from .state import StateError
 
 log = structlog.get_logger("okx_sim")
 
@@ -33,10 +34,12 @@ log = structlog.get_logger("okx_sim")
 @click.option("--slippage", default="0", show_default=True, help="relative, e.g. 0.0005")
 @click.option("--speed", default="1", show_default=True, help="simulated seconds per second")
 @click.option("--no-liquidation", is_flag=True, help="never liquidate positions")
+@click.option("--state-file", type=click.Path(dir_okay=False), default=None,
+              help="keep accounts, orders, fills and positions here across restarts")
 def command(host: str, port: int, seed: int, symbols: str, pos_mode: str,
             accounts: tuple[str, ...], balance: str, tls_cert: str | None,
             tls_key: str | None, test_controls: bool, funding_interval: int, slippage: str,
-            speed: str, no_liquidation: bool) -> None:
+            speed: str, no_liquidation: bool, state_file: str | None) -> None:
     """Run a local exchange that speaks OKX v5 (REST and websockets on one port)."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -48,11 +51,15 @@ def command(host: str, port: int, seed: int, symbols: str, pos_mode: str,
             symbols=tuple(s.strip() for s in symbols.split(",") if s.strip()),
             accounts=specs, pos_mode=pos_mode, tls_cert=tls_cert, tls_key=tls_key,
             test_controls=test_controls, funding_interval_s=funding_interval,
-            slippage=Decimal(slippage), speed=Decimal(speed), liquidation=not no_liquidation)
+            slippage=Decimal(slippage), speed=Decimal(speed), liquidation=not no_liquidation,
+            state_file=state_file)
         config.instrument_specs()
     except (ValueError, ArithmeticError) as err:
         raise click.UsageError(str(err)) from err
-    asyncio.run(_serve(config))
+    try:
+        asyncio.run(_serve(config))
+    except (StateError, OSError) as err:
+        raise click.ClickException(str(err)) from None
 
 
 async def _serve(config: SimConfig) -> None:

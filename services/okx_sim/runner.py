@@ -133,3 +133,4 @@ async def run_sim(config: SimConfig | None = None) -> AsyncIterator[SimHandle]:
         server.should_exit = True
         await asyncio.gather(task, return_exceptions=True)
         sock.close()
+        await core.close()
