@@ -19,7 +19,7 @@ from .exchange import Exchange
 from .hub import Hub
 from .market import Market
 from .models import Event
-from .saving import Saver
+from .saving import Saver, lock
 from .state import Encoder, load, restore
 
 log = structlog.get_logger("okx_sim")
@@ -65,26 +65,34 @@ class SimCore:
             default_lever=config.default_lever,
         )
         self.funding_period = self.clock.now() // self.market.funding_interval_ms
+        self.keys = {a.api_key: ApiKey(a.api_key, a.secret, a.passphrase)
+                     for a in config.accounts}
+        self.hub = Hub(self, config.idle_timeout_s)
         self.saver: Saver | None = None
         if config.state_file:
             self._open_state(Path(config.state_file))
-        self.keys: dict[str, ApiKey] = {}
-        for spec in config.accounts:
-            if spec.api_key not in self.exchange.accounts:  # else restored from the state file
-                self.exchange.add_account(spec, config.okx_pos_mode)
-            self.keys[spec.api_key] = ApiKey(spec.api_key, spec.secret, spec.passphrase)
-        self.hub = Hub(self, config.idle_timeout_s)
+        self._add_accounts()
         self.refresh()
-        if self.saver is not None:
-            self.saver.save_now()  # fails fast on an unwritable path; records new accounts
-            self.exchange.on_change = self.saver.changed
+
+    def _add_accounts(self) -> None:
+        for spec in self.config.accounts:
+            if spec.api_key not in self.exchange.accounts:  # else restored from the state file
+                self.exchange.add_account(spec, self.config.okx_pos_mode)
 
     def _open_state(self, path: Path) -> None:
-        snapshot = load(path)
-        if snapshot is not None:
-            restore(self, snapshot, path)
-        encoder = Encoder()
-        self.saver = Saver(path, lambda: encoder.encode(self))
+        held = lock(path)
+        try:
+            snapshot = load(path)
+            if snapshot is not None:
+                restore(self, snapshot, path)
+            self._add_accounts()
+            encoder = Encoder()
+            self.saver = Saver(path, lambda: encoder.encode(self), held)
+            self.saver.save_now()  # fails fast on an unwritable file; records new accounts
+        except BaseException:
+            held.close()
+            raise
+        self.exchange.on_change = self.saver.changed
 
     def changed(self) -> None:
         """The market or the clock was moved by a control: save like any exchange change."""

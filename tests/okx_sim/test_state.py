@@ -102,7 +102,9 @@ async def views(okx: Okx) -> dict[str, list[dict[str, Any]]]:
 
 
 async def trade(sim: SimHandle, okx: Okx) -> str:
-    """Leverage 5, a long of 2.5 in three partial fills, a resting limit buy; its ordId."""
+    """A moved market, leverage 5, a long of 2.5 in three partial fills, a resting limit buy;
+    returns the resting order's ordId."""
+    sim.set_price(BTC, "61234.5")  # a shift of the seeded walk: must survive the restart
     lever = await okx.call("POST", "/api/v5/account/set-leverage",
                            {"instId": BTC, "lever": "5", "mgnMode": "cross"})
     assert lever["code"] == "0", lever
@@ -217,12 +219,21 @@ async def test_unusable_file_is_a_one_line_error(path: Path, how: Callable[[str]
     assert problem in message, message
 
 
-async def test_other_seed_is_refused(path: Path) -> None:
+async def test_other_seed_is_refused_and_a_failed_start_releases_the_file(path: Path) -> None:
     async with serving(config(path)):
         pass
     with pytest.raises(StateError, match="written with seed 42, not 7"):
         async with run_sim(config(path, seed=7)):
             pass
+    async with serving(config(path)):
+        pass
+
+
+async def test_two_sims_cannot_share_a_state_file(path: Path) -> None:
+    async with serving(config(path)):
+        with pytest.raises(StateError, match=r"in use by another okx-sim \(it holds .*\.lock\)"):
+            async with run_sim(config(path)):
+                pass
 
 
 def test_cli_reports_a_corrupt_state_file_in_one_line(path: Path) -> None:
