@@ -58,7 +58,7 @@ def command(host: str, port: int, seed: int, symbols: str, pos_mode: str,
         raise click.UsageError(str(err)) from err
     try:
         asyncio.run(_serve(config))
-    except (StateError, OSError) as err:
+    except StateError as err:
         raise click.ClickException(str(err)) from None
 
 

@@ -20,7 +20,7 @@ from .hub import Hub
 from .market import Market
 from .models import Event
 from .saving import Saver, lock
-from .state import Encoder, load, restore
+from .state import Encoder, StateError, load, restore
 
 log = structlog.get_logger("okx_sim")
 
@@ -89,6 +89,9 @@ class SimCore:
             encoder = Encoder()
             self.saver = Saver(path, lambda: encoder.encode(self), held)
             self.saver.save_now()  # fails fast on an unwritable file; records new accounts
+        except OSError as err:
+            held.close()
+            raise StateError(f"state file {path}: cannot write it ({err.strerror})") from None
         except BaseException:
             held.close()
             raise

@@ -22,6 +22,7 @@ import pytest
 from services.okx_sim import AccountSpec, SimConfig, SimHandle, run_sim
 from services.okx_sim.auth import rest_prehash, sign
 from services.okx_sim.config import instrument_for
+from services.okx_sim.saving import Saver, lock
 from services.okx_sim.state import StateError
 
 from .conftest import KEY, PASSPHRASE, SECRET, START_MS, base_config
@@ -222,11 +223,11 @@ async def test_unusable_file_is_a_one_line_error(path: Path, how: Callable[[str]
 async def test_other_seed_is_refused_and_a_failed_start_releases_the_file(path: Path) -> None:
     async with serving(config(path)):
         pass
-    with pytest.raises(StateError, match="written with seed 42, not 7"):
+    with pytest.raises(StateError, match="written with seed 42, not 7") as caught:
         async with run_sim(config(path, seed=7)):
             pass
-    async with serving(config(path)):
-        pass
+    async with serving(config(path)):  # caught's traceback keeps the failed start's frames
+        assert caught.value  # alive: only an explicit release lets this start
 
 
 async def test_two_sims_cannot_share_a_state_file(path: Path) -> None:
@@ -245,3 +246,20 @@ def test_cli_reports_a_corrupt_state_file_in_one_line(path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"Error: state file {path}: not valid JSON, truncated or corrupt "
         "(Expecting value: line 1 column 28 (char 27))"]
+
+
+async def test_unwritable_place_is_a_one_line_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir" / "okx-sim.json"
+    with pytest.raises(StateError, match=r"^state file .*: cannot create .*\.lock \(No such"):
+        async with run_sim(config(missing)):
+            pass
+
+
+async def test_close_writes_what_the_pending_save_would_have(tmp_path: Path) -> None:
+    target = tmp_path / "saver.json"
+    state = {"n": 0}
+    saver = Saver(target, lambda: json.dumps(state), lock(target), delay=3600)
+    saver.changed()  # first save due in an hour
+    state["n"] = 1
+    await saver.close()  # a clean stop does not wait for it, and loses nothing
+    assert doc(target) == {"n": 1}
