@@ -285,12 +285,13 @@ def restore(core: SimCore, snap: Snapshot, path: Path) -> None:
     for kind, seq in (("ord", ex.ord_ids), ("trade", ex.trade_ids), ("bill", ex.bill_ids),
                       ("pos", ex.pos_ids)):
         seq.next = max(seq.next, snap.ids[kind])
-    for sym, shifts in snap.offsets.items():
-        if sym in core.market.offsets:
-            core.market.offsets[sym] = shifts
+    core.market.offsets.update(snap.offsets)  # an unlisted symbol's are kept for later
     core.clock.resume_after(snap.saved_at_ms)
-    if snap.funding_interval_ms == core.market.funding_interval_ms:
+    interval = core.market.funding_interval_ms
+    if snap.funding_interval_ms == interval:
         core.funding_period = snap.funding_period  # missed settlements happen on the next tick
+    else:  # periods of another length cannot be matched up: settle from now on
+        core.funding_period = core.clock.now() // interval
 
 
 def _check_listed(acct: Account, core: SimCore, path: Path) -> None:

@@ -126,10 +126,11 @@ async def test_restart_serves_the_same_exchange(path: Path) -> None:
     fills = before["/api/v5/trade/fills-history?instType=SWAP"]
     assert [f["fillSz"] for f in fills] == ["0.5", "1", "1"]  # newest first: partial fills
     assert [o["ordId"] for o in before["/api/v5/trade/orders-pending"]] == [resting]
+    assert [p["lever"] for p in before["/api/v5/account/positions"]] == ["5"]
 
     async with serving(config(path)) as (sim, okx):
         assert sim.now() > saved_now  # time never goes back across a restart
-        assert await views(okx) == before  # a frozen clock: nothing else may differ
+        assert await views(okx) == before  # every ts in these is a record's own: unchanged
         sim.set_price(BTC, str(D(before["/api/v5/trade/orders-pending"][0]["px"]) - 1))
         assert await okx.get("/api/v5/trade/orders-pending") == []  # the resting order filled
         closed = await okx.order(side="sell", sz="3.5", reduceOnly="true")
@@ -228,6 +229,16 @@ async def test_other_seed_is_refused_and_a_failed_start_releases_the_file(path: 
             pass
     async with serving(config(path)):  # caught's traceback keeps the failed start's frames
         assert caught.value  # alive: only an explicit release lets this start
+
+
+async def test_a_held_instrument_must_stay_listed(path: Path) -> None:
+    async with serving(config(path)) as (_, okx):
+        assert (await okx.order(side="buy", sz="1"))["code"] == "0"
+    eth_only = base_config(None, symbols=("ETH-USDT-SWAP",), state_file=str(path))
+    with pytest.raises(StateError, match=f"account {KEY} holds positions or open orders in "
+                                         f"{BTC}, which is not listed"):
+        async with run_sim(eth_only):
+            pass
 
 
 async def test_two_sims_cannot_share_a_state_file(path: Path) -> None:
