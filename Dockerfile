@@ -8,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first (pinned), so code changes do not reinstall them.
+# Dependencies first (pinned), so code changes do not reinstall them. Not the `[embedded]`
+# extra: compose runs PostgreSQL and NATS in their own containers.
 COPY pyproject.toml constraints.txt README.md ./
 RUN mkdir -p aitrader services shared \
  && touch aitrader/__init__.py services/__init__.py shared/__init__.py \
@@ -18,12 +19,12 @@ RUN mkdir -p aitrader services shared \
 COPY aitrader ./aitrader
 COPY shared ./shared
 COPY services ./services
-COPY migrations ./migrations
+COPY deploy ./deploy
 RUN pip install --no-deps -c constraints.txt . \
- && useradd --system --uid 10001 --no-create-home aitrader
+ && useradd --system --uid 10001 --no-create-home aitrader \
+ && install -d -o aitrader -m 0700 /var/lib/aitrader /var/lib/aitrader/audit-spill
 
-# Migrations are read from here (the package does not ship the top-level migrations/ dir).
-ENV AITRADER_MIGRATIONS_DIR=/app/migrations
+# The migrations ship inside the package (aitrader/migrations/, package data).
 USER aitrader
 ENTRYPOINT ["aitrader"]
 CMD ["--help"]

@@ -1,24 +1,33 @@
 # Two commands on a fresh machine: `make up` runs the product, `make test` runs the tests.
-# Both create the virtualenv and install the pinned dependencies first (only when needed).
+# Both create the virtualenv and install the pinned dependencies first (only when needed):
+# `make up` / `make install` only what the product runs on, `make test` / `make lint` the
+# `[test]` extra too. One stamp each, so `make up` after `make test` installs nothing.
 
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-MARKET ?= sim
-STAMP  := $(VENV)/.installed
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+MARKET  ?= sim
+RUNTIME := $(VENV)/.installed-runtime
+STAMP   := $(VENV)/.installed
 
 .PHONY: up test install demo lint faults bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUNTIME): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $(RUNTIME)
+
+$(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
-	touch $(STAMP)
+	touch $(RUNTIME) $(STAMP)
 
-install: $(STAMP)
+install: $(RUNTIME)
 
-up: $(STAMP)
+up: $(RUNTIME)
 	$(BIN)/aitrader up --market $(MARKET)
 
 test: $(STAMP)
@@ -27,7 +36,7 @@ test: $(STAMP)
 faults: $(STAMP)
 	$(BIN)/pytest -m faults
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/aitrader demo
 
 lint: $(STAMP)

@@ -11,14 +11,17 @@ from typing import Any
 
 import click
 
+from shared.version import VERSION
+
 # name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, str] = {
     "migrate": "aitrader.cli_common:migrate_command",
     "up": "aitrader.up:up_command",
-    "run": "aitrader.up:run_command",
-    "healthcheck": "aitrader.up:healthcheck_command",
+    "run": "aitrader.service_commands:run_command",
+    "healthcheck": "aitrader.service_commands:healthcheck_command",
     "okx-sim": "services.okx_sim.cli:command",
     "replay": "services.positions.cli:replay_command",
+    "reconcile": "services.ingest.cli:reconcile_command",
     "token": "services.mcp_gateway.cli:token_group",
     "mcp": "services.mcp_gateway.cli:mcp_command",
     "demo": "aitrader.demo:demo_command",
@@ -55,6 +58,7 @@ def _missing(name: str) -> click.Command:
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(VERSION, "--version", "-V", prog_name="aitrader", message="%(prog)s %(version)s")
 def cli() -> None:
     """AiTrader data plane: OKX perpetual swaps under AI agents."""
 

@@ -42,12 +42,18 @@ def cli_settings(**overrides: Any) -> Settings:
 
 @click.command("migrate")
 @click.option("--database-url", envvar="AITRADER_DATABASE_URL", help="PostgreSQL URL.")
+@click.option("--status", "show_status", is_flag=True, help="List each migration: applied or pending.")
 @friendly_errors
-def migrate_command(database_url: str | None) -> None:
+def migrate_command(database_url: str | None, show_status: bool) -> None:
     """Apply pending database migrations (a no-op when up to date)."""
-    from aitrader.migrate import migrate
+    from aitrader.migrate import migrate, status
 
     settings = cli_settings(database_url=database_url) if database_url else cli_settings()
+    if show_status:
+        for item in asyncio.run(status(settings.require_database_url())):
+            since = f" {item.applied_at}" if item.applied_at else ""
+            click.echo(f"{item.version:04d}_{item.name} {item.state}{since}")
+        return
     applied = asyncio.run(migrate(settings.require_database_url()))
     if applied:
         for migration in applied:

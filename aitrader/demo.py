@@ -3,7 +3,8 @@
 Embedded PostgreSQL + NATS in a fresh temporary directory, okx_sim, every service as its own
 process, then an agent that talks to the gateway over streamable HTTP with the official MCP
 client: it reads market data, opens, adjusts and closes positions on two symbols, sets exit
-plans, and prints a summary (closed positions, realized PnL, performance, tool-call latencies).
+plans, and prints a summary (closed trades, open positions, return, drawdown, fees and funding,
+performance, an equity curve, tool-call latencies; see `aitrader.summary`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,17 @@ from mcp.client.streamable_http import streamable_http_client
 
 from aitrader.cli_common import cli_settings, friendly_errors
 from aitrader.embedded import free_port
+from aitrader.summary import (
+    PERFORMANCE_FIELDS,
+    EquityPoint,
+    OpenPosition,
+    Performance,
+    Summary,
+    plan_text,
+    render,
+    shown,
+)
+from aitrader.summary_db import read_stored
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -78,15 +92,16 @@ class Agent:
         return result
 
 
-async def run_script(agent: Agent, pool: asyncpg.Pool) -> None:
-    """Open, adjust and close positions on two symbols."""
+async def run_script(agent: Agent, pool: asyncpg.Pool) -> EquityPoint | None:
+    """Open, adjust and close positions on two symbols; return the equity before the first trade."""
     for symbol in SYMBOLS:
         data = await agent.call("get_market_data", symbol=symbol, timeframes=TIMEFRAMES, limit=5)
         last = data["series"][0]["candles"][-1] if data["series"][0]["candles"] else {}
         click.echo(
-            f"  {symbol}: close {last.get('price')} EMA20 {last.get('ema20')} RSI14 {last.get('rsi14')}"
+            f"  {symbol}: close {shown(last.get('price'))} EMA20 {shown(last.get('ema20'))} "
+            f"RSI14 {shown(last.get('rsi14'))}"
         )
-    await agent.call("get_account_state")
+    start = equity_point(await agent.call("get_account_state"))
     plan = {"invalidation_condition": "1m close below EMA50"}
     await agent.trade(
         "BTC-USDT-SWAP", "buy", "2", "demo-btc-open", leverage="5", confidence="72", exit_plan=plan
@@ -107,8 +122,8 @@ async def run_script(agent: Agent, pool: asyncpg.Pool) -> None:
     for position in state["positions"]:
         click.echo(
             f"  open {position['side']:5} {position['contracts']:>5} {position['symbol']:<14} "
-            f"entry {position['entry_price']} confidence {position['confidence']} "
-            f"plan {position['exit_plan']}"
+            f"entry {position['entry_price']} confidence {shown(position['confidence'])} "
+            f"plan {plan_text(position['exit_plan'])}"
         )
     await hold(agent, seconds=HOLD_SECONDS)
     await agent.trade(
@@ -128,6 +143,7 @@ async def run_script(agent: Agent, pool: asyncpg.Pool) -> None:
     await until(
         lambda: pool.fetchval("SELECT count(*) = 0 FROM aitrader.positions_open"), "positions to close"
     )
+    return start
 
 
 async def hold(agent: Agent, seconds: float) -> None:
@@ -138,42 +154,16 @@ async def hold(agent: Agent, seconds: float) -> None:
         await asyncio.sleep(min(4.0, max(0.0, deadline - time.monotonic())))
         state = await agent.call("get_account_state")
         upnl = ", ".join(
-            f"{p['symbol']} {p['mark_price']} uPnL {p['unrealized_pnl_usdt']}" for p in state["positions"]
+            f"{p['symbol']} {shown(p['mark_price'])} uPnL {shown(p['unrealized_pnl_usdt'])}"
+            for p in state["positions"]
         )
-        click.echo(f"    equity {state['equity_usdt']}  {upnl}")
+        click.echo(f"    equity {shown(state['equity_usdt'])}  {upnl}")
 
 
-async def print_summary(agent: Agent, pool: asyncpg.Pool) -> None:
-    closed = await pool.fetch(
-        """SELECT symbol, side, quantity, entry_price, exit_price, realized_pnl_usdt, fee_usdt,
-                  average_confidence, exit_reason
-           FROM aitrader.positions_closed ORDER BY exit_time"""
-    )
-    click.echo("\nClosed positions")
-    for row in closed:
-        click.echo(
-            f"  {row['symbol']:<14} {row['side']:5} {row['quantity']:>6} contracts  "
-            f"entry {row['entry_price']}  exit {row['exit_price']}  net PnL {row['realized_pnl_usdt']} "
-            f"(fees {row['fee_usdt']})  confidence {row['average_confidence']}  [{row['exit_reason']}]"
-        )
-    total = sum((row["realized_pnl_usdt"] for row in closed), start=0)
-    click.echo(f"  realized PnL, net of fees: {total} USDT over {len(closed)} positions")
-    metrics = await until(
-        lambda: _performance(agent, len(closed)), "the performance snapshot to include the trades"
-    )
-    click.echo("\nPerformance (all_time)")
-    for key in (
-        "win_rate",
-        "sharpe_ratio",
-        "average_leverage",
-        "average_confidence",
-        "biggest_win_usdt",
-        "biggest_loss_usdt",
-        "hold_ratio_long",
-        "hold_ratio_short",
-        "hold_ratio_flat",
-    ):
-        click.echo(f"  {key:<20} {metrics.get(key)}")
+async def print_summary(agent: Agent, pool: asyncpg.Pool, start: EquityPoint | None) -> None:
+    """The trader's summary (read from the database and the tools), then the tool latencies."""
+    summary = await collect_summary(agent, pool, start)
+    click.echo("\n" + render(summary))
     click.echo("\nTool-call latency (client side, ms)")
     for tool, values in sorted(agent.latencies.items()):
         click.echo(
@@ -191,6 +181,48 @@ async def print_summary(agent: Agent, pool: asyncpg.Pool) -> None:
 
     audited = await until(all_audited, "every tool call to be audited", timeout=5)
     click.echo(f"  every call audited: {audited} rows in mcp_tool_calls")
+
+
+async def collect_summary(agent: Agent, pool: asyncpg.Pool, start: EquityPoint | None) -> Summary:
+    """The summary's figures: trades, costs and equity history from the database; the open
+    positions, the equity now and the performance figures from the agent's tools."""
+    stored = await read_stored(pool, ACCOUNT)
+    closed = stored.closed
+    state = await agent.call("get_account_state")
+    metrics = await until(
+        lambda: _performance(agent, len(closed)), "the performance snapshot to include the trades"
+    )
+    now = equity_point(state)
+    points = sorted([p for p in (start, *stored.equity, now) if p is not None], key=lambda p: p.as_of)
+    return Summary(
+        closed=closed,
+        open=[_open_position(p) for p in state["positions"]],
+        equity=points,
+        fee_usdt=stored.fee_usdt,
+        funding_usdt=stored.funding_usdt,
+        performance=Performance(**{f: _dec(metrics.get(f)) for f in PERFORMANCE_FIELDS}),
+    )
+
+
+def equity_point(state: dict[str, Any]) -> EquityPoint | None:
+    """The account's live equity from a get_account_state result (None while unknown)."""
+    equity = state.get("equity_usdt")
+    return EquityPoint(datetime.fromisoformat(state["as_of"]), Decimal(equity)) if equity else None
+
+
+def _open_position(p: dict[str, Any]) -> OpenPosition:
+    return OpenPosition(
+        p["symbol"],
+        p["side"],
+        Decimal(p["contracts"]),
+        _dec(p["entry_price"]),
+        _dec(p["mark_price"]),
+        _dec(p["unrealized_pnl_usdt"]),
+    )
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
 
 
 async def _performance(agent: Agent, closed: int) -> dict[str, Any] | None:
@@ -234,8 +266,8 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
             await until(lambda: _healthy(settings), "the MCP gateway")
             click.echo(f"AiTrader demo: product up in {time.monotonic() - started:.1f} s; agent on {url}\n")
             async with agent_client(url, token) as agent:
-                await run_script(agent, pool)
-                await print_summary(agent, pool)
+                start = await run_script(agent, pool)
+                await print_summary(agent, pool, start)
         finally:
             await pool.close()
     click.echo(f"\nDone in {time.monotonic() - started:.1f} s.")

@@ -1,71 +1,51 @@
-"""`aitrader up` (the whole product on one machine) and `aitrader run <service>` (one service).
+"""`aitrader up`: the whole product on one machine.
 
-`up` uses the servers named by AITRADER_DATABASE_URL / AITRADER_NATS_URL, or starts an embedded
-PostgreSQL and an embedded `nats-server -js` whose data lives in the data directory (so a
-restart keeps it), migrates, declares the streams, optionally starts okx_sim (`--market sim`),
-then runs every service as its own process and stops all of it on Ctrl-C / SIGTERM.
+`up` takes the data directory's lock, checks everything it can before starting anything
+(`aitrader.preflight`), then uses the servers named by AITRADER_DATABASE_URL / AITRADER_NATS_URL
+or starts an embedded PostgreSQL and an embedded `nats-server -js` whose data lives in the data
+directory (so a restart keeps it), migrates, declares the streams, optionally starts okx_sim
+(`--market sim`), then runs every service as its own process (`aitrader.supervise`) and stops
+all of it on Ctrl-C / SIGTERM, or when a service exits with a configuration error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import secrets
 import signal
 import sys
-from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import click
-import platformdirs
 
 from aitrader.cli_common import cli_settings, friendly_errors
 from aitrader.embedded import EmbeddedNats, EmbeddedPostgres, free_port, port_in_use
+from aitrader.lock import DataDirLock
 from aitrader.migrate import migrate
+from aitrader.ports import (
+    SERVICES,
+    choose_health_ports,
+    default_data_dir,
+    health_env,
+    remove_ports,
+    write_ports,
+)
+from aitrader.preflight import preflight
+from aitrader.supervise import Stack, spawn, stop_children, supervise
 from shared.bus import connect_nats, ensure_streams
 from shared.errors import ConfigError
-from shared.health import DEFAULT_PORTS
 from shared.logging import get_logger
-from shared.runner import run_service
 from shared.settings import Settings
 from shared.subjects import Subjects
 
-SERVICES = ("ingest", "positions", "metrics", "mcp_gateway")
 log = get_logger("up")
-
-
-def default_data_dir() -> Path:
-    # As root, PostgreSQL runs as an unprivileged user who cannot enter /root: use /var/lib.
-    if os.geteuid() == 0:
-        return Path("/var/lib/aitrader")
-    return Path(platformdirs.user_data_dir("aitrader"))
 
 
 def service_available(name: str) -> bool:
     return importlib.util.find_spec(f"services.{name}.main") is not None
-
-
-@dataclass
-class Stack:
-    """Everything `up` started, so that it can be stopped in reverse order."""
-
-    env: dict[str, str] = field(default_factory=dict)
-    postgres: EmbeddedPostgres | None = None
-    nats: EmbeddedNats | None = None
-    children: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
-    commands: dict[str, list[str]] = field(default_factory=dict)
-
-    def stop_servers(self) -> None:
-        if self.nats:
-            self.nats.stop()
-            log.info("stopped", server="nats")
-        if self.postgres:
-            self.postgres.stop()
-            log.info("stopped", server="postgres")
 
 
 EXPORTED = (
@@ -89,25 +69,35 @@ def settings_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name)
         if value is not None:
             env[f"AITRADER_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
+    if env.get("AITRADER_LOG_FORMAT") == "auto":
+        # The children write into a pipe (aitrader.supervise passes it through): they would pick
+        # JSON; they log the way `up` itself does, for the terminal or not.
+        env["AITRADER_LOG_FORMAT"] = "console" if sys.stderr.isatty() else "json"
     return env
 
 
 def start_infrastructure(settings: Settings, data_dir: Path, stack: Stack) -> None:
-    """Use the configured servers, or start embedded ones with their data in `data_dir`."""
+    """Use the configured servers, or start embedded ones with their data in `data_dir`. A
+    server is recorded in `stack` (to be stopped) only once this `up` has started it."""
     if settings.database_url:
         stack.env["AITRADER_DATABASE_URL"] = settings.database_url
     else:  # start() refuses a port in use, naming AITRADER_EMBEDDED_PG_PORT
-        stack.postgres = EmbeddedPostgres(data_dir / "postgres", port=settings.embedded_pg_port)
-        stack.postgres.start()
-        stack.env["AITRADER_DATABASE_URL"] = stack.postgres.dsn
-        log.info("embedded_postgres", url=stack.postgres.dsn, data=str(stack.postgres.data_dir))
+        postgres = EmbeddedPostgres(data_dir / "postgres", port=settings.embedded_pg_port)
+        postgres.start()
+        stack.postgres = postgres
+        stack.env["AITRADER_DATABASE_URL"] = postgres.dsn
+        log.info("embedded_postgres", url=postgres.dsn, data=str(postgres.data_dir))
     if settings.nats_url:
         stack.env["AITRADER_NATS_URL"] = settings.nats_url
     else:  # start() refuses a port in use, naming AITRADER_EMBEDDED_NATS_PORT
-        stack.nats = EmbeddedNats(data_dir / "nats", port=settings.embedded_nats_port)
-        stack.nats.start()
-        stack.env["AITRADER_NATS_URL"] = stack.nats.url
-        log.info("embedded_nats", url=stack.nats.url, store=str(stack.nats.store_dir))
+        nats = EmbeddedNats(data_dir / "nats", port=settings.embedded_nats_port)
+        try:
+            nats.start()
+        finally:
+            if nats.process is not None:  # started, even if it then failed its readiness
+                stack.nats = nats
+        stack.env["AITRADER_NATS_URL"] = nats.url
+        log.info("embedded_nats", url=nats.url, store=str(nats.store_dir))
 
 
 async def prepare(settings: Settings, stack: Stack) -> None:
@@ -122,15 +112,9 @@ async def prepare(settings: Settings, stack: Stack) -> None:
         await nc.close()
 
 
-async def spawn(name: str, argv: list[str], env: dict[str, str], stack: Stack) -> None:
-    process = await asyncio.create_subprocess_exec(*argv, env={**os.environ, **env})
-    stack.children[name] = process
-    stack.commands[name] = argv
-    log.info("started", service=name, pid=process.pid)
-
-
 def sim_environment(stack: Stack, port: int) -> list[str]:
-    """okx_sim on loopback with a fresh demo key; ingest is pointed at it."""
+    """okx_sim on loopback with a fresh demo key; ingest is pointed at it. The key reaches the
+    simulator through the environment: its command line (which `ps` shows) holds no secret."""
     key, secret, passphrase = secrets.token_hex(8), secrets.token_hex(16), secrets.token_hex(6)
     base = f"127.0.0.1:{port}"
     stack.env.update(
@@ -141,56 +125,11 @@ def sim_environment(stack: Stack, port: int) -> list[str]:
         AITRADER_OKX_API_KEY=key,
         AITRADER_OKX_SECRET_KEY=secret,
         AITRADER_OKX_PASSPHRASE=passphrase,
+        AITRADER_OKX_SIM_ACCOUNTS=f"{key}:{secret}:{passphrase}:demo",
         AITRADER_ACCOUNT_MODE="simulated",
     )
     stack.env.setdefault("AITRADER_ACCOUNT", "sim-demo")
-    return [
-        sys.executable,
-        "-m",
-        "aitrader.cli",
-        "okx-sim",
-        "--port",
-        str(port),
-        "--account",
-        f"{key}:{secret}:{passphrase}",
-    ]
-
-
-RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
-
-
-async def supervise(stack: Stack) -> None:
-    """Restart a service that exits on its own, with backoff (a crash loop slows down)."""
-    failures: dict[str, int] = defaultdict(int)
-    while True:
-        waiters = {
-            asyncio.ensure_future(p.wait()): n for n, p in stack.children.items() if p.returncode is None
-        }
-        if not waiters:
-            return
-        done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        for task in done:
-            name = waiters[task]
-            delay = RESTART_BACKOFF[min(failures[name], len(RESTART_BACKOFF) - 1)]
-            failures[name] += 1
-            log.error("service_exited", service=name, code=task.result(), restart_in_s=delay)
-            await asyncio.sleep(delay)
-            await spawn(name, stack.commands[name], stack.env, stack)
-
-
-async def stop_children(stack: Stack, timeout: float = 15.0) -> None:
-    for process in stack.children.values():
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-    for name, process in stack.children.items():
-        try:
-            await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-        log.info("stopped", service=name, code=process.returncode)
+    return [sys.executable, "-m", "aitrader.cli", "okx-sim", "--port", str(port)]
 
 
 async def wait_for_port(port: int, timeout: float = 15.0) -> None:
@@ -201,13 +140,27 @@ async def wait_for_port(port: int, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def start_services(stack: Stack, services: list[str], health: Mapping[str, int]) -> None:
+    for name in services:
+        if not service_available(name):
+            log.warning("service_not_built", service=name)
+            continue
+        env = {**stack.env, **health_env(name, health)}
+        await spawn(name, [sys.executable, "-m", f"services.{name}"], env, stack)
+
+
 @asynccontextmanager
 async def running_stack(
-    settings: Settings, data_dir: Path, market: str, services: list[str]
+    settings: Settings,
+    data_dir: Path,
+    market: str,
+    services: list[str],
+    health: Mapping[str, int] | None = None,
 ) -> AsyncIterator[Stack]:
     """Infrastructure, migrations, streams, okx_sim (for `sim`) and the services; all stopped
-    in reverse order on exit."""
+    in reverse order on exit. `stack.monitor`, the supervisor, ends on a configuration error."""
     stack = Stack(env=settings_env(settings))
+    health = choose_health_ports(None) if health is None else health
     monitor: asyncio.Task[None] | None = None
     try:
         start_infrastructure(settings, data_dir, stack)
@@ -217,35 +170,58 @@ async def running_stack(
             await spawn("okx_sim", sim_environment(stack, port), stack.env, stack)
             await wait_for_port(port)
             log.info("okx_sim", url=f"http://127.0.0.1:{port}")
-        for name in services:
-            if not service_available(name):
-                log.warning("service_not_built", service=name)
-                continue
-            env = {**stack.env, **health_env(name)}
-            await spawn(name, [sys.executable, "-m", f"services.{name}"], env, stack)
+        await start_services(stack, services, health)
+        ports = {**health, "mcp_gateway": settings.mcp_port}
+        write_ports(data_dir, {name: port for name, port in ports.items() if name in services})
         log.info(
             "ready",
             database=stack.env["AITRADER_DATABASE_URL"],
             nats=stack.env["AITRADER_NATS_URL"],
             mcp=f"http://{settings.mcp_host}:{settings.mcp_port}/mcp",
+            health={name: port for name, port in health.items() if name in services},
         )
-        monitor = asyncio.create_task(supervise(stack), name="supervise")
+        monitor = stack.monitor = asyncio.create_task(supervise(stack), name="supervise")
         yield stack
     finally:
         if monitor is not None:
             monitor.cancel()
+            with suppress(asyncio.CancelledError, ConfigError):
+                await monitor
         await stop_children(stack)
         stack.stop_servers()
+        remove_ports(data_dir)
 
 
-async def run_up(settings: Settings, data_dir: Path, market: str, services: list[str]) -> None:
+async def run_up(
+    settings: Settings, data_dir: Path, market: str, services: list[str], health_base: int | None
+) -> None:
+    """Lock, check, run until a signal (or a service's configuration error, raised)."""
+    lock = DataDirLock(data_dir)
+    lock.acquire()
+    try:
+        health = choose_health_ports(health_base)
+        await preflight(settings, market, services, health)
+        await run_until_stopped(settings, data_dir, market, services, health)
+    finally:
+        lock.release()
+
+
+async def run_until_stopped(
+    settings: Settings, data_dir: Path, market: str, services: list[str], health: Mapping[str, int]
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with running_stack(settings, data_dir, market, services):
-            await stop.wait()
+        async with running_stack(settings, data_dir, market, services, health) as stack:
+            assert stack.monitor is not None
+            monitor = stack.monitor
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([stopping, monitor], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if monitor.done() and not monitor.cancelled() and (error := monitor.exception()):
+                raise error  # a service's configuration error: everything stops, up exits 2
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -263,7 +239,7 @@ async def run_up(settings: Settings, data_dir: Path, market: str, services: list
     "--data-dir",
     type=click.Path(path_type=Path),
     envvar="AITRADER_DATA_DIR",
-    help="Where embedded servers keep their data (default: per-user data dir).",
+    help="Where embedded servers keep their data (default: per-user data dir); one `up` per dir.",
 )
 @click.option(
     "--services",
@@ -272,13 +248,19 @@ async def run_up(settings: Settings, data_dir: Path, market: str, services: list
     show_default=True,
     help="Comma list of services to run, 'all' or 'none' (infrastructure only).",
 )
+@click.option(
+    "--health-port-base",
+    type=click.IntRange(1, 65533),
+    envvar="AITRADER_HEALTH_PORT_BASE",
+    help="Health ports: this, +1, +2 for ingest, positions, metrics (default: free ports).",
+)
 @friendly_errors
-def up_command(market: str, data_dir: Path | None, service_list: str) -> None:
+def up_command(market: str, data_dir: Path | None, service_list: str, health_port_base: int | None) -> None:
     """Run the whole product on this machine (embedded servers unless URLs are set)."""
     settings = cli_settings()
     chosen = parse_services(service_list)
     directory = data_dir or settings.data_dir or default_data_dir()
-    asyncio.run(run_up(settings, directory, market, chosen))
+    asyncio.run(run_up(settings, directory, market, chosen, health_port_base))
 
 
 def parse_services(value: str) -> list[str]:
@@ -291,50 +273,3 @@ def parse_services(value: str) -> list[str]:
     if unknown:
         raise ConfigError("--services", f"unknown service(s) {unknown}; known: {list(SERVICES)}")
     return chosen
-
-
-def health_env(service: str) -> dict[str, str]:
-    """Where a service started by `up` answers /healthz, /readyz and /metrics (the gateway:
-    on its MCP port)."""
-    port = DEFAULT_PORTS.get(service)
-    return {} if port is None else {"AITRADER_HEALTH_PORT": str(port)}
-
-
-def health_url(service: str, environ: dict[str, str]) -> str:
-    """The readiness URL `aitrader healthcheck` asks: AITRADER_HEALTH_PORT (the gateway: its
-    AITRADER_MCP_PORT) when set, else the service's default port."""
-    if service == "mcp_gateway":
-        port = environ.get("AITRADER_MCP_PORT") or str(Settings.model_fields["mcp_port"].default)
-        return f"http://127.0.0.1:{port}/readyz"
-    port = environ.get("AITRADER_HEALTH_PORT") or str(DEFAULT_PORTS[service])
-    return f"http://127.0.0.1:{port}/readyz"
-
-
-@click.command("healthcheck")
-@click.argument("service", type=click.Choice(SERVICES))
-@click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for the answer.")
-def healthcheck_command(service: str, timeout: float) -> None:
-    """Exit 0 when SERVICE answers that it is ready (database and NATS reachable, consumers
-    making progress); print why not and exit 1 otherwise, or when nothing answers."""
-    import httpx
-
-    url = health_url(service, dict(os.environ))
-    try:
-        answer = httpx.get(url, timeout=timeout)
-    except httpx.HTTPError as exc:
-        click.echo(f"{service}: not answering at {url} ({type(exc).__name__})", err=True)
-        raise SystemExit(1) from None
-    if answer.status_code != 200:
-        click.echo(f"{service}: not ready ({answer.status_code}): {answer.text[:500]}", err=True)
-        raise SystemExit(1)
-    raise SystemExit(0)
-
-
-@click.command("run")
-@click.argument("service", type=click.Choice(SERVICES))
-def run_command(service: str) -> None:
-    """Run one service in the foreground (configured by AITRADER_* variables; its health on
-    its default port unless AITRADER_HEALTH_PORT says otherwise)."""
-    for name, value in health_env(service).items():
-        os.environ.setdefault(name, value)
-    run_service(service)

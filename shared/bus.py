@@ -18,7 +18,14 @@ from nats.js.errors import BadRequestError, NotFoundError
 from shared.errors import ConfigError
 from shared.logging import get_logger
 from shared.messages import Event
-from shared.subjects import STREAM_ACCOUNT, STREAM_MARKET, STREAM_POSITIONS, STREAMS, Subjects
+from shared.subjects import (
+    STREAM_ACCOUNT,
+    STREAM_MARKET,
+    STREAM_POSITIONS,
+    STREAM_RECONCILE,
+    STREAMS,
+    Subjects,
+)
 
 DUPLICATE_WINDOW = timedelta(minutes=10)
 # Retention: the database is the store of record; streams only need to bridge restarts.
@@ -26,6 +33,7 @@ MAX_AGE = {
     STREAM_MARKET: timedelta(days=2),
     STREAM_ACCOUNT: timedelta(days=30),
     STREAM_POSITIONS: timedelta(days=7),
+    STREAM_RECONCILE: timedelta(days=30),
 }
 SETTING = "AITRADER_NATS_URL"
 

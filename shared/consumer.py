@@ -1,5 +1,6 @@
 """What happens to a JetStream message: its fate as a value, the one table from a failure to a
-fate, the one dead-letter writer, and the one function that settles a fetched batch.
+fate, the one dead-letter writer, the one function that settles a fetched batch, and the
+consumers' metrics (`observe_fetch` for each batch, `watch_consumer` for JetStream's counts).
 
 `fate_of(exc)`, the table (first match wins):
 
@@ -31,7 +32,8 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from prometheus_client import Counter, Gauge
+from nats.js import JetStreamContext
+from prometheus_client import Counter, Gauge, Histogram
 
 from shared.db import Executor
 from shared.errors import PermanentError, TransientError
@@ -59,8 +61,16 @@ _NATS_TRANSIENT = (
 _TRANSIENT = (TransientError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
               *_NATS_TRANSIENT)
 _REASON_CHARS = 2000
+CHECK_EVERY_S = 15.0  # how often `watch_consumer` asks JetStream for a consumer's counts
 PENDING = Gauge("aitrader_consumer_pending", "Messages in the stream a durable consumer has not been "
-                "delivered yet (its lag), as of its latest fetch.", ["service", "consumer"])
+                "delivered yet (its lag), as of its latest fetch or check.", ["service", "consumer"])
+ACK_PENDING = Gauge("aitrader_consumer_ack_pending", "Messages delivered to a durable consumer and "
+                    "not acknowledged yet, as of its latest check.", ["service", "consumer"])
+REDELIVERED = Counter("aitrader_messages_redelivered", "Fetched messages that had been delivered "
+                      "before (num_delivered > 1).", ["service", "consumer"])
+BATCH_SIZE = Histogram("aitrader_consumer_batch_size", "Messages per fetched batch.",
+                       ["service", "consumer"],
+                       buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000))
 SETTLED = Counter("aitrader_messages_settled", "Messages a consumer settled, by fate (ack, nak, "
                   "dead_letter) and dead-letter kind.", ["service", "fate", "kind"])
 
@@ -236,3 +246,32 @@ async def hold(msgs: Iterable[Msg], timeout: float = DEADLINE_S) -> None:
                 await msg.in_progress()
     except (TimeoutError, nats.errors.Error) as exc:
         get_logger("consumer").warning("hold_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def observe_fetch(service: str, consumer: str, msgs: Sequence[Msg]) -> None:
+    """A fetched batch's metrics: its size, the consumer's lag, its redeliveries."""
+    if not msgs:
+        return
+    BATCH_SIZE.labels(service, consumer).observe(len(msgs))
+    PENDING.labels(service, consumer).set(msgs[-1].metadata.num_pending)
+    redelivered = sum(msg.metadata.num_delivered > 1 for msg in msgs)
+    if redelivered:
+        REDELIVERED.labels(service, consumer).inc(redelivered)
+
+
+async def watch_consumer(
+    js: JetStreamContext, service: str, stream: str, durable: str, every: float = CHECK_EVERY_S
+) -> None:
+    """Every `every` s, the durable consumer's lag and unacknowledged count as JetStream has
+    them (fresh when idle too). Each check is bounded; a failed one is tried at the next."""
+    while True:
+        try:
+            async with asyncio.timeout(DEADLINE_S):
+                info = await js.consumer_info(stream, durable)
+        except (TimeoutError, nats.errors.Error) as exc:
+            get_logger(service).debug("consumer_check_failed", consumer=durable,
+                                      error=f"{type(exc).__name__}: {exc}")
+        else:
+            PENDING.labels(service, durable).set(info.num_pending or 0)
+            ACK_PENDING.labels(service, durable).set(info.num_ack_pending or 0)
+        await asyncio.sleep(every)

@@ -32,8 +32,9 @@ from shared.errors import ConfigError
 from shared.http_server import listening_socket, serving_app
 from shared.logging import get_logger
 
-# Where each service answers unless AITRADER_HEALTH_PORT says otherwise (one container, or one
-# `aitrader up`, per host; the gateway answers on its MCP port).
+# Where each service answers under `aitrader run` (one container per service) unless
+# AITRADER_HEALTH_PORT says otherwise; `aitrader up` chooses ports per stack (aitrader.ports),
+# so that two stacks on one host do not collide. The gateway answers on its MCP port.
 DEFAULT_PORTS: Final = {"ingest": 9101, "positions": 9102, "metrics": 9103}
 CHECK_DEADLINE_S: Final = 2.0
 WATCH_EVERY_S: Final = 5.0

@@ -96,6 +96,8 @@ class _Stderr:
 
 
 _STDERR = _Stderr()
+# Libraries whose INFO lines are one per request (a third of a demo's output): warnings only.
+QUIET_LIBRARIES = ("httpx", "httpcore")
 
 
 def configure_logging(
@@ -125,23 +127,35 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through the stdlib (uvicorn, nats) go through the same redaction.
+    root = logging.getLogger()
+    root.handlers[:] = [_stdlib_handler(out, renderer)]
+    root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+    if service:
+        structlog.contextvars.bind_contextvars(service=service)
+
+
+def _stdlib_handler(out: Any, renderer: Any) -> logging.Handler:
+    """Libraries that log through the stdlib (uvicorn, nats, httpx) in the same format and
+    through the same redaction as structlog's own lines."""
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=renderer,
+            # exc_info becomes the traceback's text before redaction (which would turn the
+            # tuple into a list of reprs: `<traceback object at 0x…>`).
             foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
                 structlog.processors.add_log_level,
+                structlog.stdlib.add_logger_name,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
                 _redact_processor,
             ],
         )
     )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)
-    if service:
-        structlog.contextvars.bind_contextvars(service=service)
+    return handler
 
 
 def get_logger(name: str | None = None, **context: Any) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -21,11 +21,13 @@ from shared.clock import to_ms, utcnow
 from shared.errors import PermanentError
 from shared.types import (
     Direction,
+    DiscrepancyKind,
     ExitReason,
     Mode,
     OrderType,
     PositionEventKind,
     PosSide,
+    Resolution,
     Side,
     TdMode,
 )
@@ -218,6 +220,23 @@ class ExchangePosition(AccountEvent):
 
     def msg_id(self) -> str:
         return f"xpos:{self.account_id}:{self.inst_id}:{self.pos_side}:{to_ms(self.ts_event)}:{self.pos}"
+
+
+class Discrepancy(AccountEvent):
+    """A difference between the exchange and the ledger that reconciliation found (status
+    open), or its end (resolved, with how). `expected` is the exchange's view, `found` the
+    ledger's; the record is the aitrader.reconciliation_issues row `issue_id`."""
+
+    issue_id: UUID
+    kind: DiscrepancyKind
+    subject: Id  # symbol:pos_side, an order id, a trade id, a currency
+    expected: dict[str, Any]
+    found: dict[str, Any]
+    status: Literal["open", "resolved"]
+    resolution: Resolution | None = None
+
+    def msg_id(self) -> str:
+        return f"reconcile:{self.issue_id}:{self.status}"
 
 
 class FundingPayment(AccountEvent):

@@ -6,6 +6,7 @@ and are registered with the log redactor as soon as settings load.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -31,12 +32,26 @@ def _split_csv(value: object) -> object:
 
 CsvList = Annotated[list[str], NoDecode]
 
+SECRETS_DIR = Path("/run/secrets")
+
+
+def secrets_dirs() -> tuple[Path, ...] | None:
+    """Directories of secret files, one per setting (`aitrader_okx_api_key`, ...; compose
+    `secrets:` and the deployment's generated volume): AITRADER_SECRETS_DIR, a path list
+    (later ones win), else /run/secrets when it exists. Environment variables win over files."""
+    configured = os.environ.get("AITRADER_SECRETS_DIR", "")
+    dirs = [Path(p) for p in configured.split(os.pathsep) if p]
+    if not dirs and SECRETS_DIR.is_dir():
+        dirs = [SECRETS_DIR]
+    return tuple(dirs) or None
+
 
 class Settings(BaseSettings):
     """Settings shared by every service."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AITRADER_", extra="ignore", frozen=True, env_ignore_empty=True
+        env_prefix="AITRADER_", extra="ignore", frozen=True, env_ignore_empty=True,
+        secrets_dir=secrets_dirs(),
     )
 
     # Infrastructure. None means: `aitrader up` starts an embedded server.

@@ -26,6 +26,7 @@ from shared.errors import PermanentError
 STREAM_MARKET = "MARKET"
 STREAM_ACCOUNT = "ACCOUNT"
 STREAM_POSITIONS = "POSITIONS"
+STREAM_RECONCILE = "RECONCILE"
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -81,6 +82,10 @@ ROUTES: tuple[Route, ...] = (
           "Funding fee settled on a position. Nats-Msg-Id: funding:<account_id>:<billId>."),
     Route("position", STREAM_POSITIONS, m.PositionEvent, f"positions.{ACC}.{INST}",
           "Published by the positions service after commit: opened / changed / closed."),
+    Route("discrepancy", STREAM_RECONCILE, m.Discrepancy, f"reconcile.{ACC}",
+          "Published by ingest's reconciliation: a difference between the exchange and the "
+          "ledger (status open) or its end (resolved, with how). Nats-Msg-Id: "
+          "reconcile:<issue_id>:<status>."),
     # Commands: core NATS request/reply, no stream; the model is the request.
     Route("place_order", None, m.PlaceOrder, f"cmd.{ACC}.place_order",
           "Request/reply (core NATS): place an order on OKX. The reply is PlaceOrderReply: "
@@ -258,6 +263,10 @@ class Subjects:
     # positions (stream POSITIONS, publisher: positions)
     def position(self, account_id: UUID | str, inst_id: str) -> str:
         return self._formats["position"](account_id, inst_id)
+
+    # reconciliation (stream RECONCILE, publisher: ingest)
+    def discrepancy(self, account_id: UUID | str) -> str:
+        return self._formats["discrepancy"](account_id)
 
     # commands (core NATS request/reply, not a stream)
     def place_order(self, account_id: UUID | str) -> str:

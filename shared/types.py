@@ -15,7 +15,13 @@ Direction = Literal["long", "short"]  # which way a position is exposed
 PosMode = Literal["net_mode", "long_short_mode"]  # OKX account position mode
 OrderType = Literal["market", "limit"]  # the order types the product places
 TdMode = Literal["cross", "isolated"]  # OKX margin mode of an order
-ExitReason = Literal["agent", "liquidation", "adl", "external"]
+ExitReason = Literal["agent", "liquidation", "adl", "external", "reconcile"]
+# Reconciliation (docs/reconciliation.md): what differed, and how the difference ended.
+DiscrepancyKind = Literal["position", "balance", "order", "fill"]
+Resolution = Literal["backfill", "exchange_wins", "exchange_state", "refreshed", "vanished"]
+# The fill category of a reconciliation entry (a labelled synthetic fill, not an OKX trade):
+# a position it closes has exit_reason "reconcile".
+RECONCILE_CATEGORY = "reconcile"
 PositionEventKind = Literal["opened", "changed", "closed"]
 Window = Literal["daily", "weekly", "all_time"]  # a performance metrics window
 WsEndpoint = Literal["public", "private", "business"]  # OKX v5 websocket endpoints

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -112,8 +113,9 @@ async def subjects(js: JetStreamContext) -> AsyncIterator[Subjects]:
 
 
 @pytest.fixture
-def settings(db_dsn: str, nats_url: str, subjects: Subjects) -> Settings:
+def settings(db_dsn: str, nats_url: str, subjects: Subjects, tmp_path: Path) -> Settings:
     return Settings(
+        data_dir=tmp_path,  # what a service keeps on disk (the gateway's audit spill) is the test's
         database_url=db_dsn,
         nats_url=nats_url,
         nats_subject_root=subjects.root,

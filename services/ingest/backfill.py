@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from prometheus_client import Counter
+
 from services.ingest import normalize_account as acct
 from services.ingest.normalize import AccountRef, BadFrame, closed_candles
 from services.ingest.okx_rest import OkxApiError, OkxRest
@@ -33,6 +35,9 @@ OVERLAP = timedelta(seconds=1)
 FILL_PATHS = ["/api/v5/trade/fills", "/api/v5/trade/fills-history"]
 RECENT_FILLS = 100_000  # bounded: ~100 bytes each
 T = TypeVar("T")
+BACKFILLED = Counter("aitrader_okx_backfilled", "Events backfill fetched over REST and published, by "
+                     "kind (fill, funding, candle); overlap with the stream collapses downstream.",
+                     ["kind"])
 
 
 def _newest(*times: datetime | None) -> datetime | None:
@@ -98,6 +103,7 @@ class Backfiller:
         if found:
             self._candle_open[(inst, bar)] = max(found[-1].open_time,
                                                  self._candle_open.get((inst, bar), _EPOCH))
+        BACKFILLED.labels("candle").inc(len(found))
         log.info("backfill_candles", inst_id=inst, bar=bar, published=len(found))
         return len(found)
 
@@ -118,24 +124,28 @@ class Backfiller:
         return len(chosen)
 
     async def sweep_fills(self, lookback: timedelta) -> int:
+        """The sweep: publish the missing fills of the last `lookback` (see `missing_fills`)."""
+        return len(await self.missing_fills(lookback))
+
+    async def missing_fills(self, lookback: timedelta) -> list[Fill]:
         """The exchange's fills of the last `lookback` that neither the ledger holds nor this
-        process published lately: a fill OKX never pushed on a healthy socket, or one older
-        than the newest known fill (which the cursor of `fills` starts after)."""
+        process published lately — a fill OKX never pushed on a healthy socket, or one older
+        than the newest known fill (which the cursor of `fills` starts after) — published."""
         account = self._require_account()
-        since = await self._exchange_now() - lookback
+        since = await self.exchange_now() - lookback
         self.sweeps += 1
         rows = await self._rows(FILL_PATHS, {"instType": "SWAP"}, "fillTime", since)
         known = await self.repo.fill_ids_since(account.account_id, since - 2 * OVERLAP)
         missing = [r for r in rows if (str(r.get("instId")), str(r.get("tradeId"))) not in known
                    and (str(r.get("instId")), str(r.get("tradeId"))) not in self._recent]
         if not missing:
-            return 0
+            return []
         chosen = await self._publish_fills(account, missing)
         log.warning("sweep_found_missing_fills", published=len(chosen),
                     trade_ids=[f.trade_id for f in chosen][:20], since=str(since))
-        return len(chosen)
+        return chosen
 
-    async def _exchange_now(self) -> datetime:
+    async def exchange_now(self) -> datetime:
         """The exchange's clock (the window is on its fill times), else ours."""
         try:
             data = await self.rest.get("/api/v5/public/time")
@@ -156,6 +166,7 @@ class Backfiller:
         await self.publisher.publish_many(chosen)
         for fill in chosen:
             self.seen_fill(fill)
+        BACKFILLED.labels("fill").inc(len(chosen))
         return chosen
 
     def seen_fill(self, fill: Fill) -> None:
@@ -197,6 +208,7 @@ class Backfiller:
         await self.publisher.publish_many(chosen)
         if chosen:
             self._funding_time = _newest(self._funding_time, chosen[-1].ts_event)
+        BACKFILLED.labels("funding").inc(len(chosen))
         log.info("backfill_funding", published=len(chosen), since=str(since))
         return len(chosen)
 

@@ -16,6 +16,8 @@ from services.ingest.okx_rest import OkxRest
 from services.ingest.okx_ws import ConnectLimiter, FrameStats, OkxWebSocket, WsOptions
 from services.ingest.orders import OrderHandler
 from services.ingest.publisher import Publisher
+from services.ingest.reconcile_store import ReconcileStore
+from services.ingest.reconciler import Reconciler, reconcile_loop
 from services.ingest.refresh import RefreshHandler
 from services.ingest.repository import Repository
 from services.ingest.signing import Credentials
@@ -58,6 +60,7 @@ class Ingest:
         self.account: AccountRef | None = None
         self.orders: OrderHandler | None = None
         self.backfiller: Backfiller | None = None
+        self.reconciler: Reconciler | None = None
         self.started = asyncio.Event()
         self._limiter = ConnectLimiter()
 
@@ -157,9 +160,15 @@ class Ingest:
                 await repo.set_pos_mode(account.account_id, pos_mode)
 
         await refresh_config()
+        lookback = timedelta(seconds=self.cfg.ingest_fill_sweep_lookback_s)
+        self.reconciler = Reconciler(rest, ReconcileStore(repo.pool, account.account_id),
+                                     publisher, backfiller, account, lookback)
+        wake = asyncio.Event()
         sink = AccountSink(publisher, backfiller, self.stats, account, refresh_config,
-                           timedelta(seconds=self.cfg.ingest_fill_sweep_s),
-                           timedelta(seconds=self.cfg.ingest_fill_sweep_lookback_s))
+                           timedelta(seconds=self.cfg.ingest_fill_sweep_s), lookback, wake.set)
+        looping = asyncio.create_task(reconcile_loop(self.reconciler, wake,
+                                                     self.cfg.ingest_reconcile_s))
+        stack.callback(looping.cancel)
         self._socket(stack, "private", [dict(a) for a in PRIVATE_ARGS], sink, creds)
         stack.push_async_callback(orders.close)
         sub = await nc.subscribe(self.subjects.place_order(account.account_id),

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import websockets
+from prometheus_client import Counter as MetricCounter
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -32,6 +33,8 @@ CLOSE_CODES = {
 OPS_PER_HOUR = 480  # subscribe/unsubscribe/login per connection
 ARGS_PER_REQUEST = 20  # keeps every request far below OKX's 64 KB
 ECHOING_CODES = ("60012", "60013")  # their msg echoes the request: never logged
+RECONNECTS = MetricCounter("aitrader_okx_ws_reconnects", "Times an OKX websocket connects again: its "
+                           "session ended or a connect failed.", ["socket"])
 
 
 class Sink(Protocol):
@@ -129,6 +132,7 @@ class OkxWebSocket:
             delay = 0.0 if retry_now else random.uniform(
                 0, min(self.options.backoff_max_s, self.options.backoff_initial_s * 2**attempt))
             attempt += 1
+            RECONNECTS.labels(self.name).inc()
             log.info("okx_ws_reconnecting", ws=self.name, delay_s=round(delay, 3),
                      attempt=attempt)
             await asyncio.sleep(delay)

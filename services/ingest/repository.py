@@ -40,6 +40,19 @@ class Repository:
         account_id: UUID = row["id"]
         return account_id
 
+    async def account_id(self, external_id: str, mode: str) -> UUID:
+        """The id of an existing account; a missing one or another mode is a config error."""
+        row = await self.pool.fetchrow(
+            "SELECT id, mode FROM aitrader.accounts WHERE external_id = $1", external_id)
+        if row is None:
+            raise ConfigError("AITRADER_ACCOUNT", f"no account {external_id!r} in the database "
+                              "(ingest creates it when it first runs)")
+        if row["mode"] != mode:
+            raise ConfigError("AITRADER_ACCOUNT_MODE", f"account {external_id!r} is "
+                              f"{row['mode']} in the database, configured {mode}")
+        account_id: UUID = row["id"]
+        return account_id
+
     async def set_pos_mode(self, account_id: UUID, pos_mode: str) -> None:
         await self.pool.execute(
             "UPDATE aitrader.accounts SET pos_mode = $2, updated_at = now() WHERE id = $1",

@@ -79,9 +79,10 @@ class AccountSink(_Sink):
     def __init__(self, publisher: Publisher, backfiller: Backfiller, stats: FrameStats,
                  account: AccountRef, refresh_config: Callable[[], Awaitable[None]],
                  sweep_every: timedelta = timedelta(minutes=1),
-                 sweep_lookback: timedelta = timedelta(days=1)) -> None:
+                 sweep_lookback: timedelta = timedelta(days=1),
+                 caught_up: Callable[[], None] = lambda: None) -> None:
         super().__init__("private", publisher, backfiller, stats, account)
-        self.refresh_config = refresh_config
+        self.refresh_config, self.caught_up = refresh_config, caught_up
         self.sweep_every, self.sweep_lookback = sweep_every, sweep_lookback
         self._catch_up = asyncio.Lock()
         self._sweeping: asyncio.Task[None] | None = None
@@ -92,6 +93,7 @@ class AccountSink(_Sink):
             await self.backfiller.fills()
             await self.backfiller.sweep_fills(self.sweep_lookback)
             await self.backfiller.funding()
+        self.caught_up()  # reconciliation runs after every (re)connect's catch-up
         if self._sweeping is None:  # one loop for the process, over every connection
             self._sweeping = asyncio.create_task(self._sweep_loop())
             self._tasks.add(self._sweeping)

@@ -1,27 +1,44 @@
 """API tokens: created once, stored as SHA-256 (only a prefix in clear), bound to one account,
-scoped `read` or `trade` (trade implies read), revocable.
+scoped `read` or `trade` (trade implies read), revocable, optionally expiring (`expires_at`).
 
-The verifier caches each answer for `ttl` seconds, so a revocation takes effect within it,
-and a token's `last_used_at` is written at most once per cache period.
+The verifier caches each answer for `ttl` seconds, so a revocation or an expiry takes effect
+within it, and a token's `last_used_at` is written at most once a minute.
+
+While the database is away a token verified in the last `outage_grace` seconds still passes
+(its calls then get the tools' retryable "Temporarily unavailable" error): a token revoked just
+before an outage may pass for that long, never longer, and only while nothing can be checked.
+Any other token gets HTTP 503 with Retry-After (`AnswerTokenStoreOutage`), never a bare 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
+from starlette import types as asgi
+from starlette.responses import JSONResponse
+
+from shared.consumer import Nak, fate_of
+from shared.logging import get_logger
 
 TOKEN_PREFIX = "atk_"
 PREFIX_LEN = 12  # "atk_" + 8 random characters: enough to recognise a token, useless to use it
 Scope = Literal["read", "trade"]
 SCOPES: dict[str, list[str]] = {"read": ["read"], "trade": ["read", "trade"]}
+LOOKUP_TIMEOUT_S = 5.0
+RETRY_AFTER_S = 5  # what a caller is told to wait while the database is away
+OUTAGE_GRACE_S = 60.0
+log = get_logger("mcp_gateway.auth")
 
 
 @dataclass(frozen=True)
@@ -47,7 +64,11 @@ def hash_token(token: str) -> str:
 
 
 async def create_token(
-    pool: asyncpg.Pool, external_id: str, scope: Scope, label: str | None = None
+    pool: asyncpg.Pool,
+    external_id: str,
+    scope: Scope,
+    label: str | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[str, asyncpg.Record]:
     """Create a token for the account; return (the token, shown once; its row)."""
     account_id = await pool.fetchval("SELECT id FROM aitrader.accounts WHERE external_id = $1", external_id)
@@ -55,14 +76,16 @@ async def create_token(
         raise TokenError(f"no account with external id {external_id!r}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = await pool.fetchrow(
-        """INSERT INTO aitrader.api_tokens (account_id, token_hash, token_prefix, scopes, label)
-           VALUES ($1, $2, $3, $4, $5)
-           RETURNING id, token_prefix, scopes, label, created_at""",
+        """INSERT INTO aitrader.api_tokens
+               (account_id, token_hash, token_prefix, scopes, label, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           RETURNING id, token_prefix, scopes, label, created_at, expires_at""",
         account_id,
         hash_token(token),
         token[:PREFIX_LEN],
         SCOPES[scope],
         label,
+        expires_at,
     )
     assert row is not None
     return token, row
@@ -94,44 +117,73 @@ async def list_tokens(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     return list(
         await pool.fetch(
             """SELECT t.id, t.token_prefix, a.external_id, t.scopes, t.label, t.created_at,
-                      t.last_used_at, t.revoked_at
+                      t.last_used_at, t.revoked_at, t.expires_at, t.replaced_by
                FROM aitrader.api_tokens t JOIN aitrader.accounts a ON a.id = t.account_id
                ORDER BY t.created_at"""
         )
     )
 
 
+# last_used_at is written when it is a minute old or more, not on every call: the UPDATE of a
+# data-modifying CTE runs whether or not the query reads it, and touching no row writes nothing.
 _VERIFY = """
-UPDATE aitrader.api_tokens t SET last_used_at = now()
-FROM aitrader.accounts a
-WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND a.id = t.account_id AND a.status = 'active'
-RETURNING t.id, t.account_id, t.scopes, a.external_id, a.mode
+WITH hit AS (
+    SELECT t.id, t.account_id, t.scopes, a.external_id, a.mode
+    FROM aitrader.api_tokens t JOIN aitrader.accounts a ON a.id = t.account_id
+    WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND a.status = 'active'
+      AND (t.expires_at IS NULL OR t.expires_at > now())
+), touched AS (
+    UPDATE aitrader.api_tokens SET last_used_at = now()
+    WHERE id = (SELECT id FROM hit)
+      AND (last_used_at IS NULL OR last_used_at <= now() - interval '1 minute')
+)
+SELECT * FROM hit
 """
+
+
+class TokenStoreUnavailable(Exception):
+    """A token could not be checked: the database is away (answered 503 by
+    `AnswerTokenStoreOutage`)."""
 
 
 class TokenVerifier:
     """The SDK's `TokenVerifier`: bearer token -> `AccessToken` carrying our `Principal`."""
 
-    def __init__(self, pool: asyncpg.Pool, ttl: float = 2.0, max_entries: int = 10_000) -> None:
+    def __init__(self, pool: asyncpg.Pool, ttl: float = 2.0, max_entries: int = 10_000,
+                 outage_grace: float = OUTAGE_GRACE_S) -> None:
         self._pool = pool
         self._ttl = ttl
         self._max = max_entries
-        self._cache: dict[str, tuple[float, AccessToken | None]] = {}
+        self._grace = outage_grace
+        self._cache: dict[str, tuple[float, AccessToken | None]] = {}  # digest -> (verified at, answer)
 
     async def verify_token(self, token: str) -> AccessToken | None:
         digest = hash_token(token)
         hit = self._cache.get(digest)
         now = time.monotonic()
-        if hit is not None and hit[0] > now:
+        if hit is not None and now - hit[0] < self._ttl:
             return hit[1]
-        access = await self._lookup(token, digest)
+        try:
+            access = await self._lookup(token, digest)
+        except TokenStoreUnavailable:
+            if hit is not None and hit[1] is not None and now - hit[0] < self._grace:
+                return hit[1]  # verified moments ago: let the tools answer "retry" themselves
+            raise
         if len(self._cache) >= self._max:
             self._cache.clear()
-        self._cache[digest] = (now + self._ttl, access)
+        self._cache[digest] = (now, access)
         return access
 
     async def _lookup(self, token: str, digest: str) -> AccessToken | None:
-        row = await self._pool.fetchrow(_VERIFY, digest)
+        try:
+            async with asyncio.timeout(LOOKUP_TIMEOUT_S):
+                row = await self._pool.fetchrow(_VERIFY, digest)
+        except Exception as exc:  # fate_of decides: the database away, or a bug (raised as is)
+            fate = fate_of(exc)
+            if not isinstance(fate, Nak) or fate.unknown:
+                raise
+            log.warning("token_check_unavailable", error=type(exc).__name__)
+            raise TokenStoreUnavailable(type(exc).__name__) from None
         if row is None:
             return None
         claims: dict[str, Any] = {
@@ -147,6 +199,65 @@ class TokenVerifier:
             scopes=list(row["scopes"]),
             claims=claims,
         )
+
+
+class AnswerTokenStoreOutage:
+    """ASGI middleware: a request whose token cannot be checked (the database away) gets
+    HTTP 503, Retry-After and a JSON body saying so — a JSON-RPC error with the request's id
+    when it was JSON-RPC — instead of a bare 500."""
+
+    BODY_LIMIT = 64 * 1024  # enough for any request's id; a larger body is not parsed
+
+    def __init__(self, app: asgi.ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        except TokenStoreUnavailable:  # raised before the app read the body or answered
+            request_id = _jsonrpc_id(await _body(receive, self.BODY_LIMIT))
+            message = (f"database unavailable, retry in {RETRY_AFTER_S} s "
+                       "(the gateway cannot check the bearer token now)")
+            body: dict[str, Any] = {"error": message}
+            if request_id is not _NOT_JSONRPC:
+                body = {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32000, "message": message}}
+            response = JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_S)})
+            await response(scope, receive, send)
+
+
+_NOT_JSONRPC = object()
+
+
+async def _body(receive: asgi.Receive, limit: int) -> bytes:
+    """The request body, up to `limit` bytes, read within a deadline (b"" otherwise)."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(2.0):
+            while size <= limit:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    break
+    except TimeoutError:
+        return b""
+    return b"".join(chunks) if size <= limit else b""
+
+
+def _jsonrpc_id(body: bytes) -> Any:
+    """The JSON-RPC request's id (None for a notification), or `_NOT_JSONRPC`."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return _NOT_JSONRPC
+    if not isinstance(request, dict) or request.get("jsonrpc") != "2.0":
+        return _NOT_JSONRPC
+    request_id = request.get("id")
+    return request_id if isinstance(request_id, str | int) else None
 
 
 def principal_from_token() -> Principal | None:

@@ -1,15 +1,17 @@
-"""`aitrader token create|revoke|list` and `aitrader mcp [--stdio --account ID]`."""
+"""`aitrader token create|rotate|revoke|list` and `aitrader mcp [--stdio --account ID]`."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import asyncpg
 import click
 
 from services.mcp_gateway.auth import TokenError, create_token, list_tokens, revoke_token
+from services.mcp_gateway.tokens import parse_duration, rotate_token
 from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.runner import fail
@@ -43,6 +45,20 @@ def token_group() -> None:
     """MCP bearer tokens: each is bound to one account, scope read or trade."""
 
 
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> timedelta | None:
+    """A click callback: `30d`/`12h`/`90m`, or a one-line error (no usage dump)."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except TokenError as exc:
+        raise click.ClickException(f"--{_param.name}: {exc}") from None
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M}Z" if value is not None else "-"
+
+
 @token_group.command("create")
 @click.option("--account", "external_id", required=True, help="The account's external id.")
 @click.option(
@@ -52,13 +68,41 @@ def token_group() -> None:
     help="read: the read tools; trade: also execute_trade and update_exit_plan.",
 )
 @click.option("--label", default=None, help="A note to recognise the token by.")
-def create_command(external_id: str, scope: str, label: str | None) -> None:
+@click.option(
+    "--expires", callback=_duration, default=None, help="Lifetime: 30d, 12h or 90m (default: none)."
+)
+def create_command(external_id: str, scope: str, label: str | None, expires: timedelta | None) -> None:
     """Create a token and print it once (only its SHA-256 is stored)."""
-    token, row = _with_pool(lambda pool: create_token(pool, external_id, scope, label))  # type: ignore[arg-type]
+    expires_at = datetime.now(UTC) + expires if expires is not None else None
+    token, row = _with_pool(
+        lambda pool: create_token(pool, external_id, scope, label, expires_at)  # type: ignore[arg-type]
+    )
     click.echo(token)
     click.echo(
         f"id {row['id']}  prefix {row['token_prefix']}  account {external_id}  "
-        f"scopes {','.join(row['scopes'])} -- store it now: it cannot be shown again.",
+        f"scopes {','.join(row['scopes'])}  expires {_when(row['expires_at'])}"
+        " -- store it now: it cannot be shown again.",
+        err=True,
+    )
+
+
+@token_group.command("rotate")
+@click.argument("ref", metavar="ID_PREFIX_OR_LABEL")
+@click.option(
+    "--grace",
+    callback=_duration,
+    default=None,
+    help="Keep the old token working this long (30m, 1h); default: it stops now.",
+)
+@click.option("--expires", callback=_duration, default=None, help="The new token's lifetime.")
+def rotate_command(ref: str, grace: timedelta | None, expires: timedelta | None) -> None:
+    """Issue a new token for the same account and scopes and print it once; end the old one."""
+    token, new, old = _with_pool(lambda pool: rotate_token(pool, ref, grace or timedelta(0), expires))
+    click.echo(token)
+    click.echo(
+        f"id {new['id']}  prefix {new['token_prefix']}  expires {_when(new['expires_at'])}"
+        f" -- replaces {old['token_prefix']}, which stops at {_when(old['expires_at'])}"
+        " (after the gateway's token cache TTL). Store it now: it cannot be shown again.",
         err=True,
     )
 
@@ -74,14 +118,32 @@ def revoke_command(token_id_or_prefix: str) -> None:
 @token_group.command("list")
 def list_command() -> None:
     """List tokens (never the tokens themselves)."""
-    rows = _with_pool(list_tokens)
-    click.echo(f"{'id':36}  {'prefix':12}  {'account':16}  {'scopes':10}  {'state':7}  label")
+    for line in token_table(_with_pool(list_tokens), datetime.now(UTC)):
+        click.echo(line)
+
+
+def token_table(rows: Iterable[asyncpg.Record], now: datetime) -> list[str]:
+    """`token list`'s lines: a header, then one token a line (never the token itself)."""
+    lines = [
+        f"{'id':36}  {'prefix':12}  {'account':16}  {'scope':5}  {'state':7}  {'created':17}  "
+        f"{'expires':17}  {'last used':17}  label"
+    ]
     for r in rows:
-        state = "revoked" if r["revoked_at"] else "active"
-        click.echo(
+        lines.append(
             f"{r['id']!s:36}  {r['token_prefix']:12}  {r['external_id']:16}  "
-            f"{','.join(r['scopes']):10}  {state:7}  {r['label'] or ''}"
+            f"{'trade' if 'trade' in r['scopes'] else 'read':5}  {_state(r, now):7}  "
+            f"{_when(r['created_at']):17}  {_when(r['expires_at']):17}  "
+            f"{_when(r['last_used_at']):17}  {r['label'] or ''}"
         )
+    return lines
+
+
+def _state(r: asyncpg.Record, now: datetime) -> str:
+    if r["revoked_at"] is not None:
+        return "revoked"
+    if r["expires_at"] is not None and r["expires_at"] <= now:
+        return "rotated" if r["replaced_by"] is not None else "expired"
+    return "active"
 
 
 @click.command("mcp")

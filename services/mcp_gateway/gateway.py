@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from services.mcp_gateway import repository
 from services.mcp_gateway.audit import AuditWriter
 from services.mcp_gateway.commands import FoldSignal
-from services.mcp_gateway.config import GatewaySettings
+from services.mcp_gateway.config import GatewaySettings, audit_spill_dir
 from services.mcp_gateway.rules import Limits, unknown_symbol
 from shared.bus import connect_nats
 from shared.clock import Clock, SystemClock
@@ -85,7 +85,9 @@ async def open_gateway(config: GatewaySettings, clock: Clock | None = None) -> A
                 nc=nc,
                 subjects=subjects,
                 config=config,
-                audit=AuditWriter(pool, maxsize=config.mcp_audit_queue_size),
+                audit=AuditWriter(pool, maxsize=config.mcp_audit_queue_size,
+                                  spill_dir=audit_spill_dir(config),
+                                  spill_after=config.mcp_audit_spill_after_s),
                 instruments=InstrumentCache(pool),
                 folds=FoldSignal(nc, subjects),
                 clock=clock or SystemClock(),

@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.mcp_gateway.auth import TokenVerifier
+from services.mcp_gateway.auth import AnswerTokenStoreOutage, TokenVerifier
 from services.mcp_gateway.config import GatewaySettings, gateway_settings
 from services.mcp_gateway.gateway import Gateway, open_gateway
+from services.mcp_gateway.tokens import ExpiredTokenNotice
 from services.mcp_gateway.tools import build_server
 from shared.health import Health, connection_checks, database_ok
 from shared.http_server import listening_socket, serving_app
@@ -38,7 +39,9 @@ def http_app(
 ) -> tuple[MCPServer, Starlette]:
     """The streamable-HTTP app: stateless JSON responses, so any instance can answer any call.
     `extend` may add tools (the benchmark's reference `ping`)."""
-    server = build_server(gw, transport="http", verifier=TokenVerifier(gw.pool, gw.config.mcp_token_cache_s))
+    verifier = TokenVerifier(gw.pool, gw.config.mcp_token_cache_s,
+                             outage_grace=gw.config.mcp_token_outage_grace_s)
+    server = build_server(gw, transport="http", verifier=verifier)
 
     async def healthz(_request: Request) -> Response:
         checks = {"nats": gw.nc.is_connected, "database": await _db_ok(gw)}
@@ -49,8 +52,12 @@ def http_app(
         extend(server)
     app = server.streamable_http_app(stateless_http=True, json_response=True, host=host)
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
-    # /readyz (database, NATS, the audit queue below its bound) and /metrics, as every service
-    checks = {**connection_checks(gw.pool, gw.nc), "audit_queue": gw.audit.has_room}
+    app.add_middleware(AnswerTokenStoreOutage)  # a token check during an outage: 503, not 500
+    app.add_middleware(ExpiredTokenNotice, pool=gw.pool)  # says "expired" where the SDK can't
+    # /readyz (database, NATS, the audit queue below its bound, no audit row spilled) and
+    # /metrics, as every service
+    checks = {**connection_checks(gw.pool, gw.nc), "audit_queue": gw.audit.has_room,
+              "audit_spill": gw.audit.spill_empty}
     health = Health("mcp_gateway", checks=checks)
     app.router.routes.extend(r for r in health.routes() if r.path in ("/readyz", "/metrics"))
     return server, app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeAlias
@@ -85,7 +86,15 @@ _ACCOUNT = Projection(
         "exchange_equity_usdt": _text("e.exchange_equity_usdt"),
         "balance_as_of": "e.balance_as_of",
     },
-    filled=("positions", "performance", "as_of"),
+    filled=("positions", "performance", "reconciliation", "as_of"),
+    extra={
+        "last_reconciled_at": "(SELECT last_reconciled_at FROM aitrader.accounts WHERE id = e.account_id)",
+        "open_discrepancies": """(SELECT json_agg(json_build_object(
+            'kind', i.kind, 'subject', i.subject, 'exchange', i.expected, 'ledger', i.found,
+            'since', i.first_seen_at) ORDER BY i.first_seen_at)::text
+            FROM aitrader.reconciliation_issues i
+            WHERE i.account_id = e.account_id AND i.resolved_at IS NULL)""",
+    },
 )
 _PERFORMANCE = Projection(
     views.HeadlinePerformance,
@@ -156,8 +165,17 @@ def account_doc(rows: list[asyncpg.Record], as_of: datetime) -> views.Doc:
     doc = _ACCOUNT.doc(row)
     doc["positions"] = [position_doc(r) for r in rows if r["id"] is not None]
     doc["performance"] = _PERFORMANCE.doc(row) if row[_PERFORMANCE.column("updated_at")] else None
+    doc["reconciliation"] = reconciliation_doc(row["last_reconciled_at"], row["open_discrepancies"])
     doc["as_of"] = as_of
     return doc
+
+
+def reconciliation_doc(last: datetime | None, open_json: str | None) -> dict[str, Any]:
+    """`views.Reconciliation`'s JSON form: when last compared, and what is still open."""
+    found = json.loads(open_json) if open_json else []
+    for item in found:  # PostgreSQL's JSON text of a timestamptz: a datetime, like every other
+        item["since"] = datetime.fromisoformat(item["since"])
+    return {"last_reconciled_at": last, "in_doubt": last is None or bool(found), "open": found}
 
 
 async def fetch_account_state(pool: asyncpg.Pool, account_id: UUID) -> list[asyncpg.Record]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import Annotated, Any
 
 from mcp.server import MCPServer
@@ -17,14 +16,17 @@ from pydantic import AnyHttpUrl, BaseModel, Field
 from pydantic_core import from_json, to_json
 
 from services.mcp_gateway import handlers, trading, views
+from services.mcp_gateway.arguments import Confidence, ExitPlanArg, Leverage, Price, Size, forbid_unknown
 from services.mcp_gateway.audit import AuditMiddleware, current_call
 from services.mcp_gateway.auth import Principal, TokenVerifier, principal_from_token
 from services.mcp_gateway.errors import Refusal
+from services.mcp_gateway.gate import ToolGate
 from services.mcp_gateway.gateway import Gateway
 from services.mcp_gateway.rules import TradeRequest
 from shared.bars import Timeframe
 from shared.consumer import Nak, fate_of
 from shared.types import Direction, OrderType, Side, Window
+from shared.version import VERSION
 
 INSTRUCTIONS = """\
 AiTrader: trade OKX USDT-margined perpetual swaps (e.g. BTC-USDT-SWAP) for one account.
@@ -34,38 +36,37 @@ exact decimal strings. Typical loop: get_account_state -> get_market_data -> exe
 get_performance_metrics to review. Every call is recorded."""
 
 
-Positive = Annotated[Decimal, Field(gt=0)]
 Symbol = Annotated[str, Field(description="OKX swap id, e.g. BTC-USDT-SWAP.", min_length=1, max_length=40)]
 TradeSide = Annotated[
     Side,
     Field(description="buy opens/adds a long or reduces a short; sell the opposite."),
 ]
-Size = Annotated[
-    Decimal,
-    Field(gt=0, description="Contracts, not coins: a lot-size multiple, at least the minimum."),
+SizeArg = Annotated[
+    Size, Field(description="Contracts, not coins: a lot-size multiple, at least the minimum.")
 ]
-Leverage = Annotated[Decimal, Field(ge=1, description="1 up to the instrument's and the server's limit.")]
-Confidence = Annotated[Decimal, Field(ge=0, le=100, description="Your confidence in this trade, 0-100.")]
+LeverageArg = Annotated[Leverage, Field(description="1 up to the instrument's and the server's limit.")]
+ConfidenceArg = Annotated[Confidence, Field(description="Your confidence in this trade, 0-100.")]
 LimitPrice = Annotated[
-    Positive | None, Field(description="Limit price, a tick-size multiple; limit orders only.")
+    Price | None, Field(description="Limit price, a tick-size multiple; limit orders only.")
 ]
 ReduceOnly = Annotated[
     bool, Field(description="True: only reduce or close a position, never open or flip one.")
 ]
 PlanArg = Annotated[
-    views.ExitPlan | None, Field(description="Take profit, stop loss, invalidation condition.")
+    ExitPlanArg | None, Field(description="Take profit, stop loss, invalidation condition.")
 ]
 IdemKey = Annotated[
     str | None,
     Field(
         min_length=1,
         max_length=128,
-        description="Any unique string; a retry with the same key never places a second order.",
+        description="Any unique string; a retry with the same key never places a second order. "
+        "Without it a retried call may place a second order.",
     ),
 ]
 Limit = Annotated[int, Field(ge=1, le=100, description="Candles per timeframe.")]
-NewTakeProfit = Annotated[Positive | None, Field(description="New take-profit price.")]
-NewStopLoss = Annotated[Positive | None, Field(description="New stop-loss price.")]
+NewTakeProfit = Annotated[Price | None, Field(description="New take-profit price.")]
+NewStopLoss = Annotated[Price | None, Field(description="New stop-loss price.")]
 NewCondition = Annotated[
     str | None, Field(max_length=1000, description="New invalidation condition, in words.")
 ]
@@ -99,14 +100,17 @@ def build_server(
             resource_server_url=None,
             required_scopes=["read"],
         )
+    tools = gateway_tools(gw)
     server: MCPServer = MCPServer(
         "aitrader",
+        version=VERSION,
         instructions=INSTRUCTIONS,
         token_verifier=verifier,
         auth=auth,
-        middleware=[AuditMiddleware(gw.audit, resolve, transport)],
+        # outermost first: every call is recorded, a refused one too
+        middleware=[AuditMiddleware(gw.audit, resolve, transport), ToolGate(tools, resolve)],
         log_level="WARNING",
-        tools=gateway_tools(gw),
+        tools=tools,
     )
     return server
 
@@ -119,13 +123,16 @@ def _tool(fn: Callable[..., Any], annotations: ToolAnnotations) -> Tool:
     `Annotated[CallToolResult, <view>]`); it is registered with metadata that carries that schema
     and no output model, which the SDK advertises without validating results against it
     (`FuncMetadata.convert_result`). The tests validate every result against the schema (the
-    SDK client does, on each call) and against the model."""
+    SDK client does, on each call) and against the model. Its arguments model refuses unknown
+    names (`additionalProperties: false`): a misspelt `reduceonly` must not be dropped silently."""
     derived = Tool.from_function(_refusals_as_tool_errors(fn), annotations=annotations)
     schema = derived.fn_metadata.output_schema
     if schema is None:
         raise TypeError(f"{derived.name} must be annotated Annotated[CallToolResult, <view model>]")
-    advertised = FuncMetadata(arg_model=derived.fn_metadata.arg_model, output_schema=schema)
-    return derived.model_copy(update={"fn_metadata": advertised})
+    strict = forbid_unknown(derived.fn_metadata.arg_model)
+    advertised = FuncMetadata(arg_model=strict, output_schema=schema)
+    parameters = strict.model_json_schema(by_alias=True)
+    return derived.model_copy(update={"fn_metadata": advertised, "parameters": parameters})
 
 
 # What a model is told to wait before retrying a call that met the database or NATS away.
@@ -181,9 +188,9 @@ def gateway_tools(gw: Gateway) -> list[Tool]:
     async def execute_trade(
         symbol: Symbol,
         side: TradeSide,
-        size: Size,
-        leverage: Leverage,
-        confidence: Confidence,
+        size: SizeArg,
+        leverage: LeverageArg,
+        confidence: ConfidenceArg,
         order_type: OrderType = "market",
         price: LimitPrice = None,
         reduce_only: ReduceOnly = False,
@@ -196,8 +203,8 @@ def gateway_tools(gw: Gateway) -> list[Tool]:
         the symbol exists, size is a lot-size multiple >= the minimum, leverage is within the
         limit, a limit price is a tick multiple, and the notional (size x contract value x price)
         is under the server maximum; a refusal explains what to change. Always pass an
-        idempotency_key: if the call times out, repeat it with the same key and you get the
-        first order back instead of a second one."""
+        idempotency_key: only then is a retry safe; if the call times out, repeat it with the
+        same key and you get the first order back instead of a second one."""
         request = TradeRequest(symbol, side, size, leverage, confidence, order_type, price, reduce_only)
         return _result(await trading.execute_trade(gw, current_call(), request, exit_plan, idempotency_key))
 
@@ -232,7 +239,8 @@ def gateway_tools(gw: Gateway) -> list[Tool]:
     return [
         _tool(get_account_state, read),
         _tool(get_market_data, read),
-        _tool(execute_trade, ToolAnnotations(destructive_hint=True, idempotent_hint=True)),
+        # Not idempotent as such: only a call carrying an idempotency_key is (the hint is per tool).
+        _tool(execute_trade, ToolAnnotations(destructive_hint=True, idempotent_hint=False)),
         _tool(update_exit_plan, ToolAnnotations(idempotent_hint=True)),
         _tool(get_performance_metrics, read),
     ]

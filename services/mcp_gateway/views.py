@@ -89,6 +89,23 @@ class HeadlinePerformance(View):
     updated_at: AwareDatetime
 
 
+class OpenDiscrepancy(View):
+    kind: str = Field(description="position, balance, order or fill.")
+    subject: str = Field(description="symbol:pos_side, an order id, instId:tradeId or USDT.")
+    exchange: dict[str, Any] = Field(description="What OKX holds.")
+    ledger: dict[str, Any] = Field(description="What this ledger holds.")
+    since: AwareDatetime = Field(description="When it was first seen.")
+
+
+class Reconciliation(View):
+    last_reconciled_at: AwareDatetime | None = Field(
+        description="When the ledger was last compared with OKX (null: never).")
+    in_doubt: bool = Field(
+        description="True when the book may not be what OKX holds: never compared, or a "
+        "difference is still open. Check positions on the exchange before relying on them.")
+    open: list[OpenDiscrepancy] = Field(description="Differences not healed yet.")
+
+
 class AccountState(View):
     account: str = Field(description="The account's external id.")
     account_id: UUID
@@ -109,6 +126,8 @@ class AccountState(View):
     performance: HeadlinePerformance | None = Field(
         description="All-time headline figures; null until the metrics service has run."
     )
+    reconciliation: Reconciliation = Field(
+        description="How this book compares with OKX (docs/reconciliation.md).")
     as_of: AwareDatetime
 
 

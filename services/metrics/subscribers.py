@@ -21,7 +21,17 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, ValidationError
 
-from shared.consumer import ACK, PENDING, UNKNOWN, DeadLetters, Fate, Nak, fate_of, settle
+from shared.consumer import (
+    ACK,
+    UNKNOWN,
+    DeadLetters,
+    Fate,
+    Nak,
+    fate_of,
+    observe_fetch,
+    settle,
+    watch_consumer,
+)
 from shared.errors import PermanentError
 from shared.health import Progress
 from shared.messages import check_size
@@ -77,6 +87,11 @@ class Consumer:
             self.filters[0], durable=self.durable, stream=self.stream, config=config
         )
         self.log.info("consumer_started", durable=self.durable, filters=self.filters)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(watch_consumer(self.js, SERVICE, self.stream, self.durable))
+            await self._consume(sub)
+
+    async def _consume(self, sub: JetStreamContext.PullSubscription) -> None:
         while True:
             try:
                 messages = await sub.fetch(self.batch, timeout=1.0)
@@ -88,6 +103,7 @@ class Consumer:
                 self.log.warning("fetch_failed", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(FETCH_RETRY_S)
                 continue
+            observe_fetch(SERVICE, self.durable, messages)
             for msg in messages:
                 await self.process(msg)
             self.progress.beat()
@@ -95,7 +111,6 @@ class Consumer:
     async def process(self, msg: Msg) -> None:
         """Handle one message and settle it according to the outcome."""
         delivered = msg.metadata.num_delivered
-        PENDING.labels(SERVICE, self.durable).set(msg.metadata.num_pending)
         log = self.log.bind(subject=msg.subject, delivered=delivered)
         fate: Fate = ACK
         try:

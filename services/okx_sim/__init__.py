@@ -8,7 +8,8 @@ Programmatic use (tests, the ingest tests, the demo)::
         sim.rest_url          # http://127.0.0.1:PORT   (https when tls_cert/tls_key are set)
         sim.ws_public_url     # ws://127.0.0.1:PORT/ws/v5/public
         sim.ws_business_url   # ws://127.0.0.1:PORT/ws/v5/business
-        sim.ws_private_url    # ws://127.0.0.1:PORT/ws/v5/private
+        sim.ws_private_url    # ws://127.0.0.1:PORT/ws/v5/private (demo trading; keys are
+        sim.ws_live_url("private")  # demo unless AccountSpec(live=True): ...PORT/live/ws/v5/private)
         sim.exchange          # the engine (accounts, orders, fills, bills, positions)
         sim.set_price("BTC-USDT-SWAP", "61000")   # move the market now
         sim.advance(60)                           # jump sim time: closes bars, settles funding

@@ -22,6 +22,7 @@ class ApiKey:
     key: str
     secret: str
     passphrase: str
+    live: bool = False  # a production key; else a demo-trading one
 
 
 def sign(secret: str, message: bytes) -> str:
@@ -41,6 +42,11 @@ def parse_iso_ms(text: str) -> int:
         raise ValueError(text)
     parsed = datetime.fromisoformat(text[:-1] + "+00:00")
     return int(parsed.timestamp() * 1000)
+
+
+def is_simulated(headers: Mapping[str, str]) -> bool:
+    """OKX REST serves demo trading when `x-simulated-trading: 1`; production otherwise."""
+    return headers.get("x-simulated-trading", "").strip() == "1"
 
 
 def check_rest(
@@ -79,6 +85,8 @@ def check_rest(
     expected = sign(api_key.secret, rest_prehash(timestamp, method, path_with_query, body))
     if not hmac.compare_digest(signature, expected):
         raise OkxError("50113")
+    if api_key.live == is_simulated(headers):
+        raise OkxError("50101")
     return api_key
 
 
@@ -91,9 +99,11 @@ class LoginError(Exception):
 
 
 def check_login(
-    arg: Mapping[str, Any], keys: Mapping[str, ApiKey], now_ms: int, window_s: float
+    arg: Mapping[str, Any], keys: Mapping[str, ApiKey], now_ms: int, window_s: float,
+    live: bool = False,
 ) -> ApiKey:
-    """The key of a websocket login arg, or LoginError with OKX's code."""
+    """The key of a websocket login arg on a `live` (else demo) endpoint, or LoginError with
+    OKX's code."""
     key = arg.get("apiKey")
     api_key = keys.get(key) if isinstance(key, str) else None
     if api_key is None:
@@ -115,4 +125,6 @@ def check_login(
     provided = arg.get("sign")
     if not isinstance(provided, str) or not hmac.compare_digest(provided, expected):
         raise LoginError("60007")
+    if api_key.live != live:
+        raise LoginError("50101")
     return api_key

@@ -66,23 +66,29 @@ def instrument_for(inst_id: str) -> InstrumentSpec:
     return InstrumentSpec(inst_id, one, one, one, Decimal("0.0001"), max_lever=50)
 
 
+ACCOUNT_FORMAT = "KEY:SECRET:PASSPHRASE[:demo|:live]"
+
+
 @dataclass(frozen=True)
 class AccountSpec:
-    """An account and its one API key."""
+    """An account and its one API key: a demo-trading key unless `live` (as on OKX, a key
+    works in one environment only; the other answers 50101)."""
 
     api_key: str
     secret: str
     passphrase: str
     balance: Decimal = Decimal("10000")
     uid: str = ""
+    live: bool = False
 
     @classmethod
     def parse(cls, text: str, balance: Decimal = Decimal("10000")) -> AccountSpec:
-        """Parse `KEY:SECRET:PASSPHRASE`."""
-        parts = text.split(":")
-        if len(parts) != 3 or not all(parts):
-            raise ValueError("account must be KEY:SECRET:PASSPHRASE")
-        return cls(parts[0], parts[1], parts[2], balance)
+        """Parse `KEY:SECRET:PASSPHRASE[:demo|:live]` (demo when the mode is left out)."""
+        parts = text.strip().split(":")
+        mode = parts.pop() if len(parts) == 4 else "demo"
+        if len(parts) != 3 or not all(parts) or mode not in ("demo", "live"):
+            raise ValueError(f"account must be {ACCOUNT_FORMAT}")
+        return cls(parts[0], parts[1], parts[2], balance, live=mode == "live")
 
 
 @dataclass(frozen=True)

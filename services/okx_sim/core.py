@@ -65,7 +65,7 @@ class SimCore:
             default_lever=config.default_lever,
         )
         self.funding_period = self.clock.now() // self.market.funding_interval_ms
-        self.keys = {a.api_key: ApiKey(a.api_key, a.secret, a.passphrase)
+        self.keys = {a.api_key: ApiKey(a.api_key, a.secret, a.passphrase, a.live)
                      for a in config.accounts}
         self.hub = Hub(self, config.idle_timeout_s)
         self.saver: Saver | None = None

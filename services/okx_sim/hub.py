@@ -47,6 +47,7 @@ class Conn:
 
     ws: WebSocket
     endpoint: str  # public | business | private
+    live: bool = False  # a production endpoint (/live/ws/v5/...), else demo trading
     conn_id: str = field(default_factory=lambda: secrets.token_hex(4))
     api_key: str | None = None
     subs: dict[str, dict[str, Any]] = field(default_factory=dict)

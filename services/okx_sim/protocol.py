@@ -11,6 +11,7 @@ REST_ERRORS: dict[str, tuple[str, int]] = {
     "50002": ("Json data format error", 400),
     "50011": ("Too Many Requests", 429),
     "50014": ("Parameter {0} can not be empty.", 400),
+    "50101": ("APIKey does not match current environment.", 401),
     "50102": ("Timestamp request expired", 401),
     "50103": ("Request header OK-ACCESS-KEY can not be empty.", 401),
     "50104": ("Request header OK-ACCESS-PASSPHRASE can not be empty.", 401),
@@ -38,6 +39,7 @@ REST_ERRORS: dict[str, tuple[str, int]] = {
 
 # Websocket error codes -> message template.
 WS_ERRORS: dict[str, str] = {
+    "50101": "APIKey does not match current environment.",
     "60004": "Invalid timestamp",
     "60005": "Invalid OK-ACCESS-KEY",
     "60006": "Timestamp request expired",

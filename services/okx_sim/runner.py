@@ -37,8 +37,14 @@ class SimHandle:
         """Base URL for REST (no trailing slash), e.g. http://127.0.0.1:PORT."""
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
-    def _ws(self, kind: str) -> str:
-        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}/ws/v5/{kind}"
+    def _ws(self, kind: str, live: bool = False) -> str:
+        prefix = "/live" if live else ""
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}{prefix}/ws/v5/{kind}"
+
+    def ws_live_url(self, kind: str) -> str:
+        """The production-environment websocket `kind` (public|business|private): live keys
+        log in here; the ws_*_url properties are demo trading's."""
+        return self._ws(kind, live=True)
 
     @property
     def ws_public_url(self) -> str:
@@ -120,7 +126,9 @@ async def run_sim(config: SimConfig | None = None) -> AsyncIterator[SimHandle]:
         raise
     port = sock.getsockname()[1]
     server = _Server(uvicorn.Config(
-        create_app(core), log_level="warning", ssl_certfile=config.tls_cert,
+        # log_config=None: uvicorn's records reach the host program's handlers (one format).
+        create_app(core), log_level="warning", log_config=None, access_log=False,
+        ssl_certfile=config.tls_cert,
         ssl_keyfile=config.tls_key, ws_ping_interval=None, timeout_graceful_shutdown=2,
     ))
     task = asyncio.create_task(server.serve(sockets=[sock]))

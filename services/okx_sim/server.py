@@ -63,9 +63,9 @@ def create_app(core: SimCore) -> Starlette:
             return JSONResponse({"ok": False, "error": str(err)}, status_code=400)
         return JSONResponse({"ok": True, "result": result})
 
-    def endpoint(kind: str) -> Any:
+    def endpoint(kind: str, live: bool = False) -> Any:
         async def run(websocket: WebSocket) -> None:
-            await ws.serve(websocket, core, kind)
+            await ws.serve(websocket, core, kind, live)
         return run
 
     @contextlib.asynccontextmanager
@@ -82,6 +82,10 @@ def create_app(core: SimCore) -> Starlette:
         WebSocketRoute("/ws/v5/public", endpoint("public")),
         WebSocketRoute("/ws/v5/business", endpoint("business")),
         WebSocketRoute("/ws/v5/private", endpoint("private")),
+        # One host plays both of OKX's: /ws/v5 is demo trading (wspap.okx.com), /live/ws/v5
+        # production (ws.okx.com); a key logs in only where its environment is served.
+        *(WebSocketRoute(f"/live/ws/v5/{kind}", endpoint(kind, live=True))
+          for kind in ("public", "business", "private")),
     ]
     if core.config.test_controls:
         routes.append(Route("/sim/control/{name}", control, methods=["POST"]))

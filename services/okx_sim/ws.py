@@ -22,10 +22,10 @@ log = structlog.get_logger("okx_sim.ws")
 _ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 
-async def serve(ws: WebSocket, core: SimCore, endpoint: str) -> None:
+async def serve(ws: WebSocket, core: SimCore, endpoint: str, live: bool = False) -> None:
     """Run one client connection until it closes."""
     await ws.accept()
-    conn = Conn(ws, endpoint)
+    conn = Conn(ws, endpoint, live)
     core.hub.add(conn)
     writer = asyncio.create_task(conn.writer(core.hub.idle_timeout_s))
     try:
@@ -89,7 +89,8 @@ def _login(conn: Conn, core: SimCore, arg: dict[str, Any], req_id: str | None) -
         conn.send(ws_error("60031", conn_id=conn.conn_id, req_id=req_id))
         return
     try:
-        key = check_login(arg, core.keys, core.now_real_ms(), core.config.auth_window_s)
+        key = check_login(arg, core.keys, core.now_real_ms(), core.config.auth_window_s,
+                          conn.live)
     except LoginError as err:
         conn.send(ws_error(err.code, conn_id=conn.conn_id, req_id=req_id))
         return

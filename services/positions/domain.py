@@ -21,7 +21,7 @@ from typing import Any
 from shared.exchange_ids import IdKey, id_key
 from shared.instruments import InstrumentSpec
 from shared.money import LEDGER_CONTEXT, Q4, Q8, Q12, Q16, ZERO, average_confidence, quantize
-from shared.types import Direction, ExitReason, PosSide, Side
+from shared.types import RECONCILE_CATEGORY, Direction, ExitReason, PosSide, Side
 
 EntryKey = tuple[datetime, int, IdKey]
 
@@ -198,6 +198,8 @@ def exit_reason(fill: LedgerFill) -> ExitReason:
         return "liquidation"
     if fill.category == "adl":
         return "adl"
+    if fill.category == RECONCILE_CATEGORY:
+        return "reconcile"
     return "agent" if fill.by_agent else "external"
 
 

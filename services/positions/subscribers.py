@@ -28,7 +28,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from services.positions.catalog import InstrumentCatalog
 from services.positions.config import PositionsSettings
@@ -36,7 +36,17 @@ from services.positions.handlers import BatchOutcome, handle_batch
 from services.positions.inbound import Inbound, parse
 from services.positions.store import LedgerStore
 from shared.bus import headers_for
-from shared.consumer import PENDING, DeadLetter, DeadLetters, Fate, Nak, fate_of, hold, settle
+from shared.consumer import (
+    DeadLetter,
+    DeadLetters,
+    Fate,
+    Nak,
+    fate_of,
+    hold,
+    observe_fetch,
+    settle,
+    watch_consumer,
+)
 from shared.db import Connection
 from shared.errors import PermanentError, TransientError
 from shared.health import Progress
@@ -55,6 +65,10 @@ PUBLISH_ASYNC_MAX_PENDING = 4000
 FETCH_RETRY_S = 1.0  # after a fetch NATS failed (not a timeout)
 BATCH_SECONDS = Histogram("aitrader_positions_batch_seconds",
                           "A fetched batch from parse to settled (folded, committed, published, acked).")
+COMMIT_SECONDS = Histogram("aitrader_positions_commit_seconds",
+                           "One committed transaction of the ledger (a batch, or a part of one).")
+FILLS = Counter("aitrader_positions_fills", "Fills and funding payments the ledger took, by result: "
+                "folded (new), duplicate (stored already, acked without effect).", ["result"])
 Rejected = dict[int, DeadLetter]  # message index -> why it can never be processed
 
 
@@ -112,6 +126,8 @@ class LedgerConsumer:
             stages.create_task(self._fetch_stage(sub, fetched, ready))
             stages.create_task(self._commit_stage(fetched, committed, ready))
             stages.create_task(self._finish_stage(committed))
+            stages.create_task(watch_consumer(self.js, SERVICE, self.subjects.stream(STREAM_ACCOUNT),
+                                              self.settings.positions_consumer))
 
     async def _fetch_stage(
         self, sub: JetStreamContext.PullSubscription, out: asyncio.Queue[Fetched], ready: asyncio.Semaphore
@@ -154,7 +170,6 @@ class LedgerConsumer:
             await asyncio.sleep(FETCH_RETRY_S)
             return []
         first = msgs[-1].metadata
-        PENDING.labels(SERVICE, self.settings.positions_consumer).set(first.num_pending)
         wanted = min(self.settings.positions_batch_size - 1, first.num_pending)
         if first.num_delivered > 1:
             # A redelivery (e.g. the batch in flight when a process died): num_pending counts
@@ -165,6 +180,7 @@ class LedgerConsumer:
         if wanted > 0:
             with contextlib.suppress(NatsTimeoutError, TimeoutError):
                 msgs += await sub.fetch(wanted, timeout=self.settings.positions_batch_wait_seconds)
+        observe_fetch(SERVICE, self.settings.positions_consumer, msgs)
         return msgs
 
     async def process(self, msgs: Sequence[Msg]) -> None:
@@ -181,6 +197,8 @@ class LedgerConsumer:
         await settle(msgs, fates, self.letters)  # the dead letters' rows committed with the batch
         self.progress.beat()
         BATCH_SECONDS.observe(time.perf_counter() - started)
+        FILLS.labels("folded").inc(outcome.stored)
+        FILLS.labels("duplicate").inc(outcome.duplicates)
         log.debug("batch", messages=len(msgs), stored=outcome.stored, duplicates=outcome.duplicates,
                   dead=len(outcome.dead), retry=len(outcome.retry), refolds=outcome.refolds,
                   ms=round((time.perf_counter() - started) * 1000, 1))
@@ -265,7 +283,10 @@ class LedgerConsumer:
         except Exception as exc:  # no message can cause a failure to connect
             raise TransientError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
         try:
-            return await self._commit_on(conn, msgs, items, rejected)
+            started = time.perf_counter()
+            outcome = await self._commit_on(conn, msgs, items, rejected)
+            COMMIT_SECONDS.observe(time.perf_counter() - started)
+            return outcome
         finally:
             await self.pool.release(conn)
 

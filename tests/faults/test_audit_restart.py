@@ -4,6 +4,7 @@ database is away is written once it is back, and the writer goes on writing afte
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import asyncpg
 from structlog.testing import capture_logs
@@ -25,12 +26,12 @@ async def _rows(server: EmbeddedPostgres) -> list[str]:
 
 
 async def test_a_call_made_while_postgresql_restarts_is_audited_once_it_is_back(
-    own_postgres: EmbeddedPostgres,
+    own_postgres: EmbeddedPostgres, tmp_path: Path,
 ) -> None:
     server = own_postgres
     await migrate(server.dsn)
     pool = await create_pool(server.dsn, min_size=1, max_size=2)
-    writer = AuditWriter(pool, linger=0)
+    writer = AuditWriter(pool, linger=0, spill_dir=tmp_path, spill_after=60)
     writer.start()
     try:
         await writer.finish(ToolCall("before", {}, None, "http"), "success", {"n": 1}, None)
@@ -56,13 +57,13 @@ async def test_a_call_made_while_postgresql_restarts_is_audited_once_it_is_back(
 
 
 async def test_a_row_postgresql_refuses_does_not_block_the_calls_behind_it(
-    own_postgres: EmbeddedPostgres,
+    own_postgres: EmbeddedPostgres, tmp_path: Path,
 ) -> None:
     """A constraint violation (here a status outside the CHECK) is not retried forever: the row
     is dropped with an error logged, and the calls queued after it are written."""
     await migrate(own_postgres.dsn)
     pool = await create_pool(own_postgres.dsn, min_size=1, max_size=2)
-    writer = AuditWriter(pool, linger=0)
+    writer = AuditWriter(pool, linger=0, spill_dir=tmp_path)
     writer.start()
     try:
         await writer.finish(ToolCall("refused", {}, None, "http"), "no-such-status", {"n": 1}, None)
@@ -74,16 +75,15 @@ async def test_a_row_postgresql_refuses_does_not_block_the_calls_behind_it(
         await asyncio.wait_for(pool.close(), 10)
 
 
-async def test_stopping_while_the_database_is_away_is_bounded_and_says_what_is_lost(
-    own_postgres: EmbeddedPostgres,
+async def test_stopping_while_the_database_is_away_is_bounded_and_spills_what_is_queued(
+    own_postgres: EmbeddedPostgres, tmp_path: Path,
 ) -> None:
     await migrate(own_postgres.dsn)
     pool = await create_pool(own_postgres.dsn, min_size=1, max_size=2)
-    writer = AuditWriter(pool, linger=0)
+    writer = AuditWriter(pool, linger=0, spill_dir=tmp_path, spill_after=60)
     writer.start()
     await asyncio.to_thread(own_postgres.stop)
-    with capture_logs() as logs:
-        await writer.finish(ToolCall("lost", {}, None, "http"), "success", {"n": 1}, None)
-        await asyncio.wait_for(writer.close(timeout=1.0), 5)  # before: waited for the database
-    assert [e["event"] for e in logs if e["event"] == "audit_rows_unwritten"] == ["audit_rows_unwritten"]
+    await writer.finish(ToolCall("kept", {}, None, "http"), "success", {"n": 1}, None)
+    await asyncio.wait_for(writer.close(timeout=1.0), 5)  # before: waited for the database
+    assert writer.spill.rows == 1  # before: logged as lost
     pool.terminate()

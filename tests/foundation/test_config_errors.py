@@ -8,6 +8,8 @@ import sys
 import pytest
 
 from aitrader.embedded import free_port
+from shared.db import describe_dsn
+from tests.conftest import with_database
 from tests.foundation.test_up import clean_env
 
 
@@ -82,3 +84,13 @@ def test_unreachable_nats_is_one_clear_line(db_dsn: str) -> None:
         in result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_a_missing_database_is_one_line_for_migrate(pg_admin_dsn: str) -> None:
+    dsn = with_database(pg_admin_dsn, "aitrader_no_such_db")
+    result = run_cli("migrate", AITRADER_DATABASE_URL=dsn)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"aitrader: configuration error: AITRADER_DATABASE_URL: database does not exist: {describe_dsn(dsn)}"
+    )

@@ -110,6 +110,7 @@ def test_subjects_and_streams_follow_design_section_4() -> None:
         "MARKET": ["aitrader.market.>"],
         "ACCOUNT": ["aitrader.account.>"],
         "POSITIONS": ["aitrader.positions.>"],
+        "RECONCILE": ["aitrader.reconcile.>"],
     }
     isolated = Subjects(root="t1", stream_prefix="T1_")
     assert isolated.stream("ACCOUNT") == "T1_ACCOUNT" and isolated.balance("a") == "t1.account.a.balance"

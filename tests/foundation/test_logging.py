@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from hypothesis import given
@@ -93,3 +94,29 @@ def test_settings_register_their_secrets_and_logs_are_json(
     assert line["event"] == "connecting" and line["detail"] == "login with ***"
     assert "secret-77e1d0" not in json.dumps(line)
     assert "secret-77e1d0" not in repr(settings)
+
+
+def test_a_stdlib_exception_in_json_renders_its_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    register_secrets(["tb-secret-51c2"])
+    configure_logging(fmt="json", service="svc")
+    try:
+        raise ValueError("boom with tb-secret-51c2")
+    except ValueError:
+        logging.getLogger("some.library").exception("request failed")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["event"] == "request failed" and line["level"] == "error"
+    assert line["exception"].startswith("Traceback (most recent call last):")
+    assert "ValueError: boom with ***" in line["exception"]
+    assert "<traceback object" not in json.dumps(line) and "exc_info" not in line
+    assert (line["service"], line["logger"]) == ("svc", "some.library")
+
+
+def test_httpx_request_lines_are_not_logged_but_its_warnings_are(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("debug", fmt="json")
+    logging.getLogger("httpx").info('HTTP Request: GET http://x "HTTP/1.1 200 OK"')
+    logging.getLogger("httpcore.connection").debug("connect_tcp.started")
+    logging.getLogger("httpx").warning("retrying")
+    events = [json.loads(x)["event"] for x in capsys.readouterr().err.strip().splitlines()]
+    assert events == ["retrying"]

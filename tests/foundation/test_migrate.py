@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +17,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from aitrader.migrate import discover, migrate, migrations_dir
+from aitrader.migrate import discover, migrate, migrations_dir, status
 from shared.errors import MigrationError
 from tests.conftest import with_database
 
@@ -87,3 +92,91 @@ def test_a_badly_named_file_is_refused(own_migrations: Path) -> None:
     (own_migrations / "latest.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
         discover(own_migrations)
+
+
+async def test_status_lists_each_migration_and_changes_nothing(empty_dsn: str, own_migrations: Path) -> None:
+    assert {s.state for s in await status(empty_dsn, own_migrations)} == {"pending"}
+    (own_migrations / "9002_more.sql").write_text("ALTER TABLE aitrader.probe ADD COLUMN x TEXT;\n")
+    await migrate(empty_dsn, own_migrations)
+    (own_migrations / "9003_later.sql").write_text("SELECT 1;\n")
+    probe = own_migrations / "9001_probe.sql"
+    probe.write_text(probe.read_text() + "-- edited\n")
+    (own_migrations / "9002_more.sql").unlink()
+    before = await recorded(empty_dsn)
+    states = {(s.version, s.state) for s in await status(empty_dsn, own_migrations)}
+    assert {(9001, "edited"), (9002, "missing"), (9003, "pending"), (1, "applied")} <= states
+    assert await recorded(empty_dsn) == before
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def installed_wheel(target: Path) -> dict[str, str]:
+    """Build the product's wheel from a copy of its sources and install it (no dependencies)
+    into `target`; the environment that runs it from there, with this venv's libraries but
+    not its (editable) copy of the product."""
+    source = target.parent / "source"
+    for name in ("aitrader", "services", "shared"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(target.parent / "dist"), str(source)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next((target.parent / "dist").glob("aitrader-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=120)
+    libraries = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AITRADER_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(target), *sorted(libraries)])
+    return env
+
+
+def test_the_installed_wheel_migrates_from_outside_the_repo(empty_dsn: str, tmp_path: Path) -> None:
+    target, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    env = installed_wheel(target)
+    elsewhere.mkdir()
+
+    def aitrader(*args: str) -> subprocess.CompletedProcess[str]:
+        # -S: no site hooks, so this venv's editable install of the repo cannot be found.
+        return subprocess.run([sys.executable, "-S", "-m", "aitrader.cli", *args], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    where = aitrader("--version")
+    assert where.returncode == 0, where.stderr
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert where.stdout.strip() == f"aitrader {version}"
+    probe = "import aitrader.migrate as m; print(m.migrations_dir())"
+    located = subprocess.run([sys.executable, "-S", "-c", probe], cwd=elsewhere, env=env,
+                             capture_output=True, text=True, timeout=60, check=True)
+    shipped = Path(located.stdout.strip())
+    assert shipped.is_relative_to(target) and shipped.is_dir(), shipped
+    names = [m.path.stem for m in discover()]
+    pending = aitrader("migrate", "--status", "--database-url", empty_dsn)
+    assert pending.stdout.splitlines() == [f"{name} pending" for name in names], pending.stderr
+    applied = aitrader("migrate", "--database-url", empty_dsn)
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.splitlines() == [f"applied {name}.sql" for name in names]
+    status_lines = aitrader("migrate", "--status", "--database-url", empty_dsn).stdout.splitlines()
+    assert [line.rsplit(" ", 2)[:2] for line in status_lines] == [[name, "applied"] for name in names]
+
+
+async def test_a_role_that_may_not_create_the_schema_is_one_line(pg_admin_dsn: str, empty_dsn: str) -> None:
+    role = f"aitrader_ro_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(pg_admin_dsn)
+    await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        dsn = empty_dsn.replace("postgres@", f"{role}@", 1)
+        if role not in dsn:
+            pytest.skip("the admin DSN does not name the role postgres")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AITRADER_")}
+        result = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "aitrader.cli", "migrate", "--database-url", dsn],
+            env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == ("aitrader: migration error: cannot record migrations in "
+                                         "aitrader.schema_migrations: permission denied for database "
+                                         f"{empty_dsn.rsplit('/', 1)[1]}")
+    finally:
+        await admin.execute(f'DROP ROLE "{role}"')
+        await admin.close()

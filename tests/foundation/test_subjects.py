@@ -68,7 +68,8 @@ def test_the_table_documents_design_section_4() -> None:
         "aitrader.cmd.market.refresh",
         "aitrader.dlq.{service}",
     ]
-    assert STREAMS == ("MARKET", "ACCOUNT", "POSITIONS")
+    assert STREAMS == ("MARKET", "ACCOUNT", "POSITIONS", "RECONCILE")
+    assert s.discrepancy(ACCOUNT) == f"aitrader.reconcile.{ACCOUNT}"
     assert s.filter("candle") == "aitrader.market.candle.*.*"
     assert s.filter("fill", account_id=ACCOUNT) == f"aitrader.account.{ACCOUNT}.fill.*"
     assert s.everything == "aitrader.>" and s.positions_all == "aitrader.positions.>"

@@ -20,8 +20,9 @@ from services.ingest.main import Ingest
 from services.ingest.okx_rest import OkxRest
 from services.ingest.signing import Credentials
 from services.okx_sim import AccountSpec, SimConfig, SimHandle, run_sim
+from services.positions.main import serve as serve_positions
 from shared.settings import Settings
-from shared.subjects import STREAM_ACCOUNT, STREAM_MARKET, Subjects
+from shared.subjects import STREAM_ACCOUNT, STREAM_MARKET, STREAM_RECONCILE, Subjects
 
 KEY, SECRET, PASSPHRASE = "ingest-key-5c1d", "ingest-secret-9f3b2c77", "Ingest-Pass-7d1e"
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: a pinned market
@@ -99,7 +100,8 @@ async def place(trader: OkxRest, inst: str, side: str, sz: str, **extra: Any) ->
 async def stream_messages(js: JetStreamContext, subjects: Subjects, kind: str,
                           subject: str) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
     """Every message stored under `subject` (wildcards allowed): (subject, body, headers)."""
-    stream = subjects.stream(STREAM_ACCOUNT if kind == "account" else STREAM_MARKET)
+    stream = subjects.stream({"account": STREAM_ACCOUNT, "market": STREAM_MARKET,
+                              "reconcile": STREAM_RECONCILE}[kind])
     out: list[tuple[str, dict[str, Any], dict[str, str]]] = []
     seq = 1
     while True:
@@ -116,3 +118,12 @@ async def fills_on_stream(js: JetStreamContext, subjects: Subjects, account_id: 
                           ) -> list[dict[str, Any]]:
     msgs = await stream_messages(js, subjects, "account", subjects.fill(account_id, "*"))
     return [body for _, body, _ in msgs]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def positions(settings: Settings) -> AsyncIterator[None]:
+    """The positions service folding what ingest publishes (in this test's database)."""
+    task = asyncio.create_task(serve_positions(settings))
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -3,28 +3,16 @@ fills / positions_open / positions_closed agree with what okx_sim reports over R
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import pytest_asyncio
 
 from services.ingest.okx_rest import OkxRest
 from services.okx_sim import SimHandle
-from services.positions.main import serve as serve_positions
 from shared.settings import Settings
 from tests.factories import wait_for
 from tests.ingest.conftest import KEY, ingest_settings, place, running
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def positions(settings: Settings) -> AsyncIterator[None]:
-    task = asyncio.create_task(serve_positions(settings))
-    yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _okx_fills(trader: OkxRest) -> list[dict[str, Any]]:

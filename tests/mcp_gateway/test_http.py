@@ -12,6 +12,7 @@ import pytest_asyncio
 from services.mcp_gateway.auth import create_token, revoke_token
 from services.mcp_gateway.gateway import Gateway
 from services.mcp_gateway.main import serve_http
+from shared.version import VERSION
 from tests.mcp_gateway import seed
 from tests.mcp_gateway.conftest import call, error_text, http_client, ok
 from tests.mcp_gateway.fakes import FakeIngest
@@ -68,6 +69,32 @@ async def test_token_sees_and_trades_only_its_own_account(
     assert token_a not in raw
 
 
+READ_TOOLS = {"get_account_state", "get_market_data", "get_performance_metrics"}
+TRADE_TOOLS = {"execute_trade", "update_exit_plan"}
+
+
+async def test_a_read_token_lists_only_the_read_tools_and_the_server_says_its_version(
+    url: str, gateway: Gateway, db_pool: asyncpg.Pool, ingest: FakeIngest
+) -> None:
+    read, _ = await create_token(db_pool, "acct-a", "read")
+    trade, _ = await create_token(db_pool, "acct-a", "trade")
+    async with http_client(url, read) as client:
+        read_info = client.server_info
+        read_tools = {t.name for t in (await client.list_tools()).tools}
+        trade_args = dict(symbol=BTC, side="buy", size="1", leverage=2, confidence=60)
+        refused = await call(client, "execute_trade", **trade_args)
+    async with http_client(url, trade) as client:
+        trade_tools = {t.name for t in (await client.list_tools()).tools}
+    assert read_info is not None and (read_info.name, read_info.version) == ("aitrader", VERSION)
+    assert VERSION and VERSION != "0+unknown"
+    assert read_tools == READ_TOOLS and trade_tools == READ_TOOLS | TRADE_TOOLS
+    assert error_text(refused).endswith(
+        "This token has scope read only; execute_trade needs a token with scope trade "
+        "(aitrader token create --scope trade)."
+    )
+    assert ingest.received == [] and await db_pool.fetchval("SELECT count(*) FROM aitrader.orders") == 0
+
+
 async def test_read_token_cannot_trade_and_revoked_token_is_refused(
     url: str, gateway: Gateway, db_pool: asyncpg.Pool, ingest: FakeIngest, accounts: dict[str, UUID]
 ) -> None:
@@ -106,6 +133,7 @@ async def test_readiness_and_metrics_are_open_and_count_tool_calls(
         metrics = await hc.get(base + "/metrics")
     assert ready.status_code == 200
     assert ready.json() == {"service": "mcp_gateway", "status": "ready", "database": "ok", "nats": "ok",
-                            "audit_queue": "ok"}
+                            "audit_queue": "ok", "audit_spill": "ok"}
     assert 'aitrader_mcp_tool_call_seconds_count{status="success",tool="get_account_state"}' in metrics.text
     assert "aitrader_mcp_audit_queue " in metrics.text
+    assert "aitrader_mcp_audit_spilled 0.0" in metrics.text

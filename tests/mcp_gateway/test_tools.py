@@ -46,6 +46,8 @@ async def test_tool_list_and_schemas(gateway: Gateway) -> None:
     market = tools["get_market_data"].input_schema["properties"]
     assert market["timeframes"]["default"] == ["3m", "4H"] and market["limit"]["default"] == 10
     assert tools["get_account_state"].annotations.read_only_hint is True  # type: ignore[union-attr]
+    # Only a call carrying an idempotency_key is idempotent, and annotations are per tool.
+    assert tools["execute_trade"].annotations.idempotent_hint is False  # type: ignore[union-attr]
 
 
 async def test_get_account_state(gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]) -> None:
@@ -179,6 +181,33 @@ async def _open(
         upl,
         plan,
     )
+
+
+async def test_account_state_says_when_the_book_is_in_doubt(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    """Never reconciled: in doubt. Reconciled with an open difference: in doubt, and the
+    difference is shown; another account's issues and resolved ones are not."""
+    a, b = accounts["a"], accounts["b"]
+    await seed.balance(db_pool, a)
+    async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+        never = ok(await call(client, "get_account_state"))["reconciliation"]
+        await db_pool.execute("UPDATE aitrader.accounts SET last_reconciled_at = now() WHERE id = $1", a)
+        clean = ok(await call(client, "get_account_state"))["reconciliation"]
+        for account, resolved in ((a, False), (a, True), (b, False)):
+            await db_pool.execute(
+                """INSERT INTO aitrader.reconciliation_issues
+                       (id, account_id, kind, subject, expected, found, resolved_at, resolution)
+                   VALUES (gen_random_uuid(), $1, 'position', $2, '{"quantity": "0"}',
+                           '{"quantity": "1.5"}', CASE WHEN $3 THEN now() END,
+                           CASE WHEN $3 THEN 'exchange_wins' END)""",
+                account, f"BTC-USDT-SWAP:net:{resolved}", resolved)
+        doubt = ok(await call(client, "get_account_state"))["reconciliation"]
+    assert (never["last_reconciled_at"], never["in_doubt"], never["open"]) == (None, True, [])
+    assert (clean["in_doubt"], clean["open"]) == (False, []) and clean["last_reconciled_at"]
+    assert doubt["in_doubt"] is True
+    assert [(d["kind"], d["subject"], d["exchange"], d["ledger"]) for d in doubt["open"]] == [
+        ("position", "BTC-USDT-SWAP:net:False", {"quantity": "0"}, {"quantity": "1.5"})]
 
 
 async def test_account_state_price_fallbacks_order_and_stored_plans(
@@ -420,13 +449,13 @@ BAD_ARGUMENTS = [
     pytest.param(
         "execute_trade",
         {**TRADE, "confidence": 150},
-        ["confidence", "less than or equal to 100"],
+        ["confidence must be a decimal from 0 to 100", "(got 150)"],
         id="confidence-above-100",
     ),
     pytest.param(
         "execute_trade",
         {**TRADE, "confidence": -1},
-        ["confidence", "greater than or equal to 0"],
+        ["confidence must be a decimal from 0 to 100", "(got -1)"],
         id="confidence-below-0",
     ),
     pytest.param(
@@ -435,7 +464,7 @@ BAD_ARGUMENTS = [
     pytest.param(
         "execute_trade",
         {**TRADE, "order_type": "limit", "price": -5},
-        ["price", "greater than 0"],
+        ["price must be a decimal > 0", "(got -5)"],
         id="negative-price",
     ),
     pytest.param(
@@ -447,7 +476,12 @@ BAD_ARGUMENTS = [
     pytest.param(
         "execute_trade", {**TRADE, "price": "60000"}, ["only for limit orders"], id="price-on-market-order"
     ),
-    pytest.param("execute_trade", {**TRADE, "size": "lots"}, ["size", "decimal"], id="size-wrong-type"),
+    pytest.param(
+        "execute_trade",
+        {**TRADE, "size": "lots"},
+        ["size must be a decimal > 0 with at most 12 digits before the point and 8 after"],
+        id="size-wrong-type",
+    ),
     pytest.param(
         "execute_trade", {**TRADE, "side": "hold"}, ["side", "'buy' or 'sell'"], id="side-not-allowed"
     ),
@@ -458,7 +492,10 @@ BAD_ARGUMENTS = [
         id="notional-too-large",
     ),
     pytest.param(
-        "execute_trade", {"symbol": BTC, "side": "buy"}, ["size", "Field required"], id="missing-arguments"
+        "execute_trade",
+        {"symbol": BTC, "side": "buy"},
+        ["size is required", "leverage is required", "confidence is required"],
+        id="missing-arguments",
     ),
     pytest.param(
         "update_exit_plan",

@@ -39,7 +39,7 @@ def headers(method: str, path: str, body: bytes = b"", *, secret: str = SECRET,
     return {"OK-ACCESS-KEY": key, "OK-ACCESS-SIGN": sign(secret, rest_prehash(ts, method, path,
                                                                               body)),
             "OK-ACCESS-TIMESTAMP": ts, "OK-ACCESS-PASSPHRASE": passphrase,
-            "Content-Type": "application/json"}
+            "Content-Type": "application/json", "x-simulated-trading": "1"}
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import pytest
 from okx.websocket.WsPrivateAsync import WsPrivateAsync
 from okx.websocket.WsPublicAsync import WsPublicAsync
 
-from services.okx_sim import SimHandle
+from services.okx_sim import AccountSpec, SimHandle, run_sim
 
-from .conftest import KEY, PASSPHRASE, SECRET, Inbox
+from .conftest import KEY, PASSPHRASE, SECRET, Inbox, Tls, base_config
 
 BTC = "BTC-USDT-SWAP"
 # python-okx posts with httpx `data=`, which httpx 0.28 deprecates
@@ -114,6 +114,26 @@ async def test_sdk_errors(sim: SimHandle) -> None:
     huge = await call(trade.place_order, instId=BTC, tdMode="cross", side="buy",
                       ordType="market", sz="1000")
     assert huge["data"][0]["sCode"] == "51008"
+
+
+async def test_sdk_rest_key_works_only_in_its_own_environment(tls: Tls) -> None:
+    """python-okx's flag is the x-simulated-trading header: a demo key sent as live (and a
+    live key sent as demo) gets OKX's 50101, as on OKX."""
+    accounts = (AccountSpec(KEY, SECRET, PASSPHRASE), AccountSpec("live-key", SECRET, PASSPHRASE,
+                                                                  live=True))
+    async with run_sim(base_config(tls, accounts=accounts)) as sim:
+        def balance(key: str, flag: str) -> Any:
+            api = Account.AccountAPI(api_key=key, api_secret_key=SECRET, passphrase=PASSPHRASE,
+                                     flag=flag, domain=sim.rest_url, debug=False)
+            return api.get_account_balance()
+
+        for key, flag, code in [(KEY, "0", "50101"), ("live-key", "1", "50101"),
+                                (KEY, "1", "0"), ("live-key", "0", "0")]:
+            answer = await call(balance, key, flag)
+            assert answer["code"] == code, (key, flag, answer)
+        assert answer["code"] == "0"
+        mismatch = await call(balance, KEY, "0")
+        assert mismatch == {"msg": "APIKey does not match current environment.", "code": "50101"}
 
 
 async def test_sdk_websockets_login_subscribe_and_receive_fills(sim: SimHandle) -> None:

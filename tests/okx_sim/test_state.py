@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -45,6 +46,7 @@ class Okx:
         headers = {"OK-ACCESS-KEY": self.spec.api_key, "OK-ACCESS-TIMESTAMP": ts,
                    "OK-ACCESS-SIGN": sign(self.spec.secret, rest_prehash(ts, method, path, raw)),
                    "OK-ACCESS-PASSPHRASE": self.spec.passphrase,
+                   "x-simulated-trading": "0" if self.spec.live else "1",  # demo keys by default
                    "Content-Type": "application/json"}
         resp = await self.client.request(method, path, content=raw, headers=headers)
         result: dict[str, Any] = resp.json()
@@ -253,10 +255,33 @@ def test_cli_reports_a_corrupt_state_file_in_one_line(path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", "from aitrader.cli import main; main()", "okx-sim", "--port", "0",
          "--state-file", str(path)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
         f"Error: state file {path}: not valid JSON, truncated or corrupt "
         "(Expecting value: line 1 column 28 (char 27))"]
+
+
+def test_sigterm_writes_the_last_change_before_the_sim_exits(path: Path) -> None:
+    """`aitrader up` and containers stop the sim with SIGTERM: the change made just before
+    (here: the clock moved by a control, its save still pending) is in the file after."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from aitrader.cli import main; main()", "okx-sim", "--port", "0",
+         "--speed", "0", "--test-controls", "--state-file", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("okx-sim listening: REST "), first
+        rest = first.split("REST ", 1)[1].strip()
+        before = json.loads(path.read_text())["saved_at_ms"]
+        reply = httpx.post(f"{rest}/sim/control/advance", json={"seconds": 3600}, timeout=5)
+        assert reply.status_code == 200, reply.text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert json.loads(path.read_text())["saved_at_ms"] >= before + 3_600_000
 
 
 async def test_unwritable_place_is_a_one_line_error(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from services.okx_sim import SimHandle, run_sim
+from services.okx_sim import AccountSpec, SimHandle, run_sim
 from services.okx_sim.auth import sign
 from services.okx_sim.exchange import OrderRequest
 
@@ -49,10 +49,10 @@ class Client:
     async def send(self, obj: Any) -> None:
         await self.ws.send(obj if isinstance(obj, str) else json.dumps(obj))
 
-    async def login(self, ts: Any = None, secret: str = SECRET) -> None:
+    async def login(self, ts: Any = None, secret: str = SECRET, key: str = KEY) -> None:
         ts = ts if ts is not None else int(time.time())
         await self.send({"op": "login", "args": [{
-            "apiKey": KEY, "passphrase": PASSPHRASE, "timestamp": ts,
+            "apiKey": key, "passphrase": PASSPHRASE, "timestamp": ts,
             "sign": sign(secret, f"{ts}GET/users/self/verify".encode())}]})
 
     def events(self, event: str) -> list[dict[str, Any]]:
@@ -101,6 +101,26 @@ async def test_private_login_rules(sim: SimHandle) -> None:
     await priv.inbox.wait(lambda i: len(priv.events("error")) == 4)
     assert priv.events("error")[-1]["code"] == "64003"
     await priv.ws.close()
+
+
+async def test_a_key_logs_in_only_on_its_environments_endpoint() -> None:
+    """/ws/v5 plays wspap.okx.com (demo trading), /live/ws/v5 ws.okx.com: a key of the other
+    environment is refused as OKX refuses it, with 50101."""
+    live = AccountSpec("live-key", SECRET, PASSPHRASE, live=True)
+    accounts = (AccountSpec(KEY, SECRET, PASSPHRASE), live)
+    async with run_sim(base_config(accounts=accounts)) as sim:
+        for url, key, code in [(sim.ws_live_url("private"), KEY, "50101"),
+                               (sim.ws_private_url, "live-key", "50101"),
+                               (sim.ws_live_url("private"), "live-key", "0"),
+                               (sim.ws_private_url, KEY, "0")]:
+            client = await open_ws(url)
+            await client.login(key=key)
+            (answer,) = await client.inbox.wait(
+                lambda i, c=client: c.events("login") + c.events("error"))
+            assert answer["code"] == code, (url, key)
+            if code != "0":
+                assert answer["msg"] == "APIKey does not match current environment."
+            await client.ws.close()
 
 
 async def test_idle_socket_is_closed_with_4004(sim: SimHandle) -> None:
