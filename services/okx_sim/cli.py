@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from shared.settings import Settings, load_settings
 from .accounts import ACCOUNTS_ENV, ACCOUNTS_FILE_ENV, AccountsError, load_accounts
 from .config import ACCOUNT_FORMAT, DEFAULT_SYMBOLS, SimConfig
 from .runner import run_sim
+from .state import StateError
 
 log = get_logger("okx_sim")
 
@@ -48,10 +50,13 @@ class SetupError(click.ClickException):
 @click.option("--slippage", default="0", show_default=True, help="relative, e.g. 0.0005")
 @click.option("--speed", default="1", show_default=True, help="simulated seconds per second")
 @click.option("--no-liquidation", is_flag=True, help="never liquidate positions")
+@click.option("--state-file", type=click.Path(dir_okay=False), default=None,
+              help="keep accounts, orders, fills and positions here across restarts")
 def command(host: str, port: int, seed: int, symbols: str, pos_mode: str,
             accounts: tuple[str, ...], accounts_file: Path | None, balance: str,
             tls_cert: str | None, tls_key: str | None, test_controls: bool,
-            funding_interval: int, slippage: str, speed: str, no_liquidation: bool) -> None:
+            funding_interval: int, slippage: str, speed: str, no_liquidation: bool,
+            state_file: str | None) -> None:
     """Run a local exchange that speaks OKX v5 (REST and websockets on one port).
 
     Accounts also come from AITRADER_OKX_SIM_ACCOUNTS (whitespace-separated) and
@@ -73,11 +78,15 @@ def command(host: str, port: int, seed: int, symbols: str, pos_mode: str,
             symbols=tuple(s.strip() for s in symbols.split(",") if s.strip()),
             accounts=specs, pos_mode=pos_mode, tls_cert=tls_cert, tls_key=tls_key,
             test_controls=test_controls, funding_interval_s=funding_interval,
-            slippage=Decimal(slippage), speed=Decimal(speed), liquidation=not no_liquidation)
+            slippage=Decimal(slippage), speed=Decimal(speed), liquidation=not no_liquidation,
+            state_file=state_file)
         config.instrument_specs()
     except (ValueError, ArithmeticError) as err:
         raise click.UsageError(str(err)) from err
-    asyncio.run(_serve(config))
+    try:
+        asyncio.run(_serve(config))
+    except StateError as err:
+        raise SetupError(str(err)) from None
 
 
 def _configure_logging() -> None:
@@ -108,8 +117,17 @@ async def _serve(config: SimConfig) -> None:
             click.echo(line)
         log.info("okx_sim.started", rest=sim.rest_url, seed=config.seed,
                  accounts=len(config.accounts))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # SIGTERM (how `aitrader up` and a container stop it) ends like Ctrl-C: through the
+        # context's exit, which writes the state file's last save.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         except asyncio.CancelledError:
             pass
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
 

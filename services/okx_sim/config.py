@@ -119,6 +119,7 @@ class SimConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     start_ms: int | None = None  # pin the simulated clock start (tests); None = now
+    state_file: str | None = None  # keep the exchange state here across restarts (JSON)
 
     def instrument_specs(self) -> dict[str, InstrumentSpec]:
         """The instruments this exchange lists, by instId."""

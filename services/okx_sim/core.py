@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 import structlog
 
@@ -18,6 +19,8 @@ from .exchange import Exchange
 from .hub import Hub
 from .market import Market
 from .models import Event
+from .saving import Saver, lock
+from .state import Encoder, StateError, load, restore
 
 log = structlog.get_logger("okx_sim")
 
@@ -42,6 +45,10 @@ class SimClock:
         """Jump simulated time forward."""
         self._skew += max(0, ms)
 
+    def resume_after(self, ms: int) -> None:
+        """Make now() later than `ms` (a restart never goes back before the saved time)."""
+        self.advance(ms + 1 - self.now())
+
 
 class SimCore:
     """Market, exchange and pushes of one simulated OKX."""
@@ -57,14 +64,48 @@ class SimCore:
             slippage=config.slippage, liquidation=config.liquidation,
             default_lever=config.default_lever,
         )
-        self.keys: dict[str, ApiKey] = {}
-        for spec in config.accounts:
-            self.exchange.add_account(spec, config.okx_pos_mode)
-            self.keys[spec.api_key] = ApiKey(spec.api_key, spec.secret, spec.passphrase,
-                                            spec.live)
+        self.funding_period = self.clock.now() // self.market.funding_interval_ms
+        self.keys = {a.api_key: ApiKey(a.api_key, a.secret, a.passphrase, a.live)
+                     for a in config.accounts}
         self.hub = Hub(self, config.idle_timeout_s)
-        self._funding_period = self.clock.now() // self.market.funding_interval_ms
+        self.saver: Saver | None = None
+        if config.state_file:
+            self._open_state(Path(config.state_file))
+        self._add_accounts()
         self.refresh()
+
+    def _add_accounts(self) -> None:
+        for spec in self.config.accounts:
+            if spec.api_key not in self.exchange.accounts:  # else restored from the state file
+                self.exchange.add_account(spec, self.config.okx_pos_mode)
+
+    def _open_state(self, path: Path) -> None:
+        held = lock(path)
+        try:
+            snapshot = load(path)
+            if snapshot is not None:
+                restore(self, snapshot, path)
+            self._add_accounts()
+            encoder = Encoder()
+            self.saver = Saver(path, lambda: encoder.encode(self), held)
+            self.saver.save_now()  # fails fast on an unwritable file; records new accounts
+        except OSError as err:
+            held.close()
+            raise StateError(f"state file {path}: cannot write it ({err.strerror})") from None
+        except BaseException:
+            held.close()
+            raise
+        self.exchange.on_change = self.saver.changed
+
+    def changed(self) -> None:
+        """The market or the clock was moved by a control: save like any exchange change."""
+        if self.saver is not None:
+            self.saver.changed()
+
+    async def close(self) -> None:
+        """Write the final state (if there is a state file)."""
+        if self.saver is not None:
+            await self.saver.close()
 
     def now(self) -> int:
         """Simulated time in ms."""
@@ -88,11 +129,11 @@ class SimCore:
             last, mark = self.market.last(sym, now), self.market.mark(sym, now)
             self.publish(self.exchange.on_market(sym, last, mark))
         period = now // self.market.funding_interval_ms
-        while self._funding_period < period:
+        while self.funding_period < period:
             for sym in self.specs:
-                rate = self.market.funding_rate_for(sym, self._funding_period)
+                rate = self.market.funding_rate_for(sym, self.funding_period)
                 self.publish(self.exchange.settle_funding(sym, rate))
-            self._funding_period += 1
+            self.funding_period += 1
         self.hub.market_tick(now)
 
     def publish(self, events: list[Event]) -> None:
@@ -104,12 +145,14 @@ class SimCore:
     def set_price(self, inst_id: str, px: Decimal) -> Decimal:
         """Move the market price of an instrument now (and keep it shifted), then tick."""
         got = self.market.set_price(inst_id, px, self.now())
+        self.changed()
         self.tick()
         return got
 
     def advance(self, seconds: float) -> None:
         """Jump simulated time forward (closes bars, settles funding), then tick."""
         self.clock.advance(int(seconds * 1000))
+        self.changed()
         self.tick()
 
     def drop_private(self, api_key: str | None = None, code: int = 1011) -> int:

@@ -8,14 +8,13 @@ the events (`OrderUpdate`, `AccountUpdate`) that the server turns into OKX pushe
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from .config import AccountSpec, InstrumentSpec
 from .margin import Risk, equity, liquidation_px, qty, risk
-from .models import ZERO, Account, AccountUpdate, Bill, Event, Fill, Order, OrderUpdate, Position
+from .models import ZERO, Account, AccountUpdate, Bill, Event, Fill, IdSequence, Order, OrderUpdate, Position
 from .protocol import Reject
 
 ORDER_TYPES = ("market", "limit", "post_only", "ioc", "fok", "optimal_limit_ioc")
@@ -77,20 +76,30 @@ class Exchange:
         self.maker_rate, self.taker_rate, self.mmr_rate = maker_fee_rate, taker_fee_rate, mmr_rate
         self.slippage, self.liquidation, self.default_lever = slippage, liquidation, default_lever
         self.accounts: dict[str, Account] = {}
+        self.dormant: dict[str, Account] = {}  # restored but not configured: kept, not served
         self.last: dict[str, Decimal] = {}
         self.mark: dict[str, Decimal] = {}
-        self._ord_ids = itertools.count(700_000_000_000_000_001)
-        self._trade_ids = itertools.count(1_000_000_001)
-        self._bill_ids = itertools.count(800_000_000_000_000_001)
-        self._pos_ids = itertools.count(900_000_000_000_000_001)
+        self.ord_ids = IdSequence(700_000_000_000_000_001)
+        self.trade_ids = IdSequence(1_000_000_001)
+        self.bill_ids = IdSequence(800_000_000_000_000_001)
+        self.pos_ids = IdSequence(900_000_000_000_000_001)
+        self.on_change: Callable[[], None] = _nothing  # told after every state change
 
     # --- setup -------------------------------------------------------------------------
     def add_account(self, spec: AccountSpec, pos_mode: str = "net_mode") -> Account:
         """Open an account with a USDT balance."""
-        uid = spec.uid or str(614_488_474_791_936 + len(self.accounts))
-        acct = Account(spec.api_key, uid, spec.balance, pos_mode, u_time=self.clock())
+        acct = Account(spec.api_key, spec.uid or self._free_uid(), spec.balance, pos_mode,
+                       u_time=self.clock())
         self.accounts[spec.api_key] = acct
+        self.on_change()
         return acct
+
+    def _free_uid(self) -> str:
+        used = {a.uid for a in (*self.accounts.values(), *self.dormant.values())}
+        n = len(used)
+        while str(614_488_474_791_936 + n) in used:
+            n += 1
+        return str(614_488_474_791_936 + n)
 
     def set_price(self, inst_id: str, last: Decimal, mark: Decimal) -> None:
         """Tell the engine the current market price (no matching)."""
@@ -106,6 +115,7 @@ class Exchange:
         for (inst, _), pos in acct.positions.items():
             if inst == inst_id:
                 pos.lever = lever
+        self.on_change()
 
     def leverage(self, api_key: str, inst_id: str) -> int:
         """Current leverage of an instrument for an account."""
@@ -117,6 +127,7 @@ class Exchange:
         if acct.open_positions() or any(o.is_open for o in acct.orders.values()):
             raise Reject("59000")
         acct.pos_mode = pos_mode
+        self.on_change()
 
     # --- orders --------------------------------------------------------------------------
     def place_order(self, api_key: str, req: OrderRequest) -> tuple[Order, list[Event]]:
@@ -126,10 +137,11 @@ class Exchange:
         pos_side = self._validate(acct, spec, req)
         now = self.clock()
         lever = self.leverage(api_key, req.inst_id)
-        order = Order(str(next(self._ord_ids)), req.cl_ord_id, req.tag, req.inst_id, req.side,
+        order = Order(str(next(self.ord_ids)), req.cl_ord_id, req.tag, req.inst_id, req.side,
                       pos_side, req.ord_type, req.td_mode, req.px, req.sz, req.reduce_only,
                       lever, now, now)
         acct.orders[order.ord_id] = order
+        self.on_change()
         events: list[Event] = [OrderUpdate(api_key, copy.copy(order))]
         if req.ord_type == "post_only" and self._crosses(order, self.last[req.inst_id]):
             return order, events + self._cancel(acct, order, "31")
@@ -237,6 +249,7 @@ class Exchange:
 
     def _cancel(self, acct: Account, order: Order, source: str) -> list[Event]:
         order.state, order.cancel_source, order.u_time = "canceled", source, self.clock()
+        self.on_change()
         return [OrderUpdate(acct.api_key, copy.copy(order))]
 
     # --- fills and positions -------------------------------------------------------------
@@ -251,9 +264,9 @@ class Exchange:
             sub_type = "104" if order.side == "sell" else "105"
         acct.cash += pnl + fee
         acct.u_time = now
-        trade_no = next(self._trade_ids)
+        trade_no = next(self.trade_ids)
         trade_id = f"-{trade_no}" if liquidation else str(trade_no)
-        bill_id = str(next(self._bill_ids))
+        bill_id = str(next(self.bill_ids))
         fill = Fill(trade_id, bill_id, order.ord_id, order.cl_ord_id, order.tag, order.inst_id,
                     order.side, order.pos_side, px, sz, fee, -rate, pnl, exec_type, now,
                     sub_type, order.category, self.mark[order.inst_id])
@@ -269,6 +282,7 @@ class Exchange:
         acct.bills.append(Bill(bill_id, "5" if liquidation else "2", sub_type, now, pnl + fee,
                                acct.cash, sz, px, pnl, fee, order.inst_id, order.ord_id,
                                trade_id, order.td_mode, exec_type))
+        self.on_change()
         reason = "liquidation" if liquidation else "filled"
         snaps = tuple(copy.copy(p) for p in changed)
         return [OrderUpdate(acct.api_key, copy.copy(order), fill),
@@ -309,7 +323,7 @@ class Exchange:
         return pnl, sub_type, changed
 
     def _new_position(self, acct: Account, order: Order, now: int) -> Position:
-        return Position(order.inst_id, order.pos_side, str(next(self._pos_ids)), order.td_mode,
+        return Position(order.inst_id, order.pos_side, str(next(self.pos_ids)), order.td_mode,
                         self.leverage(acct.api_key, order.inst_id), now, now)
 
     # --- market-driven events -----------------------------------------------------------
@@ -337,7 +351,7 @@ class Exchange:
                 continue
             now = self.clock()
             side = "sell" if pos.direction > 0 else "buy"
-            order = Order(str(next(self._ord_ids)), "", "", inst_id, side, pos.pos_side,
+            order = Order(str(next(self.ord_ids)), "", "", inst_id, side, pos.pos_side,
                           "market", pos.mgn_mode, None, abs(pos.pos), True, pos.lever, now, now,
                           category="full_liquidation")
             acct.orders[order.ord_id] = order
@@ -359,13 +373,14 @@ class Exchange:
                 acct.cash += pay
                 pos.funding_fee += pay
                 pos.u_time = now
-                acct.bills.append(Bill(str(next(self._bill_ids)), "8",
+                acct.bills.append(Bill(str(next(self.bill_ids)), "8",
                                        "173" if pay < 0 else "174", now, pay, acct.cash,
                                        abs(pos.pos), mark, pay, ZERO, inst_id,
                                        mgn_mode=pos.mgn_mode))
                 changed.append(copy.copy(pos))
             if changed:
                 acct.u_time = now
+                self.on_change()
                 events.append(AccountUpdate(acct.api_key, "funding_fee", tuple(changed)))
         return events
 
@@ -396,6 +411,10 @@ class Exchange:
         if spec is None:
             raise Reject("51001")
         return spec
+
+
+def _nothing() -> None:
+    pass
 
 
 def _opening_side(pos_side: str) -> str:

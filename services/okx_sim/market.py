@@ -107,7 +107,8 @@ class Market:
         self.funding_interval_ms = funding_interval_ms
         self._opens: dict[str, list[int]] = {s: [] for s in specs}
         self._days: OrderedDict[tuple[str, int], _Day] = OrderedDict()
-        self._offsets: dict[str, list[tuple[int, int]]] = {s: [] for s in specs}
+        # set_price shifts per symbol, [(from step, ticks)] by step; the state file keeps them
+        self.offsets: dict[str, list[tuple[int, int]]] = {s: [] for s in specs}
 
     # --- the path -------------------------------------------------------------------
     def _rng(self, *parts: object) -> random.Random:
@@ -155,7 +156,7 @@ class Market:
         return built
 
     def _offset(self, sym: str, step: int) -> int:
-        offs = self._offsets[sym]
+        offs = self.offsets[sym]
         i = bisect.bisect_right(offs, (step, math.inf)) - 1
         return offs[i][1] if i >= 0 else 0
 
@@ -181,9 +182,9 @@ class Market:
         spec = self.specs[sym]
         step = t_ms // STEP_MS
         want = max(1, int((px / spec.tick_sz).to_integral_value()))
-        offs = [o for o in self._offsets[sym] if o[0] < step]
+        offs = [o for o in self.offsets[sym] if o[0] < step]
         offs.append((step, want - self._base_ticks(sym, step)))
-        self._offsets[sym] = offs
+        self.offsets[sym] = offs
         return want * spec.tick_sz
 
     # --- aggregation ------------------------------------------------------------------
@@ -206,7 +207,7 @@ class Market:
         return _combine(parts)
 
     def _agg(self, sym: str, s0: int, s1: int) -> Agg:
-        cuts = [s for s, _ in self._offsets[sym] if s0 < s < s1]
+        cuts = [s for s, _ in self.offsets[sym] if s0 < s < s1]
         parts = []
         for a, b in zip([s0, *cuts], [*cuts, s1], strict=True):
             o, h, low, c, v = self._agg_base(sym, a, b)

@@ -167,3 +167,15 @@ class AccountUpdate:
 
 
 Event = OrderUpdate | AccountUpdate
+
+
+class IdSequence:
+    """A counter whose next value can be read and restored (itertools.count hides it)."""
+
+    def __init__(self, start: int) -> None:
+        self.next = start
+
+    def __next__(self) -> int:
+        value = self.next
+        self.next += 1
+        return value

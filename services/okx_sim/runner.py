@@ -118,7 +118,12 @@ async def run_sim(config: SimConfig | None = None) -> AsyncIterator[SimHandle]:
     # Accepted sockets inherit TCP_NODELAY from the listener. Without it a response written as
     # headers + body waits ~40 ms for the client's delayed ACK on every kept-alive request.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((config.host, config.port))
+    try:
+        sock.bind((config.host, config.port))
+    except OSError:
+        sock.close()
+        await core.close()  # writes the state back and releases its lock
+        raise
     port = sock.getsockname()[1]
     server = _Server(uvicorn.Config(
         # log_config=None: uvicorn's records reach the host program's handlers (one format).
@@ -141,3 +146,4 @@ async def run_sim(config: SimConfig | None = None) -> AsyncIterator[SimHandle]:
         server.should_exit = True
         await asyncio.gather(task, return_exceptions=True)
         sock.close()
+        await core.close()
