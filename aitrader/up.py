@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -34,6 +33,7 @@ from aitrader.ports import (
     write_ports,
 )
 from aitrader.preflight import preflight
+from aitrader.sim import sim_environment
 from aitrader.supervise import Stack, spawn, stop_children, supervise
 from shared.bus import connect_nats, ensure_streams
 from shared.errors import ConfigError
@@ -112,26 +112,6 @@ async def prepare(settings: Settings, stack: Stack) -> None:
         await nc.close()
 
 
-def sim_environment(stack: Stack, port: int) -> list[str]:
-    """okx_sim on loopback with a fresh demo key; ingest is pointed at it. The key reaches the
-    simulator through the environment: its command line (which `ps` shows) holds no secret."""
-    key, secret, passphrase = secrets.token_hex(8), secrets.token_hex(16), secrets.token_hex(6)
-    base = f"127.0.0.1:{port}"
-    stack.env.update(
-        AITRADER_OKX_REST_URL=f"http://{base}",
-        AITRADER_OKX_WS_PUBLIC_URL=f"ws://{base}/ws/v5/public",
-        AITRADER_OKX_WS_PRIVATE_URL=f"ws://{base}/ws/v5/private",
-        AITRADER_OKX_WS_BUSINESS_URL=f"ws://{base}/ws/v5/business",
-        AITRADER_OKX_API_KEY=key,
-        AITRADER_OKX_SECRET_KEY=secret,
-        AITRADER_OKX_PASSPHRASE=passphrase,
-        AITRADER_OKX_SIM_ACCOUNTS=f"{key}:{secret}:{passphrase}:demo",
-        AITRADER_ACCOUNT_MODE="simulated",
-    )
-    stack.env.setdefault("AITRADER_ACCOUNT", "sim-demo")
-    return [sys.executable, "-m", "aitrader.cli", "okx-sim", "--port", str(port)]
-
-
 async def wait_for_port(port: int, timeout: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not port_in_use(port):
@@ -167,7 +147,7 @@ async def running_stack(
         await prepare(settings, stack)
         if market == "sim":
             port = free_port()
-            await spawn("okx_sim", sim_environment(stack, port), stack.env, stack)
+            await spawn("okx_sim", sim_environment(stack, port, data_dir), stack.env, stack)
             await wait_for_port(port)
             log.info("okx_sim", url=f"http://127.0.0.1:{port}")
         await start_services(stack, services, health)

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 
 from aitrader.embedded import free_port
-from aitrader.up import Stack, sim_environment
+from aitrader.sim import sim_environment
+from aitrader.supervise import Stack
 
 from .test_rest_errors import headers
 
