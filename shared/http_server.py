@@ -41,7 +41,10 @@ async def serving_app(
     app: Any, sock: socket.socket, name: str, *, lifespan: Literal["on", "off"] = "off"
 ) -> AsyncIterator[None]:
     """Serve `app` on the bound `sock` until the block exits (the socket is closed then)."""
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan)
+    # log_config=None: uvicorn's records go through the process's own logging (shared.logging),
+    # one format per stream, not uvicorn's
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan,
+                            log_config=None)
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=name)
     try:

@@ -51,7 +51,7 @@ def postgres_server() -> Iterator[tuple[str, str]]:
     if docker_available():
         from testcontainers.community.postgres import PostgresContainer
 
-        with PostgresContainer("postgres:16", driver=None) as container:
+        with PostgresContainer("postgres:18.6", driver=None) as container:
             yield container.get_connection_url(), "testcontainers"
         return
     with scratch_dir("aitrader-test-pg-") as root:
@@ -73,7 +73,7 @@ def nats_server() -> Iterator[tuple[str, str]]:
     if docker_available():
         from testcontainers.community.nats import NatsContainer
 
-        with NatsContainer("nats:2.11", jetstream=True) as container:
+        with NatsContainer("nats:2.15.1-alpine", jetstream=True) as container:
             yield container.nats_uri(), "testcontainers"
         return
     with scratch_dir("aitrader-test-nats-") as root:

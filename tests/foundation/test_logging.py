@@ -120,3 +120,38 @@ def test_httpx_request_lines_are_not_logged_but_its_warnings_are(
     logging.getLogger("httpx").warning("retrying")
     events = [json.loads(x)["event"] for x in capsys.readouterr().err.strip().splitlines()]
     assert events == ["retrying"]
+
+
+_SERVE = """
+import asyncio
+from starlette.applications import Starlette
+from shared.http_server import listening_socket, serving_app
+from shared.logging import configure_logging
+
+async def main():
+    configure_logging("info", "json", service="probe")
+    sock = listening_socket("127.0.0.1", 0)
+    async with serving_app(Starlette(), sock, "probe"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+        writer.write(b"NOT HTTP\\r\\n\\r\\n")
+        await asyncio.wait_for(reader.read(1024), 5)
+        writer.close()
+
+asyncio.run(main())
+"""
+
+
+def test_the_health_and_mcp_servers_log_in_the_process_format() -> None:
+    """uvicorn inside a service (health, /metrics, MCP) logs through shared.logging: the same
+    JSON as every other line, not uvicorn's own format."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _SERVE], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    warned = [json.loads(line) for line in lines if "Invalid HTTP request" in line]
+    assert warned, lines
+    assert (warned[0]["logger"], warned[0]["level"], warned[0]["service"]) == (
+        "uvicorn.error", "warning", "probe")
