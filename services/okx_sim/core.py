@@ -155,6 +155,11 @@ class SimCore:
         self.changed()
         self.tick()
 
+    def transfer(self, api_key: str, amount: Decimal) -> Decimal:
+        """Move USDT in or out of an account (an external change of its balance)."""
+        self.publish(self.exchange.transfer(api_key, amount))
+        return self.exchange.accounts[api_key].cash
+
     def drop_private(self, api_key: str | None = None, code: int = 1011) -> int:
         """Close the private sockets of an API key (all keys if None); returns how many."""
         return self.hub.drop_private(api_key, code)

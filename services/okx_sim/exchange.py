@@ -288,6 +288,20 @@ class Exchange:
         return [OrderUpdate(acct.api_key, copy.copy(order), fill),
                 AccountUpdate(acct.api_key, reason, snaps, (fill,))]
 
+    def transfer(self, api_key: str, amount: Decimal) -> list[Event]:
+        """USDT moved into (> 0) or out of (< 0) the trading account, as from the funding
+        account in the OKX app: a bill of type 1 (transfer) and a balance push."""
+        acct = self.accounts[api_key]
+        if acct.cash + amount < 0:
+            raise ValueError(f"a transfer of {amount} leaves a negative cash balance")
+        now = self.clock()
+        acct.cash += amount
+        acct.u_time = now
+        acct.bills.append(Bill(str(next(self.bill_ids)), "1", "11" if amount > 0 else "12", now,
+                               amount, acct.cash, abs(amount), ZERO, ZERO, ZERO, ""))
+        self.on_change()
+        return [AccountUpdate(api_key, "transferred")]
+
     def _apply(self, acct: Account, order: Order, px: Decimal, sz: Decimal, fee: Decimal,
                now: int) -> tuple[Decimal, str, list[Position]]:
         """Apply one fill to its position; returns (price pnl, bill subType, changed)."""

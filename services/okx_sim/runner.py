@@ -87,6 +87,9 @@ class SimHandle:
     def send_malformed(self, api_key: str | None = None) -> int:
         return self.core.send_malformed(api_key)
 
+    def transfer(self, api_key: str, amount: Decimal | str) -> Decimal:
+        return self.core.transfer(api_key, Decimal(str(amount)))
+
     def pause_pushes(self, api_key: str) -> None:
         self.core.pause_pushes(api_key)
 

@@ -116,6 +116,8 @@ def _control(core: SimCore, name: str, body: dict[str, Any]) -> Any:
     if name == "tick":
         core.tick()
         return core.now()
+    if name == "transfer":
+        return str(core.transfer(str(key), Decimal(str(body["amount"]))))
     if name == "drop-private":
         return core.drop_private(key, int(body.get("code", 1011)))
     if name == "repeat-push":

@@ -214,3 +214,21 @@ async def test_the_reconcile_command_refuses_an_unknown_account(
                                          "--account", "no-such-account")
     assert code == 2 and len(out.strip().splitlines()) == 1, out
     assert "no account 'no-such-account'" in out
+
+
+async def test_a_transfer_without_a_push_refreshes_the_balance(
+        settings: Settings, sim: SimHandle, db_pool: asyncpg.Pool, positions: None) -> None:
+    async with running(ingest_settings(settings, sim, **QUIET)) as app:
+        assert app.account is not None and app.reconciler is not None
+        account_id = app.account.account_id
+        await wait_for(lambda: _passes(app), timeout=30, message="the pass after connecting")
+        sim.pause_pushes(KEY)
+        sim.advance(1)
+        cash = sim.transfer(KEY, "-2500.5")  # to the funding account, in the OKX app
+        sim.resume_pushes(KEY)
+        report = await app.reconciler.run_once()
+    assert [(d.kind, d.subject, d.resolution, d.expected) for d in report.issues] == [
+        ("balance", "USDT", "refreshed", {"cash": str(cash)})]
+    assert await db_pool.fetchval(
+        "SELECT cash_usdt FROM aitrader.balance_snapshots WHERE account_id = $1"
+        " ORDER BY as_of DESC LIMIT 1", account_id) == cash
