@@ -25,7 +25,7 @@ from services.ingest.streams import AccountSink, CandleSink, PublicSink
 from shared.bus import connect_nats, ensure_streams
 from shared.db import create_pool
 from shared.errors import ConfigError
-from shared.health import Health, connection_checks, serving
+from shared.health import Check, Health, connection_checks, serving
 from shared.logging import get_logger, register_secrets
 from shared.settings import Settings
 from shared.subjects import Subjects
@@ -61,6 +61,7 @@ class Ingest:
         self.orders: OrderHandler | None = None
         self.backfiller: Backfiller | None = None
         self.reconciler: Reconciler | None = None
+        self.health = Health("ingest")
         self.started = asyncio.Event()
         self._limiter = ConnectLimiter()
 
@@ -93,7 +94,7 @@ class Ingest:
             backfiller = Backfiller(rest, repo, publisher, self.stats, self.account,
                                     cfg.ingest_backfill_candles)
             self.backfiller = backfiller
-            health = Health("ingest", checks=connection_checks(pool, nc))
+            health = self.health = Health("ingest", checks=connection_checks(pool, nc))
             await stack.enter_async_context(serving(health, cfg.health_host, cfg.health_port))
             await self._serve(stack, nc, rest, repo, publisher, backfiller, creds)
 
@@ -141,8 +142,10 @@ class Ingest:
                          backoff_initial_s=cfg.ingest_backoff_initial_s,
                          backoff_max_s=cfg.ingest_backoff_max_s)
         stack.push_async_callback(sink.close)
-        self.sockets.append(OkxWebSocket(name, cfg.ws_url(name), args, sink, creds=creds,
-                                         options=opts, limiter=self._limiter, stats=self.stats))
+        sock = OkxWebSocket(name, cfg.ws_url(name), args, sink, creds=creds, options=opts,
+                            limiter=self._limiter, stats=self.stats)
+        self.sockets.append(sock)
+        self.health.checks[f"okx_ws_{name}"] = _subscribed(sock)  # red while it reconnects
 
     async def _account_side(self, stack: AsyncExitStack, nc: Client, rest: OkxRest,
                             repo: Repository, publisher: Publisher, backfiller: Backfiller,
@@ -174,6 +177,12 @@ class Ingest:
         sub = await nc.subscribe(self.subjects.place_order(account.account_id),
                                  cb=orders.on_message)
         stack.push_async_callback(sub.unsubscribe)
+
+
+def _subscribed(sock: OkxWebSocket) -> Check:
+    async def check() -> bool:
+        return sock.ready.is_set()
+    return check
 
 
 async def serve(settings: Settings) -> None:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import AbstractAsyncContextManager
 
 import httpx
 import pytest
@@ -16,11 +17,14 @@ from nats.js import JetStreamContext
 
 from aitrader.embedded import EmbeddedPostgres, free_port
 from aitrader.migrate import migrate
+from services.okx_sim import SimHandle, run_sim
 from shared.db import create_pool
 from shared.health import Health, Stalled
 from shared.settings import Settings
 from shared.subjects import Subjects
 from tests.factories import create_account, create_instruments, wait_for
+from tests.ingest.conftest import ingest_settings, sim_config
+from tests.ingest.conftest import running as running_ingest
 from tests.positions.conftest import consumed, fill, positions_config, publish, running
 
 
@@ -95,3 +99,39 @@ async def test_a_consumer_without_progress_is_not_ready_then_given_up() -> None:
     assert not ready and results["ledger"].startswith("no progress for")
     with pytest.raises(Stalled, match="ledger: no progress for"):
         await asyncio.wait_for(health.watch(every=0.05), 5)
+
+
+
+async def test_ingest_is_not_ready_while_okx_is_away_and_ready_again_after(
+        settings: Settings) -> None:
+    """Ingest's readiness includes each OKX socket: red while the exchange cannot be reached
+    (the socket reconnecting), green again once it is back, without a restart."""
+    sim_port, port = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}/readyz"
+    exchange: AbstractAsyncContextManager[SimHandle] | None = run_sim(sim_config(port=sim_port))
+    assert exchange is not None
+    sim = await exchange.__aenter__()
+    cfg = ingest_settings(settings, sim, ingest_market_data=False, health_port=port,
+                          ingest_reconcile_s=3600)
+    try:
+        async with running_ingest(cfg):
+            status, body = await _ready(url)
+            assert (status, body.get("okx_ws_private")) == (200, "ok"), body
+            await exchange.__aexit__(None, None, None)
+            exchange = None
+
+            async def red() -> bool:
+                status, body = await _ready(url)
+                return status == 503 and body.get("okx_ws_private") == "unavailable"
+
+            await wait_for(red, timeout=15, message="ingest not ready while OKX is away")
+            exchange = run_sim(sim_config(port=sim_port))
+            await exchange.__aenter__()
+
+            async def green() -> bool:
+                return (await _ready(url))[0] == 200
+
+            await wait_for(green, timeout=15, message="ingest ready again")
+    finally:
+        if exchange is not None:
+            await exchange.__aexit__(None, None, None)
