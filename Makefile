@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 faults: $(STAMP)
-	$(BIN)/pytest -m faults
+	AITRADER_FAULTS=full $(BIN)/pytest -m faults
 
 demo: $(STAMP)
 	$(BIN)/aitrader demo
