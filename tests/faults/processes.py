@@ -9,10 +9,12 @@ that CI runs with the rest of the suite.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -110,6 +112,15 @@ class PositionsProcess:
 
         await wait_for(answers, timeout=timeout, interval=0.05, message=f"positions ready at {url}")
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process holds whatever it is in the middle of."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     async def kill(self) -> None:
         """kill -9, and reap it."""
         assert self.proc is not None and self.proc.returncode is None, "not running"
@@ -177,6 +188,24 @@ class Publisher:
                 return
             except (nats.errors.Error, TimeoutError):
                 await asyncio.sleep(0.1)  # NATS away: the pace of retries, not a wait on a condition
+
+
+@contextlib.asynccontextmanager
+async def feeding(service: PositionsProcess, publisher: Publisher) -> AsyncIterator[asyncio.Task[None]]:
+    """The service started and ready, then the publisher running; both stopped on exit."""
+    await service.start()
+    publishing: asyncio.Task[None] | None = None
+    try:
+        await service.ready()
+        publishing = asyncio.create_task(publisher.run())
+        yield publishing
+        assert service.proc is not None and service.proc.returncode is None, service.log_tail()
+    finally:
+        if publishing is not None and not publishing.done():
+            publishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publishing
+        await service.stop()
 
 
 async def consumer_settled(js: JetStreamContext, subjects: Subjects) -> tuple[int, int]:

@@ -22,14 +22,22 @@ from shared.bus import connect_nats, ensure_streams
 from shared.settings import Settings
 from shared.subjects import Subjects
 from tests.factories import create_account, create_instruments, wait_for
-from tests.faults.processes import ACK_WAIT_S, PositionsProcess, Publisher, consumer_settled, report, size
-from tests.faults.test_positions_kill import caught_up, stored
+from tests.faults.processes import (
+    ACK_WAIT_S,
+    PositionsProcess,
+    Publisher,
+    consumer_settled,
+    feeding,
+    report,
+    size,
+)
+from tests.faults.test_positions_kill import caught_up, stored, writing
 from tests.positions.test_crash import assert_positions_equal_the_fold, ledger
 from tests.positions.test_replay import run_replay
 
 RESTARTS = size(2, 6)
 PER_SECOND = 300  # fills/s; at most 20,000 fills (the ledger's length) over the whole run
-FOLDED_BETWEEN = 200  # fills folded since the last recovery before the next kill: fills flowing
+FOLDED_BETWEEN = 200  # fills folded since the last recovery before the next kill: they flow
 FROZEN_S = 0.5  # SIGSTOP before SIGKILL: what the service sends meanwhile is lost with the server
 DOWN_S = 1.0  # between the kill and the restart
 
@@ -57,6 +65,29 @@ async def kill_and_restart(server: EmbeddedNats) -> float:
     return time.monotonic()
 
 
+async def one_outage(server: EmbeddedNats, publisher: Publisher, pool: asyncpg.Pool, n: int) -> None:
+    """While fills are folded (a batch being written), kill -9 the server and restart it;
+    wait until caught up: the first fill the restarted server acknowledged is folded, and every
+    fill before it (a fill lost with the server would keep this false)."""
+    since = await stored(pool)
+
+    async def flowing() -> bool:  # and a batch being written: its acks and events are next
+        return await stored(pool) >= since + FOLDED_BETWEEN and await writing(pool)
+
+    await wait_for(flowing, timeout=60, interval=0.005,
+                   message=f"{FOLDED_BETWEEN} more fills folded and a batch being written")
+    in_stream = publisher.acked  # acknowledged by JetStream before the kill
+    restarted = await kill_and_restart(server)
+
+    async def landed() -> bool:
+        return publisher.acked > in_stream
+
+    await wait_for(landed, timeout=30, message="a fill acknowledged after the restart")
+    await caught_up(pool, in_stream + 1)
+    report(f"nats-server kill -9 #{n}/{RESTARTS}: {in_stream:,} fills in the stream at the kill; "
+           f"caught up {time.monotonic() - restarted:.1f} s after the restart (ack wait {ACK_WAIT_S:g} s)")
+
+
 @pytest.mark.timeout(size(120, 600))
 async def test_positions_catches_up_after_every_one_of_repeated_nats_kills(
     own_nats: EmbeddedNats, own_client: Client, settings: Settings, subjects: Subjects,
@@ -69,31 +100,9 @@ async def test_positions_catches_up_after_every_one_of_repeated_nats_kills(
     service = PositionsProcess(Settings(**{**settings.model_dump(), "nats_url": own_nats.url}),
                                tmp_path / "positions.log")
     publisher = Publisher(js, subjects, fills, PER_SECOND)
-    await service.start()
-    publishing: asyncio.Task[None] | None = None
-    try:
-        await service.ready()
-        publishing = asyncio.create_task(publisher.run())
-        recovered = 0
+    async with feeding(service, publisher) as publishing:
         for n in range(1, RESTARTS + 1):
-            async def flowing(since: int = recovered) -> bool:
-                return await stored(db_pool) >= since + FOLDED_BETWEEN
-
-            await wait_for(flowing, timeout=60, message=f"{FOLDED_BETWEEN} more fills folded")
-            in_stream = publisher.acked  # acknowledged by JetStream before the kill
-            restarted = await kill_and_restart(own_nats)
-
-            async def landed(before: int = in_stream) -> bool:
-                return publisher.acked > before
-
-            await wait_for(landed, timeout=30, message="a fill acknowledged after the restart")
-            # Caught up: the first fill the restarted server acknowledged is folded, and every
-            # fill before it (a fill lost with the server would keep this false).
-            await caught_up(db_pool, in_stream + 1)
-            recovered = await stored(db_pool)
-            report(f"nats-server kill -9 #{n}/{RESTARTS}: {in_stream:,} fills in the stream at the kill; "
-                   f"caught up {time.monotonic() - restarted:.1f} s after the restart "
-                   f"(ack wait {ACK_WAIT_S:g} s)")
+            await one_outage(own_nats, publisher, db_pool, n)
         publisher.stop.set()
         await asyncio.wait_for(publishing, 30)
         total = publisher.acked
@@ -104,13 +113,6 @@ async def test_positions_catches_up_after_every_one_of_repeated_nats_kills(
             return await consumer_settled(js, subjects) == (0, 0)
 
         await wait_for(settled, timeout=60, message="nothing pending or unacknowledged")
-        assert service.proc is not None and service.proc.returncode is None, service.log_tail()
-    finally:
-        if publishing is not None and not publishing.done():
-            publishing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publishing
-        await service.stop()
 
     ids = await db_pool.fetch("SELECT exchange_trade_id FROM aitrader.fills ORDER BY 1")
     assert [r[0] for r in ids] == [f.trade_id for f in fills[:total]]  # every fill once, none lost
