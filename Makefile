@@ -34,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 faults: $(STAMP)
-	$(BIN)/pytest -m faults
+	AITRADER_FAULTS=full $(BIN)/pytest -m faults
 
 demo: $(RUNTIME)
 	$(BIN)/aitrader demo

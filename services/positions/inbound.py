@@ -76,6 +76,9 @@ def parse(
     if inst_id is not None and body_inst != inst_id:
         raise PermanentError(f"subject instrument {inst_id} != body instrument {body_inst}")
     _check_values(event)
+    # A NUL byte itself is invalid JSON; its escape is the substring, cheap to look for.
+    if "\\u0000" in body and _holds_nul(event.model_dump()):
+        raise PermanentError(f"{kind} holds NUL (U+0000) in a string, which PostgreSQL refuses")
     return Inbound(index, subject, event, body, published)
 
 
@@ -91,6 +94,19 @@ def _first_errors(exc: ValidationError, limit: int = 3) -> str:
         where = ".".join(str(p) for p in error["loc"]) or "body"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
+
+
+def _holds_nul(value: object) -> bool:
+    """A string anywhere in the (dumped) event holds NUL. Refused here rather than by
+    PostgreSQL: its refusal fails the whole batch, which is then retried one message per
+    transaction to find the culprit (a few such messages made the ledger ~5x slower)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _check_values(event: AccountEvent) -> None:
