@@ -33,6 +33,7 @@ MAX_PAGES = 100
 MAX_CANDLES = 1440  # a long outage is bridged up to this many bars per (symbol, bar)
 OVERLAP = timedelta(seconds=1)
 FILL_PATHS = ["/api/v5/trade/fills", "/api/v5/trade/fills-history"]
+FILL_GRACE = timedelta(seconds=10)  # a fill younger than this may still come as a push
 RECENT_FILLS = 100_000  # bounded: ~100 bytes each
 T = TypeVar("T")
 BACKFILLED = Counter("aitrader_okx_backfilled", "Events backfill fetched over REST and published, by "
@@ -59,6 +60,7 @@ class Backfiller:
         # lag), and the sweep must not publish them again and again.
         self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.sweeps = 0
+        self.listed: set[tuple[str, str]] = set()  # (instId, tradeId) of the last sweep's listing
         self._funding_time: datetime | None = None
 
     # ------------------------------------------------------------------------ candles
@@ -130,14 +132,19 @@ class Backfiller:
     async def missing_fills(self, lookback: timedelta) -> list[Fill]:
         """The exchange's fills of the last `lookback` that neither the ledger holds nor this
         process published lately — a fill OKX never pushed on a healthy socket, or one older
-        than the newest known fill (which the cursor of `fills` starts after) — published."""
+        than the newest known fill (which the cursor of `fills` starts after) — published.
+        A fill younger than `FILL_GRACE` may still be on its way as a push: the next sweep.
+        Every fill listed is kept in `listed` (reconciliation's "has the ledger caught up")."""
         account = self._require_account()
-        since = await self.exchange_now() - lookback
+        now = await self.exchange_now()
+        since = now - lookback
         self.sweeps += 1
         rows = await self._rows(FILL_PATHS, {"instType": "SWAP"}, "fillTime", since)
+        self.listed = {_fill_key(r) for r in rows}
         known = await self.repo.fill_ids_since(account.account_id, since - 2 * OVERLAP)
-        missing = [r for r in rows if (str(r.get("instId")), str(r.get("tradeId"))) not in known
-                   and (str(r.get("instId")), str(r.get("tradeId"))) not in self._recent]
+        settled_ms = to_ms(now - FILL_GRACE)
+        missing = [r for r in rows if _fill_key(r) not in known and _fill_key(r) not in self._recent
+                   and (_int(r.get("fillTime")) or 0) <= settled_ms]
         if not missing:
             return []
         chosen = await self._publish_fills(account, missing)
@@ -232,6 +239,8 @@ class Backfiller:
                     return rows
                 if len(page) < PAGE or after is None:
                     break
+            else:  # the cap, not the window's start, ended the paging: older rows are not read
+                log.warning("backfill_page_cap", path=path, rows=len(rows), cap=MAX_PAGES * PAGE)
         return rows
 
     def _parse(self, make: Callable[..., T], *args: Any) -> T | None:
@@ -252,6 +261,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _fill_key(row: dict[str, Any]) -> tuple[str, str]:
+    return str(row.get("instId")), str(row.get("tradeId"))
 
 
 def _int(value: Any) -> int | None:

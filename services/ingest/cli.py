@@ -73,7 +73,7 @@ async def _run(cfg: IngestSettings) -> Report:
         publisher = Publisher(nc.jetstream(), subjects)
         backfiller = Backfiller(rest, repo, publisher, FrameStats(), ref)
         reconciler = Reconciler(rest, ReconcileStore(pool, account_id), publisher, backfiller,
-                                ref, timedelta(seconds=cfg.ingest_fill_sweep_lookback_s))
+                                ref, timedelta(seconds=cfg.ingest_reconcile_lookback_s))
         return await reconciler.run_once()
     finally:
         await rest.aclose()

@@ -24,6 +24,8 @@ class IngestSettings(Settings):
     # The fill sweep (docs/ingest.md "Gap-free fills"): every period, the exchange's fills of the
     # look-back window are compared with the ledger's and the missing ones published.
     ingest_fill_sweep_s: float = Field(default=60.0, ge=1, le=3600)
-    ingest_fill_sweep_lookback_s: float = Field(default=86_400.0, ge=60, le=3 * 86_400)
-    # Reconciliation (docs/reconciliation.md): on start, after every reconnect, every period.
+    ingest_fill_sweep_lookback_s: float = Field(default=3600.0, ge=60, le=3 * 86_400)
+    # Reconciliation (docs/reconciliation.md): on start, after every reconnect, every period;
+    # its fill comparison looks back further than the minute's sweep.
     ingest_reconcile_s: float = Field(default=300.0, ge=10, le=86_400)
+    ingest_reconcile_lookback_s: float = Field(default=86_400.0, ge=60, le=3 * 86_400)

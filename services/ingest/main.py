@@ -163,12 +163,13 @@ class Ingest:
                 await repo.set_pos_mode(account.account_id, pos_mode)
 
         await refresh_config()
-        lookback = timedelta(seconds=self.cfg.ingest_fill_sweep_lookback_s)
         self.reconciler = Reconciler(rest, ReconcileStore(repo.pool, account.account_id),
-                                     publisher, backfiller, account, lookback)
+                                     publisher, backfiller, account,
+                                     timedelta(seconds=self.cfg.ingest_reconcile_lookback_s))
         wake = asyncio.Event()
         sink = AccountSink(publisher, backfiller, self.stats, account, refresh_config,
-                           timedelta(seconds=self.cfg.ingest_fill_sweep_s), lookback, wake.set)
+                           timedelta(seconds=self.cfg.ingest_fill_sweep_s),
+                           timedelta(seconds=self.cfg.ingest_fill_sweep_lookback_s), wake.set)
         looping = asyncio.create_task(reconcile_loop(self.reconciler, wake,
                                                      self.cfg.ingest_reconcile_s))
         stack.callback(looping.cancel)

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
+from uuid import UUID
 
+from shared.messages import Fill, OrderUpdate
 from shared.money import LEDGER_CONTEXT, Q8, ZERO, quantize
-from shared.types import PosSide, Side
+from shared.types import RECONCILE_CATEGORY, Mode, PosSide, Side
 
 # An average entry price that differs by less than this fraction is the same price (OKX
 # rounds its avgPx; the ledger keeps 8 decimals).
@@ -131,3 +135,25 @@ def open_orders_unknown(ledger_open: Iterable[str], exchange_pending: Iterable[s
     """Orders the ledger holds open that the exchange no longer has pending."""
     pending = set(exchange_pending)
     return sorted(o for o in set(ledger_open) if o not in pending)
+
+
+def labelled_entry(account_id: UUID, mode: Mode, issue: UUID, attempt: int, n: int,
+                   slot: Slot, correction: Correction, now: datetime) -> tuple[OrderUpdate, Fill]:
+    """A synthetic, labelled order and its fill, filled at once without a fee; its id
+    `R<issue>-<attempt>-<n>` is new for every attempt, so a later attempt is never taken for
+    a duplicate of an earlier one."""
+    ord_id = f"R{issue.hex}-{attempt}-{n}"
+    common: dict[str, Any] = {"account_id": account_id, "mode": mode, "ts_event": now,
+                              "inst_id": slot[0], "ord_id": ord_id, "side": correction.side,
+                              "pos_side": slot[1], "category": RECONCILE_CATEGORY}
+    order = OrderUpdate(**common, ord_type="market", state="filled", sz=correction.size,
+                        acc_fill_sz=correction.size, avg_px=correction.price, created_time=now)
+    fill = Fill(**common, trade_id=ord_id, fill_px=correction.price, fill_sz=correction.size,
+                fill_fee=ZERO, ord_type="market", raw={"reconciliation_issue": str(issue)})
+    return order, fill
+
+
+def entry_view(fill: Fill) -> dict[str, str]:
+    """How an entry (a fill) is shown in an issue's record."""
+    return {"trade_id": fill.trade_id, "inst_id": fill.inst_id, "side": fill.side,
+            "size": str(fill.fill_sz), "price": str(fill.fill_px)}

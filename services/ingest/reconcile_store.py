@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -24,7 +23,16 @@ class Issue:
     id: UUID
     kind: DiscrepancyKind
     subject: str
-    new: bool  # first seen by this pass
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIssue:
+    """An issue still open, as a later pass finds it."""
+
+    issue: Issue
+    expected: dict[str, Any]
+    found: dict[str, Any]
+    attempts: list[list[dict[str, Any]]]  # the healing entries of each attempt so far
 
 
 class ReconcileStore:
@@ -62,15 +70,17 @@ class ReconcileStore:
             self.account_id, exchange_ids)
         return {r["exchange_order_id"] for r in rows}
 
-    async def fills_held(self, keys: list[tuple[str, str]]) -> bool:
+    async def fills_held(self, keys: set[tuple[str, str]]) -> bool:
         """True when the ledger holds every (symbol, trade id)."""
+        if not keys:
+            return True
         held: int = await self.pool.fetchval(
-            """SELECT count(*) FROM aitrader.fills f
+            """SELECT count(DISTINCT (f.symbol, f.exchange_trade_id)) FROM aitrader.fills f
                JOIN unnest($2::text[], $3::text[]) AS k(s, t)
                  ON f.symbol = k.s AND f.exchange_trade_id = k.t
                WHERE f.account_id = $1""",
             self.account_id, [k[0] for k in keys], [k[1] for k in keys])
-        return held >= len(set(keys))
+        return held == len(keys)
 
     async def open_issue(self, kind: DiscrepancyKind, subject: str, expected: dict[str, Any],
                          found: dict[str, Any]) -> Issue:
@@ -82,30 +92,34 @@ class ReconcileStore:
                ON CONFLICT (account_id, kind, subject) WHERE resolved_at IS NULL
                DO UPDATE SET last_seen_at = now(), expected = EXCLUDED.expected,
                              found = EXCLUDED.found
-               RETURNING id, (xmax = 0) AS new""",
-            uuid4(), self.account_id, kind, subject, json.dumps(expected), json.dumps(found))
+               RETURNING id""",
+            uuid4(), self.account_id, kind, subject, expected, found)  # the pool's jsonb codec
         assert row is not None
-        return Issue(row["id"], kind, subject, row["new"])
+        return Issue(row["id"], kind, subject)
 
-    async def unresolved(self, kind: DiscrepancyKind) -> dict[str, UUID]:
+    async def unresolved(self, kind: DiscrepancyKind) -> dict[str, OpenIssue]:
+        """subject -> the open issue of that kind."""
         rows = await self.pool.fetch(
-            """SELECT subject, id FROM aitrader.reconciliation_issues
+            """SELECT subject, id, expected, found, healing FROM aitrader.reconciliation_issues
                WHERE account_id = $1 AND kind = $2 AND resolved_at IS NULL""",
             self.account_id, kind)
-        return {r["subject"]: r["id"] for r in rows}
+        return {r["subject"]: OpenIssue(
+            Issue(r["id"], kind, r["subject"]), r["expected"], r["found"], r["healing"] or [])
+            for r in rows}
 
-    async def resolve(self, issue_id: UUID, resolution: Resolution,
-                      healing: list[dict[str, Any]] | None = None) -> None:
+    async def resolve(self, issue_id: UUID, resolution: Resolution) -> None:
         await self.pool.execute(
+            """UPDATE aitrader.reconciliation_issues SET resolved_at = now(), resolution = $2
+               WHERE id = $1 AND resolved_at IS NULL""", issue_id, resolution)
+
+    async def add_attempt(self, issue_id: UUID, entries: list[dict[str, Any]]) -> int:
+        """Record one healing attempt's entries; its number (1, 2, ...) names them."""
+        attempt: int = await self.pool.fetchval(
             """UPDATE aitrader.reconciliation_issues
-               SET resolved_at = now(), resolution = $2, healing = $3::jsonb
-               WHERE id = $1 AND resolved_at IS NULL""",
-            issue_id, resolution, json.dumps(healing) if healing is not None else None)
-
-    async def record_healing(self, issue_id: UUID, healing: list[dict[str, Any]]) -> None:
-        await self.pool.execute(
-            "UPDATE aitrader.reconciliation_issues SET healing = $2::jsonb WHERE id = $1",
-            issue_id, json.dumps(healing))
+               SET healing = COALESCE(healing, '[]'::jsonb) || jsonb_build_array($2::jsonb)
+               WHERE id = $1 RETURNING jsonb_array_length(healing)""",
+            issue_id, entries)
+        return attempt
 
     async def reconciled(self, at: datetime) -> None:
         await self.pool.execute(

@@ -3,9 +3,10 @@
 from `aitrader reconcile`.
 
 Healing, in order: backfill what is missing (the fill sweep, the order's state, the balance
-snapshot); if a position still differs after a settling pause, the exchange wins — a labelled
-synthetic fill (category `reconcile`) is published like any fill, so the fold, the history and
-`aitrader replay` all show it.
+snapshot); if a position still differs once the ledger holds every fill the exchange lists
+(it has caught up), the exchange wins — labelled synthetic fills (category `reconcile`) are
+published like any fill, so the fold, the history and `aitrader replay` all show them. Each
+stage, and each item in it, fails on its own: one bad answer never stops the pass.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from services.ingest import normalize_account as acct
 from services.ingest.backfill import Backfiller
@@ -29,21 +29,21 @@ from services.ingest.reconcile import (
     Holding,
     PositionDifference,
     Slot,
-    balance_differs,
     corrections,
-    open_orders_unknown,
+    entry_view,
+    labelled_entry,
     position_differences,
     signed,
 )
+from services.ingest.reconcile_stages import ITEM_ERRORS, balance_stage, orders_stage, utcnow
 from services.ingest.reconcile_store import Issue, ReconcileStore
 from shared.logging import get_logger
-from shared.messages import Discrepancy, Event, Fill, OrderUpdate
-from shared.types import RECONCILE_CATEGORY, Resolution
+from shared.messages import Discrepancy
+from shared.types import DiscrepancyKind, Resolution
 
 log = get_logger("ingest.reconcile")
-SETTLE_S = 3.0  # a difference must outlast in-flight pushes before the exchange wins
-LEDGER_WAIT_S = 15.0  # how long a healing entry may take to reach the ledger
-ORDER_GRACE = timedelta(seconds=10)  # a pending order younger than this may not be stored yet
+SETTLE_S = 3.0  # a difference must outlast in-flight pushes before it is acted on
+LEDGER_WAIT_S = 15.0  # how long the entries of one stage may take to reach the ledger
 
 
 @dataclass
@@ -52,10 +52,12 @@ class Report:
 
     issues: list[Discrepancy] = field(default_factory=list)
     at: datetime | None = None
+    failed: list[str] = field(default_factory=list)  # stages that could not complete
 
     def line(self) -> str:
         open_ = sum(d.status == "open" for d in self.issues)
-        return f"{len(self.issues) - open_} healed, {open_} open"
+        failed = f", stages failed: {', '.join(self.failed)}" if self.failed else ""
+        return f"{len(self.issues) - open_} healed, {open_} open{failed}"
 
 
 class Reconciler:
@@ -70,14 +72,22 @@ class Reconciler:
         self.passes = 0
 
     async def run_once(self) -> Report:
-        """One full comparison; every difference is an issue row and an event."""
+        """One full comparison; every difference is an issue row and an event. The pass counts
+        as done (`accounts.last_reconciled_at`) only when every stage completed."""
         report = Report()
-        await self._fills(report)
-        await self._positions(report)
-        await self._orders(report)
-        await self._balance(report)
+        stages: tuple[tuple[str, Callable[[Report], Awaitable[None]]], ...] = (
+            ("fills", self._fills), ("positions", self._positions),
+            ("orders", lambda r: orders_stage(self, r)),
+            ("balance", lambda r: balance_stage(self, r)))
+        for name, stage in stages:
+            try:
+                await stage(report)
+            except ITEM_ERRORS as exc:
+                report.failed.append(name)
+                log.warning("reconcile_stage_failed", stage=name, error=str(exc)[:200])
         report.at = await self.backfiller.exchange_now()
-        await self.store.reconciled(report.at)
+        if not report.failed:
+            await self.store.reconciled(report.at)
         self.passes += 1
         log.info("reconciled", account_id=str(self.account.account_id), result=report.line())
         return report
@@ -85,11 +95,13 @@ class Reconciler:
     # ------------------------------------------------------------------------ fills
     async def _fills(self, report: Report) -> None:
         found = await self.backfiller.missing_fills(self.lookback)
-        for fill in found:
-            issue = await self.store.open_issue("fill", f"{fill.inst_id}:{fill.trade_id}",
-                                                _fill_view(fill), {})
-            held = await self._until(_held(self.store, fill))
-            await self._close(report, issue, _fill_view(fill), {}, "backfill" if held else None)
+        issues = [(await self.store.open_issue("fill", f"{f.inst_id}:{f.trade_id}",
+                                               entry_view(f), {}), f) for f in found]
+        keys = {(f.inst_id, f.trade_id) for f in found}
+        held = await self.until(lambda: self.store.fills_held(keys))
+        for issue, fill in issues:
+            await self.close(report, issue, entry_view(fill), {}, "backfill" if held else None)
+        await self.vanish(report, "fill", {i.subject for i, _ in issues})
 
     # ------------------------------------------------------------------------ positions
     async def _positions(self, report: Report) -> None:
@@ -98,12 +110,13 @@ class Reconciler:
             await asyncio.sleep(self.settle_s)
             await self.backfiller.fills()
             diffs = await self._position_diffs()
-        seen = {d.subject for d in diffs}
-        for subject, issue_id in (await self.store.unresolved("position")).items():
-            if subject not in seen:  # healed since (a late push, an earlier pass's entry)
-                await self.store.resolve(issue_id, "vanished")
+        await self.vanish(report, "position", {d.subject for d in diffs})
         for diff in diffs:
-            await self._heal_position(report, diff)
+            try:
+                await self._heal_position(report, diff)
+            except ITEM_ERRORS as exc:
+                log.warning("reconcile_item_failed", kind="position", subject=diff.subject,
+                            error=str(exc)[:200])
 
     async def _position_diffs(self) -> list[PositionDifference]:
         rows = await self.rest.get("/api/v5/account/positions", {"instType": "SWAP"},
@@ -111,7 +124,7 @@ class Reconciler:
         exchange: dict[Slot, Holding] = {}
         for row in rows:
             try:
-                x = acct.exchange_position(row, self.account, _utcnow())
+                x = acct.exchange_position(row, self.account, utcnow())
             except BadFrame as err:
                 log.warning("reconcile_bad_position_row", error=str(err))
                 continue
@@ -121,44 +134,36 @@ class Reconciler:
     async def _heal_position(self, report: Report, diff: PositionDifference) -> None:
         expected, found = diff.exchange.describe(), diff.ledger.describe()
         issue = await self.store.open_issue("position", diff.subject, expected, found)
+        earlier = (await self.store.unresolved("position"))[diff.subject].attempts
         if not diff.quantity_differs:  # the average alone: no entry can say which is right
-            log.warning("reconcile_average_differs", subject=diff.subject, **_pair(diff))
-            await self._close(report, issue, expected, found, None)
+            log.warning("reconcile_average_differs", subject=diff.subject, exchange=expected,
+                        ledger=found)
+            await self.close(report, issue, expected, found, None)
             return
-        symbol, pos_side = diff.slot
-        mark = await self._mark(symbol)
-        now = await self.backfiller.exchange_now()
-        entries = [self._entry(issue.id, n, symbol, pos_side, c.side, c.size, c.price, now)
+        symbol = diff.slot[0]
+        # The exchange wins only over a ledger that has caught up: every fill the exchange
+        # lists for the symbol, and every entry of an earlier attempt, is folded. Otherwise the
+        # difference may be the ledger's lag (positions behind), not a real one: next pass.
+        waiting = {k for k in self.backfiller.listed if k[0] == symbol} | {
+            (symbol, e["trade_id"]) for attempt in earlier for e in attempt}
+        if "fills" in report.failed or not await self.store.fills_held(waiting):
+            log.info("reconcile_ledger_behind", subject=diff.subject)
+            await self.close(report, issue, expected, found, None)
+            return
+        mark, now = await self._mark(symbol), await self.backfiller.exchange_now()
+        attempt = len(earlier) + 1  # each attempt's entries have ids of their own
+        entries = [labelled_entry(self.account.account_id, self.account.mode, issue.id,
+                                  attempt, n, diff.slot, c, now)
                    for n, c in enumerate(corrections(diff, mark), 1)]
-        healing = [{"trade_id": f.trade_id, "side": f.side, "size": str(f.fill_sz),
-                    "price": str(f.fill_px)} for _, f in entries]
-        await self.store.record_healing(issue.id, healing)
+        await self.store.add_attempt(issue.id, [entry_view(f) for _, f in entries])
         for order, fill in entries:
             await self.publisher.publish(order)
             await self.publisher.publish(fill)
-        log.warning("reconcile_exchange_wins", subject=diff.subject, entries=healing)
-
-        async def agrees() -> bool:
-            return not [d for d in await self._position_diffs() if d.subject == diff.subject]
-
-        healed = await self._until(agrees)
-        await self._close(report, issue, expected, found, "exchange_wins" if healed else None,
-                          healing)
-
-    def _entry(self, issue: UUID, n: int, symbol: str, pos_side: Any, side: Any, size: Decimal,
-               price: Decimal, now: datetime) -> tuple[OrderUpdate, Fill]:
-        """A synthetic, labelled order and its fill: filled at once, no fee."""
-        ord_id = f"R{issue.hex}{n}"
-        common: dict[str, Any] = {"account_id": self.account.account_id,
-                                  "mode": self.account.mode, "ts_event": now,
-                                  "inst_id": symbol, "ord_id": ord_id, "side": side,
-                                  "pos_side": pos_side, "category": RECONCILE_CATEGORY}
-        order = OrderUpdate(**common, ord_type="market", state="filled", sz=size,
-                            acc_fill_sz=size, avg_px=price, created_time=now)
-        fill = Fill(**common, trade_id=ord_id, fill_px=price, fill_sz=size,
-                    fill_fee=Decimal(0), ord_type="market",
-                    raw={"reconciliation_issue": str(issue)})
-        return order, fill
+        log.warning("reconcile_exchange_wins", subject=diff.subject, attempt=attempt,
+                    entries=[entry_view(f) for _, f in entries])
+        keys = {(symbol, f.trade_id) for _, f in entries}
+        healed = await self.until(lambda: self.store.fills_held(keys))
+        await self.close(report, issue, expected, found, "exchange_wins" if healed else None)
 
     async def _mark(self, symbol: str) -> Decimal:
         rows = await self.rest.get("/api/v5/public/mark-price",
@@ -168,97 +173,37 @@ class Reconciler:
         rows = await self.rest.get("/api/v5/market/ticker", {"instId": symbol})
         return Decimal(str(rows[0]["last"]))
 
-    # ------------------------------------------------------------------------ orders
-    async def _orders(self, report: Report) -> None:
-        pending = await self._pending()
-        ledger_open = await self.store.open_orders()
-        for ord_id in open_orders_unknown(ledger_open, pending):
-            symbol = ledger_open[ord_id]
-            rows = await self.rest.get("/api/v5/trade/order", {"instId": symbol, "ordId": ord_id},
-                                       signed=True)
-            update = acct.order_update(rows[0], self.account, _utcnow())
-            expected, found = {"state": update.state}, {"state": "open"}
-            issue = await self.store.open_issue("order", ord_id, expected, found)
-            await self.publisher.publish(update)
-
-            async def settled(o: str = ord_id) -> bool:
-                return o not in await self.store.open_orders()
-
-            healed = await self._until(settled)
-            await self._close(report, issue, expected, found,
-                              "exchange_state" if healed else None)
-        now = await self.backfiller.exchange_now()
-        old = {o: u for o, u in pending.items()
-               if u.created_time is None or now - u.created_time > ORDER_GRACE}
-        known = await self.store.known_orders(list(old))
-        for ord_id in sorted(set(old) - known):
-            update = old[ord_id]
-            issue = await self.store.open_issue("order", ord_id, {"state": update.state}, {})
-            await self.publisher.publish(update)
-            await self._close(report, issue, {"state": update.state}, {}, "backfill")
-
-    async def _pending(self) -> dict[str, OrderUpdate]:
-        """The exchange's pending orders (an unreadable row is skipped, logged)."""
-        out: dict[str, OrderUpdate] = {}
-        rows = await self.rest.get("/api/v5/trade/orders-pending", {"instType": "SWAP"},
-                                   signed=True)
-        for row in rows:
-            try:
-                update = acct.order_update(row, self.account, _utcnow())
-            except BadFrame as err:
-                log.warning("reconcile_bad_order_row", error=str(err))
-                continue
-            out[update.ord_id] = update
-        return out
-
-    # ------------------------------------------------------------------------ balance
-    async def _balance(self, report: Report) -> None:
-        cash = await self._exchange_cash()
-        if cash is None or not balance_differs(cash[0], await self.store.cash()):
-            return
-        await asyncio.sleep(self.settle_s)
-        cash = await self._exchange_cash()
-        ledger = await self.store.cash()
-        if cash is None or not balance_differs(cash[0], ledger):
-            return
-        expected, found = {"cash": str(cash[0])}, {"cash": None if ledger is None else str(ledger)}
-        issue = await self.store.open_issue("balance", "USDT", expected, found)
-        await self.publisher.publish(cash[1])
-
-        async def agrees() -> bool:
-            return not balance_differs(cash[0], await self.store.cash())
-
-        healed = await self._until(agrees)
-        await self._close(report, issue, expected, found, "refreshed" if healed else None)
-
-    async def _exchange_cash(self) -> tuple[Decimal, Event] | None:
-        rows = await self.rest.get("/api/v5/account/balance", {"ccy": "USDT"}, signed=True)
-        if not rows or not isinstance(rows[0], dict):
-            return None
-        found = acct.balances(rows[0], self.account, _utcnow())
-        if not found:
-            return None
-        # As of now: the exchange's uTime is its last change, which the ledger may already hold
-        # under that time with other figures (a balance is stored per account and instant).
-        now = await self.backfiller.exchange_now()
-        return found[0].cash_bal, found[0].model_copy(update={"ts_event": max(now, found[0].ts_event)})
-
     # ------------------------------------------------------------------------ plumbing
-    async def _close(self, report: Report, issue: Issue, expected: dict[str, Any],
-                     found: dict[str, Any], resolution: Resolution | None,
-                     healing: list[dict[str, Any]] | None = None) -> None:
+    async def vanish(self, report: Report, kind: DiscrepancyKind, seen: set[str]) -> None:
+        """Close the open issues of `kind` this pass did not find again (a late push, an
+        earlier pass's entry: `vanished`); an earlier pass's missing fill once the ledger holds
+        it (`backfill`)."""
+        for subject, open_issue in (await self.store.unresolved(kind)).items():
+            if subject in seen:
+                continue
+            how: Resolution = "vanished"
+            if kind == "fill":
+                inst, _, trade = subject.partition(":")
+                if not await self.store.fills_held({(inst, trade)}):
+                    continue
+                how = "backfill"
+            await self.close(report, open_issue.issue, open_issue.expected, open_issue.found,
+                              how)
+
+    async def close(self, report: Report, issue: Issue, expected: dict[str, Any],
+                     found: dict[str, Any], resolution: Resolution | None) -> None:
         """Resolve the issue (when healed) and publish what became of it."""
         if resolution is not None:
-            await self.store.resolve(issue.id, resolution, healing)
+            await self.store.resolve(issue.id, resolution)
         event = Discrepancy(
-            account_id=self.account.account_id, mode=self.account.mode, ts_event=_utcnow(),
+            account_id=self.account.account_id, mode=self.account.mode, ts_event=utcnow(),
             issue_id=issue.id, kind=issue.kind, subject=issue.subject, expected=expected,
             found=found, status="open" if resolution is None else "resolved",
             resolution=resolution)
         await self.publisher.publish(event)
         report.issues.append(event)
 
-    async def _until(self, check: Callable[[], Awaitable[bool]]) -> bool:
+    async def until(self, check: Callable[[], Awaitable[bool]]) -> bool:
         """True once `check` holds, False after `ledger_wait_s`."""
         deadline = time.monotonic() + self.ledger_wait_s
         while True:
@@ -282,20 +227,3 @@ async def reconcile_loop(reconciler: Reconciler, wake: asyncio.Event, every_s: f
             log.exception("reconcile_failed", account_id=str(reconciler.account.account_id))
 
 
-def _held(store: ReconcileStore, fill: Fill) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return await store.fills_held([(fill.inst_id, fill.trade_id)])
-    return check
-
-
-def _fill_view(fill: Fill) -> dict[str, Any]:
-    return {"trade_id": fill.trade_id, "inst_id": fill.inst_id, "side": fill.side,
-            "size": str(fill.fill_sz), "price": str(fill.fill_px)}
-
-
-def _pair(diff: PositionDifference) -> dict[str, Any]:
-    return {"exchange": diff.exchange.describe(), "ledger": diff.ledger.describe()}
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)

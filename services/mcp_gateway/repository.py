@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -15,6 +15,7 @@ from services.mcp_gateway import views
 from services.mcp_gateway.projection import Projection
 from services.mcp_gateway.rules import confidence_text
 from shared.db import Connection, Executor, fetch_now
+from shared.exchange_ids import id_order_sql
 from shared.instruments import SPEC_COLUMNS, InstrumentSpec
 from shared.types import PosMode
 
@@ -165,17 +166,25 @@ def account_doc(rows: list[asyncpg.Record], as_of: datetime) -> views.Doc:
     doc = _ACCOUNT.doc(row)
     doc["positions"] = [position_doc(r) for r in rows if r["id"] is not None]
     doc["performance"] = _PERFORMANCE.doc(row) if row[_PERFORMANCE.column("updated_at")] else None
-    doc["reconciliation"] = reconciliation_doc(row["last_reconciled_at"], row["open_discrepancies"])
+    doc["reconciliation"] = reconciliation_doc(row["last_reconciled_at"],
+                                               row["open_discrepancies"], as_of)
     doc["as_of"] = as_of
     return doc
 
 
-def reconciliation_doc(last: datetime | None, open_json: str | None) -> dict[str, Any]:
+# A book last compared longer ago than this is in doubt: three periods of ingest's
+# reconciliation (AITRADER_INGEST_RECONCILE_S, 300 s by default) missed.
+RECONCILED_WITHIN = timedelta(minutes=15)
+
+
+def reconciliation_doc(last: datetime | None, open_json: str | None,
+                       now: datetime) -> dict[str, Any]:
     """`views.Reconciliation`'s JSON form: when last compared, and what is still open."""
     found = json.loads(open_json) if open_json else []
     for item in found:  # PostgreSQL's JSON text of a timestamptz: a datetime, like every other
         item["since"] = datetime.fromisoformat(item["since"])
-    return {"last_reconciled_at": last, "in_doubt": last is None or bool(found), "open": found}
+    stale = last is None or now - last > RECONCILED_WITHIN
+    return {"last_reconciled_at": last, "in_doubt": stale or bool(found), "open": found}
 
 
 async def fetch_account_state(pool: asyncpg.Pool, account_id: UUID) -> list[asyncpg.Record]:
@@ -328,8 +337,9 @@ async def fetch_order(db: Conn, order_id: UUID) -> asyncpg.Record | None:
 
 async def fetch_fills(db: Conn, order_id: UUID) -> list[views.Fill]:
     rows = await db.fetch(
-        """SELECT exchange_trade_id AS trade_id, price, size, fee_usdt, "timestamp" AS time
-           FROM aitrader.fills WHERE order_id = $1 ORDER BY "timestamp", exchange_trade_id""",
+        f"""SELECT exchange_trade_id AS trade_id, price, size, fee_usdt, "timestamp" AS time
+           FROM aitrader.fills WHERE order_id = $1
+           ORDER BY "timestamp", {id_order_sql("exchange_trade_id")}""",
         order_id,
     )
     return [views.Fill(**dict(r)) for r in rows]

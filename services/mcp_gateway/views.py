@@ -101,8 +101,9 @@ class Reconciliation(View):
     last_reconciled_at: AwareDatetime | None = Field(
         description="When the ledger was last compared with OKX (null: never).")
     in_doubt: bool = Field(
-        description="True when the book may not be what OKX holds: never compared, or a "
-        "difference is still open. Check positions on the exchange before relying on them.")
+        description="True when the book may not be what OKX holds: never compared, last "
+        "compared more than 15 minutes ago, or a difference is still open. Check positions on "
+        "the exchange before relying on them.")
     open: list[OpenDiscrepancy] = Field(description="Differences not healed yet.")
 
 

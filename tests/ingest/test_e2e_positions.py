@@ -90,7 +90,7 @@ async def _missed_then_newer_fill(sim: SimHandle, trader: OkxRest) -> None:
     sim.pause_pushes(KEY)
     await place(trader, "ETH-USDT-SWAP", "buy", "3")
     sim.resume_pushes(KEY)
-    sim.advance(5)
+    sim.advance(11)  # more than any overlap, and past the sweep's grace for the missed one
     await place(trader, "BTC-USDT-SWAP", "buy", "1")
 
 

@@ -5,9 +5,10 @@ agrees afterwards."""
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -17,6 +18,7 @@ from nats.js import JetStreamContext
 
 from services.ingest.okx_rest import OkxRest
 from services.okx_sim import SimHandle, run_sim
+from services.positions.main import serve as serve_positions
 from shared.settings import Settings
 from shared.subjects import Subjects
 from tests.factories import wait_for
@@ -31,11 +33,14 @@ QUIET = {"ingest_market_data": False, "ingest_reconcile_s": 3600, "ingest_fill_s
 
 async def _issues(pool: asyncpg.Pool, account_id: UUID) -> list[dict[str, Any]]:
     rows = await pool.fetch(
-        """SELECT kind, subject, expected, found, resolution, resolved_at IS NOT NULL AS resolved,
+        """SELECT id, kind, subject, expected, found, resolution, resolved_at IS NOT NULL AS resolved,
                   healing FROM aitrader.reconciliation_issues WHERE account_id = $1
            ORDER BY first_seen_at, kind""", account_id)
-    return [{**dict(r), "expected": json.loads(r["expected"]), "found": json.loads(r["found"]),
-             "healing": json.loads(r["healing"]) if r["healing"] else None} for r in rows]
+    return [dict(r) for r in rows]  # jsonb decoded by the pool's codec
+
+
+def found_resolutions(report: Any) -> set[tuple[str, str | None]]:
+    return {(d.kind, d.resolution) for d in report.issues}
 
 
 async def _events(js: JetStreamContext, subjects: Subjects, account_id: UUID) -> list[dict[str, Any]]:
@@ -82,7 +87,8 @@ async def test_a_fresh_exchange_under_an_old_ledger_closes_the_zombie_with_a_lab
     assert position["subject"] == "BTC-USDT-SWAP:net" and position["resolution"] == "exchange_wins"
     assert Decimal(position["expected"]["quantity"]) == 0
     assert Decimal(position["found"]["quantity"]) == Decimal("1.5")
-    assert [h["trade_id"] for h in position["healing"]] == [closed["closing_trade_id"]]
+    [attempt] = position["healing"]  # one attempt, one entry: the close
+    assert [h["trade_id"] for h in attempt] == [closed["closing_trade_id"]]
     assert issues["balance"]["resolution"] == "refreshed"
     events = await _events(js, subjects, account_id)
     assert {(e["kind"], e["status"], e["resolution"]) for e in events} >= {
@@ -94,7 +100,7 @@ async def test_a_fresh_exchange_under_an_old_ledger_closes_the_zombie_with_a_lab
 
 async def test_a_close_in_the_okx_app_whose_push_is_lost_is_backfilled(
         settings: Settings, sim: SimHandle, trader: OkxRest, db_pool: asyncpg.Pool,
-        positions: None) -> None:
+        js: JetStreamContext, subjects: Subjects, positions: None) -> None:
     async with running(ingest_settings(settings, sim, **QUIET)) as app:
         assert app.account is not None and app.reconciler is not None
         account_id = app.account.account_id
@@ -105,6 +111,7 @@ async def test_a_close_in_the_okx_app_whose_push_is_lost_is_backfilled(
         sim.advance(1)
         await place(trader, "ETH-USDT-SWAP", "sell", "2")  # closed behind the ledger's back
         sim.resume_pushes(KEY)
+        sim.advance(11)  # past the sweep's grace: no push can still be on its way
         report = await app.reconciler.run_once()
     # The lost pushes were the fill, the order's state and the balance: each is healed from REST
     # (the order only when the pass sees it before the backfilled fill's order details land).
@@ -120,12 +127,16 @@ async def test_a_close_in_the_okx_app_whose_push_is_lost_is_backfilled(
     assert await db_pool.fetchval(
         "SELECT exit_reason FROM aitrader.positions_closed WHERE account_id = $1",
         account_id) == "external"
+    issues = await _issues(db_pool, account_id)
+    assert {(i["kind"], i["resolution"]) for i in issues} == found_resolutions(report)
+    events = {(e["kind"], e["status"], e["resolution"]) for e in await _events(js, subjects, account_id)}
+    assert found <= events  # each issue's end is on the RECONCILE stream
     await _replay_identical(settings)
 
 
 async def test_an_order_cancelled_without_a_push_takes_the_exchange_state(
         settings: Settings, sim: SimHandle, trader: OkxRest, db_pool: asyncpg.Pool,
-        positions: None) -> None:
+        js: JetStreamContext, subjects: Subjects, positions: None) -> None:
     async with running(ingest_settings(settings, sim, **QUIET)) as app:
         assert app.account is not None and app.reconciler is not None
         ord_id = await place(trader, "BTC-USDT-SWAP", "buy", "1", ordType="limit", px="1000")
@@ -145,6 +156,13 @@ async def test_an_order_cancelled_without_a_push_takes_the_exchange_state(
         ("order", ord_id, "exchange_state")]
     assert await db_pool.fetchval(
         "SELECT status FROM aitrader.orders WHERE exchange_order_id = $1", ord_id) == "canceled"
+    [issue] = await _issues(db_pool, app.account.account_id)
+    assert (issue["kind"], issue["subject"], issue["resolution"], issue["expected"],
+            issue["found"]) == ("order", ord_id, "exchange_state", {"state": "canceled"},
+                                {"state": "open"})
+    [event] = await _events(js, subjects, app.account.account_id)
+    assert (event["issue_id"], event["status"]) == (str(issue["id"]), "resolved")
+    await _replay_identical(settings)
 
 
 async def test_a_ledger_that_agrees_has_no_issue_and_a_second_pass_adds_none(
@@ -197,6 +215,7 @@ async def test_the_reconcile_command_heals_and_says_so(
         await _stored(db_pool, account_id, 1)
     sim.advance(1)
     await place(trader, "BTC-USDT-SWAP", "buy", "2")  # no ingest running: nobody hears it
+    sim.advance(11)  # past the sweep's grace
     code, out = await _reconcile_command(cfg)
     assert code == 0, out
     assert "fill " in out and "backfill" in out and "0 open" in out, out
@@ -232,3 +251,98 @@ async def test_a_transfer_without_a_push_refreshes_the_balance(
     assert await db_pool.fetchval(
         "SELECT cash_usdt FROM aitrader.balance_snapshots WHERE account_id = $1"
         " ORDER BY as_of DESC LIMIT 1", account_id) == cash
+
+
+@contextlib.asynccontextmanager
+async def _positions_service(settings: Settings) -> AsyncIterator[None]:
+    task = asyncio.create_task(serve_positions(settings))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_ledger_behind_the_exchange_is_waited_for_not_corrected(
+        settings: Settings, sim: SimHandle, trader: OkxRest, db_pool: asyncpg.Pool) -> None:
+    """Positions is down: the exchange holds a fill the ledger has not folded yet. The
+    difference is recorded and left open — no labelled entry on top of the real fill (the
+    position would double) — and it vanishes once positions has caught up."""
+    async with running(ingest_settings(settings, sim, **QUIET)) as app:
+        assert app.account is not None and app.reconciler is not None
+        account_id = app.account.account_id
+        app.reconciler.ledger_wait_s = 1
+        await wait_for(lambda: _passes(app), timeout=30, message="the pass after connecting")
+        sim.advance(1)
+        await place(trader, "BTC-USDT-SWAP", "buy", "1")  # pushed, but nobody folds it yet
+        sim.advance(11)
+        behind = await app.reconciler.run_once()
+        async with _positions_service(settings):
+            await _stored(db_pool, account_id, 1)
+            after = await app.reconciler.run_once()
+        row = await db_pool.fetchrow("SELECT quantity FROM aitrader.positions_open"
+                                     " WHERE account_id = $1", account_id)
+    assert ("position", "open") in {(d.kind, d.status) for d in behind.issues}
+    assert await db_pool.fetchval("SELECT count(*) FROM aitrader.fills WHERE account_id = $1"
+                                  " AND category = 'reconcile'", account_id) == 0
+    assert row is not None and row["quantity"] == Decimal(1)  # not 2
+    assert ("position", "resolved", "vanished") in {(d.kind, d.status, d.resolution)
+                                                    for d in after.issues}
+    assert await db_pool.fetchval("SELECT count(*) FROM aitrader.reconciliation_issues"
+                                  " WHERE account_id = $1 AND resolved_at IS NULL", account_id) == 0
+
+
+async def test_an_entry_not_yet_folded_is_not_made_twice(
+        settings: Settings, sim: SimHandle, trader: OkxRest, db_pool: asyncpg.Pool) -> None:
+    """The exchange wins (a fresh exchange under an old ledger) while positions is down: the
+    labelled close is published once; later passes wait for it instead of adding another."""
+    async with _positions_service(settings), running(ingest_settings(settings, sim, **QUIET)) as app:
+        assert app.account is not None
+        account_id = app.account.account_id
+        sim.advance(1)
+        await place(trader, "BTC-USDT-SWAP", "buy", "1.5")
+        await _stored(db_pool, account_id, 1)
+    async with run_sim(sim_config()) as fresh:
+        fresh.advance(60)
+        async with running(ingest_settings(settings, fresh, **QUIET)) as app:
+            assert app.reconciler is not None
+            app.reconciler.ledger_wait_s = 1
+            await wait_for(lambda: _passes(app), timeout=30, message="the first pass")
+            again = await app.reconciler.run_once()  # the entry is still unfolded
+            async with _positions_service(settings):
+                async def flat() -> bool:
+                    return not await db_pool.fetch(
+                        "SELECT 1 FROM aitrader.positions_open WHERE account_id = $1", account_id)
+                await wait_for(flat, timeout=15, message="the labelled close folded")
+                last = await app.reconciler.run_once()
+    entries = await db_pool.fetch("SELECT exchange_trade_id FROM aitrader.fills WHERE"
+                                  " account_id = $1 AND category = 'reconcile'", account_id)
+    assert len(entries) == 1 and entries[0]["exchange_trade_id"].endswith("-1-1")
+    assert ("position", "open") in {(d.kind, d.status) for d in again.issues}
+    assert ("position", "resolved", "vanished") in {(d.kind, d.status, d.resolution)
+                                                    for d in last.issues}
+
+
+async def test_an_order_the_exchange_does_not_know_does_not_stop_the_pass(
+        settings: Settings, sim: SimHandle, trader: OkxRest, db_pool: asyncpg.Pool,
+        positions: None) -> None:
+    async with running(ingest_settings(settings, sim, **QUIET)) as app:
+        assert app.account is not None
+        account_id = app.account.account_id
+        ord_id = await place(trader, "BTC-USDT-SWAP", "buy", "1", ordType="limit", px="1000")
+
+        async def open_in_ledger() -> bool:
+            return await db_pool.fetchval(
+                "SELECT status FROM aitrader.orders WHERE exchange_order_id = $1", ord_id) == "open"
+
+        await wait_for(open_in_ledger, timeout=10, message="the resting order in the ledger")
+    async with run_sim(sim_config()) as fresh:  # an exchange that never saw that order
+        fresh.advance(60)
+        async with running(ingest_settings(settings, fresh, **QUIET)) as app:
+            assert app.reconciler is not None
+            report = await app.reconciler.run_once()
+    found = {(d.kind, d.subject, d.status) for d in report.issues}
+    assert ("order", ord_id, "open") in found  # recorded, not healed: nothing says its end
+    assert report.failed == []  # the later stages (balance) ran; the pass counts as done
+    assert await db_pool.fetchval("SELECT last_reconciled_at FROM aitrader.accounts"
+                                  " WHERE id = $1", account_id) is not None

@@ -203,6 +203,11 @@ async def test_account_state_says_when_the_book_is_in_doubt(
                            CASE WHEN $3 THEN 'exchange_wins' END)""",
                 account, f"BTC-USDT-SWAP:net:{resolved}", resolved)
         doubt = ok(await call(client, "get_account_state"))["reconciliation"]
+        await db_pool.execute("DELETE FROM aitrader.reconciliation_issues")
+        await db_pool.execute("UPDATE aitrader.accounts SET last_reconciled_at = now()"
+                              " - interval '16 minutes' WHERE id = $1", a)
+        stale = ok(await call(client, "get_account_state"))["reconciliation"]
+    assert (stale["in_doubt"], stale["open"]) == (True, [])  # not compared for too long
     assert (never["last_reconciled_at"], never["in_doubt"], never["open"]) == (None, True, [])
     assert (clean["in_doubt"], clean["open"]) == (False, []) and clean["last_reconciled_at"]
     assert doubt["in_doubt"] is True
