@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from nats.aio.client import Client
 
 from aitrader.embedded import EmbeddedNats, EmbeddedPostgres
+from shared.bus import connect_nats, ensure_streams
+from shared.subjects import Subjects
 from tests.servers import scratch_dir
 
 
@@ -33,6 +39,17 @@ def own_nats() -> Iterator[EmbeddedNats]:
             yield server
         finally:
             server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_client(own_nats: EmbeddedNats, subjects: Subjects) -> AsyncIterator[Client]:
+    client = await connect_nats(own_nats.url, name="fault-test")
+    await ensure_streams(client.jetstream(), subjects)
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.close(), 5)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

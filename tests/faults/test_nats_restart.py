@@ -6,18 +6,15 @@ awaited without a deadline, and the service stopped consuming for good, alive an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-from collections.abc import AsyncIterator
 from uuid import UUID
 
 import asyncpg
 import nats.errors
-import pytest_asyncio
 from nats.aio.client import Client
 
 from aitrader.embedded import EmbeddedNats
-from shared.bus import connect_nats, ensure_streams, headers_for
+from shared.bus import headers_for
 from shared.settings import Settings
 from shared.subjects import STREAM_ACCOUNT, Subjects
 from tests.factories import create_account, create_instruments, wait_for
@@ -27,15 +24,6 @@ FILLS = 3000
 ACCOUNTS = 5
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def own_client(own_nats: EmbeddedNats, subjects: Subjects) -> AsyncIterator[Client]:
-    client = await connect_nats(own_nats.url, name="fault-test")
-    await ensure_streams(client.jetstream(), subjects)
-    try:
-        yield client
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.close(), 5)
 
 
 async def _publish_all(client: Client, subjects: Subjects, accounts: list[UUID]) -> None:

@@ -6,19 +6,15 @@ the service catches up by itself; at the end nothing is lost, doubled or left pe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from nats.aio.client import Client
 
 from aitrader.embedded import EmbeddedNats
-from shared.bus import connect_nats, ensure_streams
 from shared.settings import Settings
 from shared.subjects import Subjects
 from tests.factories import create_account, create_instruments, wait_for
@@ -42,15 +38,6 @@ FROZEN_S = 0.5  # SIGSTOP before SIGKILL: what the service sends meanwhile is lo
 DOWN_S = 1.0  # between the kill and the restart
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def own_client(own_nats: EmbeddedNats, subjects: Subjects) -> AsyncIterator[Client]:
-    client = await connect_nats(own_nats.url, name="fault-test")
-    await ensure_streams(client.jetstream(), subjects)
-    try:
-        yield client
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.close(), 5)
 
 
 async def kill_and_restart(server: EmbeddedNats) -> float:

@@ -60,15 +60,21 @@ async def _stored(pool: asyncpg.Pool, account_id: UUID, count: int) -> None:
     await wait_for(enough, timeout=10, message=f"{count} fills stored")
 
 
+async def _long_in_the_ledger(settings: Settings, sim: SimHandle, trader: OkxRest,
+                              db_pool: asyncpg.Pool) -> UUID:
+    """Buy 1.5 BTC through ingest (positions folding): the ledger's long, on `sim`."""
+    async with running(ingest_settings(settings, sim, **QUIET)) as app:
+        assert app.account is not None
+        sim.advance(1)
+        await place(trader, "BTC-USDT-SWAP", "buy", "1.5")
+        await _stored(db_pool, app.account.account_id, 1)
+        return app.account.account_id
+
+
 async def test_a_fresh_exchange_under_an_old_ledger_closes_the_zombie_with_a_labelled_entry(
         settings: Settings, sim: SimHandle, trader: OkxRest, db_pool: asyncpg.Pool,
         js: JetStreamContext, subjects: Subjects, positions: None) -> None:
-    async with running(ingest_settings(settings, sim, **QUIET)) as app:
-        assert app.account is not None
-        account_id = app.account.account_id
-        sim.advance(1)
-        await place(trader, "BTC-USDT-SWAP", "buy", "1.5")
-        await _stored(db_pool, account_id, 1)
+    account_id = await _long_in_the_ledger(settings, sim, trader, db_pool)
     # The exchange forgets everything (a sim without its state); the ledger holds long 1.5.
     async with run_sim(sim_config()) as fresh:
         fresh.advance(60)
@@ -296,12 +302,8 @@ async def test_an_entry_not_yet_folded_is_not_made_twice(
         settings: Settings, sim: SimHandle, trader: OkxRest, db_pool: asyncpg.Pool) -> None:
     """The exchange wins (a fresh exchange under an old ledger) while positions is down: the
     labelled close is published once; later passes wait for it instead of adding another."""
-    async with _positions_service(settings), running(ingest_settings(settings, sim, **QUIET)) as app:
-        assert app.account is not None
-        account_id = app.account.account_id
-        sim.advance(1)
-        await place(trader, "BTC-USDT-SWAP", "buy", "1.5")
-        await _stored(db_pool, account_id, 1)
+    async with _positions_service(settings):
+        account_id = await _long_in_the_ledger(settings, sim, trader, db_pool)
     async with run_sim(sim_config()) as fresh:
         fresh.advance(60)
         async with running(ingest_settings(settings, fresh, **QUIET)) as app:
