@@ -242,7 +242,8 @@ async def test_the_reconcile_command_refuses_an_unknown_account(
 
 
 async def test_a_transfer_without_a_push_refreshes_the_balance(
-        settings: Settings, sim: SimHandle, db_pool: asyncpg.Pool, positions: None) -> None:
+        settings: Settings, sim: SimHandle, db_pool: asyncpg.Pool, js: JetStreamContext,
+        subjects: Subjects, positions: None) -> None:
     async with running(ingest_settings(settings, sim, **QUIET)) as app:
         assert app.account is not None and app.reconciler is not None
         account_id = app.account.account_id
@@ -256,7 +257,13 @@ async def test_a_transfer_without_a_push_refreshes_the_balance(
         ("balance", "USDT", "refreshed", {"cash": str(cash)})]
     assert await db_pool.fetchval(
         "SELECT cash_usdt FROM aitrader.balance_snapshots WHERE account_id = $1"
-        " ORDER BY as_of DESC LIMIT 1", account_id) == cash
+        " ORDER BY as_of DESC LIMIT 1", account_id) == cash  # the healing entry: a snapshot
+    [issue] = await _issues(db_pool, account_id)
+    assert (issue["kind"], issue["resolution"], issue["expected"]) == (
+        "balance", "refreshed", {"cash": str(cash)})
+    assert [(e["issue_id"], e["status"]) for e in await _events(js, subjects, account_id)] == [
+        (str(issue["id"]), "resolved")]
+    await _replay_identical(settings)
 
 
 @contextlib.asynccontextmanager
