@@ -16,10 +16,24 @@ Invariants, as OKX keeps them (docs/okx-algo-orders.md):
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from .algo_rules import (
+    PX_TYPES,
+    AlgoAmend,
+    AlgoRequest,
+    check_leg,
+    closing,
+    draft,
+    edited,
+    has_position,
+    other,
+    pos_side_for,
+    rises,
+    same_position,
+    set_legs,
+)
 from .models import (
     ZERO,
     Account,
@@ -38,57 +52,7 @@ from .protocol import Reject
 if TYPE_CHECKING:
     from .exchange import Exchange
 
-PX_TYPES = ("last", "mark", "index")
 TP_SL_SOURCE = "7"  # OKX orders `source`: "The normal order triggered by the TP/SL order"
-# (leg, algo side) -> trigger price type -> sCode when the trigger is already on the wrong side
-WRONG_SIDE = {
-    ("tp", "sell"): {"last": "51279", "mark": "51303", "index": "51307"},
-    ("sl", "sell"): {"last": "51280", "mark": "51304", "index": "51308"},
-    ("tp", "buy"): {"last": "51277", "mark": "51300", "index": "51305"},
-    ("sl", "buy"): {"last": "51278", "mark": "51302", "index": "51306"},
-}
-
-
-@dataclass(frozen=True)
-class AlgoRequest:
-    """A parsed `POST /trade/order-algo` (sz None with closeFraction "1")."""
-
-    inst_id: str
-    td_mode: str
-    side: str
-    ord_type: str
-    sz: Decimal | None
-    close_fraction: str = ""
-    pos_side: str = ""
-    reduce_only: bool = False
-    algo_cl_ord_id: str = ""
-    tag: str = ""
-    tp: Leg | None = None
-    sl: Leg | None = None
-
-
-@dataclass(frozen=True)
-class LegEdit:
-    """The amend-algos fields of one leg; a 0 trigger or order price deletes the leg."""
-
-    trigger_px: Decimal | None = None
-    ord_px: Decimal | None = None  # -1 = market
-    trigger_px_type: str = ""
-
-    @property
-    def empty(self) -> bool:
-        """Nothing to change on this leg."""
-        return self.trigger_px is None and self.ord_px is None and not self.trigger_px_type
-
-
-@dataclass(frozen=True)
-class AlgoAmend:
-    """A parsed `POST /trade/amend-algos`."""
-
-    new_sz: Decimal | None = None
-    tp: LegEdit = LegEdit()
-    sl: LegEdit = LegEdit()
-    req_id: str = ""
 
 
 class AlgoBook:
@@ -106,13 +70,13 @@ class AlgoBook:
         if req.attach.tp is None and req.attach.sl is None:
             raise Reject("51000", "attachAlgoOrds")
         self._check_cl_id(acct, req.attach.cl_id)
-        self._check_legs(req.inst_id, _other(req.side), req.attach.tp, req.attach.sl)
+        self._check_legs(req.inst_id, other(req.side), req.attach.tp, req.attach.sl)
 
     def attach(self, acct: Account, order: Order, spec: Attach) -> None:
         """Record the TP/SL of a new order, to become live when it fills."""
         both = spec.tp is not None and spec.sl is not None
         algo = self._new(acct, order.inst_id, "oco" if both else "conditional",
-                         _other(order.side), order.pos_side, order.td_mode, order.sz, "",
+                         other(order.side), order.pos_side, order.td_mode, order.sz, "",
                          True, order.tag, spec.cl_id, spec.tp, spec.sl)
         algo.state, algo.parent_ord_id = "attached", order.ord_id
 
@@ -131,14 +95,14 @@ class AlgoBook:
             raise Reject("51001")
         if req.ord_type not in ("conditional", "oco"):
             raise Reject("51000", "ordType")
-        pos_side = _pos_side(acct.pos_mode, req.pos_side)
+        pos_side = pos_side_for(acct.pos_mode, req.pos_side)
         if req.ord_type == "oco" and (req.tp is None or req.sl is None):
             raise Reject("51000", "slTriggerPx" if req.sl is None else "tpTriggerPx")
         if req.tp is None and req.sl is None:
             raise Reject("51000", "slTriggerPx")
         if req.close_fraction not in ("", "1"):
             raise Reject("51000", "closeFraction")
-        probe = _draft(req, pos_side)
+        probe = draft(req, pos_side)
         if req.close_fraction:
             self._check_close_all(acct, req, probe)
         elif req.sz is None:
@@ -147,7 +111,7 @@ class AlgoBook:
             raise Reject("51121")
         elif req.sz < spec.min_sz:
             raise Reject("51020")
-        elif _closing(probe) and not _has_position(acct, probe):
+        elif closing(probe) and not has_position(acct, probe):
             raise Reject("51169")
         self._check_cl_id(acct, req.algo_cl_ord_id)
         self._check_legs(req.inst_id, req.side, req.tp, req.sl)
@@ -158,9 +122,9 @@ class AlgoBook:
             raise Reject("51328")
         if any(leg is not None and leg.ord_px is not None for leg in (req.tp, req.sl)):
             raise Reject("51330")
-        if not _has_position(acct, probe):
+        if not has_position(acct, probe):
             raise Reject("51169")
-        if any(a.is_live and a.close_fraction and _same_position(a, probe)
+        if any(a.is_live and a.close_fraction and same_position(a, probe)
                for a in acct.algos.values()):
             raise Reject("51342")
 
@@ -174,16 +138,9 @@ class AlgoBook:
         for kind, leg in (("tp", tp), ("sl", sl)):
             if leg is None:
                 continue
-            if leg.trigger_px <= 0 or leg.trigger_px % tick != 0:
-                raise Reject("51000", f"{kind}TriggerPx")
-            if leg.ord_px is not None and (leg.ord_px <= 0 or leg.ord_px % tick != 0):
-                raise Reject("51000", f"{kind}OrdPx")
             if leg.trigger_px_type not in PX_TYPES:
                 raise Reject("51000", f"{kind}TriggerPxType")
-            ref = self._price(inst_id, leg.trigger_px_type)
-            profit_up = (kind == "tp") == (side == "sell")  # fires on a rise
-            if (leg.trigger_px < ref) if profit_up else (leg.trigger_px > ref):
-                raise Reject(WRONG_SIDE[(kind, side)][leg.trigger_px_type])
+            check_leg(kind, side, leg, tick, self._price(inst_id, leg.trigger_px_type))
 
     def _new(self, acct: Account, inst_id: str, ord_type: str, side: str, pos_side: str,
              td_mode: str, sz: Decimal, close_fraction: str, reduce_only: bool, tag: str,
@@ -192,7 +149,7 @@ class AlgoBook:
         algo = AlgoOrder(str(next(self.ex.algo_ids)), cl_id, inst_id, ord_type, side, pos_side,
                          td_mode, sz, close_fraction, reduce_only, tag,
                          self.ex.leverage(acct.api_key, inst_id), now, now, self.ex.last[inst_id])
-        _set_legs(algo, tp, sl)
+        set_legs(algo, tp, sl)
         acct.algos[algo.algo_id] = algo
         self.ex.on_change()
         return algo
@@ -218,15 +175,15 @@ class AlgoBook:
         if change.new_sz is None and change.tp.empty and change.sl.empty:
             raise Reject("51500")
         sz = self._new_size(algo, change.new_sz)
-        tp = _edited(algo.tp, change.tp, "Tp")
-        sl = _edited(algo.sl, change.sl, "Sl")
+        tp = edited(algo.tp, change.tp, "Tp")
+        sl = edited(algo.sl, change.sl, "Sl")
         if tp is None and sl is None:
             raise Reject("51531")
         if algo.close_fraction and any(g is not None and g.ord_px is not None for g in (tp, sl)):
             raise Reject("51330")
         self._check_legs(algo.inst_id, algo.side, tp, sl)
         algo.sz, algo.req_id, algo.amend_result = sz, change.req_id, "0"
-        _set_legs(algo, tp, sl)
+        set_legs(algo, tp, sl)
         algo.u_time = self.ex.clock()
         self.ex.on_change()
         return algo, [self._update(acct, algo)]
@@ -277,7 +234,7 @@ class AlgoBook:
     def _cancel_orphans(self, acct: Account) -> list[Event]:
         out: list[Event] = []
         for algo in list(acct.algos.values()):
-            if algo.is_live and _closing(algo) and not _has_position(acct, algo):
+            if algo.is_live and closing(algo) and not has_position(acct, algo):
                 out += self._end(acct, algo, "canceled")
         return out
 
@@ -299,8 +256,7 @@ class AlgoBook:
             if leg is None:
                 continue
             ref = self._price(algo.inst_id, leg.trigger_px_type)
-            up = (kind == "tp") == (algo.side == "sell")
-            if (ref >= leg.trigger_px) if up else (ref <= leg.trigger_px):
+            if (ref >= leg.trigger_px) if rises(kind, algo.side) else (ref <= leg.trigger_px):
                 return kind, leg
         return None
 
@@ -339,70 +295,3 @@ class AlgoBook:
     @staticmethod
     def _update(acct: Account, algo: AlgoOrder) -> Event:
         return AlgoUpdate(acct.api_key, copy.copy(algo))
-
-
-def _other(side: str) -> str:
-    return "sell" if side == "buy" else "buy"
-
-
-def _pos_side(pos_mode: str, asked: str) -> str:
-    if pos_mode == "long_short_mode":
-        if asked not in ("long", "short"):
-            raise Reject("51000", "posSide")
-        return asked
-    if asked not in ("", "net"):
-        raise Reject("51000", "posSide")
-    return "net"
-
-
-def _draft(req: AlgoRequest, pos_side: str) -> AlgoOrder:
-    """An unsaved algo with the request's direction, for the position checks."""
-    return AlgoOrder("", "", req.inst_id, req.ord_type, req.side, pos_side, req.td_mode, ZERO,
-                     req.close_fraction, req.reduce_only, "", 0, 0, 0, ZERO)
-
-
-def _closing(algo: AlgoOrder) -> bool:
-    """Whether the algo only closes a position (so it dies with it)."""
-    if algo.pos_side == "net":
-        return algo.reduce_only or bool(algo.close_fraction)
-    return algo.side != ("sell" if algo.pos_side == "short" else "buy")
-
-
-def _has_position(acct: Account, algo: AlgoOrder) -> bool:
-    """Whether the position this algo would close exists (net: in the right direction)."""
-    pos = acct.positions.get((algo.inst_id, algo.pos_side))
-    held = pos.pos if pos else ZERO
-    if algo.pos_side != "net":
-        return held > 0
-    return held > 0 if algo.side == "sell" else held < 0
-
-
-def _same_position(a: AlgoOrder, b: AlgoOrder) -> bool:
-    return (a.inst_id, a.pos_side, a.side) == (b.inst_id, b.pos_side, b.side)
-
-
-def _set_legs(algo: AlgoOrder, tp: Leg | None, sl: Leg | None) -> None:
-    algo.tp_trigger_px = tp.trigger_px if tp else None
-    algo.tp_trigger_px_type = tp.trigger_px_type if tp else ""
-    algo.tp_ord_px = tp.ord_px if tp else None
-    algo.sl_trigger_px = sl.trigger_px if sl else None
-    algo.sl_trigger_px_type = sl.trigger_px_type if sl else ""
-    algo.sl_ord_px = sl.ord_px if sl else None
-
-
-def _edited(leg: Leg | None, edit: LegEdit, name: str) -> Leg | None:
-    """A leg after an amendment: 0 deletes it, given fields replace, a new leg needs both."""
-    if edit.empty:
-        return leg
-    if edit.trigger_px == 0 or edit.ord_px == 0:
-        return None
-    if leg is None and (edit.trigger_px is None or edit.ord_px is None):
-        raise Reject("51000", f"new{name}TriggerPx" if edit.trigger_px is None
-                     else f"new{name}OrdPx")
-    old = leg or Leg(ZERO, "last", None)
-    trigger = old.trigger_px if edit.trigger_px is None else edit.trigger_px
-    if edit.ord_px is None:
-        ord_px = old.ord_px
-    else:
-        ord_px = None if edit.ord_px == -1 else edit.ord_px
-    return Leg(trigger, edit.trigger_px_type or old.trigger_px_type, ord_px)

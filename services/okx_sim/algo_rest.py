@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import shapes
-from .algo import AlgoAmend, AlgoRequest, LegEdit
+from .algo_rules import AlgoAmend, AlgoRequest, LegEdit
 from .models import Account, AlgoOrder
 from .params import (
     BODY_LIST,

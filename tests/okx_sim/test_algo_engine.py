@@ -6,7 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from services.okx_sim.algo import AlgoAmend, AlgoRequest, LegEdit
+from services.okx_sim.algo_rules import AlgoAmend, AlgoRequest, LegEdit
 from services.okx_sim.exchange import Exchange
 from services.okx_sim.models import AlgoOrder, AlgoUpdate, Attach, Event, Leg, OrderRequest
 from services.okx_sim.protocol import Reject
