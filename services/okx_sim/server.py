@@ -52,7 +52,7 @@ def create_app(core: SimCore) -> Starlette:
             return JSONResponse({"code": "1", "msg": "All operations failed",
                                  "data": [err.item]})
         except BatchError as err:
-            code, msg = ("2", "Bulk operation partially succeeded") if err.partial else (
+            code, msg = ("2", "Bulk operation partially succeeded.") if err.partial else (
                 "1", "All operations failed")
             return JSONResponse({"code": code, "msg": msg, "data": err.items})
         except Exception:
