@@ -12,30 +12,27 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from .algo import AlgoBook
 from .config import AccountSpec, InstrumentSpec
 from .margin import Risk, equity, liquidation_px, qty, risk
-from .models import ZERO, Account, AccountUpdate, Bill, Event, Fill, IdSequence, Order, OrderUpdate, Position
+from .models import (
+    ZERO,
+    Account,
+    AccountUpdate,
+    Bill,
+    Event,
+    Fill,
+    IdSequence,
+    Order,
+    OrderRequest,
+    OrderUpdate,
+    Position,
+)
 from .protocol import Reject
 
 ORDER_TYPES = ("market", "limit", "post_only", "ioc", "fok", "optimal_limit_ioc")
 LEVEL_STEP = Decimal("0.0001")  # each depth level is ~1 bp worse than the one before
 MAX_LEVELS = 50
-
-
-@dataclass(frozen=True)
-class OrderRequest:
-    """A validated place-order request (contracts and prices as Decimal)."""
-
-    inst_id: str
-    side: str
-    ord_type: str
-    sz: Decimal
-    td_mode: str = "cross"
-    px: Decimal | None = None
-    pos_side: str = ""
-    reduce_only: bool = False
-    cl_ord_id: str = ""
-    tag: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,6 +80,8 @@ class Exchange:
         self.trade_ids = IdSequence(1_000_000_001)
         self.bill_ids = IdSequence(800_000_000_000_000_001)
         self.pos_ids = IdSequence(900_000_000_000_000_001)
+        self.algo_ids = IdSequence(600_000_000_000_000_001)
+        self.algos = AlgoBook(self)  # TP/SL algo orders: attached, standalone, triggers
         self.on_change: Callable[[], None] = _nothing  # told after every state change
 
     # --- setup -------------------------------------------------------------------------
@@ -135,23 +134,33 @@ class Exchange:
         acct = self.accounts[api_key]
         spec = self._spec(req.inst_id)
         pos_side = self._validate(acct, spec, req)
+        if req.attach is not None:
+            self.algos.check_attach(acct, req, pos_side)
         now = self.clock()
         lever = self.leverage(api_key, req.inst_id)
         order = Order(str(next(self.ord_ids)), req.cl_ord_id, req.tag, req.inst_id, req.side,
                       pos_side, req.ord_type, req.td_mode, req.px, req.sz, req.reduce_only,
-                      lever, now, now)
+                      lever, now, now, algo_id=req.algo_id, algo_cl_ord_id=req.algo_cl_ord_id,
+                      source=req.source)
         acct.orders[order.ord_id] = order
+        if req.attach is not None:
+            self.algos.attach(acct, order, req.attach)
         self.on_change()
         events: list[Event] = [OrderUpdate(api_key, copy.copy(order))]
+        events += self._match_new(acct, order, req)
+        return order, events + self.algos.react(acct, events)
+
+    def _match_new(self, acct: Account, order: Order, req: OrderRequest) -> list[Event]:
+        events: list[Event] = []
         if req.ord_type == "post_only" and self._crosses(order, self.last[req.inst_id]):
-            return order, events + self._cancel(acct, order, "31")
+            return self._cancel(acct, order, "31")
         if req.ord_type == "fok" and self._fillable(order) < order.sz:
-            return order, events + self._cancel(acct, order, "14")
+            return self._cancel(acct, order, "14")
         if req.ord_type != "post_only":
             events += self._take(acct, order)
         if order.is_open and req.ord_type in ("market", "ioc", "fok", "optimal_limit_ioc"):
             events += self._cancel(acct, order, "14")
-        return order, events
+        return events
 
     def cancel_order(self, api_key: str, inst_id: str, ord_id: str, cl_ord_id: str
                      ) -> tuple[Order, list[Event]]:
@@ -162,7 +171,8 @@ class Exchange:
             (o for o in acct.orders.values() if o.cl_ord_id == cl_ord_id and o.is_open), None)
         if order is None or order.inst_id != inst_id or not order.is_open:
             raise Reject("51400")
-        return order, self._cancel(acct, order, "1")
+        events = self._cancel(acct, order, "1")
+        return order, events + self.algos.react(acct, events)
 
     def _validate(self, acct: Account, spec: InstrumentSpec, req: OrderRequest) -> str:
         if req.ord_type not in ORDER_TYPES:
@@ -347,12 +357,14 @@ class Exchange:
         depth = self.specs[inst_id].depth_sz
         events: list[Event] = []
         for acct in self.accounts.values():
+            mine: list[Event] = []
             for order in list(acct.orders.values()):
                 if order.inst_id == inst_id and order.is_open and order.px is not None \
                         and self._crosses(order, last):
-                    events += self._fill(acct, order, order.px, min(order.remaining, depth), "M")
+                    mine += self._fill(acct, order, order.px, min(order.remaining, depth), "M")
             if self.liquidation:
-                events += self._liquidate(acct, inst_id)
+                mine += self._liquidate(acct, inst_id)
+            events += mine + self.algos.on_market(acct, inst_id, mine)
         return events
 
     def _liquidate(self, acct: Account, inst_id: str) -> list[Event]:

@@ -13,7 +13,8 @@ from starlette.websockets import WebSocket
 
 from . import shapes
 from .bars import channel_bar
-from .models import AccountUpdate, Event, OrderUpdate, Position
+from .models import AccountUpdate, AlgoUpdate, Event, OrderUpdate, Position
+from .params import attached
 from .protocol import dumps
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 PUBLIC_CHANNELS = ("tickers", "funding-rate", "open-interest", "mark-price")
 PRIVATE_CHANNELS = ("orders", "positions", "account", "balance_and_position", "fills")
+BUSINESS_PRIVATE = ("orders-algo",)  # on /ws/v5/business, after a login there
 HEARTBEAT_S = {"tickers": 10.0, "mark-price": 10.0, "funding-rate": 30.0,
                "open-interest": 10.0}
 MAX_CONFIRMED_PER_TICK = 50
@@ -108,7 +110,8 @@ class Hub:
             if conn.endpoint == "private":
                 continue
             for arg in conn.subs.values():
-                topics.setdefault((arg["channel"], arg["instId"]), []).append((conn, arg))
+                if arg["channel"] not in BUSINESS_PRIVATE:
+                    topics.setdefault((arg["channel"], arg["instId"]), []).append((conn, arg))
         for topic, subscribers in topics.items():
             for data in self._updates(topic, now):
                 for conn, arg in subscribers:
@@ -167,9 +170,15 @@ class Hub:
         if key in self.paused:
             return
         ex = self.core.exchange
+        if isinstance(event, AlgoUpdate):
+            a = event.algo
+            self._push_private(key, "orders-algo", [shapes.algo(a)], a.inst_id,
+                               endpoint="business")
+            return
         if isinstance(event, OrderUpdate):
             o = event.order
-            data = [shapes.order(o, event.fill, ex.last[o.inst_id])]
+            acct = ex.accounts[key]
+            data = [shapes.order(o, event.fill, ex.last[o.inst_id], attached(acct, o))]
             self._push_private(key, "orders", data, o.inst_id)
             return
         assert isinstance(event, AccountUpdate)
@@ -213,16 +222,17 @@ class Hub:
         return shapes.balance(ex.accounts[key], ex.account_view(key))
 
     def _push_private(self, key: str, channel: str, data: list[Any], inst_id: str | None,
-                      **extra: Any) -> None:
+                      endpoint: str = "private", **extra: Any) -> None:
         uid = self.core.exchange.accounts[key].uid
         for conn in self.conns:
-            if conn.endpoint != "private" or conn.api_key != key:
+            if conn.endpoint != endpoint or conn.api_key != key:
                 continue
             for arg in conn.subs.values():
                 if arg["channel"] == channel and (inst_id is None or _matches(arg, inst_id)):
                     text = dumps({"arg": {**arg, "uid": uid}, **extra, "data": data})
                     conn.send(text)
-                    self._last_private[key] = text
+                    if endpoint == "private":
+                        self._last_private[key] = text
 
     # --- test controls ---------------------------------------------------------------------
     def _private_conns(self, key: str | None) -> list[Conn]:

@@ -33,6 +33,9 @@ class Order:
     pnl: Decimal = ZERO
     cancel_source: str = ""
     category: str = "normal"
+    algo_id: str = ""  # the algo order whose trigger placed this order (OKX `algoId`)
+    algo_cl_ord_id: str = ""
+    source: str = ""  # OKX `source`: "7" = placed by a triggered TP/SL algo order
 
     @property
     def avg_px(self) -> Decimal:
@@ -48,6 +51,105 @@ class Order:
     def is_open(self) -> bool:
         """Live or partially filled."""
         return self.state in ("live", "partially_filled")
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One side (take-profit or stop-loss) of an algo order; `ord_px` None = market (-1)."""
+
+    trigger_px: Decimal
+    trigger_px_type: str  # last | mark | index
+    ord_px: Decimal | None
+
+
+@dataclass(frozen=True)
+class Attach:
+    """An `attachAlgoOrds` element: TP and/or SL to create when the parent order fills."""
+
+    cl_id: str
+    tp: Leg | None
+    sl: Leg | None
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """A validated place-order request (contracts and prices as Decimal)."""
+
+    inst_id: str
+    side: str
+    ord_type: str
+    sz: Decimal
+    td_mode: str = "cross"
+    px: Decimal | None = None
+    pos_side: str = ""
+    reduce_only: bool = False
+    cl_ord_id: str = ""
+    tag: str = ""
+    attach: Attach | None = None
+    algo_id: str = ""  # set when a triggered algo order places it
+    algo_cl_ord_id: str = ""
+    source: str = ""
+
+
+@dataclass
+class AlgoOrder:
+    """A TP/SL algo order (`conditional` or `oco`) as OKX tracks it.
+
+    `state` is OKX's: live, effective, canceled, order_failed; `attached` is the sim's own
+    state of an `attachAlgoOrds` leg whose parent order has not filled yet (not listed).
+    `sz` is 0 when `close_fraction` is "1" (the whole position, sized at trigger time).
+    """
+
+    algo_id: str
+    algo_cl_ord_id: str
+    inst_id: str
+    ord_type: str  # conditional | oco
+    side: str
+    pos_side: str
+    td_mode: str
+    sz: Decimal
+    close_fraction: str
+    reduce_only: bool
+    tag: str
+    lever: int
+    c_time: int
+    u_time: int
+    last: Decimal  # last price when placed
+    tp_trigger_px: Decimal | None = None
+    tp_trigger_px_type: str = ""
+    tp_ord_px: Decimal | None = None  # None with a TP trigger = market (-1)
+    sl_trigger_px: Decimal | None = None
+    sl_trigger_px_type: str = ""
+    sl_ord_px: Decimal | None = None
+    state: str = "live"
+    parent_ord_id: str = ""  # the order it was attached to
+    ord_id: str = ""  # the order placed on trigger
+    actual_side: str = ""  # tp | sl
+    actual_sz: Decimal = ZERO
+    actual_px: Decimal | None = None
+    trigger_time: int = 0
+    fail_code: str = ""
+    req_id: str = ""
+    amend_result: str = ""
+
+    @property
+    def tp(self) -> Leg | None:
+        """The take-profit leg, if set."""
+        if self.tp_trigger_px is None:
+            return None
+        return Leg(self.tp_trigger_px, self.tp_trigger_px_type, self.tp_ord_px)
+
+    @property
+    def sl(self) -> Leg | None:
+        """The stop-loss leg, if set."""
+        if self.sl_trigger_px is None:
+            return None
+        return Leg(self.sl_trigger_px, self.sl_trigger_px_type, self.sl_ord_px)
+
+    @property
+    def is_live(self) -> bool:
+        """Waiting for its trigger (listed in orders-algo-pending)."""
+        return self.state == "live"
 
 
 @dataclass(frozen=True)
@@ -141,6 +243,7 @@ class Account:
     fills: list[Fill] = field(default_factory=list)
     bills: list[Bill] = field(default_factory=list)
     u_time: int = 0
+    algos: dict[str, AlgoOrder] = field(default_factory=dict)
 
     def open_positions(self) -> list[Position]:
         """Positions with a non-zero size."""
@@ -166,7 +269,15 @@ class AccountUpdate:
     fills: tuple[Fill, ...] = ()
 
 
-Event = OrderUpdate | AccountUpdate
+@dataclass(frozen=True)
+class AlgoUpdate:
+    """An algo order changed state (an `orders-algo` push)."""
+
+    api_key: str
+    algo: AlgoOrder  # a snapshot
+
+
+Event = OrderUpdate | AccountUpdate | AlgoUpdate
 
 
 class IdSequence:

@@ -32,6 +32,34 @@ REST_ERRORS: dict[str, tuple[str, int]] = {
     "51400": ("Order cancellation failed as the order has been filled, canceled or does not "
               "exist.", 200),
     "51102": ("Entered amount exceeds the max pending count.", 200),
+    "51065": ("algoClOrdId already exists.", 200),
+    "51169": ("Order failed because you don't have any positions in this direction for this "
+              "contract to reduce or close.", 200),
+    "51277": ("TP trigger price cannot be higher than the last price.", 200),
+    "51278": ("SL trigger price cannot be lower than the last price.", 200),
+    "51279": ("TP trigger price cannot be lower than the last price.", 200),
+    "51280": ("SL trigger price cannot be higher than the last price.", 200),
+    "51300": ("TP trigger price cannot be higher than the mark price", 200),
+    "51302": ("SL trigger price cannot be lower than the mark price", 200),
+    "51303": ("TP trigger price cannot be lower than the mark price", 200),
+    "51304": ("SL trigger price cannot be higher than the mark price", 200),
+    "51305": ("TP trigger price cannot be higher than the index price", 200),
+    "51306": ("SL trigger price cannot be lower than the index price", 200),
+    "51307": ("TP trigger price cannot be lower than the index price", 200),
+    "51308": ("SL trigger price cannot be higher than the index price", 200),
+    "51328": ("closeFraction is only available for reduceOnly orders", 200),
+    "51330": ("closeFraction is only available for stop market orders", 200),
+    "51333": ("Close position order in hedge-mode or reduce-only order in one-way mode cannot "
+              "attach TPSL", 200),
+    "51342": ("Closing order already exists. Please try again later", 200),
+    "51500": ("You must enter a price, quantity, or TP/SL", 200),
+    "51503": ("Your order has already been filled or canceled.", 200),
+    "51524": ("Unable to modify the order quantity of a stop order that closes an entire "
+              "position. Please modify the trigger price instead.", 200),
+    "51527": ("Order modification unsuccessful. The stop order does not exist.", 200),
+    "51531": ("Order modification unsuccessful. The stop order must have either take profit "
+              "or stop loss attached.", 200),
+    "51603": ("Order does not exist.", 200),
     "59000": ("Settings failed. Delete any open positions or orders before changing "
               "settings.", 200),
     "59102": ("Leverage exceeds the maximum leverage. Please adjust the leverage.", 200),

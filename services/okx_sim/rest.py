@@ -4,72 +4,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import shapes
+from .algo_rest import ALGO_ROUTES
 from .bars import parse_bar
-from .exchange import OrderRequest
-from .models import Bill, Fill
+from .models import Bill, Fill, OrderRequest
+from .params import Params, attach_legs, attached
+from .params import decimal as _decimal
+from .params import get as _get
+from .params import inst as _inst
+from .params import integer as _int
+from .params import item_error as _item_error
+from .params import limit as _limit
 from .protocol import OkxError, Reject
 
 if TYPE_CHECKING:
     from .core import SimCore
 
-Params = dict[str, Any]
 Data = list[Any]
 Handler = Callable[["SimCore", Params, str], Data]
 R = TypeVar("R", Bill, Fill)
 _CL_ORD_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
-
-
-def _get(params: Params, name: str, required: bool = False) -> str:
-    value = params.get(name)
-    if value is None or value == "":
-        if required:
-            raise OkxError("50014", name)
-        return ""
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise OkxError("51000", name)
-    return str(value)
-
-
-def _int(params: Params, name: str) -> int | None:
-    text = _get(params, name)
-    if not text:
-        return None
-    if not text.lstrip("-").isdigit():
-        raise OkxError("51000", name)
-    return int(text)
-
-
-def _decimal(params: Params, name: str, required: bool = False) -> Decimal | None:
-    text = _get(params, name, required)
-    if not text:
-        return None
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise OkxError("51000", name) from None
-    if not value.is_finite():
-        raise OkxError("51000", name)
-    return value
-
-
-def _inst(core: SimCore, params: Params, required: bool = True) -> str:
-    inst_id = _get(params, "instId", required)
-    if inst_id and inst_id not in core.specs:
-        raise OkxError("51001", msg="Instrument ID does not exist")
-    return inst_id
-
-
-def _limit(params: Params, maximum: int, default: int = 100) -> int:
-    limit = _int(params, "limit")
-    if limit is None:
-        return default
-    if limit < 1:
-        raise OkxError("51000", "limit")
-    return min(limit, maximum)
 
 
 # --- public -----------------------------------------------------------------------------
@@ -224,7 +180,7 @@ def place_order(core: SimCore, p: Params, key: str) -> Data:
     reduce_only = p.get("reduceOnly") in (True, "true")
     assert sz is not None
     request = OrderRequest(inst_id, side, ord_type, sz, td_mode, _decimal(p, "px"),
-                           _get(p, "posSide"), reduce_only, cl_ord_id, tag)
+                           _get(p, "posSide"), reduce_only, cl_ord_id, tag, attach_legs(p))
     ts = str(core.now())
     try:
         core.refresh()
@@ -262,14 +218,15 @@ def get_order(core: SimCore, p: Params, key: str) -> Data:
     if order is None or order.inst_id != inst_id:
         raise OkxError("51603", msg="Order does not exist")
     last = next((f for f in reversed(acct.fills) if f.ord_id == order.ord_id), None)
-    return [shapes.order(order, last, core.exchange.last[inst_id])]
+    return [shapes.order(order, last, core.exchange.last[inst_id], attached(acct, order))]
 
 
 def orders_pending(core: SimCore, p: Params, key: str) -> Data:
     inst_id = _inst(core, p, False)
     acct = core.exchange.accounts[key]
     ex = core.exchange
-    return [shapes.order(o, None, ex.last[o.inst_id]) for o in reversed(acct.orders.values())
+    return [shapes.order(o, None, ex.last[o.inst_id], attached(acct, o))
+            for o in reversed(acct.orders.values())
             if o.is_open and (not inst_id or o.inst_id == inst_id)]
 
 
@@ -310,18 +267,6 @@ def _top_level(action: Callable[[], None]) -> None:
         raise OkxError(err.code, msg=err.msg) from None
 
 
-class ItemError(Exception):
-    """An operation refused per item: `{"code":"1","msg":"All operations failed","data":[…]}`."""
-
-    def __init__(self, item: dict[str, Any]) -> None:
-        self.item = item
-        super().__init__(item["sCode"])
-
-
-def _item_error(err: Reject, item: dict[str, Any]) -> ItemError:
-    return ItemError({**item, "sCode": err.code, "sMsg": err.msg, "subCode": ""})
-
-
 # (method, path) -> (handler, private)
 ROUTES: dict[tuple[str, str], tuple[Handler, bool]] = {
     ("GET", "/api/v5/public/instruments"): (instruments, False),
@@ -347,4 +292,5 @@ ROUTES: dict[tuple[str, str], tuple[Handler, bool]] = {
     ("GET", "/api/v5/trade/orders-pending"): (orders_pending, True),
     ("GET", "/api/v5/trade/fills"): (fills, True),
     ("GET", "/api/v5/trade/fills-history"): (fills_history, True),
+    **ALGO_ROUTES,
 }

@@ -19,8 +19,9 @@ from starlette.websockets import WebSocket
 from . import ws
 from .auth import check_rest
 from .core import SimCore
+from .params import BODY_LIST, LIST_PATHS, BatchError, ItemError
 from .protocol import NOT_FOUND_BODY, OkxError, error_body, ok
-from .rest import ROUTES, ItemError
+from .rest import ROUTES
 
 log = structlog.get_logger("okx_sim")
 
@@ -50,6 +51,10 @@ def create_app(core: SimCore) -> Starlette:
         except ItemError as err:
             return JSONResponse({"code": "1", "msg": "All operations failed",
                                  "data": [err.item]})
+        except BatchError as err:
+            code, msg = ("2", "Bulk operation partially succeeded.") if err.partial else (
+                "1", "All operations failed")
+            return JSONResponse({"code": code, "msg": msg, "data": err.items})
         except Exception:
             log.exception("request failed", path=request.url.path)
             return JSONResponse({"code": "50026", "msg": "System error, please try again later.",
@@ -101,6 +106,8 @@ def _params(request: Request, body: bytes) -> dict[str, Any]:
         parsed = json.loads(body)
     except ValueError:
         raise OkxError("50002") from None
+    if isinstance(parsed, list) and request.url.path in LIST_PATHS:  # batch endpoints
+        return {BODY_LIST: parsed}
     if not isinstance(parsed, dict):
         raise OkxError("50002")
     return parsed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -9,7 +10,7 @@ from .config import InstrumentSpec
 from .exchange import AccountView, PositionView
 from .margin import Risk, qty
 from .market import Candle, Funding, Ticker
-from .models import ZERO, Account, Bill, Fill, Order, Position
+from .models import ZERO, Account, AlgoOrder, Bill, Fill, Order, Position
 from .protocol import fmt
 
 Json = dict[str, Any]
@@ -71,12 +72,14 @@ def mark_price(inst_id: str, px: Decimal, ts: int) -> Json:
     return {"instType": "SWAP", "instId": inst_id, "markPx": fmt(px), "ts": str(ts)}
 
 
-def order(o: Order, fill: Fill | None, last: Decimal) -> Json:
+def order(o: Order, fill: Fill | None, last: Decimal, attached: Sequence[AlgoOrder] = ()
+          ) -> Json:
     """An orders-channel element; the fill* fields describe only `fill` (empty otherwise)."""
     f = fill
     return {
         "instType": "SWAP", "instId": o.inst_id, "tgtCcy": "", "ccy": "", "ordId": o.ord_id,
-        "clOrdId": o.cl_ord_id, "algoClOrdId": "", "algoId": "", "tag": o.tag,
+        "clOrdId": o.cl_ord_id, "algoClOrdId": o.algo_cl_ord_id, "algoId": o.algo_id,
+        "tag": o.tag,
         "px": fmt(o.px), "sz": fmt(o.sz), "notionalUsd": "", "ordType": o.ord_type,
         "side": o.side, "posSide": o.pos_side, "tdMode": o.td_mode,
         "fillPx": fmt(f.fill_px) if f else "", "tradeId": f.trade_id if f else "",
@@ -88,9 +91,10 @@ def order(o: Order, fill: Fill | None, last: Decimal) -> Json:
         "accFillSz": fmt(o.acc_fill_sz), "avgPx": fmt(o.avg_px), "state": o.state,
         "lever": str(o.lever), "attachAlgoClOrdId": "", "tpTriggerPx": "",
         "tpTriggerPxType": "", "tpOrdPx": "", "slTriggerPx": "", "slTriggerPxType": "",
-        "slOrdPx": "", "attachAlgoOrds": [], "linkedAlgoOrd": {"algoId": ""}, "stpId": "",
+        "slOrdPx": "", "attachAlgoOrds": [attach_algo(a) for a in attached],
+        "linkedAlgoOrd": {"algoId": ""}, "stpId": "",
         "stpMode": "cancel_maker", "feeCcy": "USDT", "fee": fmt(o.fee), "rebateCcy": "USDT",
-        "rebate": "0", "pnl": fmt(o.pnl), "source": "", "cancelSource": o.cancel_source,
+        "rebate": "0", "pnl": fmt(o.pnl), "source": o.source, "cancelSource": o.cancel_source,
         "amendSource": "", "category": o.category, "isTpLimit": "false",
         "uTime": str(o.u_time), "cTime": str(o.c_time), "reqId": "", "amendResult": "",
         "reduceOnly": "true" if o.reduce_only else "false", "quickMgnType": "",
@@ -188,4 +192,50 @@ def balance_and_position(acct: Account, reason: str, positions: list[Position],
             "settledPnl": "", "uTime": str(p.u_time),
         } for p in positions],
         "trades": [{"instId": f.inst_id, "tradeId": f.trade_id} for f in fills],
+    }
+
+
+def _ord_px(trigger: Decimal | None, px: Decimal | None) -> str:
+    """A leg's order price: "-1" for market, "" without the leg."""
+    if trigger is None:
+        return ""
+    return "-1" if px is None else fmt(px)
+
+
+def attach_algo(a: AlgoOrder) -> Json:
+    """An order's `attachAlgoOrds` element."""
+    return {
+        "attachAlgoId": a.algo_id, "attachAlgoClOrdId": a.algo_cl_ord_id, "tpOrdKind": "condition",
+        "tpTriggerPx": fmt(a.tp_trigger_px), "tpTriggerRatio": "",
+        "tpTriggerPxType": a.tp_trigger_px_type, "tpOrdPx": _ord_px(a.tp_trigger_px, a.tp_ord_px),
+        "slTriggerPx": fmt(a.sl_trigger_px), "slTriggerRatio": "",
+        "slTriggerPxType": a.sl_trigger_px_type, "slOrdPx": _ord_px(a.sl_trigger_px, a.sl_ord_px),
+        "sz": fmt(a.sz), "amendPxOnTriggerType": "0", "failCode": "", "failReason": "",
+    }
+
+
+def algo(a: AlgoOrder) -> Json:
+    """An orders-algo push element and a GET /trade/orders-algo-* row."""
+    return {
+        "instType": "SWAP", "instId": a.inst_id, "ccy": "", "ordId": a.ord_id,
+        "ordIdList": [a.ord_id] if a.ord_id else [], "algoId": a.algo_id, "clOrdId": "",
+        "sz": fmt(a.sz), "closeFraction": a.close_fraction, "ordType": a.ord_type,
+        "side": a.side, "posSide": a.pos_side, "tdMode": a.td_mode, "tgtCcy": "",
+        "state": a.state, "lever": str(a.lever),
+        "tpTriggerPx": fmt(a.tp_trigger_px), "tpTriggerPxType": a.tp_trigger_px_type,
+        "tpOrdPx": _ord_px(a.tp_trigger_px, a.tp_ord_px),
+        "slTriggerPx": fmt(a.sl_trigger_px), "slTriggerPxType": a.sl_trigger_px_type,
+        "slOrdPx": _ord_px(a.sl_trigger_px, a.sl_ord_px),
+        "triggerPx": "", "triggerPxType": "", "ordPx": "", "advanceOrdType": "",
+        "actualSz": fmt(a.actual_sz), "actualPx": fmt(a.actual_px) if a.actual_side else "",
+        "actualSide": a.actual_side, "notionalUsd": "", "tag": a.tag,
+        "triggerTime": str(a.trigger_time) if a.trigger_time else "",
+        "reduceOnly": "true" if a.reduce_only else "false", "quickMgnType": "",
+        "last": fmt(a.last), "failCode": a.fail_code, "algoClOrdId": a.algo_cl_ord_id,
+        "reqId": a.req_id, "amendResult": a.amend_result, "amendPxOnTriggerType": "0",
+        "attachAlgoOrds": [], "linkedOrd": {"ordId": ""}, "isTradeBorrowMode": "",
+        "callbackRatio": "", "callbackSpread": "", "activePx": "", "moveTriggerPx": "",
+        "pxVar": "", "pxSpread": "", "szLimit": "", "pxLimit": "", "timeInterval": "",
+        "chaseType": "", "chaseVal": "", "maxChaseType": "", "maxChaseVal": "",
+        "tradeQuoteCcy": "USDT", "cTime": str(a.c_time), "uTime": str(a.u_time),
     }

@@ -1,8 +1,10 @@
 """The simulator's exchange state in one JSON file: read on start, written after every change.
 
-Version 1 holds the simulated time it was written at, the market seed and its `set_price`
-shifts, the next funding period, the next ordId/tradeId/billId/posId, and every account
-(uid, cash, position mode, leverage, positions, orders open and closed, fills, bills).
+Version 2 holds the simulated time it was written at, the market seed and its `set_price`
+shifts, the next funding period, the next ordId/tradeId/billId/posId/algoId, and every account
+(uid, cash, position mode, leverage, positions, orders open and closed, fills, bills, and its
+TP/SL algo orders). A version 1 file (before algo orders) is read as having none: its orders
+get empty `algo_id`/`algo_cl_ord_id`/`source`, and it is written back as version 2.
 Decimals are strings, never floats. No secret is written: an account is stored by API key
 alone and is served only while `--account`/the config supplies its secret and passphrase;
 an account in the file that is not configured sleeps (kept, written back, not served).
@@ -18,14 +20,20 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .models import Account, Bill, Fill, Order, Position
+from .models import Account, AlgoOrder, Bill, Fill, Order, Position
 
 if TYPE_CHECKING:
     from .core import SimCore
 
-VERSION = 1
-Record = TypeVar("Record", Order, Fill, Position, Bill)
-_ID_FIELDS = {"ord": "ord_id", "trade": "trade_id", "bill": "bill_id", "pos": "pos_id"}
+VERSION = 2
+READS = (1, 2)
+Record = TypeVar("Record", Order, Fill, Position, Bill, AlgoOrder)
+_ID_FIELDS = {"ord": "ord_id", "trade": "trade_id", "bill": "bill_id", "pos": "pos_id",
+              "algo": "algo_id"}
+# fields a version 1 file lacks, which it is read with their defaults
+_NEW_IN_2: dict[type, frozenset[str]] = {
+    Order: frozenset({"algo_id", "algo_cl_ord_id", "source"})}
+_ALGO_ID_START = 600_000_000_000_000_001  # = Exchange.algo_ids' start
 
 
 class StateError(Exception):
@@ -67,9 +75,9 @@ def load(path: Path) -> Snapshot | None:
                          ) from None
     if not isinstance(doc, dict) or "version" not in doc:
         raise StateError(f"state file {path}: no \"version\" field, not an okx-sim state file")
-    if doc["version"] != VERSION:
+    if doc["version"] not in READS:
         raise StateError(f"state file {path}: version {doc['version']!r} is not supported "
-                         f"(this okx-sim reads version {VERSION})")
+                         f"(this okx-sim reads versions 1 and {VERSION})")
     try:
         return _snapshot(doc)
     except _Corrupt as err:
@@ -77,10 +85,14 @@ def load(path: Path) -> Snapshot | None:
 
 
 def _snapshot(doc: dict[str, Any]) -> Snapshot:
+    version: int = doc["version"]
     ids = _obj(doc, "ids", "ids")
+    if version == 1:
+        ids = {**ids, "algo": _ALGO_ID_START}
     offsets = _obj(doc, "offsets", "offsets")
     raw_accounts = _list(doc, "accounts", "accounts")
-    accounts = tuple(_account(a, f"accounts[{i}]") for i, a in enumerate(raw_accounts))
+    accounts = tuple(_account(a, f"accounts[{i}]", version)
+                     for i, a in enumerate(raw_accounts))
     if len({a.api_key for a in accounts}) != len(accounts):
         raise _Corrupt("accounts: an API key appears twice")
     snap = Snapshot(
@@ -97,7 +109,7 @@ def _check_ids(snap: Snapshot) -> None:
     """A next id at or below one already issued would repeat it: the file is not consistent."""
     for kind, attr in _ID_FIELDS.items():
         issued = [_id(getattr(r, attr), attr) for a in snap.accounts for r in (
-            *a.orders.values(), *a.fills, *a.bills, *a.positions.values())
+            *a.orders.values(), *a.fills, *a.bills, *a.positions.values(), *a.algos.values())
             if getattr(r, attr, "")]
         if issued and snap.ids[kind] <= max(issued):
             raise _Corrupt(f"ids.{kind} {snap.ids[kind]} is not above the largest issued "
@@ -111,7 +123,7 @@ def _id(text: str, attr: str) -> int:
         raise _Corrupt(f"{attr} {text!r} is not numeric") from None
 
 
-def _account(raw: Any, where: str) -> Account:
+def _account(raw: Any, where: str, version: int) -> Account:
     if not isinstance(raw, dict):
         raise _Corrupt(f"{where}: not an object")
     pos_mode = _str(raw.get("pos_mode"), f"{where}.pos_mode")
@@ -120,8 +132,11 @@ def _account(raw: Any, where: str) -> Account:
     levers = _obj(raw, "levers", f"{where}.levers")
     positions = [_record(Position, p, f"{where}.positions[{i}]")
                  for i, p in enumerate(_list(raw, "positions", f"{where}.positions"))]
-    orders = [_record(Order, o, f"{where}.orders[{i}]")
+    orders = [_record(Order, o, f"{where}.orders[{i}]", version)
               for i, o in enumerate(_list(raw, "orders", f"{where}.orders"))]
+    algos = [] if version == 1 else [
+        _record(AlgoOrder, a, f"{where}.algos[{i}]")
+        for i, a in enumerate(_list(raw, "algos", f"{where}.algos"))]
     return Account(
         _str(raw.get("api_key"), f"{where}.api_key"), _str(raw.get("uid"), f"{where}.uid"),
         _decimal(raw.get("cash"), f"{where}.cash"), pos_mode,
@@ -131,19 +146,20 @@ def _account(raw: Any, where: str) -> Account:
          for i, f in enumerate(_list(raw, "fills", f"{where}.fills"))],
         [_record(Bill, b, f"{where}.bills[{i}]")
          for i, b in enumerate(_list(raw, "bills", f"{where}.bills"))],
-        _int(raw.get("u_time"), f"{where}.u_time"))
+        _int(raw.get("u_time"), f"{where}.u_time"), {a.algo_id: a for a in algos})
 
 
-def _record(cls: type[Record], raw: Any, where: str) -> Record:
+def _record(cls: type[Record], raw: Any, where: str, version: int = VERSION) -> Record:
     if not isinstance(raw, dict):
         raise _Corrupt(f"{where}: not an object")
     names = {f.name for f in fields(cls)}
     if extra := sorted(raw.keys() - names):
         raise _Corrupt(f"{where}: unknown field {extra[0]!r}")
-    if missing := sorted(names - raw.keys()):
+    optional = _NEW_IN_2.get(cls, frozenset()) if version == 1 else frozenset()
+    if missing := sorted(names - raw.keys() - optional):
         raise _Corrupt(f"{where}: missing field {missing[0]!r}")
     return cls(**{f.name: _value(str(f.type), raw[f.name], f"{where}.{f.name}")
-                  for f in fields(cls)})
+                  for f in fields(cls) if f.name in raw})
 
 
 def _value(kind: str, raw: Any, where: str) -> Any:
@@ -225,7 +241,8 @@ class Encoder:
             "funding_interval_ms": core.market.funding_interval_ms,
             "funding_period": core.funding_period,
             "ids": {"ord": ex.ord_ids.next, "trade": ex.trade_ids.next,
-                    "bill": ex.bill_ids.next, "pos": ex.pos_ids.next},
+                    "bill": ex.bill_ids.next, "pos": ex.pos_ids.next,
+                    "algo": ex.algo_ids.next},
             "offsets": core.market.offsets})
         accounts = ",".join(self._account(a) for a in (*ex.accounts.values(),
                                                         *ex.dormant.values()))
@@ -239,7 +256,9 @@ class Encoder:
         orders = ",".join(self._order(o) for o in acct.orders.values())
         fills = self._joined(acct.api_key, "fills", acct.fills)
         bills = self._joined(acct.api_key, "bills", acct.bills)
-        return f'{head[:-1]},"orders":[{orders}],"fills":[{fills}],"bills":[{bills}]}}'
+        algos = ",".join(_dumps(_plain(a)) for a in acct.algos.values())
+        return (f'{head[:-1]},"orders":[{orders}],"fills":[{fills}],"bills":[{bills}],'
+                f'"algos":[{algos}]}}')
 
     def _order(self, order: Order) -> str:
         if order.is_open:
@@ -264,7 +283,7 @@ def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _plain(record: Order | Fill | Bill | Position) -> dict[str, Any]:
+def _plain(record: Order | Fill | Bill | Position | AlgoOrder) -> dict[str, Any]:
     return {f.name: _jsonable(getattr(record, f.name)) for f in fields(record)}
 
 
@@ -283,7 +302,7 @@ def restore(core: SimCore, snap: Snapshot, path: Path) -> None:
         (ex.accounts if acct.api_key in configured else ex.dormant)[acct.api_key] = acct
         _check_listed(acct, core, path)
     for kind, seq in (("ord", ex.ord_ids), ("trade", ex.trade_ids), ("bill", ex.bill_ids),
-                      ("pos", ex.pos_ids)):
+                      ("pos", ex.pos_ids), ("algo", ex.algo_ids)):
         seq.next = max(seq.next, snap.ids[kind])
     core.market.offsets.update(snap.offsets)  # an unlisted symbol's are kept for later
     core.clock.resume_after(snap.saved_at_ms)
@@ -297,6 +316,7 @@ def restore(core: SimCore, snap: Snapshot, path: Path) -> None:
 def _check_listed(acct: Account, core: SimCore, path: Path) -> None:
     held = {p.inst_id for p in acct.open_positions()}
     held |= {o.inst_id for o in acct.orders.values() if o.is_open}
+    held |= {a.inst_id for a in acct.algos.values() if a.state in ("live", "attached")}
     if acct.api_key in core.exchange.accounts and (missing := sorted(held - set(core.specs))):
         raise StateError(f"state file {path}: account {acct.api_key} holds positions or open "
                          f"orders in {', '.join(missing)}, which is not listed (add it to "

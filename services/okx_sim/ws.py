@@ -12,7 +12,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .auth import LoginError, check_login
 from .bars import channel_bar
-from .hub import PRIVATE_CHANNELS, PUBLIC_CHANNELS, Conn, sub_key
+from .hub import BUSINESS_PRIVATE, PRIVATE_CHANNELS, PUBLIC_CHANNELS, Conn, sub_key
 from .protocol import dumps, ws_error, ws_event
 
 if TYPE_CHECKING:
@@ -103,6 +103,8 @@ def _kind(channel: str) -> str | None:
         return "public"
     if channel in PRIVATE_CHANNELS:
         return "private"
+    if channel in BUSINESS_PRIVATE:
+        return "business"
     return "business" if channel_bar(channel) is not None else None
 
 
@@ -115,12 +117,17 @@ def _subscribe(conn: Conn, core: SimCore, arg: dict[str, Any], req_id: str | Non
     inst_id = arg.get("instId", "")
     where = f"{channel},instId:{inst_id}" if inst_id else channel
     kind = _kind(channel)
-    if kind != conn.endpoint or (kind != "private" and inst_id not in core.specs) or (
-            kind == "private" and arg.get("instType", "ANY") not in ("ANY", "SWAP")):
+    private = kind == "private" or channel in BUSINESS_PRIVATE
+    if kind != conn.endpoint or (not private and inst_id not in core.specs) or (
+            private and arg.get("instType", "ANY") not in ("ANY", "SWAP")):
         conn.send(ws_error("60018", where, conn_id=conn.conn_id, req_id=req_id))
         return
-    if kind == "private" and conn.api_key is None:
+    if private and conn.api_key is None:
         conn.send(ws_error("60011", conn_id=conn.conn_id, req_id=req_id))
+        return
+    if channel in BUSINESS_PRIVATE:  # OKX: no snapshot, pushes on changes only
+        conn.subs[sub_key(arg)] = arg
+        conn.send(ws_event("subscribe", conn.conn_id, req_id, arg=arg))
         return
     if channel == "fills":
         conn.send(ws_error("64003", conn_id=conn.conn_id, req_id=req_id))

@@ -200,7 +200,7 @@ async def test_unconfigured_account_is_kept_and_new_one_starts_fresh(path: Path)
 @pytest.mark.parametrize(("how", "problem"), [
     pytest.param(lambda t: t[: len(t) // 2], "not valid JSON", id="truncated"),
     pytest.param(lambda t: "", "empty", id="empty"),
-    pytest.param(lambda t: t.replace('"version":1', '"version":99'), "version 99 is not "
+    pytest.param(lambda t: t.replace('"version":2', '"version":99'), "version 99 is not "
                  "supported", id="unknown-version"),
     pytest.param(lambda t: t.replace('"cash":"', '"cash":1.5,"x":"'), "accounts[0].cash",
                  id="float-cash"),
