@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Self
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared.clock import to_ms, utcnow
 from shared.errors import PermanentError
 from shared.types import (
+    AlgoLeg,
+    AlgoOrdType,
+    AlgoState,
     Direction,
     DiscrepancyKind,
     ExitReason,
@@ -30,6 +33,7 @@ from shared.types import (
     Resolution,
     Side,
     TdMode,
+    TriggerPxType,
 )
 
 SCHEMA_VERSION = 1
@@ -55,6 +59,9 @@ def check_size(data: bytes) -> None:
     if len(data) > MAX_EVENT_BYTES:
         raise OversizedMessage(f"message of {len(data):,} bytes exceeds the limit of {MAX_EVENT_BYTES:,}")
 Price = Annotated[Decimal, Field(gt=0)]
+# An algo leg's execution price: a limit price, or "market" (OKX's ordPx "-1").
+OrdPx = Price | Literal["market"]
+Text = Annotated[str, Field(max_length=256)]  # OKX's sMsg and our own refusal reasons
 
 
 class Event(BaseModel):
@@ -158,6 +165,7 @@ class OrderUpdate(AccountEvent):
     category: Code = "normal"
     reduce_only: bool = False
     created_time: AwareDatetime | None = None  # OKX cTime; ts_event is uTime
+    algo_id: Id | None = None  # the algo (TP/SL) order that placed it when it fired
 
     def msg_id(self) -> str:
         return f"order:{self.account_id}:{self.ord_id}:{to_ms(self.ts_event)}:{self.state}:{self.acc_fill_sz}"
@@ -182,10 +190,46 @@ class Fill(AccountEvent):
     lever: Decimal | None = None
     ord_type: Code | None = None
     reduce_only: bool | None = None
+    algo_id: Id | None = None  # the algo (TP/SL) order whose trigger placed this fill's order
     raw: dict[str, Any] = Field(default_factory=dict)
 
     def msg_id(self) -> str:
         return f"fill:{self.account_id}:{self.inst_id}:{self.trade_id}"
+
+
+class AlgoOrderUpdate(AccountEvent):
+    """An algo (TP/SL) order state change as OKX pushes it (orders-algo) or REST lists it.
+
+    A leg not set has its trigger price, type and order price None; an order price is a limit
+    price or "market" (OKX -1). `sz` is 0 for a close-position algo (`close_fraction` 1) until
+    it fires. `ord_id` is the order it placed when it fired (`actual_side` says which leg);
+    `fail_code` the sCode of that order's refusal (state order_failed). ts_event is uTime.
+    """
+
+    inst_id: Id
+    algo_id: Id
+    algo_cl_ord_id: Id | None = None
+    ord_type: AlgoOrdType
+    side: Side
+    pos_side: PosSide
+    state: AlgoState
+    sz: Qty
+    close_fraction: Annotated[Decimal, Field(gt=0, le=1)] | None = None
+    reduce_only: bool = False
+    tp_trigger_px: Price | None = None
+    tp_trigger_px_type: TriggerPxType | None = None
+    tp_ord_px: OrdPx | None = None
+    sl_trigger_px: Price | None = None
+    sl_trigger_px_type: TriggerPxType | None = None
+    sl_ord_px: OrdPx | None = None
+    actual_side: AlgoLeg | None = None
+    actual_sz: Qty | None = None
+    ord_id: Id | None = None
+    fail_code: Code | None = None
+    created_time: AwareDatetime | None = None  # OKX cTime
+
+    def msg_id(self) -> str:
+        return f"algo:{self.account_id}:{self.algo_id}:{to_ms(self.ts_event)}:{self.state}"
 
 
 class Balance(AccountEvent):
@@ -310,6 +354,33 @@ class PositionEvent(AccountEvent):
 
 
 # ---------------------------------------------------------------------------- commands
+class _Legs(BaseModel):
+    """Take-profit and/or stop-loss legs: a trigger price, what price it watches, and the
+    execution price ("market" or a limit price). At least one leg."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tp_trigger_px: Price | None = None
+    tp_trigger_px_type: TriggerPxType = "last"
+    tp_ord_px: OrdPx = "market"
+    sl_trigger_px: Price | None = None
+    sl_trigger_px_type: TriggerPxType = "last"
+    sl_ord_px: OrdPx = "market"
+
+    @model_validator(mode="after")
+    def _a_leg(self) -> Self:
+        if self.tp_trigger_px is None and self.sl_trigger_px is None:
+            raise ValueError("a take-profit or a stop-loss trigger price is required")
+        return self
+
+
+class AttachedAlgo(_Legs):
+    """TP/SL attached to an order (OKX `attachAlgoOrds`, one element): placed by OKX as one
+    reduce-only algo order of the order's size once the order is filled."""
+
+    attach_algo_cl_ord_id: Id | None = None
+
+
 class PlaceOrder(BaseModel):
     """Request on `aitrader.cmd.<account_id>.place_order` (core NATS request/reply).
 
@@ -330,6 +401,7 @@ class PlaceOrder(BaseModel):
     lever: Annotated[Decimal, Field(gt=0)]
     td_mode: TdMode = "cross"
     reduce_only: bool = False
+    attach_algo: AttachedAlgo | None = None  # TP/SL placed once the order is filled
     ts_init: AwareDatetime = Field(default_factory=utcnow)
 
     @property
@@ -352,6 +424,104 @@ class PlaceOrderReply(BaseModel):
     ord_id: Id | None = None
     s_code: Code
     s_msg: str = ""
+    ts: datetime = Field(default_factory=utcnow)
+
+
+class PlaceAlgo(_Legs):
+    """Request on `aitrader.cmd.<account_id>.place_algo`: a standalone algo order (OKX
+    `order-algo`). `request_id` is ours; OKX `algoClOrdId` is its 32 hex chars. Exactly one of
+    `sz` (contracts) and `close_fraction` (1: the whole position when it fires, reduce-only)."""
+
+    schema_version: int = SCHEMA_VERSION
+    request_id: UUID
+    account_id: UUID
+    inst_id: Id
+    ord_type: AlgoOrdType = "conditional"
+    side: Side
+    pos_side: PosSide = "net"
+    td_mode: TdMode = "cross"
+    sz: Annotated[Decimal, Field(gt=0)] | None = None
+    close_fraction: Literal[1] | None = None
+    reduce_only: bool = False
+    ts_init: AwareDatetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _one_size(self) -> Self:
+        if (self.sz is None) == (self.close_fraction is None):
+            raise ValueError("exactly one of sz and close_fraction is required")
+        if self.ord_type == "oco" and (self.tp_trigger_px is None or self.sl_trigger_px is None):
+            raise ValueError("an oco algo order needs both a take-profit and a stop-loss")
+        return self
+
+    @property
+    def algo_cl_ord_id(self) -> str:
+        return self.request_id.hex
+
+
+class AmendAlgo(BaseModel):
+    """Request on `aitrader.cmd.<account_id>.amend_algo` (OKX `amend-algos`): a field given
+    replaces, None keeps; `cancel_tp` / `cancel_sl` delete that leg. OKX `reqId` is the
+    request id's hex. `cxl_on_fail`: OKX cancels the algo when it refuses the amendment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    request_id: UUID
+    account_id: UUID
+    inst_id: Id
+    algo_id: Id
+    new_sz: Annotated[Decimal, Field(gt=0)] | None = None
+    new_tp_trigger_px: Price | None = None
+    new_tp_trigger_px_type: TriggerPxType | None = None
+    new_tp_ord_px: OrdPx | None = None
+    new_sl_trigger_px: Price | None = None
+    new_sl_trigger_px_type: TriggerPxType | None = None
+    new_sl_ord_px: OrdPx | None = None
+    cancel_tp: bool = False
+    cancel_sl: bool = False
+    cxl_on_fail: bool = False
+    ts_init: AwareDatetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.cancel_tp and self.new_tp_trigger_px is not None:
+            raise ValueError("cancel_tp with a new take-profit trigger price")
+        if self.cancel_sl and self.new_sl_trigger_px is not None:
+            raise ValueError("cancel_sl with a new stop-loss trigger price")
+        return self
+
+    @property
+    def req_id(self) -> str:
+        return self.request_id.hex
+
+
+class CancelAlgo(BaseModel):
+    """Request on `aitrader.cmd.<account_id>.cancel_algo` (OKX `cancel-algos`, one item)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    request_id: UUID
+    account_id: UUID
+    inst_id: Id
+    algo_id: Id
+    ts_init: AwareDatetime = Field(default_factory=utcnow)
+
+
+class AlgoReply(BaseModel):
+    """Reply to PlaceAlgo, AmendAlgo and CancelAlgo: OKX's algo id, or OKX's refusal of the
+    item (`s_code`, `s_msg`). `s_code` "0" is success; ours: "timeout" (no answer in time: the
+    change may still have happened, the orders-algo stream tells), "invalid" (refused before
+    OKX)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    request_id: UUID
+    ok: bool
+    algo_id: Id | None = None
+    s_code: Code
+    s_msg: Text = ""
     ts: datetime = Field(default_factory=utcnow)
 
 

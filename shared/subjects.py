@@ -80,6 +80,9 @@ ROUTES: tuple[Route, ...] = (
           "The exchange's view of a position (margin, liquidation price, mark), for reconciliation."),
     Route("funding_payment", STREAM_ACCOUNT, m.FundingPayment, f"account.{ACC}.funding.{INST}",
           "Funding fee settled on a position. Nats-Msg-Id: funding:<account_id>:<billId>."),
+    Route("algo_order", STREAM_ACCOUNT, m.AlgoOrderUpdate, f"account.{ACC}.algo.{INST}",
+          "Algo (TP/SL) order state change (orders-algo push or REST backfill). Nats-Msg-Id: "
+          "algo:<account_id>:<algoId>:<uTime ms>:<state>."),
     Route("position", STREAM_POSITIONS, m.PositionEvent, f"positions.{ACC}.{INST}",
           "Published by the positions service after commit: opened / changed / closed."),
     Route("discrepancy", STREAM_RECONCILE, m.Discrepancy, f"reconcile.{ACC}",
@@ -90,6 +93,13 @@ ROUTES: tuple[Route, ...] = (
     Route("place_order", None, m.PlaceOrder, f"cmd.{ACC}.place_order",
           "Request/reply (core NATS): place an order on OKX. The reply is PlaceOrderReply: "
           "OKX's order id, or OKX's rejection (sCode, sMsg), or 'timeout'."),
+    Route("place_algo", None, m.PlaceAlgo, f"cmd.{ACC}.place_algo",
+          "Request/reply (core NATS): place an algo (TP/SL) order on OKX. The reply is "
+          "AlgoReply: OKX's algoId, or OKX's refusal (sCode, sMsg), or 'timeout'."),
+    Route("amend_algo", None, m.AmendAlgo, f"cmd.{ACC}.amend_algo",
+          "Request/reply (core NATS): amend a live algo order on OKX. The reply is AlgoReply."),
+    Route("cancel_algo", None, m.CancelAlgo, f"cmd.{ACC}.cancel_algo",
+          "Request/reply (core NATS): cancel a live algo order on OKX. The reply is AlgoReply."),
     Route("market_data_refresh", None, m.MarketDataRefresh, "cmd.market.refresh",
           "Request/reply (core NATS): ingest fetches the latest closed candles over REST and "
           "publishes them as confirmed candles."),
@@ -260,6 +270,9 @@ class Subjects:
     def funding_payment(self, account_id: UUID | str, inst_id: str) -> str:
         return self._formats["funding_payment"](account_id, inst_id)
 
+    def algo_order(self, account_id: UUID | str, inst_id: str) -> str:
+        return self._formats["algo_order"](account_id, inst_id)
+
     # positions (stream POSITIONS, publisher: positions)
     def position(self, account_id: UUID | str, inst_id: str) -> str:
         return self._formats["position"](account_id, inst_id)
@@ -271,6 +284,15 @@ class Subjects:
     # commands (core NATS request/reply, not a stream)
     def place_order(self, account_id: UUID | str) -> str:
         return self._formats["place_order"](account_id)
+
+    def place_algo(self, account_id: UUID | str) -> str:
+        return self._formats["place_algo"](account_id)
+
+    def amend_algo(self, account_id: UUID | str) -> str:
+        return self._formats["amend_algo"](account_id)
+
+    def cancel_algo(self, account_id: UUID | str) -> str:
+        return self._formats["cancel_algo"](account_id)
 
     def market_data_refresh(self) -> str:
         """Request/reply: ask ingest to fetch fresh candles over REST (gateway fallback)."""

@@ -25,3 +25,10 @@ RECONCILE_CATEGORY = "reconcile"
 PositionEventKind = Literal["opened", "changed", "closed"]
 Window = Literal["daily", "weekly", "all_time"]  # a performance metrics window
 WsEndpoint = Literal["public", "private", "business"]  # OKX v5 websocket endpoints
+# OKX algo (TP/SL) orders (docs/okx-algo-orders.md): the types we place and stream, their states,
+# which price a trigger watches, and which leg fired.
+AlgoOrdType = Literal["conditional", "oco"]
+AlgoState = Literal["live", "effective", "canceled", "order_failed", "partially_effective",
+                    "partially_failed"]
+TriggerPxType = Literal["last", "mark", "index"]
+AlgoLeg = Literal["tp", "sl"]

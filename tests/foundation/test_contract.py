@@ -12,7 +12,15 @@ import pytest
 from pydantic import ValidationError
 
 from shared.contract import asyncapi_json
-from shared.messages import Candle, Fill, PlaceOrder
+from shared.messages import (
+    AlgoOrderUpdate,
+    AmendAlgo,
+    AttachedAlgo,
+    Candle,
+    Fill,
+    PlaceAlgo,
+    PlaceOrder,
+)
 from shared.subjects import Subjects
 
 ACCOUNT = UUID("0b6f6f53-7c1e-4a57-9a8e-4e0e2d3f5a10")
@@ -121,3 +129,53 @@ def test_the_committed_asyncapi_document_matches_the_code() -> None:
     assert committed.read_text() == asyncapi_json(), (
         "docs/asyncapi.json is stale: run `python -m shared.contract > docs/asyncapi.json`"
     )
+
+
+def an_algo(**overrides: object) -> AlgoOrderUpdate:
+    values: dict[str, object] = {
+        "account_id": ACCOUNT, "mode": "simulated", "inst_id": "BTC-USDT-SWAP", "algo_id": "61",
+        "ord_type": "conditional", "side": "sell", "pos_side": "net", "state": "live",
+        "sz": Decimal(0), "close_fraction": Decimal(1), "reduce_only": True,
+        "sl_trigger_px": Decimal("49000"), "sl_trigger_px_type": "mark", "sl_ord_px": "market",
+        "ts_event": T0,
+    }
+    return AlgoOrderUpdate(**(values | overrides))  # type: ignore[arg-type]
+
+
+def test_an_algo_update_keys_on_algo_id_time_and_state_and_says_market_in_words() -> None:
+    live = an_algo()
+    assert live.msg_id() == f"algo:{ACCOUNT}:61:1795240800000:live"
+    assert an_algo(state="effective").msg_id() != live.msg_id()
+    wire = json.loads(live.to_bytes())
+    assert wire["sl_ord_px"] == "market" and wire["sl_trigger_px"] == "49000"
+    limit = an_algo(sl_ord_px=Decimal("48900.5"))
+    assert AlgoOrderUpdate.model_validate_json(limit.to_bytes()).sl_ord_px == Decimal("48900.5")
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param({"state": "triggered"}, id="unknown-state"),
+    pytest.param({"ord_type": "trigger"}, id="unknown-type"),
+    pytest.param({"sl_ord_px": Decimal(-1)}, id="minus-one-is-not-a-price"),
+    pytest.param({"algo_id": "9" * 65}, id="long-id"),
+    pytest.param({"fail_code": "x" * 33}, id="long-code"),
+])
+def test_invalid_algo_updates_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        an_algo(**bad)
+
+
+def test_algo_commands_check_their_legs_and_size() -> None:
+    base: dict[str, object] = {"request_id": ACCOUNT, "account_id": ACCOUNT,
+                               "inst_id": "BTC-USDT-SWAP", "side": "sell"}
+    ok = PlaceAlgo(**base, sz=Decimal(1), sl_trigger_px=Decimal(49000))  # type: ignore[arg-type]
+    assert ok.algo_cl_ord_id == ACCOUNT.hex and ok.sl_ord_px == "market"
+    for wrong in ({"sz": Decimal(1)}, {"sl_trigger_px": Decimal(1)},
+                  {"sz": Decimal(1), "close_fraction": 1, "sl_trigger_px": Decimal(1)},
+                  {"ord_type": "oco", "sz": Decimal(1), "sl_trigger_px": Decimal(1)}):
+        with pytest.raises(ValidationError):
+            PlaceAlgo(**base, **wrong)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="cancel_sl"):
+        AmendAlgo(request_id=ACCOUNT, account_id=ACCOUNT, inst_id="BTC-USDT-SWAP", algo_id="1",
+                  cancel_sl=True, new_sl_trigger_px=Decimal(1))
+    with pytest.raises(ValidationError, match="take-profit or a stop-loss"):
+        AttachedAlgo()

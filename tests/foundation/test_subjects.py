@@ -13,6 +13,7 @@ from services.positions.inbound import parse as parse_inbound
 from shared.errors import PermanentError
 from shared.messages import (
     AccountEvent,
+    AlgoOrderUpdate,
     Balance,
     Event,
     ExchangePosition,
@@ -65,6 +66,9 @@ def test_the_table_documents_design_section_4() -> None:
     s = Subjects()
     assert [s.pattern(r.kind) for r in ROUTES if r.stream is None] == [
         "aitrader.cmd.{account_id}.place_order",
+        "aitrader.cmd.{account_id}.place_algo",
+        "aitrader.cmd.{account_id}.amend_algo",
+        "aitrader.cmd.{account_id}.cancel_algo",
         "aitrader.cmd.market.refresh",
         "aitrader.dlq.{service}",
     ]
@@ -130,6 +134,7 @@ def test_the_kind_to_model_map_is_read_from_the_table() -> None:
         "balance": Balance,
         "exchange_position": ExchangePosition,
         "funding_payment": FundingPayment,
+        "algo_order": AlgoOrderUpdate,
     }
     assert set(models_of(STREAM_MARKET, Event)) == {
         "candle", "ticker", "mark_price", "funding_rate", "open_interest",
@@ -151,6 +156,11 @@ ACCOUNT_EVENTS = [
                      pos_side="net", pos=Decimal("-2"), ts_event=T0),
     FundingPayment(account_id=ACCOUNT, mode="simulated", inst_id="BTC-USDT-SWAP", bill_id="7",
                    amount=Decimal("0.5"), ts_event=T0),
+    AlgoOrderUpdate(account_id=ACCOUNT, mode="simulated", inst_id="BTC-USDT-SWAP", algo_id="6",
+                    ord_type="oco", side="sell", pos_side="net", state="live", sz=Decimal(1),
+                    tp_trigger_px=Decimal(52000), tp_trigger_px_type="last", tp_ord_px="market",
+                    sl_trigger_px=Decimal(49000), sl_trigger_px_type="mark",
+                    sl_ord_px=Decimal(48900), ts_event=T0),
 ]
 
 
