@@ -60,7 +60,7 @@ def check_size(data: bytes) -> None:
         raise OversizedMessage(f"message of {len(data):,} bytes exceeds the limit of {MAX_EVENT_BYTES:,}")
 Price = Annotated[Decimal, Field(gt=0)]
 # An algo leg's execution price: a limit price, or "market" (OKX's ordPx "-1").
-OrdPx = Price | Literal["market"]
+OrderPrice = Price | Literal["market"]
 Text = Annotated[str, Field(max_length=256)]  # OKX's sMsg and our own refusal reasons
 
 
@@ -218,10 +218,10 @@ class AlgoOrderUpdate(AccountEvent):
     reduce_only: bool = False
     tp_trigger_px: Price | None = None
     tp_trigger_px_type: TriggerPxType | None = None
-    tp_ord_px: OrdPx | None = None
+    tp_ord_px: OrderPrice | None = None
     sl_trigger_px: Price | None = None
     sl_trigger_px_type: TriggerPxType | None = None
-    sl_ord_px: OrdPx | None = None
+    sl_ord_px: OrderPrice | None = None
     actual_side: AlgoLeg | None = None
     actual_sz: Qty | None = None
     ord_id: Id | None = None
@@ -362,10 +362,10 @@ class _Legs(BaseModel):
 
     tp_trigger_px: Price | None = None
     tp_trigger_px_type: TriggerPxType = "last"
-    tp_ord_px: OrdPx = "market"
+    tp_ord_px: OrderPrice = "market"
     sl_trigger_px: Price | None = None
     sl_trigger_px_type: TriggerPxType = "last"
-    sl_ord_px: OrdPx = "market"
+    sl_ord_px: OrderPrice = "market"
 
     @model_validator(mode="after")
     def _a_leg(self) -> Self:
@@ -473,10 +473,10 @@ class AmendAlgo(BaseModel):
     new_sz: Annotated[Decimal, Field(gt=0)] | None = None
     new_tp_trigger_px: Price | None = None
     new_tp_trigger_px_type: TriggerPxType | None = None
-    new_tp_ord_px: OrdPx | None = None
+    new_tp_ord_px: OrderPrice | None = None
     new_sl_trigger_px: Price | None = None
     new_sl_trigger_px_type: TriggerPxType | None = None
-    new_sl_ord_px: OrdPx | None = None
+    new_sl_ord_px: OrderPrice | None = None
     cancel_tp: bool = False
     cancel_sl: bool = False
     cxl_on_fail: bool = False

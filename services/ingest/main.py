@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from uuid import UUID
 
 from nats.aio.client import Client
 
+from services.ingest.algo_backfill import AlgoBackfill
+from services.ingest.algo_orders import AlgoCommands
 from services.ingest.backfill import Backfiller
 from services.ingest.config import IngestSettings
 from services.ingest.instruments import load_instruments, refresh_daily
@@ -20,6 +24,7 @@ from services.ingest.reconcile_store import ReconcileStore
 from services.ingest.reconciler import Reconciler, reconcile_loop
 from services.ingest.refresh import RefreshHandler
 from services.ingest.repository import Repository
+from services.ingest.responder import Responder
 from services.ingest.signing import Credentials
 from services.ingest.streams import AccountSink, CandleSink, PublicSink
 from shared.bus import connect_nats, ensure_streams
@@ -27,6 +32,7 @@ from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.health import Check, Health, connection_checks, serving
 from shared.logging import get_logger, register_secrets
+from shared.messages import AmendAlgo, CancelAlgo, PlaceAlgo
 from shared.settings import Settings
 from shared.subjects import Subjects
 from shared.types import WsEndpoint
@@ -36,6 +42,7 @@ PUBLIC_CHANNELS = ("tickers", "mark-price", "funding-rate", "open-interest")
 PRIVATE_ARGS = ({"channel": "orders", "instType": "SWAP"},
                 {"channel": "positions", "instType": "SWAP"},
                 {"channel": "account"}, {"channel": "balance_and_position"})
+ALGO_ARG = {"channel": "orders-algo", "instType": "SWAP"}  # business socket, after login
 log = get_logger("ingest")
 
 
@@ -59,6 +66,7 @@ class Ingest:
         self.sockets: list[OkxWebSocket] = []
         self.account: AccountRef | None = None
         self.orders: OrderHandler | None = None
+        self.algo_backfill: AlgoBackfill | None = None
         self.backfiller: Backfiller | None = None
         self.reconciler: Reconciler | None = None
         self.health = Health("ingest")
@@ -106,20 +114,19 @@ class Ingest:
             self._socket(stack, "public", [{"channel": c, "instId": s} for s in cfg.symbols
                                            for c in PUBLIC_CHANNELS],
                          PublicSink(publisher, backfiller, self.stats))
-            self._socket(stack, "business", [{"channel": f"candle{b}", "instId": s}
-                                             for s in cfg.symbols for b in cfg.timeframes],
-                         CandleSink(publisher, backfiller, self.stats, cfg.symbols,
-                                    cfg.timeframes))
             refresh = RefreshHandler(backfiller)
             stack.push_async_callback(refresh.close)
             sub = await nc.subscribe(self.subjects.market_data_refresh(), queue="ingest-market",
                                      cb=refresh.on_message)
             stack.push_async_callback(sub.unsubscribe)
-        if creds is not None and self.account is not None:
+        account_side = creds is not None and self.account is not None
+        if account_side:
+            assert creds is not None
             await self._account_side(stack, nc, rest, repo, publisher, backfiller, creds)
         else:
             log.warning("ingest_market_data_only", reason="no OKX keys: no account streams, "
                         "no order placement")
+        self._business(stack, rest, publisher, backfiller, creds if account_side else None)
         tasks = [asyncio.create_task(s.run(), name=f"ws-{s.name}") for s in self.sockets]
         tasks.append(asyncio.create_task(refresh_daily(rest, repo,
                                                        cfg.ingest_instruments_refresh_s)))
@@ -132,6 +139,21 @@ class Ingest:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _business(self, stack: AsyncExitStack, rest: OkxRest, publisher: Publisher,
+                  backfiller: Backfiller, creds: Credentials | None) -> None:
+        """/ws/v5/business: candles (market data), and orders-algo (logged in, an account)."""
+        cfg = self.cfg
+        symbols, bars = (cfg.symbols, cfg.timeframes) if cfg.ingest_market_data else ([], [])
+        args = [{"channel": f"candle{b}", "instId": s} for s in symbols for b in bars]
+        algo = None
+        if creds is not None and self.account is not None:
+            args.append(dict(ALGO_ARG))
+            algo = self.algo_backfill = AlgoBackfill(rest, publisher, self.stats, self.account)
+        if args:
+            self._socket(stack, "business", args, CandleSink(
+                publisher, backfiller, self.stats, symbols, bars, self.account if algo else None,
+                algo), creds)
 
     def _socket(self, stack: AsyncExitStack, name: WsEndpoint,
                 args: list[dict[str, str]], sink: PublicSink | CandleSink | AccountSink,
@@ -174,10 +196,25 @@ class Ingest:
                                                      self.cfg.ingest_reconcile_s))
         stack.callback(looping.cancel)
         self._socket(stack, "private", [dict(a) for a in PRIVATE_ARGS], sink, creds)
-        stack.push_async_callback(orders.close)
-        sub = await nc.subscribe(self.subjects.place_order(account.account_id),
-                                 cb=orders.on_message)
-        stack.push_async_callback(sub.unsubscribe)
+        timeout, pos_mode = self.cfg.ingest_order_timeout_s, lambda: orders.pos_mode
+        handlers: list[tuple[Callable[[UUID], str], Responder]] = [
+            (self.subjects.place_order, orders),
+            (self.subjects.place_algo, AlgoCommands(PlaceAlgo, rest, repo, account.account_id,
+                                                    pos_mode, timeout)),
+            (self.subjects.amend_algo, AlgoCommands(AmendAlgo, rest, repo, account.account_id,
+                                                    pos_mode, timeout)),
+            (self.subjects.cancel_algo, AlgoCommands(CancelAlgo, rest, repo, account.account_id,
+                                                     pos_mode, timeout)),
+        ]
+        await self._serve_commands(stack, nc, account.account_id, handlers)
+
+    async def _serve_commands(self, stack: AsyncExitStack, nc: Client, account_id: UUID,
+                              handlers: list[tuple[Callable[[UUID], str], Responder]]) -> None:
+        """One core-NATS subscription per command subject of this account."""
+        for subject, handler in handlers:
+            stack.push_async_callback(handler.close)
+            sub = await nc.subscribe(subject(account_id), cb=handler.on_message)
+            stack.push_async_callback(sub.unsubscribe)
 
 
 def _subscribed(sock: OkxWebSocket) -> Check:

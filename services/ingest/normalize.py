@@ -21,7 +21,7 @@ from shared.messages import Candle, Event, FundingRate, MarkPrice, OpenInterest,
 
 __all__ = ["AccountRef", "BadFrame", "Json"]
 
-ACCOUNT_CHANNELS = ("orders", "positions", "account", "balance_and_position")
+ACCOUNT_CHANNELS = ("orders", "positions", "account", "balance_and_position", "orders-algo")
 CANDLE_FIELDS = ("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm")
 
 

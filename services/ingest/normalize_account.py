@@ -6,12 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
 from services.ingest import fields as f
 from services.ingest.fields import POS_SIDES, SIDES, AccountRef, BadFrame, Json, build, redacted
 from shared.instruments import InstrumentSpec
-from shared.messages import Balance, Event, ExchangePosition, Fill, FundingPayment, OrderUpdate
+from shared.messages import (
+    AlgoOrderUpdate,
+    Balance,
+    Event,
+    ExchangePosition,
+    Fill,
+    FundingPayment,
+    OrderPrice,
+    OrderUpdate,
+)
+from shared.types import AlgoLeg, AlgoOrdType, AlgoState, TriggerPxType
 
 FUNDING_BILL_TYPE = "8"
 # REST fills have no `category`; OKX bill subTypes say which trades were forced.
@@ -41,6 +51,7 @@ def order_update(d: Json, a: AccountRef, received: datetime) -> OrderUpdate:
         category=f.text(d, "category", required=False) or "normal",
         reduce_only=bool(f.flag(d, "reduceOnly")),
         created_time=f.ms_time(d, "cTime", required=False),
+        algo_id=f.ident(d, "algoId", required=False),
     )
 
 
@@ -64,7 +75,7 @@ def fill_from_order(d: Json, a: AccountRef, received: datetime) -> Fill | None:
         category=f.text(d, "category", required=False) or "normal",
         lever=f.decimal(d, "lever", required=False) or None,
         ord_type=f.text(d, "ordType", required=False), reduce_only=f.flag(d, "reduceOnly"),
-        raw=redacted(d),
+        algo_id=f.ident(d, "algoId", required=False), raw=redacted(d),
     )
 
 
@@ -87,7 +98,7 @@ def fill_from_rest(d: Json, a: AccountRef, received: datetime,
         exec_type=f.text(d, "execType", required=False), category=category,
         lever=f.decimal(o, "lever", required=False) or None,
         ord_type=f.text(o, "ordType", required=False), reduce_only=f.flag(o, "reduceOnly"),
-        raw=redacted(d),
+        algo_id=f.ident(o, "algoId", required=False), raw=redacted(d),
     )
 
 
@@ -129,6 +140,46 @@ def balances(d: Json, a: AccountRef, received: datetime) -> list[Balance]:
     return out
 
 
+ALGO_TYPES: tuple[AlgoOrdType, ...] = get_args(AlgoOrdType)
+ALGO_STATES: tuple[AlgoState, ...] = get_args(AlgoState)
+TRIGGER_TYPES: tuple[TriggerPxType, ...] = get_args(TriggerPxType)
+LEGS: tuple[AlgoLeg, ...] = get_args(AlgoLeg)
+
+
+def algo_order(d: Json, a: AccountRef, received: datetime) -> AlgoOrderUpdate:
+    """An orders-algo element (or an orders-algo-pending/-history row) as an algo update."""
+    return build(
+        AlgoOrderUpdate, **_account(a), ts_event=f.req_time(d, "uTime"), ts_init=received,
+        inst_id=f.inst_id(d), algo_id=f.ident(d, "algoId"),
+        algo_cl_ord_id=f.ident(d, "algoClOrdId", required=False),
+        ord_type=f.choice(d, "ordType", ALGO_TYPES), side=f.choice(d, "side", SIDES),
+        pos_side=f.choice(d, "posSide", POS_SIDES, default="net"),
+        state=f.choice(d, "state", ALGO_STATES), sz=f.decimal(d, "sz", required=False)
+        or Decimal(0), close_fraction=f.decimal(d, "closeFraction", required=False) or None,
+        reduce_only=bool(f.flag(d, "reduceOnly")), **_leg(d, "tp"), **_leg(d, "sl"),
+        actual_side=f.choice(d, "actualSide", LEGS) if f.text(d, "actualSide", required=False)
+        else None,
+        actual_sz=f.decimal(d, "actualSz", required=False),
+        ord_id=f.ident(d, "ordId", required=False),
+        fail_code=f.text(d, "failCode", required=False) or None,
+        created_time=f.ms_time(d, "cTime", required=False),
+    )
+
+
+def _leg(d: Json, leg: str) -> dict[str, Any]:
+    """One leg's trigger price, trigger type and order price ("market" for OKX's -1)."""
+    trigger = f.decimal(d, f"{leg}TriggerPx", required=False)
+    if not trigger:  # "" or "0": the leg is not set
+        return {}
+    px = f.req_decimal(d, f"{leg}OrdPx")
+    ord_px: OrderPrice = "market" if px == -1 else px
+    kind = f.text(d, f"{leg}TriggerPxType", required=False) or "last"
+    if kind not in TRIGGER_TYPES:
+        raise BadFrame("bad_field", f"{leg}TriggerPxType")
+    return {f"{leg}_trigger_px": trigger, f"{leg}_trigger_px_type": kind,
+            f"{leg}_ord_px": ord_px}
+
+
 def account_element(channel: str, d: Json, a: AccountRef, received: datetime) -> list[Event]:
     """Events of one element of a private channel push."""
     if channel == "orders":
@@ -137,6 +188,8 @@ def account_element(channel: str, d: Json, a: AccountRef, received: datetime) ->
         return [update] if fill is None else [fill, update]
     if channel == "positions":
         return [exchange_position(d, a, received)]
+    if channel == "orders-algo":
+        return [algo_order(d, a, received)]
     return list(balances(d, a, received))
 
 

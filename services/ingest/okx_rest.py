@@ -12,7 +12,7 @@ import json
 import random
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -33,6 +33,9 @@ LIMITS: dict[str, int] = {
     "/api/v5/market/history-candles": 20, "/api/v5/trade/fills": 60,
     "/api/v5/trade/fills-history": 10, "/api/v5/account/config": 5,
     "/api/v5/account/bills": 5, "/api/v5/account/bills-archive": 5,
+    "/api/v5/trade/order-algo": 20, "/api/v5/trade/amend-algos": 20,
+    "/api/v5/trade/cancel-algos": 20, "/api/v5/trade/orders-algo-pending": 20,
+    "/api/v5/trade/orders-algo-history": 20,
 }
 DEFAULT_LIMIT = 10
 WINDOW_S = 2.0
@@ -98,16 +101,22 @@ class OkxRest:
 
     async def place_order(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /trade/order; the item with sCode/sMsg, accepted or refused."""
-        path = "/api/v5/trade/order"
+        return await self.post_item("/api/v5/trade/order", body)
+
+    async def post_item(self, path: str, body: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+                        ) -> dict[str, Any]:
+        """A signed POST of one item (an order, an algo order, its amendment or cancel), never
+        repeated on an ambiguous failure: the answer's item with sCode/sMsg, accepted or
+        refused (OKX's envelope code 1 "All operations failed" still carries it)."""
         status, env = await self._request("POST", path, None, body, True, retry_all=False)
         data = env.get("data")
         if isinstance(data, list) and data and isinstance(data[0], dict) and "sCode" in data[0]:
             return data[0]
         _data(path, status, env)  # raises with the top-level code
-        raise OkxApiError("unexpected", "no order item in the answer", status, path)
+        raise OkxApiError("unexpected", "no item in the answer", status, path)
 
     async def _request(self, method: str, path: str, params: Mapping[str, Any] | None,
-                       body: Mapping[str, Any] | None, signed: bool, *, retry_all: bool
+                       body: Mapping[str, Any] | Sequence[Any] | None, signed: bool, *, retry_all: bool
                        ) -> tuple[int, dict[str, Any]]:
         query = urlencode({k: v for k, v in (params or {}).items() if v not in (None, "")})
         target = f"{path}?{query}" if query else path

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+from services.ingest.algo_orders import attach_body, price_problem
 from services.ingest.okx_rest import OkxApiError, OkxRest, OkxUnavailable
 from services.ingest.repository import Repository
 from services.ingest.responder import Responder
@@ -37,7 +38,11 @@ def check_command(cmd: PlaceOrder, account_id: UUID, spec: InstrumentSpec | None
         return f"unknown instrument {cmd.inst_id}"
     violations = order_violations(spec, size=cmd.sz, leverage=cmd.lever, order_type=cmd.ord_type,
                                   price=cmd.px, pos_mode=pos_mode, pos_side=cmd.pos_side)
-    return _words(violations[0], spec, pos_mode) if violations else None
+    if violations:
+        return _words(violations[0], spec, pos_mode)
+    if cmd.attach_algo is not None and cmd.reduce_only:
+        return "a reduce-only order cannot carry a take-profit or stop-loss (OKX 51333)"
+    return None if cmd.attach_algo is None else price_problem(cmd.attach_algo, spec)
 
 
 def _words(v: Violation, spec: InstrumentSpec, pos_mode: PosMode | None) -> str:
@@ -77,6 +82,8 @@ def order_body(cmd: PlaceOrder, pos_mode: PosMode | None) -> dict[str, Any]:
         body["posSide"] = cmd.pos_side
     if cmd.reduce_only and pos_mode != "long_short_mode":
         body["reduceOnly"] = True  # OKX: only in net mode; long/short closes imply it
+    if cmd.attach_algo is not None:
+        body["attachAlgoOrds"] = attach_body(cmd.attach_algo)
     return body
 
 

@@ -62,15 +62,20 @@ class PublicSink(_Sink):
 
 
 class CandleSink(_Sink):
-    """/ws/v5/business: candles; closed bars missed while away are fetched first."""
+    """/ws/v5/business: candles, and with an account its algo (TP/SL) orders; closed bars
+    missed while away and the algo orders' states are fetched first."""
 
     def __init__(self, publisher: Publisher, backfiller: Backfiller, stats: FrameStats,
-                 symbols: list[str], bars: list[str]) -> None:
-        super().__init__("business", publisher, backfiller, stats, None)
-        self.symbols, self.bars = symbols, bars
+                 symbols: list[str], bars: list[str], account: AccountRef | None = None,
+                 algo_backfill: Callable[[], Awaitable[int]] | None = None) -> None:
+        super().__init__("business", publisher, backfiller, stats, account)
+        self.symbols, self.bars, self.algo_backfill = symbols, bars, algo_backfill
 
     async def on_connected(self) -> None:
-        await self.backfiller.candles(self.symbols, self.bars)
+        if self.symbols and self.bars:
+            await self.backfiller.candles(self.symbols, self.bars)
+        if self.algo_backfill is not None:
+            await self.algo_backfill()
 
 
 class AccountSink(_Sink):

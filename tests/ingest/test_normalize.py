@@ -21,7 +21,7 @@ from services.ingest.normalize import (
     normalize_push,
     parse_frame,
 )
-from shared.messages import Candle, Fill, OrderUpdate, Ticker
+from shared.messages import AlgoOrderUpdate, Candle, Fill, OrderUpdate, Ticker
 from tests.shared.cases import BAR_CASES
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -232,3 +232,80 @@ def test_fuzz_never_crashes_and_keeps_valid_neighbours(data: st.DataObject) -> N
             assert all(e.reason for e in result.errors)
             outcomes.append(len(result.events))
     assert outcomes[0] == outcomes[-1] == 2
+
+
+# An orders-algo element as OKX documents it (docs/okx-algo-orders.md): an oco, SL by mark
+# at market, TP by last at a limit price; most of the other fields empty.
+ALGO = {
+    "instType": "SWAP", "instId": "BTC-USDT-SWAP", "ordId": "", "ordIdList": [],
+    "algoId": "600000000000000001", "clOrdId": "", "sz": "2", "closeFraction": "",
+    "ordType": "oco", "side": "sell", "posSide": "net", "tdMode": "cross", "state": "live",
+    "tpTriggerPx": "52000", "tpTriggerPxType": "last", "tpOrdPx": "51990.5",
+    "slTriggerPx": "49000", "slTriggerPxType": "mark", "slOrdPx": "-1", "triggerPx": "",
+    "ordPx": "", "actualSz": "0", "actualPx": "", "actualSide": "", "triggerTime": "",
+    "reduceOnly": "true", "failCode": "", "algoClOrdId": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+    "reqId": "", "amendResult": "", "attachAlgoOrds": [], "linkedOrd": {"ordId": ""},
+    "cTime": "1767225600000", "uTime": "1767225600500",
+}
+
+
+def test_an_orders_algo_push_is_an_algo_update_with_market_in_words() -> None:
+    result = normalize_push(push("orders-algo", [ALGO], instType="SWAP"), NOW, ACC)
+    assert not result.errors
+    (update,) = result.events
+    assert isinstance(update, AlgoOrderUpdate)
+    assert (update.ord_type, update.state, update.side, update.sz, update.reduce_only) == (
+        "oco", "live", "sell", Decimal(2), True)
+    assert (update.tp_trigger_px, update.tp_trigger_px_type, update.tp_ord_px) == (
+        Decimal("52000"), "last", Decimal("51990.5"))
+    assert (update.sl_trigger_px, update.sl_trigger_px_type, update.sl_ord_px) == (
+        Decimal("49000"), "mark", "market")
+    assert update.actual_side is None and update.ord_id is None and update.fail_code is None
+    assert update.algo_cl_ord_id == "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    assert update.msg_id() == f"algo:{ACC.account_id}:600000000000000001:1767225600500:live"
+
+
+def test_a_fired_close_position_stop_names_its_leg_and_order() -> None:
+    fired = ALGO | {"ordType": "conditional", "sz": "0", "closeFraction": "1", "state": "effective",
+                    "tpTriggerPx": "", "tpTriggerPxType": "", "tpOrdPx": "", "actualSide": "sl",
+                    "actualSz": "2", "ordId": "700000000000000009"}
+    update = acct.algo_order(fired, ACC, NOW)
+    assert (update.state, update.actual_side, update.ord_id, update.close_fraction) == (
+        "effective", "sl", "700000000000000009", Decimal(1))
+    assert update.tp_trigger_px is update.tp_ord_px is update.tp_trigger_px_type is None
+    failed = acct.algo_order(fired | {"state": "order_failed", "failCode": "51148"}, ACC, NOW)
+    assert failed.fail_code == "51148"
+
+
+def test_an_order_placed_by_an_algo_carries_its_id_and_empty_is_none() -> None:
+    placed = ORDER | {"algoId": "600000000000000001", "source": "7"}
+    fill, update = normalize_push(push("orders", [placed]), NOW, ACC).events
+    assert isinstance(fill, Fill) and isinstance(update, OrderUpdate)
+    assert fill.algo_id == update.algo_id == "600000000000000001"
+    fill, update = normalize_push(push("orders", [ORDER | {"algoId": ""}]), NOW, ACC).events
+    assert isinstance(fill, Fill) and isinstance(update, OrderUpdate)
+    assert fill.algo_id is None and update.algo_id is None
+
+
+@pytest.mark.parametrize(("element", "reason"), [
+    pytest.param(ALGO | {"algoId": ""}, "missing_field", id="no-algo-id"),
+    pytest.param(ALGO | {"uTime": ""}, "missing_field", id="no-update-time"),
+    pytest.param(ALGO | {"state": "triggered"}, "bad_field", id="unknown-state"),
+    pytest.param(ALGO | {"ordType": "move_order_stop"}, "bad_field", id="unsupported-type"),
+    pytest.param(ALGO | {"slOrdPx": ""}, "missing_field", id="leg-without-order-price"),
+    pytest.param(ALGO | {"slOrdPx": "-2"}, "invalid_value", id="negative-order-price"),
+    pytest.param(ALGO | {"slTriggerPx": "1e999x"}, "bad_field", id="bad-trigger"),
+    pytest.param(ALGO | {"slTriggerPxType": "median"}, "bad_field", id="unknown-trigger-type"),
+    pytest.param(ALGO | {"actualSide": "both"}, "bad_field", id="unknown-leg"),
+    pytest.param(ALGO | {"failCode": "5" * 40}, "invalid_value", id="long-fail-code"),
+    pytest.param(ALGO | {"algoId": "6.>"}, "bad_field", id="subject-injection"),
+])
+def test_bad_algo_elements_are_collected_with_their_reason(element: Any, reason: str) -> None:
+    result = normalize_push(push("orders-algo", [element, ALGO]), NOW, ACC)
+    assert [e.reason for e in result.errors] == [reason]
+    assert [type(e) for e in result.events] == [AlgoOrderUpdate]  # the good neighbour stays
+
+
+def test_an_algo_push_without_account_is_refused() -> None:
+    result = normalize_push(push("orders-algo", [ALGO]), NOW, None)
+    assert [e.reason for e in result.errors] == ["no_account"]
