@@ -24,6 +24,7 @@ from shared.consumer import PERMANENT, DeadLetter
 from shared.instruments import InstrumentSpec
 from shared.logging import get_logger
 from shared.messages import (
+    AlgoOrderUpdate,
     Balance,
     ExchangePosition,
     Fill,
@@ -71,6 +72,7 @@ async def handle_batch(
     modes = await store.lock_accounts({i.event.account_id for i in items})
     valid = [i for i in items if _account_ok(i, modes, out)]
     await store.upsert_orders(_of(valid, OrderUpdate))
+    await store.upsert_algo_orders(_of(valid, AlgoOrderUpdate))
     ledger = [i for i in valid if isinstance(i.event, Fill | FundingPayment)]
     instruments = await _instruments(store, ledger, catalog, out)
     ledger = [i for i in ledger if i.index not in out.retry and i.index not in out.dead]

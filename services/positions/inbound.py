@@ -19,6 +19,7 @@ from shared.errors import PermanentError
 from shared.messages import (
     SCHEMA_VERSION,
     AccountEvent,
+    AlgoOrderUpdate,
     Balance,
     ExchangePosition,
     Fill,
@@ -130,6 +131,11 @@ def _check_values(event: AccountEvent) -> None:
             raise PermanentError(f"balance in {event.ccy}: balance_snapshots hold USDT only")
         for name in ("cash_bal", "avail_bal", "frozen_bal", "eq"):
             _fits(name, getattr(event, name), LIMIT_24_8)
+    elif isinstance(event, AlgoOrderUpdate):
+        for name in ("sz", "close_fraction", "tp_trigger_px", "tp_ord_px", "sl_trigger_px",
+                     "sl_ord_px", "actual_sz"):
+            value = getattr(event, name)
+            _fits(name, value if isinstance(value, Decimal) else None, LIMIT_20_8)
     elif isinstance(event, ExchangePosition):
         for name in ("liq_px", "mark_px"):
             _fits(name, getattr(event, name), LIMIT_20_8)

@@ -179,6 +179,7 @@ class OrderUpdateRow(NamedTuple):
     reduce_only: bool
     raw_payload: JsonText
     created_at: datetime | None
+    algo_id: str | None
 
 
 class ExternalOrderRow(NamedTuple):
@@ -196,6 +197,7 @@ class ExternalOrderRow(NamedTuple):
     reduce_only: bool
     category: str
     cl_ord_id: str | None
+    algo_id: str | None
 
 
 # Every field of Position is a positions_open column, every one of ClosedPosition a
@@ -302,6 +304,7 @@ def order_update_row(u: OrderUpdate, body: str) -> OrderUpdateRow:
         avg_fill_price=u.avg_px if u.acc_fill_sz > 0 and u.avg_px else None, status=status,
         status_rank=RANK.get(status, 0), leverage=quantize_opt(u.lever, Q2), category=u.category,
         size=u.sz, reduce_only=u.reduce_only, raw_payload=JsonText(body), created_at=u.created_time,
+        algo_id=u.algo_id,
     )
 
 
@@ -311,7 +314,7 @@ def external_order_row(f: Fill) -> ExternalOrderRow:
         account_id=f.account_id, symbol=f.inst_id, side=f.side, order_type=f.ord_type or "unknown",
         size=f.fill_sz, leverage=quantize_opt(f.lever, Q2), exchange_order_id=f.ord_id,
         pos_side=f.pos_side, reduce_only=bool(f.reduce_only), category=f.category,
-        cl_ord_id=f.cl_ord_id,
+        cl_ord_id=f.cl_ord_id, algo_id=f.algo_id,
     )
 
 

@@ -17,6 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.positions.algo_rows import UPSERT_ALGO, algo_row
 from services.positions.domain import (
     ClosedPosition,
     Entry,
@@ -59,7 +60,14 @@ from services.positions.rows import (
 from shared.db import Connection
 from shared.exchange_ids import id_key, id_order_sql
 from shared.instruments import SPEC_COLUMNS, InstrumentSpec
-from shared.messages import Balance, ExchangePosition, Fill, FundingPayment, OrderUpdate
+from shared.messages import (
+    AlgoOrderUpdate,
+    Balance,
+    ExchangePosition,
+    Fill,
+    FundingPayment,
+    OrderUpdate,
+)
 
 _PLACEHOLDER = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -158,18 +166,19 @@ WITH ours AS (
                               THEN COALESCE(:avg_fill_price::numeric, o.avg_fill_price)
                               ELSE o.avg_fill_price END,
         category = :category::text, pos_side = COALESCE(o.pos_side, :pos_side::text),
-        updated_at = now()
+        algo_id = COALESCE(o.algo_id, :algo_id::text), updated_at = now()
     WHERE o.id = :id::uuid AND o.account_id = :account_id::uuid
     RETURNING o.id
 )
 INSERT INTO aitrader.orders AS o
     (account_id, symbol, side, order_type, price, size, filled_size, avg_fill_price, status,
-     leverage, exchange_order_id, pos_side, reduce_only, category, source, raw_payload, created_at)
+     leverage, exchange_order_id, pos_side, reduce_only, category, source, raw_payload, created_at,
+     algo_id)
 SELECT :account_id::uuid, :symbol::text, :side::text, :order_type::text, :price::numeric,
        :size::numeric, :filled_size::numeric, :avg_fill_price::numeric, :status::text,
        :leverage::numeric, :exchange_order_id::text, :pos_side::text, :reduce_only::bool,
        :category::text, 'external', :raw_payload::text::jsonb,
-       COALESCE(:created_at::timestamptz, now())
+       COALESCE(:created_at::timestamptz, now()), :algo_id::text
 WHERE NOT EXISTS (SELECT 1 FROM ours)
 ON CONFLICT (account_id, exchange_order_id) DO UPDATE SET
     status = CASE WHEN :status_rank::int >= {_RANK_SQL} THEN EXCLUDED.status ELSE o.status END,
@@ -178,16 +187,16 @@ ON CONFLICT (account_id, exchange_order_id) DO UPDATE SET
                           THEN COALESCE(EXCLUDED.avg_fill_price, o.avg_fill_price)
                           ELSE o.avg_fill_price END,
     size = EXCLUDED.size, price = EXCLUDED.price, order_type = EXCLUDED.order_type,
-    category = EXCLUDED.category, updated_at = now()
+    category = EXCLUDED.category, algo_id = COALESCE(o.algo_id, EXCLUDED.algo_id), updated_at = now()
 """, OrderUpdateRow)
 # Placed outside the product (OKX app, liquidation engine): no tool call, no confidence.
 # Size and status are provisional until the order's own update arrives.
 _INSERT_EXTERNAL_ORDERS = f"""INSERT INTO aitrader.orders AS o
         (account_id, symbol, side, order_type, size, filled_size, status, leverage,
-         exchange_order_id, pos_side, reduce_only, category, source, raw_payload)
+         exchange_order_id, pos_side, reduce_only, category, source, raw_payload, algo_id)
     SELECT u.account_id, u.symbol, u.side, u.order_type, u.size, u.size, 'partially_filled',
            u.leverage, u.exchange_order_id, u.pos_side, u.reduce_only, u.category, 'external',
-           jsonb_build_object('cl_ord_id', u.cl_ord_id, 'created_from', 'fill')
+           jsonb_build_object('cl_ord_id', u.cl_ord_id, 'created_from', 'fill'), u.algo_id
     FROM {_unnest(ExternalOrderRow)}
     ON CONFLICT (account_id, exchange_order_id) DO UPDATE SET updated_at = o.updated_at
     RETURNING {_LINK_COLUMNS}"""
@@ -422,6 +431,12 @@ class LedgerStore:
         clOrdId."""
         if updates:
             await self.conn.executemany(_UPSERT_ORDER, [order_update_row(u, body) for u, body in updates])
+
+    async def upsert_algo_orders(self, updates: Sequence[tuple[AlgoOrderUpdate, str]]) -> None:
+        """Apply algo order state changes (with their raw bodies), in order; a state never goes
+        back and an older update of the same state changes nothing (`algo_rows`)."""
+        if updates:
+            await self.conn.executemany(UPSERT_ALGO, [algo_row(u, body) for u, body in updates])
 
     async def insert_balances(self, balances: Sequence[tuple[Balance, str]]) -> None:
         """One snapshot per (account, exchange time); a repeated push changes nothing."""

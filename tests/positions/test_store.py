@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from asyncpg.connection import LoggedQuery
 
+from services.positions.algo_rows import AlgoOrderRow
 from services.positions.catalog import InstrumentCatalog
 from services.positions.domain import ClosedPosition, Position
 from services.positions.handlers import handle_batch
@@ -43,6 +44,7 @@ WRITTEN: dict[str, tuple[tuple[type, ...], set[str], set[str]]] = {
     "positions_open": ((OpenRow, ExchangeViewRow), set(), {"id", "updated_at"}),  # now()
     "positions_closed": ((ClosedRow,), set(), {"id", "created_at"}),
     "balance_snapshots": ((BalanceRow,), set(), {"id", "source", "created_at"}),  # 'exchange'
+    "algo_orders": ((AlgoOrderRow,), set(), {"id", "updated_at"}),  # now()
     "orders": (
         (OrderUpdateRow, ExternalOrderRow),
         {"status_rank", "cl_ord_id"},  # a comparison operand; kept inside raw_payload
