@@ -226,10 +226,14 @@ class AlgoOrderUpdate(AccountEvent):
     actual_sz: Qty | None = None
     ord_id: Id | None = None
     fail_code: Code | None = None
+    req_id: Id | None = None  # OKX reqId of the amendment this state follows
     created_time: AwareDatetime | None = None  # OKX cTime
 
     def msg_id(self) -> str:
-        return f"algo:{self.account_id}:{self.algo_id}:{to_ms(self.ts_event)}:{self.state}"
+        # An amendment is `live` again: its reqId keeps it apart from the state it replaces
+        # when both carry the same uTime (OKX's clock is in ms; the sim's may stand still).
+        base = f"algo:{self.account_id}:{self.algo_id}:{to_ms(self.ts_event)}:{self.state}"
+        return f"{base}:{self.req_id}" if self.req_id else base
 
 
 class Balance(AccountEvent):

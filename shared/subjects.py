@@ -82,7 +82,7 @@ ROUTES: tuple[Route, ...] = (
           "Funding fee settled on a position. Nats-Msg-Id: funding:<account_id>:<billId>."),
     Route("algo_order", STREAM_ACCOUNT, m.AlgoOrderUpdate, f"account.{ACC}.algo.{INST}",
           "Algo (TP/SL) order state change (orders-algo push or REST backfill). Nats-Msg-Id: "
-          "algo:<account_id>:<algoId>:<uTime ms>:<state>."),
+          "algo:<account_id>:<algoId>:<uTime ms>:<state>[:<reqId> after an amendment]."),
     Route("position", STREAM_POSITIONS, m.PositionEvent, f"positions.{ACC}.{INST}",
           "Published by the positions service after commit: opened / changed / closed."),
     Route("discrepancy", STREAM_RECONCILE, m.Discrepancy, f"reconcile.{ACC}",

@@ -162,7 +162,7 @@ def algo_order(d: Json, a: AccountRef, received: datetime) -> AlgoOrderUpdate:
         actual_sz=f.decimal(d, "actualSz", required=False),
         ord_id=f.ident(d, "ordId", required=False),
         fail_code=f.text(d, "failCode", required=False) or None,
-        created_time=f.ms_time(d, "cTime", required=False),
+        req_id=f.ident(d, "reqId", required=False), created_time=f.ms_time(d, "cTime", required=False),
     )
 
 

@@ -19,7 +19,7 @@ Programmatic use (tests, the ingest tests, the demo)::
         sim.pause_pushes("sim-key"); sim.resume_pushes("sim-key")
 
 With `test_controls=True` the same controls answer at POST /sim/control/<name>
-(set-price, advance, tick, drop-private, repeat-push, malformed, pause, resume).
+(set-price, advance, tick, drop-private, drop-business, repeat-push, malformed, pause, resume).
 See docs/okx_sim.md.
 """
 

@@ -164,6 +164,10 @@ class SimCore:
         """Close the private sockets of an API key (all keys if None); returns how many."""
         return self.hub.drop_private(api_key, code)
 
+    def drop_business(self, api_key: str | None = None, code: int = 1011) -> int:
+        """Close the logged-in business sockets (orders-algo) of an API key; returns how many."""
+        return self.hub.drop_private(api_key, code, endpoint="business")
+
     def repeat_last_push(self, api_key: str) -> bool:
         """Send the last private data push of an API key again."""
         return self.hub.repeat_last(api_key)

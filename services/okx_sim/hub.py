@@ -235,12 +235,12 @@ class Hub:
                         self._last_private[key] = text
 
     # --- test controls ---------------------------------------------------------------------
-    def _private_conns(self, key: str | None) -> list[Conn]:
-        return [c for c in self.conns if c.endpoint == "private" and c.api_key is not None
+    def _private_conns(self, key: str | None, endpoint: str = "private") -> list[Conn]:
+        return [c for c in self.conns if c.endpoint == endpoint and c.api_key is not None
                 and (key is None or c.api_key == key)]
 
-    def drop_private(self, key: str | None, code: int) -> int:
-        conns = self._private_conns(key)
+    def drop_private(self, key: str | None, code: int, endpoint: str = "private") -> int:
+        conns = self._private_conns(key, endpoint)
         for conn in conns:
             conn.queue.put_nowait(Close(code, "dropped by test control"))
         return len(conns)

@@ -81,6 +81,9 @@ class SimHandle:
     def drop_private(self, api_key: str | None = None, code: int = 1011) -> int:
         return self.core.drop_private(api_key, code)
 
+    def drop_business(self, api_key: str | None = None, code: int = 1011) -> int:
+        return self.core.drop_business(api_key, code)
+
     def repeat_last_push(self, api_key: str) -> bool:
         return self.core.repeat_last_push(api_key)
 

@@ -127,6 +127,8 @@ def _control(core: SimCore, name: str, body: dict[str, Any]) -> Any:
         return str(core.transfer(str(key), Decimal(str(body["amount"]))))
     if name == "drop-private":
         return core.drop_private(key, int(body.get("code", 1011)))
+    if name == "drop-business":
+        return core.drop_business(key, int(body.get("code", 1011)))
     if name == "repeat-push":
         return core.repeat_last_push(str(key))
     if name == "malformed":

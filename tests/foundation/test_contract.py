@@ -146,6 +146,8 @@ def test_an_algo_update_keys_on_algo_id_time_and_state_and_says_market_in_words(
     live = an_algo()
     assert live.msg_id() == f"algo:{ACCOUNT}:61:1795240800000:live"
     assert an_algo(state="effective").msg_id() != live.msg_id()
+    amended = an_algo(req_id="7eac3ad79cc543f49a5602e067cc20e0")  # the same uTime (a frozen clock)
+    assert amended.msg_id() == f"{live.msg_id()}:7eac3ad79cc543f49a5602e067cc20e0"
     wire = json.loads(live.to_bytes())
     assert wire["sl_ord_px"] == "market" and wire["sl_trigger_px"] == "49000"
     limit = an_algo(sl_ord_px=Decimal("48900.5"))

@@ -272,7 +272,7 @@ def test_a_fired_close_position_stop_names_its_leg_and_order() -> None:
     update = acct.algo_order(fired, ACC, NOW)
     assert (update.state, update.actual_side, update.ord_id, update.close_fraction) == (
         "effective", "sl", "700000000000000009", Decimal(1))
-    assert update.tp_trigger_px is update.tp_ord_px is update.tp_trigger_px_type is None
+    assert (update.tp_trigger_px, update.tp_ord_px, update.tp_trigger_px_type) == (None, None, None)
     failed = acct.algo_order(fired | {"state": "order_failed", "failCode": "51148"}, ACC, NOW)
     assert failed.fail_code == "51148"
 
