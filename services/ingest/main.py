@@ -120,13 +120,13 @@ class Ingest:
                                      cb=refresh.on_message)
             stack.push_async_callback(sub.unsubscribe)
         account_side = creds is not None and self.account is not None
+        self._business(stack, rest, publisher, backfiller, creds if account_side else None)
         if account_side:
             assert creds is not None
             await self._account_side(stack, nc, rest, repo, publisher, backfiller, creds)
         else:
             log.warning("ingest_market_data_only", reason="no OKX keys: no account streams, "
                         "no order placement")
-        self._business(stack, rest, publisher, backfiller, creds if account_side else None)
         tasks = [asyncio.create_task(s.run(), name=f"ws-{s.name}") for s in self.sockets]
         tasks.append(asyncio.create_task(refresh_daily(rest, repo,
                                                        cfg.ingest_instruments_refresh_s)))

@@ -178,7 +178,9 @@ async def test_no_secret_in_logs_or_messages(
     pytest.param({}, ["public", "business", "private"], True, id="keys-and-market-data"),
     pytest.param({"okx_api_key": None, "okx_secret_key": None, "okx_passphrase": None,
                   "account": None}, ["public", "business"], False, id="no-keys-market-only"),
-    pytest.param({"ingest_market_data": False}, ["private"], True, id="second-account"),
+    # A second account's ingest still opens the business socket: its algo orders (orders-algo).
+    pytest.param({"ingest_market_data": False}, ["business", "private"], True,
+                 id="second-account"),
 ])
 async def test_configuration_modes(settings: Settings, sim: SimHandle,
                                    overrides: dict[str, Any], sockets: list[str],
