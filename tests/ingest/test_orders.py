@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from nats.aio.client import Client
 from pydantic import SecretStr
 
@@ -115,22 +113,6 @@ async def test_orders_through_nats_on_the_sim(settings: Settings, sim: SimHandle
     assert (refused.ok, refused.s_code) == (False, "51008")
     assert (lot.s_code, garbage.s_code) == ("invalid", "invalid")
     assert "lotSz" in lot.s_msg
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def black_hole() -> AsyncIterator[str]:
-    """A server that accepts connections and never answers."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    for writer in held:
-        writer.close()
-    server.close()
 
 
 async def test_a_silent_okx_is_answered_with_timeout_without_blocking(
