@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from services.ingest.config import IngestSettings
 from services.ingest.main import Ingest
 from services.ingest.okx_rest import OkxRest
+from services.ingest.okx_ws import OkxWebSocket
 from services.ingest.signing import Credentials
 from services.okx_sim import AccountSpec, SimConfig, SimHandle, run_sim
 from services.positions.main import serve as serve_positions
@@ -78,6 +79,11 @@ async def running(cfg: IngestSettings, timeout: float = 20.0) -> AsyncIterator[I
         ready.cancel()
         task.cancel()
         await asyncio.gather(task, ready, return_exceptions=True)
+
+
+def socket(app: Ingest, name: str) -> OkxWebSocket:
+    """One of a running ingest's websockets, by endpoint name."""
+    return next(s for s in app.sockets if s.name == name)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

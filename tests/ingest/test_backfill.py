@@ -23,6 +23,7 @@ from tests.ingest.conftest import (
     ingest_settings,
     place,
     running,
+    socket,
     stream_messages,
 )
 
@@ -68,7 +69,7 @@ async def test_dropped_private_socket_leaves_no_gap_and_no_duplicate(
             return {f["trade_id"] for f in on_stream} == set(expected)
 
         async def reconnected() -> bool:
-            return app.sockets[0].sessions >= 2
+            return socket(app, "private").sessions >= 2
 
         await wait_for(reconnected, timeout=10, message="a second private session")
         await wait_for(complete, timeout=10, message="every exchange fill on the stream")
@@ -144,7 +145,7 @@ async def test_the_sweep_publishes_a_missed_fill_once_and_nothing_else(
 
         await wait_for(two_more_sweeps, timeout=10, message="two more sweeps")
         fills = await fills_on_stream(js, subjects, account_id)
-        assert app.sockets[0].sessions == 1
+        assert socket(app, "private").sessions == 1
     # Nothing is in the ledger (no positions service here), yet nothing is published twice:
     # the sweep skips what this process published.
     assert len(fills) == len(expected)

@@ -11,7 +11,7 @@ from services.okx_sim import SimHandle
 from shared.settings import Settings
 from shared.subjects import Subjects
 from tests.factories import wait_for
-from tests.ingest.conftest import KEY, fills_on_stream, ingest_settings, place, running
+from tests.ingest.conftest import KEY, fills_on_stream, ingest_settings, place, running, socket
 
 
 def sample(name: str, **labels: str) -> float:
@@ -34,7 +34,7 @@ async def test_a_dropped_socket_counts_a_reconnect_and_the_fills_backfilled(
         sim.resume_pushes(KEY)
 
         async def reconnected() -> bool:
-            return app.sockets[0].sessions >= 2
+            return socket(app, "private").sessions >= 2
 
         async def on_stream() -> bool:
             return len(await fills_on_stream(js, subjects, account_id)) >= missed

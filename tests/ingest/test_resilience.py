@@ -41,6 +41,7 @@ from tests.ingest.conftest import (
     ingest_settings,
     place,
     running,
+    socket,
     stream_messages,
 )
 from tests.shared.cases import BAR_CASES
@@ -163,7 +164,7 @@ async def test_no_secret_in_logs_or_messages(
 
         async def settled() -> bool:
             fills = await fills_on_stream(js, subjects, app.account.account_id)  # type: ignore[union-attr]
-            return len(fills) >= 2 and app.sockets[-1].sessions >= 2
+            return len(fills) >= 2 and socket(app, "private").sessions >= 2
 
         await wait_for(settled, timeout=10, message="fills and a reconnect")
     logs = captured_logs.getvalue()
