@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import pytest
 
 from services.positions.catalog import InstrumentCatalog
 from services.positions.handlers import handle_batch
@@ -17,6 +18,7 @@ from services.positions.inbound import Inbound
 from services.positions.inbound import parse as parse_inbound
 from services.positions.store import LedgerStore
 from shared.clock import SystemClock
+from shared.errors import PermanentError
 from shared.messages import AccountEvent, AlgoOrderUpdate
 from shared.subjects import Subjects
 from tests.positions.conftest import at, fill
@@ -92,3 +94,9 @@ async def test_an_order_placed_by_an_algo_keeps_its_algo_id(
     assert await db_pool.fetchval(
         "SELECT algo_id FROM aitrader.orders WHERE account_id = $1 AND exchange_order_id = $2",
         account, "700000000000000009") == ALGO_ID
+
+
+def test_an_algo_price_that_cannot_fit_its_column_is_refused_before_the_database(
+        account: UUID) -> None:
+    with pytest.raises(PermanentError, match="sl_trigger_px .* does not fit"):
+        through_the_subject([algo(account, sl_trigger_px=D("1e13"))])
