@@ -98,5 +98,5 @@ async def test_an_order_placed_by_an_algo_keeps_its_algo_id(
 
 def test_an_algo_price_that_cannot_fit_its_column_is_refused_before_the_database(
         account: UUID) -> None:
-    with pytest.raises(PermanentError, match="sl_trigger_px .* does not fit"):
+    with pytest.raises(PermanentError, match=r"sl_trigger_px .* does not fit"):
         through_the_subject([algo(account, sl_trigger_px=D("1e13"))])
