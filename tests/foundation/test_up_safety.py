@@ -186,19 +186,6 @@ async def test_a_health_port_taken_by_another_stack_is_one_line(stack: RunningSt
     assert snapshot(stack.data_dir) == before
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def empty_db(pg_admin_dsn: str) -> AsyncIterator[str]:
-    """A database with no schema: a refused `up` must leave it so (it never migrated)."""
-    name = f"aitrader_upsafe_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(pg_admin_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(pg_admin_dsn, name)
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
-
-
 async def untouched(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
@@ -220,26 +207,26 @@ async def untouched(dsn: str) -> None:
     ],
 )
 async def test_a_setting_one_service_reads_is_one_line_before_ready(
-    empty_db: str, other_dir: Path, setting: str, value: str, expected: str
+    empty_dsn: str, other_dir: Path, setting: str, value: str, expected: str
 ) -> None:
     result = await asyncio.to_thread(
-        up_cli, other_dir, "--market", "sim", AITRADER_DATABASE_URL=empty_db, **{setting: value}
+        up_cli, other_dir, "--market", "sim", AITRADER_DATABASE_URL=empty_dsn, **{setting: value}
     )
     assert one_error_line(result).startswith(expected)
     nothing_started(other_dir)
-    await untouched(empty_db)
+    await untouched(empty_dsn)
 
 
-async def test_okx_unreachable_is_one_line_before_ready(empty_db: str, other_dir: Path) -> None:
+async def test_okx_unreachable_is_one_line_before_ready(empty_dsn: str, other_dir: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = await asyncio.to_thread(
         up_cli, other_dir, "--market", "okx", "--services", "ingest",
-        AITRADER_DATABASE_URL=empty_db, AITRADER_OKX_REST_URL=url,
+        AITRADER_DATABASE_URL=empty_dsn, AITRADER_OKX_REST_URL=url,
     )
     assert one_error_line(result).startswith(
         f"AITRADER_OKX_REST_URL: OKX not reachable at {url}/api/v5/public/time (ConnectError")
     nothing_started(other_dir)
-    await untouched(empty_db)
+    await untouched(empty_dsn)
 
 
 @pytest.mark.parametrize("problem", ["database", "role"])
