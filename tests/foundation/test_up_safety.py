@@ -149,9 +149,11 @@ def other_dir() -> Iterator[Path]:
 
 
 def nothing_started(data_dir: Path) -> None:
-    """A refused `up` leaves only its (released) lock: no server was started, no file written."""
-    assert [p.name for p in data_dir.iterdir()] == ["aitrader.lock"]
-    assert (data_dir / "aitrader.lock").read_text() == ""
+    """A refused `up` leaves at most its (released) lock: no server was started, no file written
+    (a setting the settings classes refuse stops it before it takes the lock)."""
+    assert {p.name for p in data_dir.iterdir()} <= {"aitrader.lock"}
+    lock = data_dir / "aitrader.lock"
+    assert not lock.exists() or lock.read_text() == ""
 
 
 @contextlib.asynccontextmanager
