@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # Ports of the embedded servers that `aitrader up` starts when no URL is configured.
     embedded_pg_port: int = Field(default=55432, ge=1, le=65535)
     embedded_nats_port: int = Field(default=54222, ge=1, le=65535)
+    # How long `aitrader up` waits for every service's /readyz before it gives up (exit 2).
+    up_ready_timeout_s: float = Field(default=60.0, gt=0)
 
     # The account this process acts for (ingest: one process per account).
     account: str | None = None

@@ -60,6 +60,8 @@ class RunningStack:
     nats_url: str
     pg_port: int
     nats_port: int
+    ready: dict[str, object]  # the "ready" line
+    at_ready: subprocess.CompletedProcess[str]  # `aitrader healthcheck positions` asked at once
 
 
 def snapshot(data_dir: Path) -> dict[str, str]:
@@ -90,10 +92,11 @@ async def stack() -> AsyncIterator[RunningStack]:
         drain: asyncio.Task[None] | None = None
         try:
             ready = await up.wait_for_event("ready", timeout=90)
+            at_ready = await asyncio.to_thread(healthcheck, data_dir, "positions")
             drain = asyncio.create_task(drain_stderr(process))  # a full pipe would block `up`
             await wait_healthy(data_dir, "positions")
             yield RunningStack(data_dir, process.pid, str(ready["database"]), str(ready["nats"]),
-                               pg_port, nats_port)
+                               pg_port, nats_port, ready, at_ready)
         finally:
             if drain is not None:
                 drain.cancel()
@@ -120,6 +123,11 @@ async def still_healthy(stack: RunningStack, before: dict[str, str]) -> None:
     await nc.close()
     result = await asyncio.to_thread(healthcheck, stack.data_dir, "positions")
     assert result.returncode == 0, result.stderr
+
+
+async def test_ready_is_logged_once_every_service_it_lists_answers_ready(stack: RunningStack) -> None:
+    assert stack.ready["services"] == ["positions"]
+    assert stack.at_ready.returncode == 0, stack.at_ready.stderr  # no waiting: it already was
 
 
 @pytest.mark.parametrize("ports", ["same", "other"])
