@@ -1,8 +1,8 @@
 """What `aitrader up` checks before it starts anything: every mistake it can see is one
 `ConfigError` line (exit 2) before a server is started or "ready" is printed.
 
-- every service's settings, by constructing each service's own settings class, and the market
-  settings only one service reads (symbols, timeframes) against what OKX accepts;
+- every service's settings, by constructing each service's own settings class (the shared
+  settings' validators include the market settings: symbols and timeframes OKX accepts);
 - the ports it is about to listen on (embedded servers, MCP, health) free;
 - a configured database and NATS reachable, the database with the given role and name;
 - OKX's public REST API answering, for `--market okx`.
@@ -12,36 +12,19 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import re
 from collections.abc import Mapping
-from typing import Final, get_args
+from typing import Final
 
 import httpx
 
 from aitrader.migrate import connect
-from shared.bars import Timeframe, is_bar
 from shared.bus import connect_nats
 from shared.errors import ConfigError
 from shared.http_server import listening_socket
 from shared.settings import Settings, load_settings
 
-SYMBOL: Final = re.compile(r"^[A-Z0-9]{1,20}-USDT-SWAP$")  # an OKX USDT-margined perpetual swap
 OKX_TIME_PATH: Final = "/api/v5/public/time"
 OKX_TIMEOUT_S: Final = 5.0
-
-
-def check_market_settings(settings: Settings) -> None:
-    """Symbols and timeframes are what OKX accepts (ingest subscribes to them, metrics closes
-    candles on them)."""
-    for symbol in settings.symbols:
-        if not SYMBOL.match(symbol):
-            raise ConfigError("AITRADER_SYMBOLS", f"{symbol!r} is not an OKX USDT-margined swap; "
-                              "allowed: BASE-USDT-SWAP instrument ids, e.g. BTC-USDT-SWAP,ETH-USDT-SWAP")
-    for bar in settings.timeframes:
-        if not is_bar(bar):
-            raise ConfigError("AITRADER_TIMEFRAMES", f"unknown bar {bar!r}; allowed: a count 1-99 and a "
-                              "unit s, m, H, D, W or M, optionally with 'utc', e.g. "
-                              + ",".join(get_args(Timeframe)))
 
 
 def check_service_settings(services: list[str]) -> None:
@@ -50,8 +33,7 @@ def check_service_settings(services: list[str]) -> None:
         if importlib.util.find_spec(f"services.{name}.main") is None:
             continue  # not in this build: `up` warns and skips it
         module = importlib.import_module(f"services.{name}.main")
-        settings = load_settings(getattr(module, "SETTINGS_CLASS", Settings))
-        check_market_settings(settings)
+        load_settings(getattr(module, "SETTINGS_CLASS", Settings))
 
 
 def check_port_free(setting: str, host: str, port: int, what: str = "port") -> None:
@@ -104,7 +86,6 @@ async def check_okx(rest_url: str) -> None:
 
 async def preflight(settings: Settings, market: str, services: list[str], health: Mapping[str, int]) -> None:
     """Every check, cheapest first; the first failure is raised."""
-    check_market_settings(settings)
     check_service_settings(services)
     check_ports(settings, services, health)
     if settings.database_url:

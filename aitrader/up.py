@@ -4,8 +4,9 @@
 (`aitrader.preflight`), then uses the servers named by AITRADER_DATABASE_URL / AITRADER_NATS_URL
 or starts an embedded PostgreSQL and an embedded `nats-server -js` whose data lives in the data
 directory (so a restart keeps it), migrates, declares the streams, optionally starts okx_sim
-(`--market sim`), then runs every service as its own process (`aitrader.supervise`) and stops
-all of it on Ctrl-C / SIGTERM, or when a service exits with a configuration error.
+(`--market sim`), then runs every service as its own process (`aitrader.supervise`), logs
+"ready" once each answers /readyz (`aitrader.readiness`), and stops all of it on Ctrl-C /
+SIGTERM, or when a service exits with a configuration error.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from aitrader.ports import (
     write_ports,
 )
 from aitrader.preflight import preflight
+from aitrader.readiness import readiness_urls, wait_ready
 from aitrader.sim import sim_environment
 from aitrader.supervise import Stack, spawn, stop_children, supervise
 from shared.bus import connect_nats, ensure_streams
@@ -137,8 +139,9 @@ async def running_stack(
     services: list[str],
     health: Mapping[str, int] | None = None,
 ) -> AsyncIterator[Stack]:
-    """Infrastructure, migrations, streams, okx_sim (for `sim`) and the services; all stopped
-    in reverse order on exit. `stack.monitor`, the supervisor, ends on a configuration error."""
+    """Infrastructure, migrations, streams, okx_sim (for `sim`) and the services, each ready
+    (`aitrader.readiness`); all stopped in reverse order on exit. `stack.monitor`, the
+    supervisor, ends on a configuration error."""
     stack = Stack(env=settings_env(settings))
     health = choose_health_ports(None) if health is None else health
     monitor: asyncio.Task[None] | None = None
@@ -153,14 +156,17 @@ async def running_stack(
         await start_services(stack, services, health)
         ports = {**health, "mcp_gateway": settings.mcp_port}
         write_ports(data_dir, {name: port for name, port in ports.items() if name in services})
+        monitor = stack.monitor = asyncio.create_task(supervise(stack), name="supervise")
+        started = [name for name in services if name in stack.children]
+        await wait_ready(readiness_urls(settings, started, health), monitor, settings.up_ready_timeout_s)
         log.info(
             "ready",
+            services=started,
             database=stack.env["AITRADER_DATABASE_URL"],
             nats=stack.env["AITRADER_NATS_URL"],
             mcp=f"http://{settings.mcp_host}:{settings.mcp_port}/mcp",
             health={name: port for name, port in health.items() if name in services},
         )
-        monitor = stack.monitor = asyncio.create_task(supervise(stack), name="supervise")
         yield stack
     finally:
         if monitor is not None:

@@ -7,17 +7,20 @@ and are registered with the log redactor as soon as settings load.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.bars import Timeframe, is_bar
 from shared.errors import ConfigError
 from shared.types import Mode, WsEndpoint
 
 OKX_REST_URL = "https://www.okx.com"
+SYMBOL: Final = re.compile(r"^[A-Z0-9]{1,20}-USDT-SWAP$")  # an OKX USDT-margined perpetual swap
 OKX_WS = {
     "live": "wss://ws.okx.com:8443/ws/v5",
     "simulated": "wss://wspap.okx.com:8443/ws/v5",
@@ -65,6 +68,8 @@ class Settings(BaseSettings):
     # Ports of the embedded servers that `aitrader up` starts when no URL is configured.
     embedded_pg_port: int = Field(default=55432, ge=1, le=65535)
     embedded_nats_port: int = Field(default=54222, ge=1, le=65535)
+    # How long `aitrader up` waits for every service's /readyz before it gives up (exit 2).
+    up_ready_timeout_s: float = Field(default=60.0, gt=0)
 
     # The account this process acts for (ingest: one process per account).
     account: str | None = None
@@ -94,6 +99,26 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
 
     _split_symbols = field_validator("symbols", "timeframes", mode="before")(_split_csv)
+
+    @field_validator("symbols")
+    @classmethod
+    def _check_symbols(cls, value: list[str]) -> list[str]:
+        """OKX USDT-margined perpetual swaps (ingest subscribes to them, metrics values them)."""
+        for symbol in value:
+            if not SYMBOL.match(symbol):
+                raise ValueError(f"{symbol!r} is not an OKX USDT-margined swap; allowed: BASE-USDT-SWAP "
+                                 "instrument ids, e.g. BTC-USDT-SWAP,ETH-USDT-SWAP")
+        return value
+
+    @field_validator("timeframes")
+    @classmethod
+    def _check_timeframes(cls, value: list[str]) -> list[str]:
+        """OKX bar names (ingest subscribes to their candles, metrics closes them)."""
+        for bar in value:
+            if not is_bar(bar):
+                raise ValueError(f"unknown bar {bar!r}; allowed: a count 1-99 and a unit s, m, H, D, W or "
+                                 "M, optionally with 'utc', e.g. " + ",".join(get_args(Timeframe)))
+        return value
 
     @field_validator("database_url")
     @classmethod

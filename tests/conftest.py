@@ -4,6 +4,7 @@ Fixtures (all integration fixtures are async and share the session event loop):
 - `pg_admin_dsn` (session): DSN of a server database we may create databases from.
 - `nats_url` (session): URL of a JetStream-enabled NATS server.
 - `db_dsn`: a fresh database, migrated (cloned from a migrated template, ~50 ms).
+- `empty_dsn`: a fresh database with no schema.
 - `db_pool`: an asyncpg pool on `db_dsn` (shared.db.create_pool).
 - `subjects`: a unique subject root and stream prefix, with the three streams declared.
 - `nc` / `js`: a nats-py connection and its JetStream context.
@@ -71,6 +72,19 @@ async def db_dsn(pg_admin_dsn: str, template_db: str) -> AsyncIterator[str]:
         yield with_database(pg_admin_dsn, name)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def empty_dsn(pg_admin_dsn: str) -> AsyncIterator[str]:
+    """A fresh database with no schema (never migrated), dropped afterwards."""
+    name = f"aitrader_empty_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(pg_admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(pg_admin_dsn, name)
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
 
 

@@ -91,19 +91,29 @@ async def create_token(
     return token, row
 
 
-async def revoke_token(pool: asyncpg.Pool, id_or_prefix: str) -> asyncpg.Record:
-    """Revoke a token by its id, its prefix or the token itself; refuse an ambiguous prefix."""
+def refuse_secret(ref: str) -> None:
+    """A command naming a token by its secret is refused: the secret has no business in argv
+    (shell history, `ps`); its first PREFIX_LEN characters, the prefix, name it as well."""
+    if ref.startswith(TOKEN_PREFIX) and len(ref) > PREFIX_LEN:
+        raise TokenError(
+            "that is a token's secret, which does not belong on a command line; give its id, "
+            f"its prefix (the first {PREFIX_LEN} characters) or its label (`aitrader token list`)"
+        )
+
+
+async def revoke_token(pool: asyncpg.Pool, ref: str) -> asyncpg.Record:
+    """Revoke a token by its id, its prefix or its label (never its secret); refuse an ambiguous one."""
+    refuse_secret(ref)
     rows = await pool.fetch(
         """SELECT id FROM aitrader.api_tokens
-           WHERE id::text = $1 OR token_hash = $2
+           WHERE id::text = $1 OR label = $1
               OR (length($1) >= 8 AND starts_with(token_prefix, left($1, 12)))""",
-        id_or_prefix,
-        hash_token(id_or_prefix),
+        ref,
     )
     if not rows:
-        raise TokenError(f"no token with id or prefix {id_or_prefix!r}")
+        raise TokenError(f"no token with id, prefix or label {ref!r}")
     if len(rows) > 1:
-        raise TokenError(f"{id_or_prefix!r} matches {len(rows)} tokens; give the token id")
+        raise TokenError(f"{ref!r} matches {len(rows)} tokens; give the token id")
     row = await pool.fetchrow(
         """UPDATE aitrader.api_tokens SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1
            RETURNING id, token_prefix, revoked_at""",

@@ -108,10 +108,10 @@ def rotate_command(ref: str, grace: timedelta | None, expires: timedelta | None)
 
 
 @token_group.command("revoke")
-@click.argument("token_id_or_prefix")
-def revoke_command(token_id_or_prefix: str) -> None:
-    """Revoke a token by its id or prefix (takes effect within the gateway's token cache TTL)."""
-    row = _with_pool(lambda pool: revoke_token(pool, token_id_or_prefix))
+@click.argument("ref", metavar="ID_PREFIX_OR_LABEL")
+def revoke_command(ref: str) -> None:
+    """Revoke a token by its id, prefix or label, never its secret (effective within the token cache TTL)."""
+    row = _with_pool(lambda pool: revoke_token(pool, ref))
     click.echo(f"revoked {row['id']} ({row['token_prefix']}) at {row['revoked_at']:%Y-%m-%d %H:%M:%S}Z")
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver.tools import Tool
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult, ListToolsResult, TextContent
+from mcp_types import Tool as ListedTool
 from pydantic import ValidationError
 
 from services.mcp_gateway.arguments import refusal
@@ -24,6 +25,15 @@ from services.mcp_gateway.auth import Principal
 def needs_trade(tool: Tool) -> bool:
     """A tool that is not read-only needs the `trade` scope (its call refuses a read token)."""
     return not (tool.annotations is not None and tool.annotations.read_only_hint)
+
+
+def tool_name(entry: object) -> str:
+    """The name of one tools/list entry, a wire dict or a `Tool` model (anything else raises)."""
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+        return str(entry["name"])
+    if isinstance(entry, ListedTool):
+        return entry.name
+    raise TypeError(f"a tools/list entry is {type(entry).__name__}, not a tool: cannot filter by scope")
 
 
 class ToolGate:
@@ -45,15 +55,18 @@ class ToolGate:
     def _visible(self, result: HandlerResult) -> HandlerResult:
         """tools/list without the tools the caller's scope cannot call. The SDK's handler result
         reaches the middleware as the wire dict (its `cacheScope` is private: a cached list
-        is never another caller's)."""
+        is never another caller's) or as a `ListToolsResult`; any other shape is an error, never
+        the list unfiltered."""
         who = self._principal()
         if who is not None and who.can("trade"):
             return result
         hidden = {name for name, tool in self._tools.items() if needs_trade(tool)}
-        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
-            return result
-        shown = [t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in hidden)]
-        return {**result, "tools": shown}
+        if isinstance(result, ListToolsResult):
+            return result.model_copy(update={"tools": [t for t in result.tools if t.name not in hidden]})
+        if isinstance(result, dict) and isinstance(result.get("tools"), list):
+            return {**result, "tools": [t for t in result["tools"] if tool_name(t) not in hidden]}
+        raise TypeError(f"tools/list answered {type(result).__name__}, not a tool list: "
+                        "cannot filter by scope")
 
     def _check(self, params: Mapping[str, Any]) -> str | None:
         tool = self._tools.get(str(params.get("name")))

@@ -14,19 +14,15 @@ from nats.aio.client import Client
 from aitrader.embedded import EmbeddedNats, EmbeddedPostgres
 from shared.bus import connect_nats, ensure_streams
 from shared.subjects import Subjects
+from tests.faults.test_pg_restart_support import own_server
 from tests.servers import scratch_dir
 
 
 @pytest.fixture
 def own_postgres() -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL of this test's own, to stop and start again."""
-    with scratch_dir("aitrader-fault-pg-") as root:
-        server = EmbeddedPostgres(root / "pg")
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with own_server() as server:
+        yield server
 
 
 @pytest.fixture

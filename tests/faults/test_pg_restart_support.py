@@ -250,7 +250,8 @@ async def seed(dsn: str, agents: int) -> tuple[list[str], dict[int, UUID]]:
 
 @contextlib.contextmanager
 def own_server() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL of the caller's own (the conftest's `own_postgres`, for a module's fixture)."""
+    """A PostgreSQL of the caller's own, started, stopped on exit (the `own_postgres` fixture's,
+    and a module fixture's)."""
     with scratch_dir("aitrader-fault-pg-") as root:
         server = EmbeddedPostgres(root / "pg")
         server.start()

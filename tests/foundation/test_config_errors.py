@@ -94,3 +94,35 @@ def test_a_missing_database_is_one_line_for_migrate(pg_admin_dsn: str) -> None:
     assert result.stderr.strip() == (
         f"aitrader: configuration error: AITRADER_DATABASE_URL: database does not exist: {describe_dsn(dsn)}"
     )
+
+
+@pytest.mark.parametrize(
+    ("service", "setting", "value", "expected"),
+    [
+        pytest.param("ingest", "AITRADER_TIMEFRAMES", "3m,5min", "AITRADER_TIMEFRAMES: unknown bar '5min'; "
+                     "allowed: a count 1-99 and a unit s, m, H, D, W or M, optionally with 'utc', "
+                     "e.g. 1m,3m,5m,",
+                     id="ingest-timeframe"),
+        pytest.param("ingest", "AITRADER_SYMBOLS", "BTCUSDT", "AITRADER_SYMBOLS: 'BTCUSDT' is not an OKX "
+                     "USDT-margined swap; allowed: BASE-USDT-SWAP instrument ids, e.g. BTC-USDT-SWAP",
+                     id="ingest-symbol"),
+        pytest.param("metrics", "AITRADER_SYMBOLS", "BTCUSDT", "AITRADER_SYMBOLS: 'BTCUSDT' is not an OKX "
+                     "USDT-margined swap", id="metrics-symbol"),
+    ],
+)
+def test_run_refuses_a_market_setting_okx_does_not_accept(
+    db_dsn: str, nats_url: str, service: str, setting: str, value: str, expected: str
+) -> None:
+    # What a container runs (`aitrader run`, no `up` preflight): the settings themselves refuse
+    # it, at once, before any connection (a service that started would crash-loop instead).
+    result = subprocess.run(
+        [sys.executable, "-m", "aitrader.cli", "run", service],
+        env=clean_env(AITRADER_DATABASE_URL=db_dsn, AITRADER_NATS_URL=nats_url, AITRADER_ACCOUNT="acct",
+                      AITRADER_HEALTH_PORT=str(free_port()),
+                      AITRADER_OKX_REST_URL=f"http://127.0.0.1:{free_port()}", **{setting: value}),
+        capture_output=True, text=True, timeout=20, check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"aitrader: configuration error: {expected}")

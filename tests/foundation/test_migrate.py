@@ -10,28 +10,13 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from aitrader.migrate import discover, migrate, migrations_dir, status
 from shared.errors import MigrationError
-from tests.conftest import with_database
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def empty_dsn(pg_admin_dsn: str) -> AsyncIterator[str]:
-    name = f"aitrader_empty_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(pg_admin_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(pg_admin_dsn, name)
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture

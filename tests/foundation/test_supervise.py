@@ -5,6 +5,7 @@ backoff starts afresh after a child ran healthy for a while."""
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 from pathlib import Path
 
@@ -82,8 +83,19 @@ async def test_up_stops_the_stack_with_a_services_configuration_error(
     assert not (tmp_path / "ports.json").exists()  # the stack was stopped and cleaned up
 
 
-def test_children_log_in_the_format_up_itself_would_choose() -> None:
-    # Under pytest stderr is no terminal: `auto` resolves as it would in `up` (json), not left to
-    # the children, whose stderr is always a pipe.
-    assert settings_env(Settings(log_format="auto"))["AITRADER_LOG_FORMAT"] == "json"
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stderr", "chosen"), [(io.StringIO(), "json"), (Terminal(), "console")],
+                         ids=["pipe", "terminal"])
+def test_children_log_in_the_format_up_itself_would_choose(
+    monkeypatch: pytest.MonkeyPatch, stderr: io.StringIO, chosen: str
+) -> None:
+    # `auto` resolves as it would in `up` itself (by whether up's stderr is a terminal), not left
+    # to the children, whose stderr is always a pipe. Up's stderr is set here: pytest's own
+    # (captured or, with -s, the terminal) would decide otherwise.
+    monkeypatch.setattr(sys, "stderr", stderr)
+    assert settings_env(Settings(log_format="auto"))["AITRADER_LOG_FORMAT"] == chosen
     assert settings_env(Settings(log_format="console"))["AITRADER_LOG_FORMAT"] == "console"

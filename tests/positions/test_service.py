@@ -10,6 +10,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from services.positions.config import PositionsSettings
@@ -283,23 +285,38 @@ async def wait_rows(pool: asyncpg.Pool, sql: str, count: int, *args: Any) -> Non
     await wait_for(enough, timeout=15, message=sql)
 
 
+async def first_settlement(acks: Subscription, stream: str, timeout: float = 15.0) -> bytes:
+    """The first word a consumer of `stream` said about a message: +ACK, -NAK, +WPI (in progress)
+    or +TERM, seen on the ack subjects `$JS.ACK.<stream>.<consumer>...` it publishes to."""
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await acks.next_msg(timeout=timeout)
+            if msg.subject.split(".")[2:3] == [stream]:
+                return msg.data
+
+
 async def test_no_ack_before_commit_while_the_database_is_unreachable(
     service: PositionsSettings, account: UUID, js: JetStreamContext, subjects: Subjects,
-    db_pool: asyncpg.Pool, pg_admin_dsn: str, db_dsn: str,
+    db_pool: asyncpg.Pool, pg_admin_dsn: str, db_dsn: str, nc: Client,
 ) -> None:
     name = db_dsn.rsplit("/", 1)[1]
+    acks = await nc.subscribe("$JS.ACK.>")
+    await nc.flush()  # listening before the fill is published
     admin = await asyncpg.connect(pg_admin_dsn)
     try:
         await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
         await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                             "WHERE datname = $1 AND application_name = 'positions'", name)
         await publish(js, subjects, [fill(account, "1", "buy", "1", "100", 0)])
-        await asyncio.sleep(0.5)  # give a wrong implementation the time to ack early
+        # The service fetched the fill, failed to commit it and holds it (in progress) while it
+        # retries: its first word about the message is that, never an ack.
+        assert await first_settlement(acks, subjects.stream("ACCOUNT")) == b"+WPI"
         info = await js.consumer_info(subjects.stream("ACCOUNT"), "positions")
         assert info.num_ack_pending == 1 and info.num_pending == 0
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
         await admin.close()
+        await acks.unsubscribe()
     await consumed(js, subjects, timeout=20)
     assert await db_pool.fetchval("SELECT count(*) FROM aitrader.fills") == 1
     assert await db_pool.fetchval("SELECT count(*) FROM aitrader.dead_letters") == 0
