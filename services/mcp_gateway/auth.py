@@ -96,8 +96,9 @@ def refuse_secret(ref: str) -> None:
     (shell history, `ps`); its first PREFIX_LEN characters, the prefix, name it as well."""
     if ref.startswith(TOKEN_PREFIX) and len(ref) > PREFIX_LEN:
         raise TokenError(
-            "that is a token's secret, which does not belong on a command line; give its id, "
-            f"its prefix (the first {PREFIX_LEN} characters) or its label (`aitrader token list`)"
+            "that is a token's secret, which does not belong on a command line; give its "
+            f"id, its prefix (the first {PREFIX_LEN} characters) or its label "
+            "(`aitrader token list`)"
         )
 
 

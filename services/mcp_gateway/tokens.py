@@ -15,7 +15,7 @@ from datetime import timedelta
 import asyncpg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.mcp_gateway.auth import PREFIX_LEN, TOKEN_PREFIX, TokenError, hash_token
+from services.mcp_gateway.auth import PREFIX_LEN, TOKEN_PREFIX, TokenError, hash_token, refuse_secret
 
 _DURATION = re.compile(r"(\d{1,6})([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -61,6 +61,7 @@ async def rotate_token(
     """Replace a token; return (the new token, shown once; its row; the old token's row).
 
     The new token lives `lifetime`, by default as long as the old one was given (or forever)."""
+    refuse_secret(ref)  # named by id, prefix or label: the secret never on a command line
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(_ROTATABLE, ref)
         if not rows:

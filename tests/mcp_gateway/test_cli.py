@@ -66,19 +66,20 @@ def test_token_lifecycle(runner: CliRunner, db_dsn: str, accounts: dict[str, UUI
     assert unknown.exit_code != 0 and "no account with external id 'nobody'" in unknown.output
 
 
-def test_revoke_refuses_the_secret_itself_and_takes_the_label(
+def test_revoke_and_rotate_refuse_the_secret_itself_and_take_the_label(
     runner: CliRunner, db_dsn: str, accounts: dict[str, UUID]
 ) -> None:
     created = runner.invoke(
         cli, ["token", "create", "--account", "acct-a", "--scope", "read", "--label", "bot"]
     )
     token = created.stdout.strip()
-    refused = runner.invoke(cli, ["token", "revoke", token])
-    assert refused.exit_code == 1
-    assert refused.output.splitlines() == [
-        "Error: that is a token's secret, which does not belong on a command line; give its id, "
-        "its prefix (the first 12 characters) or its label (`aitrader token list`)"
-    ]
+    for command in ("revoke", "rotate"):
+        refused = runner.invoke(cli, ["token", command, token])
+        assert refused.exit_code == 1
+        assert refused.output.splitlines() == [
+            "Error: that is a token's secret, which does not belong on a command line; give its "
+            "id, its prefix (the first 12 characters) or its label (`aitrader token list`)"
+        ]
     assert fetchrow(db_dsn, "SELECT revoked_at FROM aitrader.api_tokens")["revoked_at"] is None
     revoked = runner.invoke(cli, ["token", "revoke", "bot"])
     assert revoked.exit_code == 0, revoked.output
