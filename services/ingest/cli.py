@@ -73,7 +73,8 @@ async def _run(cfg: IngestSettings) -> Report:
         publisher = Publisher(nc.jetstream(), subjects)
         backfiller = Backfiller(rest, repo, publisher, FrameStats(), ref)
         reconciler = Reconciler(rest, ReconcileStore(pool, account_id), publisher, backfiller,
-                                ref, timedelta(seconds=cfg.ingest_reconcile_lookback_s))
+                                ref, timedelta(seconds=cfg.ingest_reconcile_lookback_s),
+                                cfg.ingest_reconcile_settle_s, cfg.ingest_reconcile_wait_s)
         return await reconciler.run_once()
     finally:
         await rest.aclose()

@@ -29,3 +29,7 @@ class IngestSettings(Settings):
     # its fill comparison looks back further than the minute's sweep.
     ingest_reconcile_s: float = Field(default=300.0, ge=10, le=86_400)
     ingest_reconcile_lookback_s: float = Field(default=86_400.0, ge=60, le=3 * 86_400)
+    # How long a difference must outlast in-flight pushes, and how long a stage waits for its
+    # healing entries to reach the ledger.
+    ingest_reconcile_settle_s: float = Field(default=3.0, ge=0, le=60)
+    ingest_reconcile_wait_s: float = Field(default=15.0, gt=0, le=300)

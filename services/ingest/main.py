@@ -187,7 +187,9 @@ class Ingest:
         await refresh_config()
         self.reconciler = Reconciler(rest, ReconcileStore(repo.pool, account.account_id),
                                      publisher, backfiller, account,
-                                     timedelta(seconds=self.cfg.ingest_reconcile_lookback_s))
+                                     timedelta(seconds=self.cfg.ingest_reconcile_lookback_s),
+                                     self.cfg.ingest_reconcile_settle_s,
+                                     self.cfg.ingest_reconcile_wait_s)
         wake = asyncio.Event()
         sink = AccountSink(publisher, backfiller, self.stats, account, refresh_config,
                            timedelta(seconds=self.cfg.ingest_fill_sweep_s),

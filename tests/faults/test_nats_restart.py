@@ -11,6 +11,7 @@ from uuid import UUID
 
 import asyncpg
 import nats.errors
+import pytest
 from nats.aio.client import Client
 
 from aitrader.embedded import EmbeddedNats
@@ -18,6 +19,7 @@ from shared.bus import headers_for
 from shared.settings import Settings
 from shared.subjects import STREAM_ACCOUNT, Subjects
 from tests.factories import create_account, create_instruments, wait_for
+from tests.faults.processes import FULL
 from tests.positions.conftest import CONSUMER, fill, positions_config, running
 
 FILLS = 3000
@@ -45,6 +47,9 @@ async def _publish_all(client: Client, subjects: Subjects, accounts: list[UUID])
             await asyncio.sleep(0.05)  # ~1,000 fills/s
 
 
+@pytest.mark.skipif(not FULL, reason=(
+    "full variant only (make faults): the production ack wait (30 s) makes it the suite's "
+    "slowest test; test_nats_restarts.py kills nats-server repeatedly in every run"))
 async def test_positions_consumes_every_fill_after_nats_is_killed_and_restarted(
     own_nats: EmbeddedNats, own_client: Client, settings: Settings, subjects: Subjects,
     db_pool: asyncpg.Pool,

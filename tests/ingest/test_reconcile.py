@@ -28,7 +28,8 @@ from tests.positions.test_replay import run_replay
 # No periodic pass and no periodic sweep within a test: each pass is run by the test. The sim's
 # clock stands still unless advanced; a balance is stored per (account, as_of), so every change
 # the ledger is to see comes a simulated second after the last (`sim.advance(1)`).
-QUIET = {"ingest_market_data": False, "ingest_reconcile_s": 3600, "ingest_fill_sweep_s": 3600}
+QUIET = {"ingest_market_data": False, "ingest_reconcile_s": 3600, "ingest_fill_sweep_s": 3600,
+         "ingest_reconcile_settle_s": 0.5, "ingest_reconcile_wait_s": 2}
 
 
 async def _issues(pool: asyncpg.Pool, account_id: UUID) -> list[dict[str, Any]]:
@@ -284,7 +285,6 @@ async def test_a_ledger_behind_the_exchange_is_waited_for_not_corrected(
     async with running(ingest_settings(settings, sim, **QUIET)) as app:
         assert app.account is not None and app.reconciler is not None
         account_id = app.account.account_id
-        app.reconciler.ledger_wait_s = 1
         await wait_for(lambda: _passes(app), timeout=30, message="the pass after connecting")
         sim.advance(1)
         await place(trader, "BTC-USDT-SWAP", "buy", "1")  # pushed, but nobody folds it yet
@@ -315,7 +315,6 @@ async def test_an_entry_not_yet_folded_is_not_made_twice(
         fresh.advance(60)
         async with running(ingest_settings(settings, fresh, **QUIET)) as app:
             assert app.reconciler is not None
-            app.reconciler.ledger_wait_s = 1
             await wait_for(lambda: _passes(app), timeout=30, message="the first pass")
             again = await app.reconciler.run_once()  # the entry is still unfolded
             async with _positions_service(settings):
