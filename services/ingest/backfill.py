@@ -17,7 +17,7 @@ from prometheus_client import Counter
 
 from services.ingest import normalize_account as acct
 from services.ingest.normalize import AccountRef, BadFrame, closed_candles
-from services.ingest.okx_rest import OkxApiError, OkxRest
+from services.ingest.okx_rest import OkxApiError, OkxRest, OkxUnavailable
 from services.ingest.okx_ws import FrameStats
 from services.ingest.publisher import Publisher
 from services.ingest.repository import Repository
@@ -157,7 +157,7 @@ class Backfiller:
         try:
             data = await self.rest.get("/api/v5/public/time")
             return from_ms(int(data[0]["ts"]))
-        except (OkxApiError, LookupError, TypeError, ValueError) as exc:
+        except (OkxApiError, OkxUnavailable, LookupError, TypeError, ValueError) as exc:
             log.warning("exchange_time_unavailable", error=type(exc).__name__)
             return _now()
 

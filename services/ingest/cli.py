@@ -35,9 +35,10 @@ def reconcile_command(account: str | None) -> None:
     """Compare the ledger with OKX now (positions, pending orders, balance, recent fills),
     record and heal every difference (docs/reconciliation.md).
 
-    Prints one line per difference and exits 0 when none is left open, 1 otherwise. Uses the
-    same settings as ingest (AITRADER_OKX_* keys, AITRADER_ACCOUNT, database, NATS); healing
-    entries are folded by the running positions service.
+    Prints one line per difference and exits 0 when none is left open and every comparison
+    completed, 1 otherwise. Uses the same settings as ingest (AITRADER_OKX_* keys,
+    AITRADER_ACCOUNT, database, NATS); healing entries are folded by the running positions
+    service.
     """
     try:
         cfg = load_settings(IngestSettings, **({"account": account} if account else {}))
@@ -45,11 +46,14 @@ def reconcile_command(account: str | None) -> None:
     except ConfigError as exc:
         fail(exc)
         return
+    if report.failed:
+        click.echo(f"not completed: {', '.join(report.failed)} (OKX unreachable or refusing; "
+                   "the log says why)", err=True)
     for d in report.issues:
         how = d.resolution or "OPEN"
         click.echo(f"{d.kind:8} {d.subject:32} {how:15} exchange {d.expected} ledger {d.found}")
     click.echo(f"reconciled at {report.at}: {report.line()}")
-    if any(d.status == "open" for d in report.issues):
+    if report.failed or any(d.status == "open" for d in report.issues):
         sys.exit(1)
 
 

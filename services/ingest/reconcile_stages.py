@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.ingest import normalize_account as acct
 from services.ingest.normalize import BadFrame
-from services.ingest.okx_rest import OkxApiError
+from services.ingest.okx_rest import OkxApiError, OkxUnavailable
 from services.ingest.reconcile import balance_differs
 from services.ingest.reconcile_store import Issue
 from shared.logging import get_logger
@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 log = get_logger("ingest.reconcile")
 ORDER_GRACE = timedelta(seconds=10)  # a pending order younger than this may not be stored yet
 OPEN_STATES = frozenset({"live", "partially_filled"})
-# What one item (an order, a position) can fail with without failing the others.
-ITEM_ERRORS = (OkxApiError, BadFrame, LookupError, ValueError, TypeError)
+# What one item (an order, a position) or one stage can fail with without failing the others
+# (OKX refusing or unreachable, an unreadable answer).
+ITEM_ERRORS = (OkxApiError, OkxUnavailable, BadFrame, LookupError, ValueError, TypeError)
 
 
 def utcnow() -> datetime:

@@ -23,7 +23,7 @@ from typing import Any
 from services.ingest import normalize_account as acct
 from services.ingest.backfill import Backfiller
 from services.ingest.normalize import AccountRef, BadFrame
-from services.ingest.okx_rest import OkxRest
+from services.ingest.okx_rest import OkxRest, OkxUnavailable
 from services.ingest.publisher import Publisher
 from services.ingest.reconcile import (
     Holding,
@@ -79,9 +79,13 @@ class Reconciler:
             ("fills", self._fills), ("positions", self._positions),
             ("orders", lambda r: orders_stage(self, r)),
             ("balance", lambda r: balance_stage(self, r)))
-        for name, stage in stages:
+        for n, (name, stage) in enumerate(stages):
             try:
                 await stage(report)
+            except OkxUnavailable as exc:  # OKX away: the other stages would only wait it out
+                report.failed.extend(s for s, _ in stages[n:])
+                log.warning("reconcile_okx_unavailable", stage=name, error=str(exc)[:200])
+                break
             except ITEM_ERRORS as exc:
                 report.failed.append(name)
                 log.warning("reconcile_stage_failed", stage=name, error=str(exc)[:200])

@@ -354,3 +354,19 @@ async def test_an_order_the_exchange_does_not_know_does_not_stop_the_pass(
     assert report.failed == []  # the later stages (balance) ran; the pass counts as done
     assert await db_pool.fetchval("SELECT last_reconciled_at FROM aitrader.accounts"
                                   " WHERE id = $1", account_id) is not None
+
+
+async def test_the_reconcile_command_with_okx_unreachable_says_so_without_a_traceback(
+        settings: Settings, sim: SimHandle, db_pool: asyncpg.Pool) -> None:
+    from tests.factories import create_account
+    from tests.ingest.conftest import ACCOUNT
+
+    await create_account(db_pool, ACCOUNT)
+    cfg = ingest_settings(settings, sim, **QUIET).model_copy(
+        update={"okx_rest_url": "http://127.0.0.1:1", "ingest_rest_timeout_s": 1})
+    code, out = await _reconcile_command(cfg)
+    assert code == 1, out
+    assert "not completed: fills, positions, orders, balance" in out
+    assert "Traceback" not in out
+    assert await db_pool.fetchval("SELECT last_reconciled_at FROM aitrader.accounts"
+                                  " WHERE external_id = $1", ACCOUNT) is None  # not a pass
