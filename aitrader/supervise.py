@@ -72,8 +72,12 @@ async def forward(stream: asyncio.StreamReader) -> str | None:
 
 
 async def spawn(name: str, argv: list[str], env: dict[str, str], stack: Stack) -> None:
+    # A session of its own, as the embedded servers have: a terminal's Ctrl-C reaches `up`
+    # alone, which stops each service with SIGTERM in order (a service hit by both at once
+    # logged its web server's lifespan being torn down as an error).
     process = await asyncio.create_subprocess_exec(
-        *argv, env={**os.environ, **env}, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT
+        *argv, env={**os.environ, **env}, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT,
+        start_new_session=True,
     )
     assert process.stderr is not None
     stack.children[name] = process

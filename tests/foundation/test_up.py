@@ -142,3 +142,35 @@ async def test_a_port_in_use_is_one_clear_line(data_dir: Path, setting: str) -> 
     assert process.returncode == 2
     assert f"aitrader: configuration error: {setting}: port {busy} is already in use" in text
     assert "Traceback" not in text
+
+
+async def test_ctrl_c_in_the_terminal_stops_everything_cleanly(data_dir: Path) -> None:
+    """A terminal's Ctrl-C reaches the whole foreground process group: `up` alone must act on
+    it (each service in a session of its own, stopped by `up` in order), so nothing is torn down
+    twice and no error is logged on the way out."""
+    pg_port, nats_port = free_port(), free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aitrader.cli", "up", "--services", "positions,mcp_gateway",
+        "--data-dir", str(data_dir),
+        env=clean_env(AITRADER_EMBEDDED_PG_PORT=str(pg_port),
+                      AITRADER_EMBEDDED_NATS_PORT=str(nats_port),
+                      AITRADER_MCP_PORT=str(free_port())),
+        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        start_new_session=True,  # the test plays the terminal: this is its foreground group
+    )
+    up = UpProcess(process)
+    await up.wait_for_event("ready", timeout=90)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole group
+    assert process.stderr is not None
+    rest = await asyncio.wait_for(process.stderr.read(), 30)
+    for raw in rest.splitlines():
+        try:
+            up.lines.append(json.loads(raw))
+        except json.JSONDecodeError:
+            up.lines.append({"level": "error", "event": raw.decode(errors="replace")})
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+    errors = [line for line in up.lines if line.get("level") in ("error", "critical")]
+    assert errors == []
+    stopped = {line.get("service") for line in up.lines
+               if line.get("event") == "stopped" and line.get("code") == 0}
+    assert {"positions", "mcp_gateway"} <= stopped
