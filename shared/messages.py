@@ -378,6 +378,19 @@ class _Legs(BaseModel):
         return self
 
 
+class _AlgoCommand(BaseModel):
+    """What every algo-order command carries: our request id (OKX `algoClOrdId` / `reqId` is
+    its hex), the account and the instrument."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    request_id: UUID
+    account_id: UUID
+    inst_id: Id
+    ts_init: AwareDatetime = Field(default_factory=utcnow)
+
+
 class AttachedAlgo(_Legs):
     """TP/SL attached to an order (OKX `attachAlgoOrds`, one element): placed by OKX as one
     reduce-only algo order of the order's size once the order is filled."""
@@ -431,15 +444,11 @@ class PlaceOrderReply(BaseModel):
     ts: datetime = Field(default_factory=utcnow)
 
 
-class PlaceAlgo(_Legs):
+class PlaceAlgo(_AlgoCommand, _Legs):
     """Request on `aitrader.cmd.<account_id>.place_algo`: a standalone algo order (OKX
     `order-algo`). `request_id` is ours; OKX `algoClOrdId` is its 32 hex chars. Exactly one of
     `sz` (contracts) and `close_fraction` (1: the whole position when it fires, reduce-only)."""
 
-    schema_version: int = SCHEMA_VERSION
-    request_id: UUID
-    account_id: UUID
-    inst_id: Id
     ord_type: AlgoOrdType = "conditional"
     side: Side
     pos_side: PosSide = "net"
@@ -447,7 +456,6 @@ class PlaceAlgo(_Legs):
     sz: Annotated[Decimal, Field(gt=0)] | None = None
     close_fraction: Literal[1] | None = None
     reduce_only: bool = False
-    ts_init: AwareDatetime = Field(default_factory=utcnow)
 
     @model_validator(mode="after")
     def _one_size(self) -> Self:
@@ -462,17 +470,11 @@ class PlaceAlgo(_Legs):
         return self.request_id.hex
 
 
-class AmendAlgo(BaseModel):
+class AmendAlgo(_AlgoCommand):
     """Request on `aitrader.cmd.<account_id>.amend_algo` (OKX `amend-algos`): a field given
     replaces, None keeps; `cancel_tp` / `cancel_sl` delete that leg. OKX `reqId` is the
     request id's hex. `cxl_on_fail`: OKX cancels the algo when it refuses the amendment."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    schema_version: int = SCHEMA_VERSION
-    request_id: UUID
-    account_id: UUID
-    inst_id: Id
     algo_id: Id
     new_sz: Annotated[Decimal, Field(gt=0)] | None = None
     new_tp_trigger_px: Price | None = None
@@ -484,7 +486,6 @@ class AmendAlgo(BaseModel):
     cancel_tp: bool = False
     cancel_sl: bool = False
     cxl_on_fail: bool = False
-    ts_init: AwareDatetime = Field(default_factory=utcnow)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -499,17 +500,10 @@ class AmendAlgo(BaseModel):
         return self.request_id.hex
 
 
-class CancelAlgo(BaseModel):
+class CancelAlgo(_AlgoCommand):
     """Request on `aitrader.cmd.<account_id>.cancel_algo` (OKX `cancel-algos`, one item)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    schema_version: int = SCHEMA_VERSION
-    request_id: UUID
-    account_id: UUID
-    inst_id: Id
     algo_id: Id
-    ts_init: AwareDatetime = Field(default_factory=utcnow)
 
 
 class AlgoReply(BaseModel):

@@ -23,6 +23,7 @@ class Issue:
     id: UUID
     kind: DiscrepancyKind
     subject: str
+    attempts: tuple[tuple[dict[str, Any], ...], ...] = ()  # healing entries of earlier attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,6 @@ class OpenIssue:
     issue: Issue
     expected: dict[str, Any]
     found: dict[str, Any]
-    attempts: list[list[dict[str, Any]]]  # the healing entries of each attempt so far
 
 
 class ReconcileStore:
@@ -92,10 +92,10 @@ class ReconcileStore:
                ON CONFLICT (account_id, kind, subject) WHERE resolved_at IS NULL
                DO UPDATE SET last_seen_at = now(), expected = EXCLUDED.expected,
                              found = EXCLUDED.found
-               RETURNING id""",
+               RETURNING id, healing""",
             uuid4(), self.account_id, kind, subject, expected, found)  # the pool's jsonb codec
         assert row is not None
-        return Issue(row["id"], kind, subject)
+        return Issue(row["id"], kind, subject, _attempts(row["healing"]))
 
     async def unresolved(self, kind: DiscrepancyKind) -> dict[str, OpenIssue]:
         """subject -> the open issue of that kind."""
@@ -104,7 +104,7 @@ class ReconcileStore:
                WHERE account_id = $1 AND kind = $2 AND resolved_at IS NULL""",
             self.account_id, kind)
         return {r["subject"]: OpenIssue(
-            Issue(r["id"], kind, r["subject"]), r["expected"], r["found"], r["healing"] or [])
+            Issue(r["id"], kind, r["subject"], _attempts(r["healing"])), r["expected"], r["found"])
             for r in rows}
 
     async def resolve(self, issue_id: UUID, resolution: Resolution) -> None:
@@ -125,3 +125,7 @@ class ReconcileStore:
         await self.pool.execute(
             "UPDATE aitrader.accounts SET last_reconciled_at = $2 WHERE id = $1",
             self.account_id, at)
+
+
+def _attempts(healing: list[list[dict[str, Any]]] | None) -> tuple[tuple[dict[str, Any], ...], ...]:
+    return tuple(tuple(attempt) for attempt in healing or [])

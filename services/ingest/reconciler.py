@@ -138,7 +138,7 @@ class Reconciler:
     async def _heal_position(self, report: Report, diff: PositionDifference) -> None:
         expected, found = diff.exchange.describe(), diff.ledger.describe()
         issue = await self.store.open_issue("position", diff.subject, expected, found)
-        earlier = (await self.store.unresolved("position"))[diff.subject].attempts
+        earlier = issue.attempts
         if not diff.quantity_differs:  # the average alone: no entry can say which is right
             log.warning("reconcile_average_differs", subject=diff.subject, exchange=expected,
                         ledger=found)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeAlias
@@ -92,7 +91,7 @@ _ACCOUNT = Projection(
         "last_reconciled_at": "(SELECT last_reconciled_at FROM aitrader.accounts WHERE id = e.account_id)",
         "open_discrepancies": """(SELECT json_agg(json_build_object(
             'kind', i.kind, 'subject', i.subject, 'exchange', i.expected, 'ledger', i.found,
-            'since', i.first_seen_at) ORDER BY i.first_seen_at)::text
+            'since', i.first_seen_at) ORDER BY i.first_seen_at)
             FROM aitrader.reconciliation_issues i
             WHERE i.account_id = e.account_id AND i.resolved_at IS NULL)""",
     },
@@ -177,10 +176,11 @@ def account_doc(rows: list[asyncpg.Record], as_of: datetime) -> views.Doc:
 RECONCILED_WITHIN = timedelta(minutes=15)
 
 
-def reconciliation_doc(last: datetime | None, open_json: str | None,
+def reconciliation_doc(last: datetime | None, open_issues: list[dict[str, Any]] | None,
                        now: datetime) -> dict[str, Any]:
-    """`views.Reconciliation`'s JSON form: when last compared, and what is still open."""
-    found = json.loads(open_json) if open_json else []
+    """`views.Reconciliation`'s JSON form: when last compared, and what is still open (the
+    issues as the pool's json codec decoded them)."""
+    found = open_issues or []
     for item in found:  # PostgreSQL's JSON text of a timestamptz: a datetime, like every other
         item["since"] = datetime.fromisoformat(item["since"])
     stale = last is None or now - last > RECONCILED_WITHIN
