@@ -15,7 +15,9 @@ Direction = Literal["long", "short"]  # which way a position is exposed
 PosMode = Literal["net_mode", "long_short_mode"]  # OKX account position mode
 OrderType = Literal["market", "limit"]  # the order types the product places
 TdMode = Literal["cross", "isolated"]  # OKX margin mode of an order
-ExitReason = Literal["agent", "liquidation", "adl", "external", "reconcile"]
+# take_profit / stop_loss: closed by a triggered algo order of the exit plan (docs/exit_plans.md).
+ExitReason = Literal["agent", "liquidation", "adl", "external", "reconcile", "take_profit",
+                     "stop_loss"]
 # Reconciliation (docs/reconciliation.md): what differed, and how the difference ended.
 DiscrepancyKind = Literal["position", "balance", "order", "fill"]
 Resolution = Literal["backfill", "exchange_wins", "exchange_state", "refreshed", "vanished"]
