@@ -62,7 +62,9 @@ async def _book_position(pool: asyncpg.Pool, account_id: Any, present: bool) -> 
     await wait_for(there, timeout=10, message=f"a position in the book: {present}")
 
 
+@pytest.mark.parametrize("pos_mode", ["net_mode", "long_short_mode"])
 async def test_a_stop_left_behind_after_a_close_is_cancelled_and_recorded(
+    pos_mode: str,
     settings: Settings,
     sim: SimHandle,
     trader: OkxRest,
@@ -74,19 +76,23 @@ async def test_a_stop_left_behind_after_a_close_is_cancelled_and_recorded(
 ) -> None:
     """OKX may leave a sized reduce-only stop resting after its position closed; the sim
     cancels it with the position, so the test turns that reaction off (its AlgoBook's
-    `_cancel_orphans`) to leave the orphan the way OKX would."""
+    `_cancel_orphans`) to leave the orphan the way OKX would. In long/short mode the long
+    slot's sell closes it, reduce-only or not."""
     monkeypatch.setattr(sim.exchange.algos, "_cancel_orphans", lambda acct: [])
+    await trader.post("/api/v5/account/set-position-mode", {"posMode": pos_mode})
+    slot = {"reduceOnly": True} if pos_mode == "net_mode" else {"posSide": "long"}
     async with running(ingest_settings(settings, sim, **QUIET)) as app:
         assert app.account is not None and app.reconciler is not None
         account_id = app.account.account_id
         await wait_for(lambda: _passes(app), timeout=30, message="the pass after connecting")
         sim.advance(1)
-        await place(trader, BTC, "buy", "2")
+        opening = {} if pos_mode == "net_mode" else {"posSide": "long"}
+        await place(trader, BTC, "buy", "2", **opening)
         await _book_position(db_pool, account_id, present=True)
-        algo_id = await _standalone(trader, BTC, "sell", off_price(sim, "0.9"), sz="2", reduceOnly=True)
+        algo_id = await _standalone(trader, BTC, "sell", off_price(sim, "0.9"), sz="2", **slot)
         await algo_row(db_pool, account_id, algo_id, state="live")
         sim.advance(1)
-        await place(trader, BTC, "sell", "2")  # closed; the stop stays behind
+        await place(trader, BTC, "sell", "2", **opening)  # closed; the stop stays behind
         await _book_position(db_pool, account_id, present=False)
         assert sim.exchange.accounts[KEY].algos[algo_id].state == "live"
         report = await app.reconciler.run_once()
@@ -98,11 +104,11 @@ async def test_a_stop_left_behind_after_a_close_is_cancelled_and_recorded(
     [issue] = await _issues(db_pool, account_id)
     assert (issue["kind"], issue["subject"], issue["resolution"]) == ("algo", algo_id, "canceled")
     assert issue["found"] == {"position": None}
-    assert {k: issue["expected"][k] for k in ("inst_id", "side", "sz", "reduce_only")} == {
+    assert {k: issue["expected"][k] for k in ("inst_id", "pos_side", "side", "sz")} == {
         "inst_id": BTC,
+        "pos_side": "net" if pos_mode == "net_mode" else "long",
         "side": "sell",
         "sz": "2",
-        "reduce_only": True,
     }
     assert [(e["kind"], e["status"], e["resolution"]) for e in await _events(js, subjects, account_id)] == [
         ("algo", "resolved", "canceled")
