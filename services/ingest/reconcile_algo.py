@@ -76,7 +76,9 @@ async def _look(rc: Reconciler) -> Look:
     # The algos first: an algo placed after the positions were read is then never taken for
     # an orphan of a position that was not there yet.
     pending = await _pending(rc)
-    exchange, ledger = held(await rc.exchange_holdings()), held(await rc.store.holdings())
+    # Strict: a position row that cannot be read must not make its stops look orphaned.
+    exchange = held(await rc.exchange_holdings(strict=True))
+    ledger = held(await rc.store.holdings())
     plans = await rc.store.exit_plans()
     algos = [_resting(u) for u in pending.values()]
     orphans = {a.algo_id: a for a in orphan_algos(algos, exchange | ledger)}

@@ -126,8 +126,9 @@ class Reconciler:
     async def _position_diffs(self) -> list[PositionDifference]:
         return position_differences(await self.exchange_holdings(), await self.store.holdings())
 
-    async def exchange_holdings(self) -> dict[Slot, Holding]:
-        """The exchange's positions per slot (an unreadable row is skipped, logged)."""
+    async def exchange_holdings(self, strict: bool = False) -> dict[Slot, Holding]:
+        """The exchange's positions per slot; an unreadable row is skipped, logged — or, when
+        `strict` (a missing row would look flat), raises BadFrame."""
         rows = await self.rest.get("/api/v5/account/positions", {"instType": "SWAP"},
                                    signed=True)
         exchange: dict[Slot, Holding] = {}
@@ -136,6 +137,8 @@ class Reconciler:
                 x = acct.exchange_position(row, self.account, utcnow())
             except BadFrame as err:
                 log.warning("reconcile_bad_position_row", error=str(err))
+                if strict:
+                    raise
                 continue
             exchange[(x.inst_id, x.pos_side)] = Holding(signed(x.pos_side, x.pos), x.avg_px)
         return exchange

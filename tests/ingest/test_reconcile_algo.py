@@ -5,14 +5,18 @@ knows of is left alone, and an algo whose push was lost is stored without an iss
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 import pytest
 from nats.js import JetStreamContext
 
+from services.ingest.fields import AccountRef, BadFrame
 from services.ingest.okx_rest import OkxRest
+from services.ingest.reconciler import Reconciler
 from services.okx_sim import SimHandle
 from shared.settings import Settings
 from shared.subjects import Subjects
@@ -287,3 +291,27 @@ async def test_an_algo_whose_push_was_lost_is_stored_without_an_issue(
         row = await algo_row(db_pool, account_id, algo_id, state="live")
     assert report.issues == []
     assert row["close_fraction"] == 1
+
+
+class _OneBadPosition:
+    """An OKX whose positions answer holds one row that cannot be read (no `pos`)."""
+
+    async def get(self, path: str, params: Any = None, *, signed: bool = False) -> list[Any]:
+        assert path == "/api/v5/account/positions"
+        return [{"instId": BTC, "posSide": "net", "uTime": "1767225600000", "avgPx": "100"}]
+
+
+async def test_an_unreadable_position_row_fails_the_algo_comparison_instead_of_looking_flat() -> None:
+    """The positions stage skips such a row; the algo stage must not: its stop would look
+    like an orphan and be cancelled."""
+    rc = Reconciler(
+        _OneBadPosition(),
+        None,
+        None,
+        None,  # type: ignore[arg-type]
+        AccountRef(uuid4(), "simulated"),
+        timedelta(days=1),
+    )
+    assert await rc.exchange_holdings() == {}
+    with pytest.raises(BadFrame):
+        await rc.exchange_holdings(strict=True)
