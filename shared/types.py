@@ -19,8 +19,9 @@ TdMode = Literal["cross", "isolated"]  # OKX margin mode of an order
 ExitReason = Literal["agent", "liquidation", "adl", "external", "reconcile", "take_profit",
                      "stop_loss"]
 # Reconciliation (docs/reconciliation.md): what differed, and how the difference ended.
-DiscrepancyKind = Literal["position", "balance", "order", "fill"]
-Resolution = Literal["backfill", "exchange_wins", "exchange_state", "refreshed", "vanished"]
+DiscrepancyKind = Literal["position", "balance", "order", "fill", "algo"]
+Resolution = Literal["backfill", "exchange_wins", "exchange_state", "refreshed", "vanished",
+                     "canceled"]
 # The fill category of a reconciliation entry (a labelled synthetic fill, not an OKX trade):
 # a position it closes has exit_reason "reconcile".
 RECONCILE_CATEGORY = "reconcile"

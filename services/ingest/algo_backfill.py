@@ -60,20 +60,30 @@ class AlgoBackfill:
         return len(chosen)
 
     async def _pending(self) -> list[Any]:
-        rows: list[Any] = []
-        after: str | None = None
-        for _ in range(PENDING_PAGES):
-            page = await self._page("/api/v5/trade/orders-algo-pending", {"after": after})
-            rows += page
-            if len(page) < PAGE:
-                return rows
-            after = str(page[-1].get("algoId", "")) or None
-            if after is None:
-                return rows
-        log.warning("backfill_algo_page_cap", rows=len(rows), cap=PENDING_PAGES * PAGE)
-        return rows
+        return await pending_rows(self.rest)
 
     async def _page(self, path: str, params: dict[str, Any]) -> list[Any]:
-        data = await self.rest.get(path, {"ordType": ORD_TYPES, "instType": "SWAP",
-                                          "limit": PAGE, **params}, signed=True)
-        return [r for r in data if isinstance(r, dict)]
+        return await _page(self.rest, path, params)
+
+
+async def pending_rows(rest: OkxRest) -> list[dict[str, Any]]:
+    """The account's live algos (orders-algo-pending), newest first, up to `PENDING_PAGES`
+    pages of `PAGE`."""
+    rows: list[dict[str, Any]] = []
+    after: str | None = None
+    for _ in range(PENDING_PAGES):
+        page = await _page(rest, "/api/v5/trade/orders-algo-pending", {"after": after})
+        rows += page
+        if len(page) < PAGE:
+            return rows
+        after = str(page[-1].get("algoId", "")) or None
+        if after is None:
+            return rows
+    log.warning("backfill_algo_page_cap", rows=len(rows), cap=PENDING_PAGES * PAGE)
+    return rows
+
+
+async def _page(rest: OkxRest, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    data = await rest.get(path, {"ordType": ORD_TYPES, "instType": "SWAP", "limit": PAGE,
+                                 **params}, signed=True)
+    return [r for r in data if isinstance(r, dict)]

@@ -7,6 +7,7 @@ No I/O. Quantities are signed contracts (+ long, - short) per slot (symbol, pos_
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,13 +16,14 @@ from uuid import UUID
 
 from shared.messages import Fill, OrderUpdate
 from shared.money import LEDGER_CONTEXT, Q8, ZERO, quantize
-from shared.types import RECONCILE_CATEGORY, Mode, PosSide, Side
+from shared.types import RECONCILE_CATEGORY, Direction, Mode, PosSide, Side
 
 # An average entry price that differs by less than this fraction is the same price (OKX
 # rounds its avgPx; the ledger keeps 8 decimals).
 AVG_TOLERANCE = Decimal("0.000001")
 
 Slot = tuple[str, PosSide]  # (symbol, pos_side)
+Held = tuple[str, PosSide, Direction]  # a position held: its slot and which way it is exposed
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,61 @@ def open_orders_unknown(ledger_open: Iterable[str], exchange_pending: Iterable[s
     """Orders the ledger holds open that the exchange no longer has pending."""
     pending = set(exchange_pending)
     return sorted(o for o in set(ledger_open) if o not in pending)
+
+
+@dataclass(frozen=True, slots=True)
+class RestingAlgo:
+    """A pending algo (TP/SL) order on the exchange, as the comparison needs it."""
+
+    algo_id: str
+    symbol: str
+    pos_side: PosSide
+    side: Side
+    reduce_only: bool = False
+    close_fraction: bool = False
+
+    @property
+    def closes(self) -> Held | None:
+        """The position it only closes (so it dies with it); None for one that may open.
+        Net mode: a reduce-only or close-position algo closes the direction opposite its side;
+        long/short mode: the slot's closing side (sell a long, buy a short)."""
+        if self.pos_side != "net":
+            closing = self.side == ("sell" if self.pos_side == "long" else "buy")
+            return (self.symbol, self.pos_side, self.pos_side) if closing else None
+        if self.reduce_only or self.close_fraction:
+            return (self.symbol, "net", "long" if self.side == "sell" else "short")
+        return None
+
+
+def held(holdings: Mapping[Slot, Holding]) -> set[Held]:
+    """The positions held (signed contracts not zero), with the way each is exposed."""
+    return {(symbol, pos_side, "long" if h.quantity > 0 else "short")
+            for (symbol, pos_side), h in holdings.items() if h.quantity != 0}
+
+
+def orphan_algos(algos: Iterable[RestingAlgo], held_anywhere: AbstractSet[Held]
+                 ) -> list[RestingAlgo]:
+    """Pending algos that only close a position no one holds: `held_anywhere` is what the
+    ledger and the exchange hold together, so a stop over a position only one side knows of
+    (a position difference, not an orphan) is never one."""
+    return sorted((a for a in algos if a.closes is not None and a.closes not in held_anywhere),
+                  key=lambda a: (a.symbol, a.algo_id))
+
+
+def has_legs(plan: Mapping[str, Any] | None) -> bool:
+    """Whether a stored exit plan asks for an order on the exchange (a take-profit or a
+    stop-loss; an invalidation condition alone is words)."""
+    return plan is not None and any(plan.get(k) is not None for k in ("take_profit", "stop_loss"))
+
+
+def plans_not_resting(plans: Mapping[Held, Mapping[str, Any]], exchange_held: AbstractSet[Held],
+                      algos: Iterable[RestingAlgo]) -> list[Held]:
+    """Positions whose stored plan has legs but no pending algo closes them. Only positions
+    the exchange holds too: one it does not hold is a position difference, and no algo can
+    rest for it."""
+    resting = {a.closes for a in algos}
+    return sorted(p for p, plan in plans.items()
+                  if has_legs(plan) and p in exchange_held and p not in resting)
 
 
 def labelled_entry(account_id: UUID, mode: Mode, issue: UUID, attempt: int, n: int,

@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from services.ingest.reconcile import Holding, Slot, signed
+from services.ingest.reconcile import Held, Holding, Slot, signed
 from shared.types import DiscrepancyKind, Resolution
 
 _OPEN_STATES = ("open", "partially_filled")
@@ -47,6 +47,21 @@ class ReconcileStore:
                FROM aitrader.positions_open WHERE account_id = $1""", self.account_id)
         return {(r["symbol"], r["pos_side"]): Holding(
             signed(r["pos_side"], r["quantity"], r["side"]), r["avg_entry_price"]) for r in rows}
+
+    async def exit_plans(self) -> dict[Held, dict[str, Any]]:
+        """The stored exit plan of every open position, by the position it belongs to."""
+        rows = await self.pool.fetch(
+            """SELECT symbol, pos_side, side, exit_plan FROM aitrader.positions_open
+               WHERE account_id = $1 AND exit_plan IS NOT NULL""", self.account_id)
+        return {(r["symbol"], r["pos_side"], "long" if r["side"] == "long" else "short"):
+                r["exit_plan"] for r in rows if isinstance(r["exit_plan"], dict)}
+
+    async def known_algos(self, algo_ids: list[str]) -> set[str]:
+        """Which of these OKX algo ids aitrader.algo_orders holds."""
+        rows = await self.pool.fetch(
+            """SELECT algo_id FROM aitrader.algo_orders
+               WHERE account_id = $1 AND algo_id = ANY($2::text[])""", self.account_id, algo_ids)
+        return {r["algo_id"] for r in rows}
 
     async def cash(self) -> Decimal | None:
         """The latest cash balance (OKX cashBal) the ledger holds."""

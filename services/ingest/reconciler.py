@@ -35,6 +35,7 @@ from services.ingest.reconcile import (
     position_differences,
     signed,
 )
+from services.ingest.reconcile_algo import algo_stage
 from services.ingest.reconcile_stages import ITEM_ERRORS, balance_stage, orders_stage, utcnow
 from services.ingest.reconcile_store import Issue, ReconcileStore
 from shared.logging import get_logger
@@ -77,7 +78,7 @@ class Reconciler:
         report = Report()
         stages: tuple[tuple[str, Callable[[Report], Awaitable[None]]], ...] = (
             ("fills", self._fills), ("positions", self._positions),
-            ("orders", lambda r: orders_stage(self, r)),
+            ("orders", lambda r: orders_stage(self, r)), ("algo", lambda r: algo_stage(self, r)),
             ("balance", lambda r: balance_stage(self, r)))
         for n, (name, stage) in enumerate(stages):
             try:
@@ -111,7 +112,7 @@ class Reconciler:
     async def _positions(self, report: Report) -> None:
         diffs = await self._position_diffs()
         if diffs:  # pushes may be in flight: look again after a pause, with a fresh backfill
-            await asyncio.sleep(self.settle_s)
+            await self.settle()
             await self.backfiller.fills()
             diffs = await self._position_diffs()
         await self.vanish(report, "position", {d.subject for d in diffs})
@@ -123,6 +124,11 @@ class Reconciler:
                             error=str(exc)[:200])
 
     async def _position_diffs(self) -> list[PositionDifference]:
+        return position_differences(await self.exchange_holdings(), await self.store.holdings())
+
+    async def exchange_holdings(self, strict: bool = False) -> dict[Slot, Holding]:
+        """The exchange's positions per slot; an unreadable row is skipped, logged — or, when
+        `strict` (a missing row would look flat), raises BadFrame."""
         rows = await self.rest.get("/api/v5/account/positions", {"instType": "SWAP"},
                                    signed=True)
         exchange: dict[Slot, Holding] = {}
@@ -131,9 +137,11 @@ class Reconciler:
                 x = acct.exchange_position(row, self.account, utcnow())
             except BadFrame as err:
                 log.warning("reconcile_bad_position_row", error=str(err))
+                if strict:
+                    raise
                 continue
             exchange[(x.inst_id, x.pos_side)] = Holding(signed(x.pos_side, x.pos), x.avg_px)
-        return position_differences(exchange, await self.store.holdings())
+        return exchange
 
     async def _heal_position(self, report: Report, diff: PositionDifference) -> None:
         expected, found = diff.exchange.describe(), diff.ledger.describe()
@@ -206,6 +214,10 @@ class Reconciler:
             resolution=resolution)
         await self.publisher.publish(event)
         report.issues.append(event)
+
+    async def settle(self) -> None:
+        """The pause a difference must outlast before it is acted on."""
+        await asyncio.sleep(self.settle_s)
 
     async def until(self, check: Callable[[], Awaitable[bool]]) -> bool:
         """True once `check` holds, False after `ledger_wait_s`."""

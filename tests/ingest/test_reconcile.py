@@ -366,7 +366,7 @@ async def test_the_reconcile_command_with_okx_unreachable_says_so_without_a_trac
         update={"okx_rest_url": "http://127.0.0.1:1", "ingest_rest_timeout_s": 1})
     code, out = await _reconcile_command(cfg)
     assert code == 1, out
-    assert "not completed: fills, positions, orders, balance" in out
+    assert "not completed: fills, positions, orders, algo, balance" in out
     assert "Traceback" not in out
     assert await db_pool.fetchval("SELECT last_reconciled_at FROM aitrader.accounts"
                                   " WHERE external_id = $1", ACCOUNT) is None  # not a pass
