@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from services.mcp_gateway import exit_store
 from services.mcp_gateway.commands import CommandFailed, amend_algo, cancel_algo, place_algo
@@ -43,9 +44,30 @@ class Outcome:
         return self.s_code == "0"
 
 
-async def sync(gw: Gateway, slot: Slot, plan: dict[str, Any] | None) -> Outcome:
-    """Run the planner against the slot's live algos and send its actions."""
-    tp, sl = plan_legs(plan)
+async def sync(gw: Gateway, slot: Slot) -> Outcome:
+    """Make the slot's live algos match its stored plan. The plan and the position's size are
+    read again under a per-slot lock: of two calls at once, the second sees what the first did
+    and the stored plan that is newest."""
+    async with _lock(slot):
+        current = await exit_store.open_slot(gw.pool, slot.account_id, slot.symbol, slot.pos_side)
+        if current is None:
+            return Outcome(None, "0", "", "The position is closed: OKX cancels its exit orders.")
+        return await _sync(gw, current)
+
+
+_locks: weakref.WeakValueDictionary[tuple[UUID, str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _lock(slot: Slot) -> asyncio.Lock:
+    key = (slot.account_id, slot.symbol, slot.pos_side)
+    lock = _locks.get(key)
+    if lock is None:
+        lock = _locks[key] = asyncio.Lock()
+    return lock
+
+
+async def _sync(gw: Gateway, slot: Slot) -> Outcome:
+    tp, sl = plan_legs(slot.exit_plan)
     live = await exit_store.live_algos(gw.pool, slot)
     actions = plan_actions(slot.side, slot.pos_side, slot.contracts, tp, sl, live)
     if not actions:
@@ -53,22 +75,8 @@ async def sync(gw: Gateway, slot: Slot, plan: dict[str, Any] | None) -> Outcome:
         return Outcome(kept, "0", "", _resting(tp, sl, kept, "already resting"))
     done: list[str] = []
     holder: str | None = None
-    for index, action in enumerate(actions):
-        reply = await _send(gw, slot, action)
-        if isinstance(action, Cancel) and reply.s_code == CANCELED_ALREADY:
-            reply = reply.model_copy(update={"ok": True})  # its update had not reached the ledger
-        if not reply.ok and isinstance(action, Amend) and reply.s_code in GONE:
-            action = Place(_ord_type(tp, sl), closing_side(slot.side), slot.pos_side, tp, sl)
-            reply = await _send(gw, slot, action)
-        log.info(
-            "exit_order",
-            account_id=str(slot.account_id),
-            symbol=slot.symbol,
-            pos_side=slot.pos_side,
-            action=_words(action),
-            ok=reply.ok,
-            code=reply.s_code,
-        )
+    for index, planned in enumerate(actions):
+        action, reply = await _send_one(gw, slot, planned, tp, sl)
         if not reply.ok:
             return _failed(action, reply, done, actions[index + 1 :], tp, sl)
         done.append(_words(action, reply.algo_id))
@@ -79,6 +87,28 @@ async def sync(gw: Gateway, slot: Slot, plan: dict[str, Any] | None) -> Outcome:
         holder = next((a.algo_id for a in live if a.algo_id not in canceled), None)
     await _settle(gw, slot, tp, sl)
     return Outcome(holder, "0", "", _resting(tp, sl, holder, "; ".join(done)))
+
+
+async def _send_one(
+    gw: Gateway, slot: Slot, action: Action, tp: Decimal | None, sl: Decimal | None
+) -> tuple[Action, AlgoReply]:
+    """One action and its answer; an amendment of an algo that is gone becomes a placement."""
+    reply = await _send(gw, slot, action)
+    if isinstance(action, Cancel) and reply.s_code == CANCELED_ALREADY:
+        reply = reply.model_copy(update={"ok": True})  # its update had not reached the ledger
+    if not reply.ok and isinstance(action, Amend) and reply.s_code in GONE:
+        action = Place(_ord_type(tp, sl), closing_side(slot.side), slot.pos_side, tp, sl)
+        reply = await _send(gw, slot, action)
+    log.info(
+        "exit_order",
+        account_id=str(slot.account_id),
+        symbol=slot.symbol,
+        pos_side=slot.pos_side,
+        action=_words(action, reply.algo_id),
+        ok=reply.ok,
+        code=reply.s_code,
+    )
+    return action, reply
 
 
 async def _send(gw: Gateway, slot: Slot, action: Action) -> AlgoReply:

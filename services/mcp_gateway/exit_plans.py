@@ -136,7 +136,7 @@ async def after_trade(
         plan, history = slot.exit_plan, await exit_store.latest_history_id(gw.pool, slot)
         if plan_legs(plan) == (None, None):
             return None
-    return await make_rest(gw, slot, plan, history)
+    return await make_rest(gw, slot, history)
 
 
 async def _await_attached(gw: Gateway, account_id: UUID, cl_id: str) -> None:
@@ -161,9 +161,9 @@ def updated_plan(
     return plan
 
 
-async def make_rest(gw: Gateway, slot: Slot, plan: dict[str, Any] | None, history: int | None) -> str:
-    """Make the exchange hold the plan's legs; the outcome goes on its history row."""
-    outcome = await exit_orders.sync(gw, slot, plan)
+async def make_rest(gw: Gateway, slot: Slot, history: int | None) -> str:
+    """Make the exchange hold the stored plan's legs; the outcome goes on its history row."""
+    outcome = await exit_orders.sync(gw, slot)
     if history is not None:
         await exit_store.record_outcome(gw.pool, history, outcome.algo_id, outcome.s_code, outcome.s_msg)
     return outcome.note

@@ -209,7 +209,7 @@ async def update_exit_plan(
         await gw.audit.write_pending(conn, call)
         history = await exit_store.save_exit_plan(conn, slot, plan, call.id)
     # After the commit: the position's row is not held locked while the exchange answers.
-    note = await exit_plans.make_rest(gw, slot, plan, history)
+    note = await exit_plans.make_rest(gw, slot, history)
     view = await repository.fetch_position(gw.pool, slot.position_id, who.account_id)
     assert view is not None
     previous = views.ExitPlan.model_validate(slot.exit_plan) if slot.exit_plan else None

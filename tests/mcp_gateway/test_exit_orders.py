@@ -5,7 +5,9 @@ sim's REST API with the official python-okx SDK (nobody here wrote it)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -13,12 +15,17 @@ import asyncpg
 import okx.Trade as Trade
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from services.mcp_gateway.config import GatewaySettings
 from services.mcp_gateway.gateway import Gateway, open_gateway
 from services.okx_sim import SimHandle, run_sim
 from services.positions.main import serve as serve_positions
+from shared.messages import AlgoReply, AmendAlgo, CancelAlgo, PlaceAlgo
 from shared.settings import Settings
+from shared.subjects import Subjects
 from tests.factories import wait_for
 from tests.ingest.conftest import ACCOUNT, KEY, PASSPHRASE, SECRET, ingest_settings, running, sim_config
 from tests.mcp_gateway import seed
@@ -190,3 +197,107 @@ async def test_execute_trade_refuses_plans_that_cannot_rest(
         short_stop
     )
     assert await db_pool.fetchval("SELECT count(*) FROM aitrader.orders") == 0
+
+
+# ------------------------------------------------------------------------------ exchange answers
+@pytest.fixture
+def gw_settings(settings: Settings) -> GatewaySettings:
+    """No algo update comes back from the stand-in below: the settling wait is kept short."""
+    return GatewaySettings(**settings.model_dump(), mcp_order_timeout_ms=500, mcp_exit_settle_ms=100)
+
+
+@dataclass
+class AlgoDesk:
+    """A stand-in for ingest's algo commands: answers each kind with a fixed sCode."""
+
+    answers: dict[str, str]
+    received: list[Any] = field(default_factory=list)
+
+    async def serve(self, nc: Nats, subjects: Subjects, account_id: UUID) -> list[Subscription]:
+        kinds: dict[str, type[PlaceAlgo | AmendAlgo | CancelAlgo]] = {
+            "place_algo": PlaceAlgo,
+            "amend_algo": AmendAlgo,
+            "cancel_algo": CancelAlgo,
+        }
+
+        def handler(kind: str) -> Callable[[Msg], Awaitable[None]]:
+            async def on(msg: Msg) -> None:
+                cmd = kinds[kind].model_validate_json(msg.data)
+                self.received.append(cmd)
+                code = self.answers[kind]
+                algo_id = "A2" if isinstance(cmd, PlaceAlgo) else getattr(cmd, "algo_id", None)
+                reply = AlgoReply(request_id=cmd.request_id, ok=code == "0", algo_id=algo_id, s_code=code)
+                await msg.respond(reply.model_dump_json().encode())
+
+            return on
+
+        subject = {
+            "place_algo": subjects.place_algo,
+            "amend_algo": subjects.amend_algo,
+            "cancel_algo": subjects.cancel_algo,
+        }
+        return [await nc.subscribe(subject[k](account_id), cb=handler(k)) for k in self.answers]
+
+
+@pytest.mark.parametrize(
+    ("place_code", "expected"),
+    [
+        pytest.param("0", ("A2", "0"), id="amend-of-a-gone-algo-places-a-close-position-one"),
+        pytest.param("51304", (None, "51304"), id="a-refused-placement-is-recorded-not-raised"),
+    ],
+)
+async def test_an_amendment_refused_as_not_live_places_a_new_algo(
+    gateway: Gateway,
+    nc: Nats,
+    subjects: Subjects,
+    db_pool: asyncpg.Pool,
+    accounts: dict[str, UUID],
+    place_code: str,
+    expected: tuple[str, str],
+) -> None:
+    await seed.market_price(db_pool, BTC, "60000")
+    await seed.position(db_pool, accounts["a"], BTC, qty="1", exit_plan={"stop_loss": "55000"})
+    await _live_algo(db_pool, accounts["a"], "A1", sz="1", sl="55000")
+    desk = AlgoDesk({"amend_algo": "51503", "place_algo": place_code, "cancel_algo": "0"})
+    subs = await desk.serve(nc, subjects, accounts["a"])
+    await nc.flush()
+    try:
+        async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
+            moved = ok(await call(client, "update_exit_plan", symbol=BTC, stop_loss="56000"))
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
+    amend, place = desk.received
+    assert isinstance(amend, AmendAlgo) and (amend.algo_id, amend.new_sl_trigger_px) == ("A1", Decimal(56000))
+    assert isinstance(place, PlaceAlgo)
+    assert (place.ord_type, place.side, place.close_fraction, place.reduce_only) == (
+        "conditional",
+        "sell",
+        1,
+        True,
+    )
+    assert (place.sl_trigger_px, place.sl_trigger_px_type, place.sl_ord_px) == (
+        Decimal(56000),
+        "mark",
+        "market",
+    )
+    row = await db_pool.fetchrow("SELECT algo_id, s_code, exit_plan FROM aitrader.exit_plan_history")
+    assert row is not None
+    assert (row["algo_id"], row["s_code"]) == expected and row["exit_plan"]["stop_loss"] == "56000"
+    assert moved["position"]["exit_plan"]["stop_loss"] == "56000"  # stored whatever OKX said
+    if place_code != "0":
+        assert "OKX did not take the exit orders" in moved["exit_orders_note"]
+
+
+async def _live_algo(pool: asyncpg.Pool, account_id: UUID, algo_id: str, sz: str, sl: str) -> None:
+    await pool.execute(
+        """INSERT INTO aitrader.algo_orders (account_id, symbol, pos_side, algo_id, ord_type, side,
+               state, sz, reduce_only, sl_trigger_px, sl_trigger_px_type, created_at,
+               exchange_updated_at)
+           VALUES ($1, $2, 'net', $3, 'conditional', 'sell', 'live', $4, true, $5, 'mark', now(), now())""",
+        account_id,
+        BTC,
+        algo_id,
+        Decimal(sz),
+        Decimal(sl),
+    )
