@@ -97,12 +97,17 @@ async def test_the_plan_rests_on_the_exchange_and_follows_each_change(
 
             added = ok(await call(client, "execute_trade", **BUY, size="1"))
             whole = await one_resting(sim, closeFraction="1", slTriggerPx="58000", tpTriggerPx="")
+            # adding with a plan: it becomes the position's; the close-position algo fits any size
+            replan = ok(
+                await call(client, "execute_trade", **BUY, size="1", exit_plan={"stop_loss": "58500"})
+            )
+            await one_resting(sim, algoId=whole["algoId"], slTriggerPx="58500")
 
-            # a net-mode flip: 3 long -> 2 short; the attached algo (of the order's 5) is
+            # a net-mode flip: 4 long -> 2 short; the attached algo (of the order's 6) is
             # replaced by a close-position one, the long's died with it
             flip = {"take_profit": "54000", "stop_loss": "63000"}
             flipped = ok(
-                await call(client, "execute_trade", **(BUY | {"side": "sell"}), size="5", exit_plan=flip)
+                await call(client, "execute_trade", **(BUY | {"side": "sell"}), size="6", exit_plan=flip)
             )
             short = await one_resting(sim, closeFraction="1", side="buy", ordType="oco", slTriggerPx="63000")
     assert opened["order"]["exit_plan"]["version"] == 1 and "attached" in opened["exit_orders_note"]
@@ -121,6 +126,10 @@ async def test_the_plan_rests_on_the_exchange_and_follows_each_change(
         "placed" in added["exit_orders_note"]
         and f"canceled algo {entry['algoId']}" in added["exit_orders_note"]
     )
+    assert (replan["order"]["exit_plan"]["stop_loss"], replan["order"]["exit_plan"]["version"]) == (
+        "58500",
+        5,
+    )
     assert flipped["order"]["exit_plan"]["version"] == 1 and short["tpTriggerPx"] == "54000"
     history = await db_pool.fetch(
         """SELECT exit_plan->>'version' AS version, algo_id, s_code FROM aitrader.exit_plan_history
@@ -131,6 +140,7 @@ async def test_the_plan_rests_on_the_exchange_and_follows_each_change(
         ("2", entry["algoId"], "0"),
         ("3", entry["algoId"], "0"),
         ("4", whole["algoId"], "0"),  # the same plan, resting again for the bigger position
+        ("5", whole["algoId"], "0"),  # the adding order's plan, amended onto it
         ("1", short["algoId"], "0"),  # the short's first plan
     ]
 
