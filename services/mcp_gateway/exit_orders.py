@@ -39,10 +39,6 @@ class Outcome:
     s_msg: str
     note: str
 
-    @property
-    def ok(self) -> bool:
-        return self.s_code == "0"
-
 
 async def sync(gw: Gateway, slot: Slot) -> Outcome:
     """Make the slot's live algos match its stored plan. The plan and the position's size are

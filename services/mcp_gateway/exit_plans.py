@@ -106,20 +106,11 @@ async def after_trade(
     trade stands whatever happens here; the outcome is the returned note)."""
     has_legs = plan_legs(plan) != (None, None)
     if filled <= 0:
-        if plan and kind in ("open", "flip") and has_legs:
-            return "The exit plan is attached to the order: OKX places it once the order is filled."
-        return (
-            (
-                "The order has no fill yet, so its exit plan is not applied to the position; "
-                "call update_exit_plan once it fills."
-            )
-            if plan
-            else None
-        )
+        return _unfilled_note(plan, kind, has_legs)
     slot = await exit_store.open_slot(gw.pool, account_id, order.symbol, pos_side)
     if slot is None:
         return None  # flat: the exchange cancels the slot's close-only algos
-    if kind == "open":
+    if kind == "open":  # the fold stored the order's plan; its legs came with the fill
         if plan is None:
             return None
         first = await exit_store.save_exit_plan(gw.pool, slot, plan, call.id, on_position=False)
@@ -137,6 +128,17 @@ async def after_trade(
         if plan_legs(plan) == (None, None):
             return None
     return await make_rest(gw, slot, history)
+
+
+def _unfilled_note(plan: dict[str, Any] | None, kind: Kind, has_legs: bool) -> str | None:
+    if plan is None:
+        return None
+    if kind in ("open", "flip") and has_legs:
+        return "The exit plan is attached to the order: OKX places it once the order is filled."
+    return (
+        "The order has no fill yet, so its exit plan is not applied to the position; "
+        "call update_exit_plan once it fills."
+    )
 
 
 async def _await_attached(gw: Gateway, account_id: UUID, cl_id: str) -> None:
