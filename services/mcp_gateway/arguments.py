@@ -21,6 +21,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_schema
 
 from services.mcp_gateway import views
+from services.mcp_gateway.rules import REMOVE
 from shared.money import plain_decimal as fmt
 
 MAX_TEXT = 40  # characters of a decimal's text: 20 digits, a point, a sign and an exponent fit
@@ -125,7 +126,39 @@ Leverage = Annotated[Decimal, DecimalBounds(8, 2, ONE, minimum_included=True)]  
 Confidence = Annotated[Decimal, DecimalBounds(3, 2, ZERO, minimum_included=True, maximum=HUNDRED)]
 
 
-class ExitPlanArg(views.ExitPlan):
+@dataclass(frozen=True)
+class Removable:
+    """A price argument that may instead be "none": remove that leg of the plan."""
+
+    bounds: DecimalBounds
+
+    def parse(self, value: Any) -> Decimal | str:
+        if isinstance(value, str) and value.strip().lower() == REMOVE:
+            return REMOVE
+        try:
+            return self.bounds.parse(value)
+        except PydanticCustomError:
+            allowed = f'{self.bounds.describe()}, or "{REMOVE}" to remove it'
+            raise PydanticCustomError("decimal_bounds", "must be {allowed}", {"allowed": allowed}) from None
+
+    def __get_pydantic_core_schema__(self, _source: Any, _handler: GetCoreSchemaHandler) -> CoreSchema:
+        text = core_schema.plain_serializer_function_ser_schema(
+            lambda v: v if isinstance(v, str) else fmt(v), when_used="json"
+        )
+        return core_schema.no_info_plain_validator_function(self.parse, serialization=text)
+
+    def __get_pydantic_json_schema__(
+        self, _schema: CoreSchema, _handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = self.bounds.schema()
+        schema["anyOf"].append({"const": REMOVE, "description": "Remove this leg."})
+        return schema
+
+
+RemovablePrice = Annotated[Decimal | str, Removable(DecimalBounds(12, 8, ZERO))]
+
+
+class ExitPlanArg(views.ExitPlanFields):
     """An exit plan as an argument: bounded prices, and no field it does not define."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

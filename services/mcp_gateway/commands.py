@@ -8,15 +8,25 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import TypeVar
 from uuid import UUID
 
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from shared.messages import MarketDataRefresh, MarketDataRefreshReply, PlaceOrder, PlaceOrderReply
+from shared.messages import (
+    AlgoReply,
+    AmendAlgo,
+    CancelAlgo,
+    MarketDataRefresh,
+    MarketDataRefreshReply,
+    PlaceAlgo,
+    PlaceOrder,
+    PlaceOrderReply,
+)
 from shared.subjects import SubjectError, Subjects
 
 
@@ -29,9 +39,11 @@ class CommandFailed(Exception):
         self.detail = detail
 
 
-async def place_order(nc: Client, subjects: Subjects, cmd: PlaceOrder, wait_s: float) -> PlaceOrderReply:
-    """Send the order to ingest and return its reply (OKX's order id or rejection)."""
-    subject = subjects.place_order(cmd.account_id)
+R = TypeVar("R", bound=BaseModel)
+
+
+async def _request(nc: Client, subject: str, cmd: BaseModel, reply: type[R], wait_s: float) -> R:
+    """One request/reply to ingest with a deadline; CommandFailed when it cannot be had."""
     try:
         msg = await nc.request(subject, cmd.model_dump_json().encode(), timeout=wait_s)
     except nats.errors.NoRespondersError:
@@ -39,11 +51,31 @@ async def place_order(nc: Client, subjects: Subjects, cmd: PlaceOrder, wait_s: f
     except nats.errors.TimeoutError:
         raise CommandFailed("timeout", f"no answer from the exchange adapter within {wait_s:g}s") from None
     try:
-        return PlaceOrderReply.model_validate_json(msg.data)
+        return reply.model_validate_json(msg.data)
     except ValidationError as exc:
         raise CommandFailed(
             "bad_reply", f"unreadable reply from ingest ({exc.error_count()} errors)"
         ) from None
+
+
+async def place_order(nc: Client, subjects: Subjects, cmd: PlaceOrder, wait_s: float) -> PlaceOrderReply:
+    """Send the order to ingest and return its reply (OKX's order id or rejection)."""
+    return await _request(nc, subjects.place_order(cmd.account_id), cmd, PlaceOrderReply, wait_s)
+
+
+async def place_algo(nc: Client, subjects: Subjects, cmd: PlaceAlgo, wait_s: float) -> AlgoReply:
+    """Place a standalone algo (TP/SL) order; the reply has OKX's algoId or its refusal."""
+    return await _request(nc, subjects.place_algo(cmd.account_id), cmd, AlgoReply, wait_s)
+
+
+async def amend_algo(nc: Client, subjects: Subjects, cmd: AmendAlgo, wait_s: float) -> AlgoReply:
+    """Amend a live algo order's legs."""
+    return await _request(nc, subjects.amend_algo(cmd.account_id), cmd, AlgoReply, wait_s)
+
+
+async def cancel_algo(nc: Client, subjects: Subjects, cmd: CancelAlgo, wait_s: float) -> AlgoReply:
+    """Cancel a live algo order."""
+    return await _request(nc, subjects.cancel_algo(cmd.account_id), cmd, AlgoReply, wait_s)
 
 
 async def refresh_market_data(

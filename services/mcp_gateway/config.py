@@ -20,6 +20,9 @@ class GatewaySettings(Settings):
     # execute_trade: how long to wait for ingest's answer, then for the fills to be folded.
     mcp_order_timeout_ms: int = Field(default=5_000, ge=100)
     mcp_fill_wait_ms: int = Field(default=1_500, ge=0)
+    # Exit orders: how long to wait for the exchange's algo-order updates to reach the ledger
+    # (an attached TP/SL after a flip; the result of a placement, so a repeated call sends nothing).
+    mcp_exit_settle_ms: int = Field(default=1_500, ge=0)
     # get_market_data: how long a stale read may wait for ingest + metrics to catch up.
     mcp_refresh_timeout_ms: int = Field(default=3_000, ge=0)
     # Verified tokens are cached this long: a revocation takes effect within it.

@@ -13,7 +13,7 @@ import asyncpg
 from services.mcp_gateway import views
 from services.mcp_gateway.projection import Projection
 from services.mcp_gateway.rules import confidence_text
-from shared.db import Connection, Executor, fetch_now
+from shared.db import Executor, fetch_now
 from shared.exchange_ids import id_order_sql
 from shared.instruments import SPEC_COLUMNS, InstrumentSpec
 from shared.types import PosMode
@@ -345,42 +345,7 @@ async def fetch_fills(db: Conn, order_id: UUID) -> list[views.Fill]:
     return [views.Fill(**dict(r)) for r in rows]
 
 
-# ------------------------------------------------------------------------------ exit plans
-async def lock_positions(conn: Connection, account_id: UUID, symbol: str) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch(
-            """SELECT id, side, pos_side, exit_plan FROM aitrader.positions_open
-               WHERE account_id = $1 AND symbol = $2 ORDER BY pos_side FOR UPDATE""",
-            account_id,
-            symbol,
-        )
-    )
-
-
-async def save_exit_plan(
-    conn: Connection,
-    position: asyncpg.Record,
-    account_id: UUID,
-    symbol: str,
-    plan: dict[str, Any],
-    tool_call_id: UUID,
-) -> None:
-    await conn.execute(
-        "UPDATE aitrader.positions_open SET exit_plan = $2, updated_at = now() WHERE id = $1",
-        position["id"],
-        plan,
-    )
-    await conn.execute(
-        """INSERT INTO aitrader.exit_plan_history
-               (account_id, symbol, pos_side, position_id, exit_plan, tool_call_id)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        account_id,
-        symbol,
-        position["pos_side"],
-        position["id"],
-        plan,
-        tool_call_id,
-    )
+# Exit plans: `exit_store`.
 
 
 # ------------------------------------------------------------------------------ performance

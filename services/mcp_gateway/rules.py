@@ -14,10 +14,10 @@ from typing import Any
 
 from services.mcp_gateway.errors import InvalidArgument
 from shared.bars import UnknownBar, bar_ms
-from shared.instruments import MIN_LEVERAGE, InstrumentSpec, Violation, order_violations
+from shared.instruments import MIN_LEVERAGE, InstrumentSpec, Violation, is_multiple, order_violations
 from shared.money import Q2, average_confidence, quantize
 from shared.money import plain_decimal as fmt
-from shared.types import OrderType, PosMode, PosSide, Side
+from shared.types import Direction, OrderType, PosMode, PosSide, Side
 
 
 @dataclass(frozen=True)
@@ -169,17 +169,21 @@ def confidence_text(weight_sum: str, quantity: str) -> str | None:
     return None if value is None else fmt(value)
 
 
+REMOVE = "none"  # update_exit_plan's value that removes a leg
+
+
 def merged_exit_plan(
     old: dict[str, Any] | None,
-    take_profit: Decimal | None,
-    stop_loss: Decimal | None,
+    take_profit: Decimal | str | None,
+    stop_loss: Decimal | str | None,
     invalidation_condition: str | None,
 ) -> dict[str, Any]:
-    """The plan after an update: given fields replace the old ones, omitted fields are kept."""
+    """The plan after an update: given fields replace the old ones, a leg given as "none" is
+    removed, omitted fields are kept. The version is the caller's."""
     if take_profit is None and stop_loss is None and invalidation_condition is None:
         raise InvalidArgument(
             "Give at least one of take_profit, stop_loss, invalidation_condition; "
-            "omitted fields keep their current value."
+            f'omitted fields keep their current value, "{REMOVE}" removes a leg.'
         )
     plan = dict(old or {})
     for key, value in (
@@ -187,9 +191,58 @@ def merged_exit_plan(
         ("stop_loss", stop_loss),
         ("invalidation_condition", invalidation_condition),
     ):
-        if value is not None:
+        if value == REMOVE and key != "invalidation_condition":
+            plan.pop(key, None)
+        elif value is not None:
             plan[key] = fmt(value) if isinstance(value, Decimal) else value
     return plan
+
+
+def plan_legs(plan: dict[str, Any] | None) -> tuple[Decimal | None, Decimal | None]:
+    """A stored plan's (take_profit, stop_loss) as decimals."""
+    plan = plan or {}
+    tp, sl = plan.get("take_profit"), plan.get("stop_loss")
+    return (None if tp is None else Decimal(str(tp))), (None if sl is None else Decimal(str(sl)))
+
+
+_LEG_WORDS = {"take_profit": "take-profit", "stop_loss": "stop"}
+
+
+def check_exit_triggers(
+    given: dict[str, Decimal], side: Direction, mark: Decimal | None, inst: InstrumentSpec
+) -> None:
+    """Each leg given lies on the tick grid and on its side of the mark: a trigger at or past
+    the mark would fire at once (OKX refuses it, 51277-51308). Triggers follow the mark price."""
+    for name, price in given.items():
+        if not is_multiple(price, inst.tick_sz):
+            raise InvalidArgument(
+                f"{name} {fmt(price)} is not a multiple of the tick size {fmt(inst.tick_sz)} for "
+                f"{inst.symbol}; use {_neighbours(price, inst.tick_sz)}."
+            )
+    if given and mark is None:
+        raise InvalidArgument(
+            f"No mark price is known for {inst.symbol} yet, so {' and '.join(given)} cannot be "
+            "checked against it; retry shortly."
+        )
+    for name, price in given.items():
+        assert mark is not None
+        above = (name == "take_profit") == (side == "long")
+        if (price <= mark) if above else (price >= mark):
+            where = "at" if price == mark else ("below" if above else "above")
+            must = "above" if above else "below"
+            raise InvalidArgument(
+                f"{name} {fmt(price)} is {where} the mark {fmt(mark)}: a {side}'s "
+                f"{_LEG_WORDS[name]} must be {must} the mark."
+            )
+
+
+def check_plan_order(plan_given: bool, reduce_only: bool) -> None:
+    """OKX refuses TP/SL on a reduce-only order (51333)."""
+    if plan_given and reduce_only:
+        raise InvalidArgument(
+            "exit_plan cannot go with reduce_only=true (OKX refuses TP/SL on a reduce-only "
+            "order); change the position's plan with update_exit_plan."
+        )
 
 
 def check_exit_plan(plan: dict[str, Any], side: str) -> None:

@@ -16,7 +16,15 @@ from pydantic import AnyHttpUrl, BaseModel, Field
 from pydantic_core import from_json, to_json
 
 from services.mcp_gateway import handlers, trading, views
-from services.mcp_gateway.arguments import Confidence, ExitPlanArg, Leverage, Price, Size, forbid_unknown
+from services.mcp_gateway.arguments import (
+    Confidence,
+    ExitPlanArg,
+    Leverage,
+    Price,
+    RemovablePrice,
+    Size,
+    forbid_unknown,
+)
 from services.mcp_gateway.audit import AuditMiddleware, current_call
 from services.mcp_gateway.auth import Principal, TokenVerifier, principal_from_token
 from services.mcp_gateway.errors import Refusal
@@ -65,8 +73,16 @@ IdemKey = Annotated[
     ),
 ]
 Limit = Annotated[int, Field(ge=1, le=100, description="Candles per timeframe.")]
-NewTakeProfit = Annotated[Price | None, Field(description="New take-profit price.")]
-NewStopLoss = Annotated[Price | None, Field(description="New stop-loss price.")]
+NewTakeProfit = Annotated[
+    RemovablePrice | None,
+    Field(description='New take-profit price (a tick multiple above the mark for a long, below for a '
+          'short); "none" removes the take-profit. Omit to keep it.'),
+]
+NewStopLoss = Annotated[
+    RemovablePrice | None,
+    Field(description='New stop-loss price (a tick multiple below the mark for a long, above for a '
+          'short); "none" removes the stop. Omit to keep it.'),
+]
 NewCondition = Annotated[
     str | None, Field(max_length=1000, description="New invalidation condition, in words.")
 ]
@@ -204,7 +220,12 @@ def gateway_tools(gw: Gateway) -> list[Tool]:
         limit, a limit price is a tick multiple, and the notional (size x contract value x price)
         is under the server maximum; a refusal explains what to change. Always pass an
         idempotency_key: only then is a retry safe; if the call times out, repeat it with the
-        same key and you get the first order back instead of a second one."""
+        same key and you get the first order back instead of a second one. exit_plan's
+        take_profit / stop_loss rest on OKX as one TP/SL order for the whole position, triggered
+        by the mark price and executed at market: for a long, take_profit above the mark and
+        stop_loss below it (a short: the reverse), both tick multiples; not with reduce_only.
+        Given while adding to a position, it replaces the position's plan.
+        exit_orders_note says what was done on OKX."""
         request = TradeRequest(symbol, side, size, leverage, confidence, order_type, price, reduce_only)
         return _result(await trading.execute_trade(gw, current_call(), request, exit_plan, idempotency_key))
 
@@ -216,9 +237,12 @@ def gateway_tools(gw: Gateway) -> list[Tool]:
         side: PositionSide = None,
     ) -> Annotated[CallToolResult, views.ExitPlanUpdate]:
         """Change the exit plan of your open position in symbol. Fields you omit keep their
-        current value; every change is kept in the plan's history. For a long, take_profit must
-        be above stop_loss; for a short, below. Returns the position with its new plan and the
-        previous one."""
+        current value; "none" for take_profit or stop_loss removes that leg. Every change is
+        kept in the plan's history (its version goes up by one). For a long, take_profit must be
+        above the mark and stop_loss below it (a short: the reverse), both tick multiples. The
+        TP/SL order on OKX is moved to match (amended in place when it can be); calling again
+        with the same values changes nothing. Returns the position with its new plan, the
+        previous one, and exit_orders_note: what was done on OKX, or what failed."""
         changes = {
             "take_profit": take_profit,
             "stop_loss": stop_loss,

@@ -1,8 +1,10 @@
 """Write use cases: execute_trade and update_exit_plan.
 
-execute_trade: validate -> (idempotent replay?) -> one transaction writing the tool-call row
-(pending) then the order row -> PlaceOrder to ingest -> record the answer -> wait briefly for
-the fills to be folded -> return the order and its fills.
+execute_trade: validate (the exit plan too) -> (idempotent replay?) -> one transaction writing
+the tool-call row (pending) then the order row -> PlaceOrder to ingest (an order opening a
+position carries the plan's legs) -> record the answer -> wait briefly for the fills to be
+folded -> keep the plan algo in step with the position -> return the order and its fills.
+update_exit_plan: check -> store with history -> make the exchange match (`exit_plans`).
 """
 
 from __future__ import annotations
@@ -13,20 +15,14 @@ from decimal import Decimal
 from typing import Any, NoReturn
 from uuid import uuid4
 
-from services.mcp_gateway import repository, views
+from services.mcp_gateway import exit_plans, exit_store, repository, views
 from services.mcp_gateway.audit import ToolCall
 from services.mcp_gateway.auth import Principal
 from services.mcp_gateway.commands import CommandFailed, place_order
 from services.mcp_gateway.errors import InvalidArgument, NotAllowed, TradeNotPlaced
 from services.mcp_gateway.gateway import Gateway
-from services.mcp_gateway.rules import (
-    TradeRequest,
-    check_exit_plan,
-    check_trade,
-    merged_exit_plan,
-    pos_side_for,
-)
-from shared.messages import PlaceOrder
+from services.mcp_gateway.rules import TradeRequest, check_trade, pos_side_for
+from shared.messages import AttachedAlgo, PlaceOrder
 from shared.money import plain_decimal
 from shared.types import PosSide
 
@@ -45,7 +41,7 @@ async def execute_trade(
     gw: Gateway,
     call: ToolCall,
     req: TradeRequest,
-    exit_plan: views.ExitPlan | None,
+    exit_plan: views.ExitPlanFields | None,
     idempotency_key: str | None,
 ) -> views.TradeResult:
     who = _principal(call)
@@ -57,10 +53,10 @@ async def execute_trade(
     inst = await gw.instruments.get(req.symbol)
     pos_mode, mark = await repository.fetch_trade_context(gw.pool, who.account_id, req.symbol)
     check_trade(req, inst, gw.limits, mark, pos_mode)
-    plan = exit_plan.model_dump(mode="json", exclude_none=True) if exit_plan else None
-    if plan and not req.reduce_only:
-        check_exit_plan(plan, "long" if req.side == "buy" else "short")
     pos_side = pos_side_for(pos_mode, req.side, req.reduce_only)
+    before = await exit_store.open_slot(gw.pool, who.account_id, req.symbol, pos_side)
+    plan = exit_plans.order_plan(req, exit_plan, before, mark, inst)
+    kind = exit_plans.trade_kind(req, before)
     values = {
         "id": uuid4(),
         "account_id": who.account_id,
@@ -85,7 +81,13 @@ async def execute_trade(
         replay = await _replay(gw, who, req, idempotency_key)
         assert replay is not None
         return replay
-    return await _send_and_wait(gw, who, repository.order_view(row), req, pos_side)
+    order = repository.order_view(row)
+    result = await _send_and_wait(
+        gw, who, order, req, pos_side, exit_plans.attached(order.order_id, plan, kind)
+    )
+    filled = sum((f.size for f in result.fills), Decimal(0))
+    note = await exit_plans.after_trade(gw, call, result.order, who.account_id, pos_side, kind, plan, filled)
+    return result.model_copy(update={"exit_orders_note": note})
 
 
 async def _replay(gw: Gateway, who: Principal, req: TradeRequest, key: str) -> views.TradeResult | None:
@@ -109,7 +111,12 @@ async def _replay(gw: Gateway, who: Principal, req: TradeRequest, key: str) -> v
 
 
 async def _send_and_wait(
-    gw: Gateway, who: Principal, order: views.Order, req: TradeRequest, pos_side: PosSide
+    gw: Gateway,
+    who: Principal,
+    order: views.Order,
+    req: TradeRequest,
+    pos_side: PosSide,
+    attach: AttachedAlgo | None,
 ) -> views.TradeResult:
     cmd = PlaceOrder(
         order_id=order.order_id,
@@ -122,6 +129,7 @@ async def _send_and_wait(
         px=req.price,
         lever=req.leverage,
         reduce_only=req.reduce_only,
+        attach_algo=attach,
     )
     with gw.folds.watch(who.account_id, order.symbol) as folded:
         try:
@@ -193,32 +201,21 @@ async def update_exit_plan(
 ) -> views.ExitPlanUpdate:
     who = _principal(call)
     require_trade_scope(who, "update_exit_plan")
-    await gw.instruments.get(symbol)
+    inst = await gw.instruments.get(symbol)
+    _, mark = await repository.fetch_trade_context(gw.pool, who.account_id, symbol)
     async with gw.pool.acquire() as conn, conn.transaction():
-        rows = await repository.lock_positions(conn, who.account_id, symbol)
-        position = _one_position(rows, symbol, side)
-        plan = merged_exit_plan(position["exit_plan"], **changes)
-        check_exit_plan(plan, position["side"])
+        slot = exit_plans.one_slot(await exit_store.lock_slots(conn, who.account_id, symbol), symbol, side)
+        plan = exit_plans.updated_plan(slot, changes, mark, inst)
         await gw.audit.write_pending(conn, call)
-        await repository.save_exit_plan(conn, position, who.account_id, symbol, plan, call.id)
-        view = await repository.fetch_position(conn, position["id"], who.account_id)
+        history = await exit_store.save_exit_plan(conn, slot, plan, call.id)
+    # After the commit: the position's row is not held locked while the exchange answers.
+    note = await exit_plans.make_rest(gw, slot, history)
+    view = await repository.fetch_position(gw.pool, slot.position_id, who.account_id)
     assert view is not None
-    previous = views.ExitPlan.model_validate(position["exit_plan"]) if position["exit_plan"] else None
-    return views.ExitPlanUpdate(position=views.Position.model_validate(view), previous_exit_plan=previous)
-
-
-def _one_position(rows: list[Any], symbol: str, side: str | None) -> Any:
-    if side is not None:
-        rows = [r for r in rows if r["side"] == side]
-    if not rows:
-        which = f"{side} position" if side else "position"
-        raise InvalidArgument(
-            f"No open {which} in {symbol}; an exit plan needs an open position "
-            "(see get_account_state for the open ones)."
-        )
-    if len(rows) > 1:
-        raise InvalidArgument(f"Both a long and a short position are open in {symbol}; give side.")
-    return rows[0]
+    previous = views.ExitPlan.model_validate(slot.exit_plan) if slot.exit_plan else None
+    return views.ExitPlanUpdate(
+        position=views.Position.model_validate(view), previous_exit_plan=previous, exit_orders_note=note
+    )
 
 
 def _principal(call: ToolCall) -> Principal:

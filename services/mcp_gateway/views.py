@@ -48,8 +48,8 @@ def document(view: type[View], /, **values: Any) -> Doc:
     return {name: values[name] for name in fields}
 
 
-class ExitPlan(View):
-    """The agent's plan for leaving a position; stored with the position, kept in its history."""
+class ExitPlanFields(View):
+    """What the agent writes in an exit plan."""
 
     take_profit: OptDec = Field(default=None, gt=0, description="Price at which to take profit.")
     stop_loss: OptDec = Field(default=None, gt=0, description="Price at which to cut the loss.")
@@ -57,6 +57,16 @@ class ExitPlan(View):
         default=None,
         max_length=1000,
         description="In words: what would prove the trade idea wrong, e.g. '4H close below 60000'.",
+    )
+
+
+class ExitPlan(ExitPlanFields):
+    """The agent's plan for leaving a position; stored with the position, kept in its history.
+    Its take_profit / stop_loss rest on OKX as one TP/SL order triggered by the mark price."""
+
+    version: int | None = Field(
+        default=None,
+        description="1 when the position opened with it, +1 at each change (set by the server).",
     )
 
 
@@ -193,11 +203,21 @@ class TradeResult(View):
     fills: list[Fill] = Field(description="Fills folded into the ledger within the short wait.")
     replayed: bool = Field(description="True: this idempotency_key was used before; nothing was sent.")
     note: str
+    exit_orders_note: str | None = Field(
+        default=None,
+        description="What was done on OKX to make the exit plan's take-profit / stop-loss rest, "
+        "and any failure (the trade itself stands).",
+    )
 
 
 class ExitPlanUpdate(View):
     position: Position
     previous_exit_plan: ExitPlan | None
+    exit_orders_note: str | None = Field(
+        default=None,
+        description="What was done on OKX to make the new take-profit / stop-loss rest, and any "
+        "failure (the plan is stored either way).",
+    )
 
 
 class CalibrationBucket(View):

@@ -85,7 +85,7 @@ REFUSED = [
     pytest.param(
         "update_exit_plan",
         {"symbol": BTC, "stop_loss": "NaN"},
-        ["stop_loss must be a decimal > 0", "(got 'NaN')"],
+        ["stop_loss must be a decimal > 0", 'or "none" to remove it', "(got 'NaN')"],
         id="update-stop-loss-nan",
     ),
     pytest.param(

@@ -92,7 +92,7 @@ async def test_trade_round_trip_through_okx_sim(
         "long",
         "2",
     )
-    assert position["confidence"] == "80" and position["exit_plan"] == PLAN
+    assert position["confidence"] == "80" and position["exit_plan"] == PLAN | {"version": 1}
     assert moved["position"]["exit_plan"]["stop_loss"] == "35000"
     assert closed["order"]["status"] == "filled"
     row = await wait_for(

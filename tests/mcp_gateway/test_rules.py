@@ -14,9 +14,11 @@ import pytest
 
 from services.mcp_gateway.errors import InvalidArgument
 from services.mcp_gateway.rules import (
+    REMOVE,
     Limits,
     TradeRequest,
     check_exit_plan,
+    check_exit_triggers,
     check_trade,
     confidence_text,
     is_stale,
@@ -25,7 +27,7 @@ from services.mcp_gateway.rules import (
 )
 from shared.bars import UnknownBar
 from shared.instruments import InstrumentSpec, order_violations
-from shared.types import PosMode, Side
+from shared.types import Direction, PosMode, Side
 from tests.shared.cases import BAR_CASES, CONFIDENCE_CASES, ORDER_CASES, SOL, OrderCase
 
 BTC = InstrumentSpec(
@@ -193,6 +195,61 @@ def test_exit_plan_merge_keeps_omitted_fields() -> None:
     assert merged_exit_plan(old, None, Decimal("58000.0"), None) == {**old, "stop_loss": "58000"}
     with pytest.raises(InvalidArgument, match="at least one"):
         merged_exit_plan(old, None, None, None)
+
+
+def test_exit_plan_merge_removes_a_leg_given_as_none() -> None:
+    old = {"take_profit": "70000", "stop_loss": "55000", "version": 3}
+    assert merged_exit_plan(old, REMOVE, None, None) == {"stop_loss": "55000", "version": 3}
+
+
+@pytest.mark.parametrize(
+    ("side", "given", "refusal"),
+    [
+        pytest.param(
+            "long",
+            {"stop_loss": "61000"},
+            "stop_loss 61000 is above the mark 60500: a long's stop must be below the mark.",
+            id="long-stop-above-the-mark",
+        ),
+        pytest.param(
+            "long",
+            {"stop_loss": "60500"},
+            "stop_loss 60500 is at the mark 60500: a long's stop must be below the mark.",
+            id="long-stop-at-the-mark-would-fire-at-once",
+        ),
+        pytest.param(
+            "short",
+            {"take_profit": "61000"},
+            "take_profit 61000 is above the mark 60500: a short's take-profit must be below the mark.",
+            id="short-take-profit-above-the-mark",
+        ),
+        pytest.param(
+            "short",
+            {"stop_loss": "59000.15"},
+            "stop_loss 59000.15 is not a multiple of the tick size 0.1 for BTC-USDT-SWAP; "
+            "use 59000.1 or 59000.2.",
+            id="off-the-tick-grid",
+        ),
+        pytest.param("long", {"take_profit": "70000", "stop_loss": "59000"}, None, id="long-both-fine"),
+        pytest.param("short", {"take_profit": "59000", "stop_loss": "62000"}, None, id="short-both-fine"),
+    ],
+)
+def test_exit_triggers_against_the_mark_and_the_tick(
+    side: Direction, given: dict[str, str], refusal: str | None
+) -> None:
+    legs = {k: Decimal(v) for k, v in given.items()}
+    if refusal is None:
+        check_exit_triggers(legs, side, Decimal(60500), BTC)
+        return
+    with pytest.raises(InvalidArgument) as info:
+        check_exit_triggers(legs, side, Decimal(60500), BTC)
+    assert str(info.value) == refusal
+
+
+def test_exit_triggers_need_a_mark() -> None:
+    with pytest.raises(InvalidArgument, match="No mark price is known"):
+        check_exit_triggers({"stop_loss": Decimal(59000)}, "long", None, BTC)
+    check_exit_triggers({}, "long", None, BTC)  # only words changed: nothing to check
 
 
 @pytest.mark.parametrize(

@@ -89,7 +89,12 @@ async def test_get_account_state(gateway: Gateway, db_pool: asyncpg.Pool, accoun
         "liquidation_price": "50000",
         "unrealized_pnl_usdt": "15",
         "notional_usdt": "915",
-        "exit_plan": {"take_profit": "65000", "stop_loss": "58000", "invalidation_condition": None},
+        "exit_plan": {
+            "take_profit": "65000",
+            "stop_loss": "58000",
+            "invalidation_condition": None,
+            "version": None,  # stored before plans had versions
+        },
         "confidence": "80",
         "opened_at": None,
         "updated_at": None,
@@ -135,7 +140,12 @@ async def test_read_values_are_exact_at_the_edges_of_their_columns(
     # 1e-8 contracts x 0.01 BTC; (1.3e-7 - 1.2e-7) x 1e-10 BTC
     assert (btc["coin_quantity"], btc["unrealized_pnl_usdt"]) == ("0.0000000001", "0.000000000000000001")
     assert (btc["notional_usdt"], btc["confidence"]) == ("0.000000000000000013", "33.32")
-    assert btc["exit_plan"] == {"take_profit": None, "stop_loss": "0.0000001", "invalidation_condition": None}
+    assert btc["exit_plan"] == {
+        "take_profit": None,
+        "stop_loss": "0.0000001",
+        "invalidation_condition": None,
+        "version": None,
+    }
     # 123456789012.5 contracts x 0.1 ETH, short from 0.5 to 99999999999.99999999: exact to the
     # last digit (34 significant ones; Python's default decimal context would round to 28)
     assert eth["coin_quantity"] == "12345678901.25"
@@ -258,6 +268,7 @@ async def test_account_state_price_fallbacks_order_and_stored_plans(
         "take_profit": "65000.5",
         "stop_loss": "58000",
         "invalidation_condition": None,
+        "version": None,
     }
     assert state["positions"][2]["exit_plan"] is None  # a JSON null plan is no plan
 
@@ -377,7 +388,7 @@ async def test_execute_trade_writes_call_then_order_and_returns_fills(
         "72",
         "5",
     )
-    assert order["exit_plan"] == plan and result["replayed"] is False
+    assert order["exit_plan"] == plan | {"version": 1} and result["replayed"] is False
     assert [(f["price"], f["size"]) for f in result["fills"]] == [("60000.5", "0.5")]
     sent = ingest.received[-1]
     assert (sent.cl_ord_id, sent.pos_side, sent.sz, sent.lever) == (
@@ -560,6 +571,7 @@ async def test_bad_arguments_are_tool_errors_recorded_as_failed(
 async def test_update_exit_plan_merges_and_keeps_history(
     gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
 ) -> None:
+    await seed.market_price(db_pool, BTC, "60000")
     pid = await seed.position(
         db_pool, accounts["a"], BTC, exit_plan={"take_profit": "65000", "stop_loss": "55000"}
     )
@@ -578,6 +590,7 @@ async def test_update_exit_plan_merges_and_keeps_history(
         "take_profit": "65000",
         "stop_loss": "58000.5",
         "invalidation_condition": "funding turns negative",
+        "version": 2,  # the stored plan predates versions: it was the first
     }
     assert moved["previous_exit_plan"]["stop_loss"] == "55000"
     assert "must be above stop_loss" in error_text(crossed)
