@@ -7,7 +7,8 @@ null); times are `Datetime("us", "UTC")`, `account_id` is the UUID as text:
 - accounts: account_id, created_at
 - equity:   account_id, as_of, equity (f64)
 - closed:   account_id, entry_time*, exit_time, pnl (Decimal), confidence* (f64),
-            notional (Decimal: signed contracts x entry price x ctVal x ctMult)
+            notional (Decimal: signed contracts x entry price x ctVal x ctMult),
+            exit_reason (str), stop_resting (0/1: a stop-loss rested on the exchange at the exit)
 - open:     account_id, opened_at, notional (Decimal, signed)
 - orders:   account_id, filled_at, leverage* (Decimal), confidence* (Decimal)
 """
@@ -107,7 +108,8 @@ def sharpe(equity: pl.DataFrame, bounds: pl.DataFrame, now: datetime) -> pl.Data
 
 
 def trade_stats(closed: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
-    """Closed positions by exit time: count, wins (net PnL > 0), sum / max / min of net PnL."""
+    """Closed positions by exit time: count, wins (net PnL > 0), sum / max / min of net PnL,
+    and how many had a stop-loss resting when they closed."""
     return (
         closed.join(bounds, on="account_id")
         .filter(_in_window("exit_time"))
@@ -118,7 +120,18 @@ def trade_stats(closed: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
             pnl_sum=pl.col("pnl").sum(),
             pnl_max=pl.col("pnl").max(),
             pnl_min=pl.col("pnl").min(),
+            stop_resting=pl.col("stop_resting").cast(pl.Int64).sum(),
         )
+    )
+
+
+def exit_stats(closed: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
+    """Closed positions of the window by exit reason: count and sum of net PnL."""
+    return (
+        closed.join(bounds, on="account_id")
+        .filter(_in_window("exit_time"))
+        .group_by(*KEYS, "exit_reason")
+        .agg(n=pl.len(), pnl_sum=pl.col("pnl").sum())
     )
 
 
@@ -219,8 +232,18 @@ def calibration(closed: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def metric_frames(inputs: PerformanceInputs, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(one row of raw statistics per account and window, calibration rows by bucket)."""
+@dataclass(frozen=True)
+class MetricFrames:
+    """Raw statistics: one summary row per account and window, calibration rows by bucket,
+    exit rows by reason (only the reasons that occur)."""
+
+    summary: pl.DataFrame
+    calibration: pl.DataFrame
+    exits: pl.DataFrame
+
+
+def metric_frames(inputs: PerformanceInputs, now: datetime) -> MetricFrames:
+    """Every statistic of every account and window, as frames."""
     bounds = window_bounds(inputs, now)
     summary = bounds
     for part in (
@@ -230,4 +253,4 @@ def metric_frames(inputs: PerformanceInputs, now: datetime) -> tuple[pl.DataFram
         hold_times(inputs.closed, inputs.open, bounds, now),
     ):
         summary = summary.join(part, on=KEYS, how="left")
-    return summary, calibration(inputs.closed, bounds)
+    return MetricFrames(summary, calibration(inputs.closed, bounds), exit_stats(inputs.closed, bounds))

@@ -12,7 +12,7 @@ import asyncpg
 import polars as pl
 
 from services.metrics.performance import MONEY, PerformanceInputs
-from services.metrics.rows import CalibrationRow, PerformanceRow
+from services.metrics.rows import StoredRows
 from shared.db import Connection
 
 TIME = pl.Datetime("us", "UTC")
@@ -26,6 +26,18 @@ ACCOUNTS = """aitrader.accounts a WHERE a.status = 'active'
     AND ($1::uuid[] IS NULL OR a.id = ANY($1::uuid[]))"""
 # A closed position's direction: the schema's rule (an open one's is `positions_valued.direction`).
 DIRECTION = "aitrader.direction(c.side)"
+# Whether a stop-loss rested on the exchange when the position closed (docs/metrics.md): an algo
+# order of its slot and closing side with a stop-loss leg, placed by the exit, that was still
+# live then: live now, ended at or after the exit, or fired and closed the position (a take-profit
+# or stop-loss exit; the algo's trigger precedes the fill). An algo row holds its latest state.
+STOP_RESTING = """EXISTS (
+    SELECT 1 FROM aitrader.algo_orders a
+     WHERE a.account_id = c.account_id AND a.symbol = c.symbol AND a.pos_side = c.pos_side
+       AND a.side = aitrader.closing_side(c.side) AND a.sl_trigger_px IS NOT NULL
+       AND a.created_at <= c.exit_time
+       AND (a.state = 'live' OR a.exchange_updated_at >= c.exit_time
+            OR (a.state = 'effective' AND c.exit_reason IN ('take_profit', 'stop_loss')
+                AND a.exchange_updated_at >= COALESCE(c.entry_time, '-infinity'))))"""
 
 QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
     "accounts": (
@@ -42,13 +54,15 @@ QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
         f"""SELECT c.account_id, c.entry_time, c.exit_time, c.realized_pnl_usdt AS pnl,
                    c.average_confidence::float8 AS confidence,
                    round({DIRECTION} * c.quantity * c.entry_price * s.contract_size, 8)
-                       AS notional
+                       AS notional,
+                   c.exit_reason, ({STOP_RESTING})::int AS stop_resting
               FROM aitrader.positions_closed c
               LEFT JOIN aitrader.contract_sizes s ON s.symbol = c.symbol
              WHERE c.realized_pnl_usdt IS NOT NULL AND c.exit_time <= $2
                AND c.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
         {"account_id": ACCOUNT, "entry_time": TIME, "exit_time": TIME, "pnl": MONEY,
-         "confidence": pl.Float64(), "notional": MONEY},
+         "confidence": pl.Float64(), "notional": MONEY, "exit_reason": pl.String(),
+         "stop_resting": pl.Int8()},
     ),
     "open": (
         f"""SELECT v.account_id, LEAST(COALESCE(v.opened_at, v.updated_at), $2) AS opened_at,
@@ -137,8 +151,9 @@ UPSERT_PERFORMANCE = """
 INSERT INTO aitrader.performance_snapshots AS p
     (account_id, "window", window_start, window_end, sharpe_ratio, win_rate, average_leverage,
      average_confidence, biggest_win_usdt, biggest_loss_usdt, hold_ratio_long, hold_ratio_short,
-     hold_ratio_flat, closed_positions, realized_pnl_usdt, definitions_version, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, now())
+     hold_ratio_flat, closed_positions, realized_pnl_usdt, stop_loss_resting_ratio,
+     definitions_version, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, now())
 ON CONFLICT (account_id, "window") DO UPDATE SET
     window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end,
     sharpe_ratio = EXCLUDED.sharpe_ratio, win_rate = EXCLUDED.win_rate,
@@ -147,6 +162,7 @@ ON CONFLICT (account_id, "window") DO UPDATE SET
     hold_ratio_long = EXCLUDED.hold_ratio_long, hold_ratio_short = EXCLUDED.hold_ratio_short,
     hold_ratio_flat = EXCLUDED.hold_ratio_flat, closed_positions = EXCLUDED.closed_positions,
     realized_pnl_usdt = EXCLUDED.realized_pnl_usdt,
+    stop_loss_resting_ratio = EXCLUDED.stop_loss_resting_ratio,
     definitions_version = EXCLUDED.definitions_version, updated_at = now()
 WHERE p.window_end <= EXCLUDED.window_end OR p.window_end IS NULL
 """
@@ -161,10 +177,19 @@ ON CONFLICT (account_id, "window", bucket) DO UPDATE SET
 """
 
 
-async def save(
-    conn: Connection, performance: list[PerformanceRow], calibration: list[CalibrationRow]
-) -> None:
-    """Upsert one row per (account, window) and per (account, window, bucket), atomically."""
+UPSERT_EXITS = """
+INSERT INTO aitrader.exit_attribution AS x
+    (account_id, "window", exit_reason, closed_positions, realized_pnl_usdt, updated_at)
+VALUES ($1, $2, $3, $4, $5, now())
+ON CONFLICT (account_id, "window", exit_reason) DO UPDATE SET
+    closed_positions = EXCLUDED.closed_positions, realized_pnl_usdt = EXCLUDED.realized_pnl_usdt,
+    updated_at = now()
+"""
+
+
+async def save(conn: Connection, rows: StoredRows) -> None:
+    """Upsert one row per (account, window), per (account, window, bucket) and per
+    (account, window, exit reason), atomically."""
     async with conn.transaction():
         await conn.executemany(
             UPSERT_PERFORMANCE,
@@ -172,8 +197,9 @@ async def save(
                 (r.account_id, r.window, r.window_start, r.window_end, r.sharpe_ratio,
                  r.win_rate, r.average_leverage, r.average_confidence, r.biggest_win_usdt,
                  r.biggest_loss_usdt, r.hold_ratio_long, r.hold_ratio_short, r.hold_ratio_flat,
-                 r.closed_positions, r.realized_pnl_usdt, r.definitions_version)
-                for r in performance
+                 r.closed_positions, r.realized_pnl_usdt, r.stop_loss_resting_ratio,
+                 r.definitions_version)
+                for r in rows.performance
             ],
         )
         await conn.executemany(
@@ -181,6 +207,13 @@ async def save(
             [
                 (r.account_id, r.window, r.bucket, r.closed_positions, r.win_rate,
                  r.mean_pnl_usdt)
-                for r in calibration
+                for r in rows.calibration
+            ],
+        )
+        await conn.executemany(
+            UPSERT_EXITS,
+            [
+                (r.account_id, r.window, r.exit_reason, r.closed_positions, r.realized_pnl_usdt)
+                for r in rows.exits
             ],
         )

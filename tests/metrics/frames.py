@@ -22,10 +22,12 @@ def ago(hours: float = 0, minutes: float = 0) -> datetime:
 
 def closed(
     exit_time: datetime, pnl: str, *, entry_time: datetime | None = None,
-    notional: str = "0", confidence: float | None = None,
+    notional: str = "0", confidence: float | None = None, exit_reason: str = "agent",
+    stop_resting: bool = False,
 ) -> dict[str, object]:
     return {"account_id": ACCOUNT, "entry_time": entry_time, "exit_time": exit_time,
-            "pnl": Decimal(pnl), "confidence": confidence, "notional": Decimal(notional)}
+            "pnl": Decimal(pnl), "confidence": confidence, "notional": Decimal(notional),
+            "exit_reason": exit_reason, "stop_resting": int(stop_resting)}
 
 
 def opened(opened_at: datetime, notional: str) -> dict[str, object]:
@@ -55,7 +57,8 @@ def inputs(
         ),
         closed=pl.DataFrame(list(closed_rows), schema={
             "account_id": pl.String, "entry_time": TIME, "exit_time": TIME, "pnl": MONEY,
-            "confidence": pl.Float64, "notional": MONEY}),
+            "confidence": pl.Float64, "notional": MONEY, "exit_reason": pl.String,
+            "stop_resting": pl.Int8}),
         open=pl.DataFrame(list(open_rows), schema={
             "account_id": pl.String, "opened_at": TIME, "notional": MONEY}),
         orders=pl.DataFrame(list(orders), schema={
