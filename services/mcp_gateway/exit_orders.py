@@ -40,9 +40,9 @@ def _leg_lateral(key: str, leg: str) -> str:
              FROM aitrader.algo_orders a
             WHERE a.account_id = v.account_id AND a.symbol = v.symbol AND a.pos_side = v.pos_side
               AND a.side = aitrader.closing_side(v.side) AND a.{leg}_trigger_px IS NOT NULL"""
-    live_only = "" if leg == "sl" else f"AND {_in_plan(key)}"
+    plan_only = "" if leg == "sl" else f"AND {_in_plan(key)}"
     return f"""LEFT JOIN LATERAL (
-    (SELECT {columns} AND a.state = 'live' {live_only}
+    (SELECT {columns} AND a.state = 'live' {plan_only}
       ORDER BY a.exchange_updated_at DESC LIMIT 1)
     UNION ALL
     (SELECT {columns} AND a.state <> 'live' AND {_in_plan(key)}
