@@ -17,12 +17,15 @@ the exchange's answer to the last placement), a leg is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from services.mcp_gateway import views
+
+Row: TypeAlias = Mapping[str, Any] | asyncpg.Record
 
 # (plan key, algo_orders column prefix)
 LEGS = (("take_profit", "tp"), ("stop_loss", "sl"))
@@ -76,14 +79,14 @@ COLUMNS = {
 }
 
 
-def _refused(r: asyncpg.Record) -> str | None:
+def _refused(r: Row) -> str | None:
     code = r["plan_s_code"]
     if code is None or code == "0":
         return None
     return f"the exchange refused the last placement ({code}: {r['plan_s_msg'] or 'no message'})"
 
 
-def _leg(key: str, leg: str, price: str, r: asyncpg.Record) -> views.Doc:
+def _leg(key: str, leg: str, price: str, r: Row) -> views.Doc:
     """One `views.ExitOrder` document."""
     state, algo_id, trigger = r[f"{leg}_state"], r[f"{leg}_algo_id"], r[f"{leg}_trigger_px"]
     refused, note = _refused(r), None
@@ -114,7 +117,7 @@ def _leg(key: str, leg: str, price: str, r: asyncpg.Record) -> views.Doc:
     )
 
 
-def exit_orders_doc(plan: dict[str, Any] | None, r: asyncpg.Record) -> views.Doc:
+def exit_orders_doc(plan: dict[str, Any] | None, r: Row) -> views.Doc:
     """`views.ExitOrders`' JSON form for a position row with `COLUMNS`, given its plan document."""
     legs = [_leg(key, leg, plan[key], r) for key, leg in LEGS if plan and plan[key] is not None]
     idle = [

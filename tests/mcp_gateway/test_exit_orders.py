@@ -8,7 +8,9 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import pytest
 
+from services.mcp_gateway import exit_orders
 from services.mcp_gateway.gateway import Gateway
 from tests.mcp_gateway import seed
 from tests.mcp_gateway.conftest import call, client_for, memory_client, ok
@@ -179,3 +181,56 @@ async def test_a_stop_rests_without_a_plan_leg_and_old_refusals_do_not_count(
     }
     # no plan, and the live stop is another account's
     assert eth == {"plan_version": None, "legs": [], "stop_loss_resting": False, "warning": None}
+
+
+def _row(**values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(exit_orders.COLUMNS)
+    return row | values
+
+
+PLAN = {"take_profit": None, "stop_loss": "58000", "invalidation_condition": None}
+
+
+@pytest.mark.parametrize(
+    ("row", "state", "note"),
+    [
+        pytest.param(
+            _row(sl_state="live", sl_algo_id="X", sl_trigger_px="58000.0"),
+            "live",
+            None,
+            id="live-at-the-plans-price-however-written",
+        ),
+        pytest.param(
+            _row(
+                sl_state="live",
+                sl_algo_id="X",
+                sl_trigger_px="57000",
+                plan_s_code="51280",
+                plan_s_msg="SL too high",
+            ),
+            "live",
+            "rests at 57000, not at the plan's 58000; the exchange refused the last "
+            "placement (51280: SL too high)",
+            id="an-amendment-refused-leaves-the-old-price",
+        ),
+        pytest.param(
+            _row(sl_state="effective", sl_algo_id="X", sl_trigger_px="58000", sl_actual_side="tp"),
+            "missing",
+            "the last algo order with this leg (X) is effective",
+            id="the-other-leg-fired",
+        ),
+        pytest.param(
+            _row(sl_state="order_failed", sl_algo_id="X", sl_trigger_px="58000"),
+            "failed",
+            "algo X fired but its order failed (code unknown)",
+            id="failed-without-a-code",
+        ),
+        pytest.param(_row(plan_s_code="0"), "missing", None, id="placed-and-gone"),
+    ],
+)
+def test_leg_states(row: dict[str, Any], state: str, note: str | None) -> None:
+    doc = exit_orders.exit_orders_doc(PLAN, row)
+    [got] = doc["legs"]
+    assert (got["state"], got["note"]) == (state, note)
+    assert doc["stop_loss_resting"] is (state == "live")
+    assert (doc["warning"] is None) is (state == "live")

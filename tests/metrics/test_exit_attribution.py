@@ -143,13 +143,12 @@ async def test_exit_reasons_and_the_share_closed_with_a_stop_resting(db_pool: as
 
     assert await refresh_performance(db_pool, ManualClock(now), [account]) == 3
 
-    ratios = dict(
-        await db_pool.fetch(
-            """SELECT "window", stop_loss_resting_ratio FROM aitrader.performance_snapshots
+    snapshots = await db_pool.fetch(
+        """SELECT "window", stop_loss_resting_ratio FROM aitrader.performance_snapshots
             WHERE account_id = $1""",
-            account,
-        )
+        account,
     )
+    ratios = {r["window"]: r["stop_loss_resting_ratio"] for r in snapshots}
     # daily: P1-P5, resting P1 P2 P5 = 3 / 5; weekly: + P6 = 4 / 6 = 0.66667 -> 0.6667;
     # all_time: + P7 = 4 / 7 = 0.571428... -> 0.5714
     assert ratios == {"daily": Decimal("0.6"), "weekly": Decimal("0.6667"), "all_time": Decimal("0.5714")}
@@ -164,7 +163,7 @@ async def test_exit_reasons_and_the_share_closed_with_a_stop_resting(db_pool: as
         for r in rows
         if r["closed_positions"]
     }
-    assert {(w, x): v for (w, x), v in found.items()} == {
+    assert found == {
         # daily: stop_loss P1 -50; agent P2 + P3 = 30 + 20; take_profit P4 + P5 = 40 + 25
         ("daily", "stop_loss"): (1, Decimal("-50")),
         ("daily", "agent"): (2, Decimal("50")),
