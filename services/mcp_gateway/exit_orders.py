@@ -17,6 +17,7 @@ the exchange's answer to the last placement), a leg is
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, TypeAlias
@@ -119,7 +120,19 @@ def _leg(key: str, leg: str, price: str, r: Row) -> views.Doc:
 
 def exit_orders_doc(plan: dict[str, Any] | None, r: Row) -> views.Doc:
     """`views.ExitOrders`' JSON form for a position row with `COLUMNS`, given its plan document."""
-    legs = [_leg(key, leg, plan[key], r) for key, leg in LEGS if plan and plan[key] is not None]
+    prices = (plan["take_profit"], plan["stop_loss"]) if plan else (None, None)
+    doc = _cached_doc(prices, tuple(r[c] for c in COLUMNS))
+    return {**doc, "legs": [dict(x) for x in doc["legs"]]}  # a copy: the cached one is shared
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_doc(prices: tuple[str | None, str | None], values: tuple[Any, ...]) -> views.Doc:
+    # The same plan and algo states repeat in every account-state call until one changes.
+    return _doc(prices, dict(zip(COLUMNS, values, strict=True)))
+
+
+def _doc(prices: tuple[str | None, str | None], r: Row) -> views.Doc:
+    legs = [_leg(key, leg, price, r) for (key, leg), price in zip(LEGS, prices, strict=True) if price]
     idle = [
         f"{x['leg']} {x['trigger_price']} is stored but not resting on the exchange (state {x['state']})"
         for x in legs
