@@ -8,7 +8,8 @@ null); times are `Datetime("us", "UTC")`, `account_id` is the UUID as text:
 - equity:   account_id, as_of, equity (f64)
 - closed:   account_id, entry_time*, exit_time, pnl (Decimal), confidence* (f64),
             notional (Decimal: signed contracts x entry price x ctVal x ctMult),
-            exit_reason (str), stop_resting (0/1: a stop-loss rested on the exchange at the exit)
+            symbol, pos_side, closing_side*, exit_reason
+- algos:    the algo orders with a stop-loss leg (`exits`)
 - open:     account_id, opened_at, notional (Decimal, signed)
 - orders:   account_id, filled_at, leverage* (Decimal), confidence* (Decimal)
 """
@@ -20,6 +21,7 @@ from datetime import datetime
 
 import polars as pl
 
+from services.metrics.exits import exit_stats, stop_resting
 from shared.definitions import (
     CONFIDENCE_BUCKETS,
     SHARPE_ANNUALIZATION,
@@ -43,6 +45,7 @@ class PerformanceInputs:
     closed: pl.DataFrame
     open: pl.DataFrame
     orders: pl.DataFrame
+    algos: pl.DataFrame
 
 
 def _in_window(column: str) -> pl.Expr:
@@ -120,18 +123,8 @@ def trade_stats(closed: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
             pnl_sum=pl.col("pnl").sum(),
             pnl_max=pl.col("pnl").max(),
             pnl_min=pl.col("pnl").min(),
-            stop_resting=pl.col("stop_resting").cast(pl.Int64).sum(),
+            stop_resting=pl.col("stop_resting").sum(),
         )
-    )
-
-
-def exit_stats(closed: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
-    """Closed positions of the window by exit reason: count and sum of net PnL."""
-    return (
-        closed.join(bounds, on="account_id")
-        .filter(_in_window("exit_time"))
-        .group_by(*KEYS, "exit_reason")
-        .agg(n=pl.len(), pnl_sum=pl.col("pnl").sum())
     )
 
 
@@ -245,12 +238,13 @@ class MetricFrames:
 def metric_frames(inputs: PerformanceInputs, now: datetime) -> MetricFrames:
     """Every statistic of every account and window, as frames."""
     bounds = window_bounds(inputs, now)
+    closed = stop_resting(inputs.closed, inputs.algos)
     summary = bounds
     for part in (
         sharpe(inputs.equity, bounds, now),
-        trade_stats(inputs.closed, bounds),
+        trade_stats(closed, bounds),
         order_stats(inputs.orders, bounds),
         hold_times(inputs.closed, inputs.open, bounds, now),
     ):
         summary = summary.join(part, on=KEYS, how="left")
-    return MetricFrames(summary, calibration(inputs.closed, bounds), exit_stats(inputs.closed, bounds))
+    return MetricFrames(summary, calibration(closed, bounds), exit_stats(closed, bounds, KEYS))

@@ -26,19 +26,6 @@ ACCOUNTS = """aitrader.accounts a WHERE a.status = 'active'
     AND ($1::uuid[] IS NULL OR a.id = ANY($1::uuid[]))"""
 # A closed position's direction: the schema's rule (an open one's is `positions_valued.direction`).
 DIRECTION = "aitrader.direction(c.side)"
-# Whether a stop-loss rested on the exchange when the position closed (docs/metrics.md): an algo
-# order of its slot and closing side with a stop-loss leg, placed by the exit, that was still
-# live then: live now, ended at or after the exit, or fired and closed the position (a take-profit
-# or stop-loss exit; the algo's trigger precedes the fill). An algo row holds its latest state.
-STOP_RESTING = """EXISTS (
-    SELECT 1 FROM aitrader.algo_orders a
-     WHERE a.account_id = c.account_id AND a.symbol = c.symbol AND a.pos_side = c.pos_side
-       AND a.side = aitrader.closing_side(c.side) AND a.sl_trigger_px IS NOT NULL
-       AND a.created_at <= c.exit_time
-       AND (a.state = 'live' OR a.exchange_updated_at >= c.exit_time
-            OR (a.state = 'effective' AND c.exit_reason IN ('take_profit', 'stop_loss')
-                AND a.exchange_updated_at >= COALESCE(c.entry_time, '-infinity'))))"""
-
 QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
     "accounts": (
         f"SELECT a.id AS account_id, LEAST(a.created_at, $2) AS created_at FROM {ACCOUNTS}",
@@ -55,14 +42,27 @@ QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
                    c.average_confidence::float8 AS confidence,
                    round({DIRECTION} * c.quantity * c.entry_price * s.contract_size, 8)
                        AS notional,
-                   c.exit_reason, ({STOP_RESTING})::int AS stop_resting
+                   c.symbol, c.pos_side, aitrader.closing_side(c.side) AS closing_side, c.exit_reason
               FROM aitrader.positions_closed c
               LEFT JOIN aitrader.contract_sizes s ON s.symbol = c.symbol
              WHERE c.realized_pnl_usdt IS NOT NULL AND c.exit_time <= $2
                AND c.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
         {"account_id": ACCOUNT, "entry_time": TIME, "exit_time": TIME, "pnl": MONEY,
-         "confidence": pl.Float64(), "notional": MONEY, "exit_reason": pl.String(),
-         "stop_resting": pl.Int8()},
+         "confidence": pl.Float64(), "notional": MONEY, "symbol": pl.String(),
+         "pos_side": pl.String(), "closing_side": pl.String(), "exit_reason": pl.String()},
+    ),
+    # Algo orders with a stop-loss leg, for whether one rested when a position closed
+    # (services.metrics.exits); a state not final (live, partially_*) has not ended.
+    "algos": (
+        f"""SELECT g.account_id, g.symbol, g.pos_side, g.side, g.created_at,
+                   CASE WHEN g.state IN ('effective', 'canceled', 'order_failed')
+                        THEN g.exchange_updated_at END AS ended_at,
+                   (g.state = 'effective')::int AS fired
+              FROM aitrader.algo_orders g
+             WHERE g.sl_trigger_px IS NOT NULL AND g.created_at <= $2
+               AND g.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
+        {"account_id": ACCOUNT, "symbol": pl.String(), "pos_side": pl.String(),
+         "side": pl.String(), "created_at": TIME, "ended_at": TIME, "fired": pl.Int8()},
     ),
     "open": (
         f"""SELECT v.account_id, LEAST(COALESCE(v.opened_at, v.updated_at), $2) AS opened_at,
@@ -108,7 +108,7 @@ async def _frame(
 # output on one core per connection); the equity table is split by account id halves.
 LANES = (
     ["equity_low", "closed"],
-    ["equity_high", "accounts", "open", "orders"],
+    ["equity_high", "accounts", "open", "orders", "algos"],
 )
 MID_UUID = "80000000-0000-0000-0000-000000000000"
 
