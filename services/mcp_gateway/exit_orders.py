@@ -9,7 +9,7 @@ position of the slot). With the newest `exit_plan_history` row of the position (
 the exchange's answer to the last placement), a leg is
 
 - `live`: that algo is live (its trigger may differ from the plan's: said in `note`);
-- `triggered`: it is `effective` and this leg fired (`actual_side`);
+- `triggered`: it is `effective` and this leg fired (`actual_side`, else its only leg);
 - `failed`: it is `order_failed` (it fired, its order was refused), or the last placement was
   refused (`s_code` not "0");
 - `missing`: anything else (canceled, the other leg fired, never placed).
@@ -39,7 +39,10 @@ def _in_plan(key: str) -> str:
 def _leg_lateral(key: str, leg: str) -> str:
     # The stop-loss is looked up live even without one in the plan: `stop_loss_resting` says
     # what rests, whatever the plan holds. A condition on the plan alone is a one-time filter.
-    columns = f"""a.algo_id, a.state, a.actual_side, a.fail_code,
+    # The leg that fired: OKX's actualSide, else the only leg a one-leg conditional has.
+    columns = f"""a.algo_id, a.state, a.fail_code,
+                  COALESCE(a.actual_side, CASE WHEN a.tp_trigger_px IS NULL THEN 'sl'
+                                               WHEN a.sl_trigger_px IS NULL THEN 'tp' END) AS actual_side,
                   trim_scale(a.{leg}_trigger_px)::text AS trigger_px
              FROM aitrader.algo_orders a
             WHERE a.account_id = v.account_id AND a.symbol = v.symbol AND a.pos_side = v.pos_side

@@ -81,8 +81,8 @@ async def test_each_leg_says_whether_it_rests(
     await seed.position(
         db_pool, a, ETH, pos_side="long", exit_plan={"take_profit": "3500", "stop_loss": "2800"}
     )
-    await seed.algo_order(
-        db_pool, a, ETH, "A4", pos_side="long", side="sell", sl="2800", state="effective", actual_side="sl"
+    await seed.algo_order(  # no actualSide: the only leg of a conditional fired
+        db_pool, a, ETH, "A4", pos_side="long", side="sell", sl="2800", state="effective"
     )
     await seed.algo_order(
         db_pool,
