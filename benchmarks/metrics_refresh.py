@@ -132,10 +132,10 @@ async def measure(dsn: str, runs: int = 5) -> None:
             t0 = time.perf_counter()
             inputs = await store.load_inputs(pool, None, NOW)
             t1 = time.perf_counter()
-            performance, calibration = stored_rows(*metric_frames(inputs, NOW))
+            stored = stored_rows(metric_frames(inputs, NOW))
             t2 = time.perf_counter()
             async with pool.acquire() as conn:
-                await store.save(conn, performance, calibration)
+                await store.save(conn, stored)
             t3 = time.perf_counter()
             raw.append(t1 - t0)
             parts.append((t2 - t1, t3 - t2))
@@ -153,7 +153,7 @@ async def measure(dsn: str, runs: int = 5) -> None:
         print(f"raw reference: read {rows_read:,} rows into polars (COPY CSV): "
               f"median {median(raw):.3f} s")
         print(f"compute (polars + Decimal rounding): median {median(p[0] for p in parts):.3f} s; "
-              f"upsert {len(performance)} + {len(calibration)} rows: "
+              f"upsert {len(stored.performance)} + {len(stored.calibration)} + {len(stored.exits)} rows: "
               f"median {median(p[1] for p in parts):.3f} s")
         print(f"full refresh, 3 windows x {ACCOUNTS} accounts: median {median(totals):.3f} s, "
               f"min {min(totals):.3f} s over {runs} runs (target < 3 s)")

@@ -14,7 +14,7 @@ from typing import Final
 
 from shared.types import Window
 
-DEFINITIONS_VERSION: Final = "2026-11-1"
+DEFINITIONS_VERSION: Final = "2026-12-1"
 
 WINDOWS: Final[tuple[Window, ...]] = ("daily", "weekly", "all_time")
 # Trailing lengths; all_time starts at the account's first activity (see docs/metrics.md).
@@ -59,6 +59,13 @@ DEFINITIONS: Final[dict[str, str]] = {
     "hold_ratio_long/short/flat": "Share of window time whose signed open notional (entry prices, "
     "all symbols) is > 0 / < 0 / = 0; the three sum to 1.",
     "realized_pnl_usdt": "Sum of the net realized PnL (price PnL + fees + funding) of closed positions.",
+    "exit_attribution": "Closed positions of the window by exit_reason (agent = your own close, "
+    "take_profit / stop_loss = your exit plan's algo order fired, liquidation, adl, external, "
+    "reconcile): count and sum of net realized PnL.",
+    "stop_loss_resting_ratio": "Closed positions that had a stop-loss resting on the exchange when "
+    "they closed / closed positions: an algo order of the position with a stop-loss leg, placed "
+    "by the exit and live at it (still live, ended at or after the exit, or the one whose firing "
+    "closed it); null with no closed position.",
     "calibration": "Closed positions grouped by the confidence of their opening fills: count, "
     "win rate and mean net PnL per bucket. Well calibrated = higher buckets win more often.",
 }

@@ -107,6 +107,7 @@ async def performance(gw: Gateway, who: Principal, window: str) -> views.Perform
     async with gw.pool.acquire() as conn:
         row = await repository.fetch_performance(conn, who.account_id, window)
         calibration = await repository.fetch_calibration(conn, who.account_id, window)
+        exits = await repository.fetch_exit_attribution(conn, who.account_id, window)
     values = dict(row) if row is not None else {}
     return views.PerformanceMetrics.model_validate(
         {
@@ -115,5 +116,6 @@ async def performance(gw: Gateway, who: Principal, window: str) -> views.Perform
             "available": row is not None,
             "definitions": DEFINITIONS,
             "calibration": calibration,
+            "exit_attribution": exits,
         }
     )

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import asyncpg
 
-from services.mcp_gateway import views
+from services.mcp_gateway import exit_view, views
 from services.mcp_gateway.projection import Projection
 from services.mcp_gateway.rules import confidence_text
 from shared.db import Executor, fetch_now
@@ -57,19 +57,22 @@ _POSITION = Projection(
         "opened_at": "v.opened_at",
         "updated_at": "v.updated_at",
     },
-    filled=("exit_plan", "confidence"),
+    filled=("exit_plan", "exit_orders", "confidence"),
     extra={
         "id": "v.id",
         "stored_exit_plan": "v.exit_plan::text",
         "confidence_weight_sum": "v.confidence_weight_sum::text",
         "confidence_quantity": "v.confidence_quantity::text",
+        **exit_view.COLUMNS,
     },
 )
 # A position whose instrument is unknown has no coin quantity to show: it is not listed (its
-# PnL, the exchange's figure if any, still counts in the account's equity).
+# PnL, the exchange's figure if any, still counts in the account's equity). Each comes with what
+# of its exit plan rests on the exchange (`exit_orders`).
 _POSITION_SELECT = f"""
 SELECT {_POSITION.select()}
 FROM aitrader.positions_valued v
+{exit_view.JOINS}
 WHERE v.base_asset IS NOT NULL
 """
 
@@ -155,6 +158,7 @@ def position_doc(r: asyncpg.Record) -> views.Doc:
     """A position as `views.Position`'s JSON form, from a `_POSITION_SELECT` row."""
     doc = _POSITION.doc(r)
     doc["exit_plan"] = _plan_doc(r["stored_exit_plan"])
+    doc["exit_orders"] = exit_view.exit_orders_doc(doc["exit_plan"], r)
     doc["confidence"] = _confidence(r["confidence_weight_sum"], r["confidence_quantity"])
     return doc
 
@@ -353,8 +357,8 @@ async def fetch_performance(db: Conn, account_id: UUID, window: str) -> asyncpg.
     return await db.fetchrow(
         """SELECT sharpe_ratio, win_rate, average_leverage, average_confidence, biggest_win_usdt,
                   biggest_loss_usdt, hold_ratio_long, hold_ratio_short, hold_ratio_flat,
-                  closed_positions, realized_pnl_usdt, window_start, window_end, updated_at,
-                  definitions_version
+                  closed_positions, realized_pnl_usdt, stop_loss_resting_ratio, window_start,
+                  window_end, updated_at, definitions_version
            FROM aitrader.performance_snapshots WHERE account_id = $1 AND "window" = $2""",
         account_id,
         window,
@@ -370,6 +374,19 @@ async def fetch_calibration(db: Conn, account_id: UUID, window: str) -> list[vie
         window,
     )
     return [views.CalibrationBucket(**dict(r)) for r in rows]
+
+
+async def fetch_exit_attribution(db: Conn, account_id: UUID, window: str) -> list[views.ExitAttribution]:
+    """The window's exit reasons that closed a position, most positions first."""
+    rows = await db.fetch(
+        """SELECT exit_reason, closed_positions, realized_pnl_usdt
+           FROM aitrader.exit_attribution
+           WHERE account_id = $1 AND "window" = $2 AND closed_positions > 0
+           ORDER BY closed_positions DESC, exit_reason""",
+        account_id,
+        window,
+    )
+    return [views.ExitAttribution(**dict(r)) for r in rows]
 
 
 def newest(times: list[datetime | None]) -> datetime | None:

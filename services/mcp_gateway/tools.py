@@ -187,7 +187,9 @@ def gateway_tools(gw: Gateway) -> list[Tool]:
         (available, locked, equity), every open position (side, contracts and coin quantity,
         entry and mark price, leverage, margin, liquidation price, unrealized PnL, your exit plan
         and the confidence you opened it with, opened_at) and all-time headline performance.
-        Call it first in every decision cycle: it is the truth about what you hold."""
+        Per position, exit_orders says whether each leg of your exit plan really rests on the
+        exchange (state live / triggered / failed / missing, stop_loss_resting); act on its
+        warning. Call it first in every decision cycle: it is the truth about what you hold."""
         return _result(await handlers.account_state(gw, _who()))
 
     async def get_market_data(
@@ -256,7 +258,9 @@ def gateway_tools(gw: Gateway) -> list[Tool]:
         """Your trading performance over a window: Sharpe ratio, win rate, average leverage and
         confidence, biggest win and loss, time share long / short / flat, realized PnL, with the
         exact definitions and when it was computed, plus how well your confidence predicted
-        outcomes (calibration by confidence bucket). available=false until the first snapshot."""
+        outcomes (calibration by confidence bucket), closed positions and net PnL by exit reason
+        (your close, take_profit, stop_loss, liquidation, ...) and the share closed with a
+        stop-loss resting on the exchange. available=false until the first snapshot."""
         return _result(await handlers.performance(gw, _who(), window))
 
     read = ToolAnnotations(read_only_hint=True)

@@ -8,13 +8,13 @@ string shows the exact value the ledger holds. Times are ISO-8601 UTC.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from shared.money import plain_decimal
-from shared.types import Direction, Mode, PosSide, Side, Window
+from shared.types import Direction, ExitReason, Mode, PosSide, Side, Window
 
 # The schemas say string (what is sent), flat: one type is cheap for a client to validate.
 Dec = Annotated[
@@ -70,6 +70,29 @@ class ExitPlan(ExitPlanFields):
     )
 
 
+class ExitOrder(View):
+    """One leg of the stored plan against what rests on the exchange."""
+
+    leg: Literal["take_profit", "stop_loss"]
+    trigger_price: Dec = Field(description="The plan's trigger price.")
+    state: Literal["live", "triggered", "failed", "missing"] = Field(
+        description="live: an algo order of this position rests with this leg (see note if its "
+        "trigger is not the plan's); triggered: it fired; failed: the exchange refused it, or its "
+        "order failed when it fired; missing: stored in the plan, nothing resting.")
+    algo_id: str | None = Field(description="The exchange's algo order id (null when missing).")
+    exchange_trigger_price: OptDec = Field(description="The trigger price the exchange holds.")
+    note: str | None
+
+
+class ExitOrders(View):
+    """What of the exit plan rests on the exchange (OKX algo orders of this position's slot)."""
+
+    plan_version: int | None = Field(description="The stored plan's version (1 at entry, +1 per update).")
+    legs: list[ExitOrder] = Field(description="One per leg of the stored plan.")
+    stop_loss_resting: bool = Field(description="True when a stop-loss rests on the exchange now.")
+    warning: str | None = Field(description="Set when a leg of the plan is not resting: act on it.")
+
+
 class Position(View):
     symbol: str
     side: Direction
@@ -85,6 +108,7 @@ class Position(View):
     unrealized_pnl_usdt: OptDec = Field(description="(mark - entry) x coin_quantity x direction.")
     notional_usdt: OptDec = Field(description="coin_quantity x mark_price.")
     exit_plan: ExitPlan | None
+    exit_orders: ExitOrders
     confidence: OptDec = Field(description="Contract-weighted confidence of the opening fills.")
     opened_at: AwareDatetime | None
     updated_at: AwareDatetime
@@ -227,6 +251,12 @@ class CalibrationBucket(View):
     mean_pnl_usdt: OptDec
 
 
+class ExitAttribution(View):
+    exit_reason: ExitReason = Field(description="Why the positions closed.")
+    closed_positions: int
+    realized_pnl_usdt: OptDec = Field(description="Sum of their net realized PnL.")
+
+
 class PerformanceMetrics(View):
     window: Window
     available: bool = Field(description="False until the metrics service has written this window.")
@@ -241,6 +271,9 @@ class PerformanceMetrics(View):
     hold_ratio_flat: OptDec = None
     closed_positions: int = 0
     realized_pnl_usdt: OptDec = None
+    stop_loss_resting_ratio: OptDec = Field(
+        default=None, description="Share of the closed positions that had a stop-loss resting on "
+        "the exchange when they closed.")
     window_start: AwareDatetime | None = None
     window_end: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
@@ -249,3 +282,5 @@ class PerformanceMetrics(View):
         default=None, description="The definitions version this snapshot was computed with."
     )
     calibration: list[CalibrationBucket]
+    exit_attribution: list[ExitAttribution] = Field(
+        description="Closed positions and net PnL by exit reason (reasons with none are left out).")

@@ -7,7 +7,9 @@ null); times are `Datetime("us", "UTC")`, `account_id` is the UUID as text:
 - accounts: account_id, created_at
 - equity:   account_id, as_of, equity (f64)
 - closed:   account_id, entry_time*, exit_time, pnl (Decimal), confidence* (f64),
-            notional (Decimal: signed contracts x entry price x ctVal x ctMult)
+            notional (Decimal: signed contracts x entry price x ctVal x ctMult),
+            symbol, pos_side, closing_side*, exit_reason
+- algos:    the algo orders with a stop-loss leg (`exits`)
 - open:     account_id, opened_at, notional (Decimal, signed)
 - orders:   account_id, filled_at, leverage* (Decimal), confidence* (Decimal)
 """
@@ -19,6 +21,7 @@ from datetime import datetime
 
 import polars as pl
 
+from services.metrics.exits import exit_stats, stop_resting
 from shared.definitions import (
     CONFIDENCE_BUCKETS,
     SHARPE_ANNUALIZATION,
@@ -42,6 +45,7 @@ class PerformanceInputs:
     closed: pl.DataFrame
     open: pl.DataFrame
     orders: pl.DataFrame
+    algos: pl.DataFrame
 
 
 def _in_window(column: str) -> pl.Expr:
@@ -107,7 +111,8 @@ def sharpe(equity: pl.DataFrame, bounds: pl.DataFrame, now: datetime) -> pl.Data
 
 
 def trade_stats(closed: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
-    """Closed positions by exit time: count, wins (net PnL > 0), sum / max / min of net PnL."""
+    """Closed positions by exit time: count, wins (net PnL > 0), sum / max / min of net PnL,
+    and how many had a stop-loss resting when they closed."""
     return (
         closed.join(bounds, on="account_id")
         .filter(_in_window("exit_time"))
@@ -118,6 +123,7 @@ def trade_stats(closed: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
             pnl_sum=pl.col("pnl").sum(),
             pnl_max=pl.col("pnl").max(),
             pnl_min=pl.col("pnl").min(),
+            stop_resting=pl.col("stop_resting").sum(),
         )
     )
 
@@ -219,15 +225,26 @@ def calibration(closed: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def metric_frames(inputs: PerformanceInputs, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(one row of raw statistics per account and window, calibration rows by bucket)."""
+@dataclass(frozen=True)
+class MetricFrames:
+    """Raw statistics: one summary row per account and window, calibration rows by bucket,
+    exit rows by reason (only the reasons that occur)."""
+
+    summary: pl.DataFrame
+    calibration: pl.DataFrame
+    exits: pl.DataFrame
+
+
+def metric_frames(inputs: PerformanceInputs, now: datetime) -> MetricFrames:
+    """Every statistic of every account and window, as frames."""
     bounds = window_bounds(inputs, now)
+    closed = stop_resting(inputs.closed, inputs.algos)
     summary = bounds
     for part in (
         sharpe(inputs.equity, bounds, now),
-        trade_stats(inputs.closed, bounds),
+        trade_stats(closed, bounds),
         order_stats(inputs.orders, bounds),
         hold_times(inputs.closed, inputs.open, bounds, now),
     ):
         summary = summary.join(part, on=KEYS, how="left")
-    return summary, calibration(inputs.closed, bounds)
+    return MetricFrames(summary, calibration(closed, bounds), exit_stats(closed, bounds, KEYS))

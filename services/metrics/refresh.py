@@ -25,10 +25,10 @@ async def refresh_performance(pool: asyncpg.Pool, clock: Clock, accounts: list[U
     """Recompute and upsert all windows of these accounts (None = every active one)."""
     now = clock.now()
     inputs = await store.load_inputs(pool, accounts, now)
-    performance, calibration = stored_rows(*metric_frames(inputs, now))
+    rows = stored_rows(metric_frames(inputs, now))
     async with pool.acquire() as conn:
-        await store.save(conn, performance, calibration)
-    return len(performance)
+        await store.save(conn, rows)
+    return len(rows.performance)
 
 
 class Refresher:

@@ -5,14 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple, get_args
 from uuid import UUID
 
 import polars as pl
 
 from services.metrics.calculations import to_numeric
+from services.metrics.performance import MetricFrames
 from shared.definitions import CONFIDENCE_BUCKETS, DEFINITIONS_VERSION
 from shared.money import LEDGER_CONTEXT, quantize
+from shared.types import ExitReason
+
+EXIT_REASONS: tuple[ExitReason, ...] = get_args(ExitReason)
 
 # NUMERIC(10, 6): a Sharpe at or beyond this magnitude cannot be stored; it is stored null.
 SHARPE_LIMIT = Decimal(10) ** 4
@@ -38,6 +42,7 @@ class PerformanceRow:
     hold_ratio_flat: Decimal | None
     closed_positions: int
     realized_pnl_usdt: Decimal | None
+    stop_loss_resting_ratio: Decimal | None
     definitions_version: str = DEFINITIONS_VERSION
 
 
@@ -51,6 +56,25 @@ class CalibrationRow:
     closed_positions: int
     win_rate: Decimal | None
     mean_pnl_usdt: Decimal | None
+
+
+@dataclass(frozen=True)
+class ExitRow:
+    """One `exit_attribution` row."""
+
+    account_id: UUID
+    window: str
+    exit_reason: ExitReason
+    closed_positions: int
+    realized_pnl_usdt: Decimal | None
+
+
+class StoredRows(NamedTuple):
+    """Everything one refresh upserts."""
+
+    performance: list[PerformanceRow]
+    calibration: list[CalibrationRow]
+    exits: list[ExitRow]
 
 
 def _places(places: int) -> Decimal:
@@ -108,6 +132,7 @@ def performance_row(raw: dict[str, Any]) -> PerformanceRow:
         hold_ratio_flat=shares[2],
         closed_positions=closed,
         realized_pnl_usdt=raw["pnl_sum"] if closed else None,
+        stop_loss_resting_ratio=ratio(raw["stop_resting"], closed, 4),
     )
 
 
@@ -134,9 +159,22 @@ def calibration_rows(
     return rows
 
 
-def stored_rows(
-    summary: pl.DataFrame, buckets: pl.DataFrame
-) -> tuple[list[PerformanceRow], list[CalibrationRow]]:
-    """All rows to upsert for the accounts in `summary`."""
-    performance = [performance_row(raw) for raw in summary.iter_rows(named=True)]
-    return performance, calibration_rows(summary, buckets)
+def exit_rows(summary: pl.DataFrame, exits: pl.DataFrame) -> list[ExitRow]:
+    """Every (account, window) gets every exit reason; one that closed nothing has count 0 and
+    a null PnL (so a reason that left a sliding window is overwritten, never left behind)."""
+    found = {(r["account_id"], r["window"], r["exit_reason"]): r for r in exits.iter_rows(named=True)}
+    rows = []
+    for key in summary.select("account_id", "window").iter_rows():
+        for reason in EXIT_REASONS:
+            hit = found.get((*key, reason))
+            rows.append(ExitRow(account_id=UUID(key[0]), window=key[1], exit_reason=reason,
+                                closed_positions=hit["n"] if hit else 0,
+                                realized_pnl_usdt=hit["pnl_sum"] if hit else None))
+    return rows
+
+
+def stored_rows(frames: MetricFrames) -> StoredRows:
+    """All rows to upsert for the accounts in `frames.summary`."""
+    performance = [performance_row(raw) for raw in frames.summary.iter_rows(named=True)]
+    return StoredRows(performance, calibration_rows(frames.summary, frames.calibration),
+                      exit_rows(frames.summary, frames.exits))

@@ -12,7 +12,7 @@ import asyncpg
 import polars as pl
 
 from services.metrics.performance import MONEY, PerformanceInputs
-from services.metrics.rows import CalibrationRow, PerformanceRow
+from services.metrics.rows import StoredRows
 from shared.db import Connection
 
 TIME = pl.Datetime("us", "UTC")
@@ -26,7 +26,6 @@ ACCOUNTS = """aitrader.accounts a WHERE a.status = 'active'
     AND ($1::uuid[] IS NULL OR a.id = ANY($1::uuid[]))"""
 # A closed position's direction: the schema's rule (an open one's is `positions_valued.direction`).
 DIRECTION = "aitrader.direction(c.side)"
-
 QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
     "accounts": (
         f"SELECT a.id AS account_id, LEAST(a.created_at, $2) AS created_at FROM {ACCOUNTS}",
@@ -42,13 +41,28 @@ QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
         f"""SELECT c.account_id, c.entry_time, c.exit_time, c.realized_pnl_usdt AS pnl,
                    c.average_confidence::float8 AS confidence,
                    round({DIRECTION} * c.quantity * c.entry_price * s.contract_size, 8)
-                       AS notional
+                       AS notional,
+                   c.symbol, c.pos_side, aitrader.closing_side(c.side) AS closing_side, c.exit_reason
               FROM aitrader.positions_closed c
               LEFT JOIN aitrader.contract_sizes s ON s.symbol = c.symbol
              WHERE c.realized_pnl_usdt IS NOT NULL AND c.exit_time <= $2
                AND c.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
         {"account_id": ACCOUNT, "entry_time": TIME, "exit_time": TIME, "pnl": MONEY,
-         "confidence": pl.Float64(), "notional": MONEY},
+         "confidence": pl.Float64(), "notional": MONEY, "symbol": pl.String(),
+         "pos_side": pl.String(), "closing_side": pl.String(), "exit_reason": pl.String()},
+    ),
+    # Algo orders with a stop-loss leg, for whether one rested when a position closed
+    # (services.metrics.exits); a state not final (live, partially_*) has not ended.
+    "algos": (
+        f"""SELECT g.account_id, g.symbol, g.pos_side, g.side, g.created_at,
+                   CASE WHEN g.state IN ('effective', 'canceled', 'order_failed')
+                        THEN g.exchange_updated_at END AS ended_at,
+                   (g.state = 'effective')::int AS fired
+              FROM aitrader.algo_orders g
+             WHERE g.sl_trigger_px IS NOT NULL AND g.created_at <= $2
+               AND g.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
+        {"account_id": ACCOUNT, "symbol": pl.String(), "pos_side": pl.String(),
+         "side": pl.String(), "created_at": TIME, "ended_at": TIME, "fired": pl.Int8()},
     ),
     "open": (
         f"""SELECT v.account_id, LEAST(COALESCE(v.opened_at, v.updated_at), $2) AS opened_at,
@@ -94,7 +108,7 @@ async def _frame(
 # output on one core per connection); the equity table is split by account id halves.
 LANES = (
     ["equity_low", "closed"],
-    ["equity_high", "accounts", "open", "orders"],
+    ["equity_high", "accounts", "open", "orders", "algos"],
 )
 MID_UUID = "80000000-0000-0000-0000-000000000000"
 
@@ -137,8 +151,9 @@ UPSERT_PERFORMANCE = """
 INSERT INTO aitrader.performance_snapshots AS p
     (account_id, "window", window_start, window_end, sharpe_ratio, win_rate, average_leverage,
      average_confidence, biggest_win_usdt, biggest_loss_usdt, hold_ratio_long, hold_ratio_short,
-     hold_ratio_flat, closed_positions, realized_pnl_usdt, definitions_version, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, now())
+     hold_ratio_flat, closed_positions, realized_pnl_usdt, stop_loss_resting_ratio,
+     definitions_version, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, now())
 ON CONFLICT (account_id, "window") DO UPDATE SET
     window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end,
     sharpe_ratio = EXCLUDED.sharpe_ratio, win_rate = EXCLUDED.win_rate,
@@ -147,6 +162,7 @@ ON CONFLICT (account_id, "window") DO UPDATE SET
     hold_ratio_long = EXCLUDED.hold_ratio_long, hold_ratio_short = EXCLUDED.hold_ratio_short,
     hold_ratio_flat = EXCLUDED.hold_ratio_flat, closed_positions = EXCLUDED.closed_positions,
     realized_pnl_usdt = EXCLUDED.realized_pnl_usdt,
+    stop_loss_resting_ratio = EXCLUDED.stop_loss_resting_ratio,
     definitions_version = EXCLUDED.definitions_version, updated_at = now()
 WHERE p.window_end <= EXCLUDED.window_end OR p.window_end IS NULL
 """
@@ -161,10 +177,19 @@ ON CONFLICT (account_id, "window", bucket) DO UPDATE SET
 """
 
 
-async def save(
-    conn: Connection, performance: list[PerformanceRow], calibration: list[CalibrationRow]
-) -> None:
-    """Upsert one row per (account, window) and per (account, window, bucket), atomically."""
+UPSERT_EXITS = """
+INSERT INTO aitrader.exit_attribution AS x
+    (account_id, "window", exit_reason, closed_positions, realized_pnl_usdt, updated_at)
+VALUES ($1, $2, $3, $4, $5, now())
+ON CONFLICT (account_id, "window", exit_reason) DO UPDATE SET
+    closed_positions = EXCLUDED.closed_positions, realized_pnl_usdt = EXCLUDED.realized_pnl_usdt,
+    updated_at = now()
+"""
+
+
+async def save(conn: Connection, rows: StoredRows) -> None:
+    """Upsert one row per (account, window), per (account, window, bucket) and per
+    (account, window, exit reason), atomically."""
     async with conn.transaction():
         await conn.executemany(
             UPSERT_PERFORMANCE,
@@ -172,8 +197,9 @@ async def save(
                 (r.account_id, r.window, r.window_start, r.window_end, r.sharpe_ratio,
                  r.win_rate, r.average_leverage, r.average_confidence, r.biggest_win_usdt,
                  r.biggest_loss_usdt, r.hold_ratio_long, r.hold_ratio_short, r.hold_ratio_flat,
-                 r.closed_positions, r.realized_pnl_usdt, r.definitions_version)
-                for r in performance
+                 r.closed_positions, r.realized_pnl_usdt, r.stop_loss_resting_ratio,
+                 r.definitions_version)
+                for r in rows.performance
             ],
         )
         await conn.executemany(
@@ -181,6 +207,13 @@ async def save(
             [
                 (r.account_id, r.window, r.bucket, r.closed_positions, r.win_rate,
                  r.mean_pnl_usdt)
-                for r in calibration
+                for r in rows.calibration
+            ],
+        )
+        await conn.executemany(
+            UPSERT_EXITS,
+            [
+                (r.account_id, r.window, r.exit_reason, r.closed_positions, r.realized_pnl_usdt)
+                for r in rows.exits
             ],
         )

@@ -98,11 +98,22 @@ async def performance(db: asyncpg.Pool, account_id: UUID, window: str = "all_tim
         """INSERT INTO aitrader.performance_snapshots
                (account_id, "window", sharpe_ratio, win_rate, average_leverage, average_confidence,
                 biggest_win_usdt, biggest_loss_usdt, hold_ratio_long, hold_ratio_short,
-                hold_ratio_flat, closed_positions, realized_pnl_usdt, window_start, window_end)
-           VALUES ($1, $2, 1.25, 0.6, 5, 72.5, 150.5, -80.25, 0.5, 0.2, 0.3, 5, 123.45,
+                hold_ratio_flat, closed_positions, realized_pnl_usdt, stop_loss_resting_ratio,
+                window_start, window_end)
+           VALUES ($1, $2, 1.25, 0.6, 5, 72.5, 150.5, -80.25, 0.5, 0.2, 0.3, 5, 123.45, 0.8,
                    now() - interval '1 day', now())""",
         account_id,
         window,
+    )
+    await db.executemany(
+        """INSERT INTO aitrader.exit_attribution
+               (account_id, "window", exit_reason, closed_positions, realized_pnl_usdt)
+           VALUES ($1, $2, $3, $4, $5)""",
+        [
+            (account_id, window, "stop_loss", 2, Decimal("-60.5")),
+            (account_id, window, "agent", 3, Decimal("183.95")),
+            (account_id, window, "liquidation", 0, None),
+        ],
     )
     await db.executemany(
         """INSERT INTO aitrader.confidence_calibration
@@ -122,4 +133,58 @@ async def tool_calls(db: asyncpg.Pool, **where: Any) -> list[asyncpg.Record]:
             f"SELECT * FROM aitrader.mcp_tool_calls WHERE {clauses} ORDER BY created_at",
             *where.values(),
         )
+    )
+
+
+async def algo_order(
+    db: asyncpg.Pool,
+    account_id: UUID,
+    symbol: str,
+    algo_id: str,
+    *,
+    pos_side: str,
+    side: str,
+    state: str = "live",
+    tp: str | None = None,
+    sl: str | None = None,
+    actual_side: str | None = None,
+    fail_code: str | None = None,
+    updated_s: float = 0,
+) -> None:
+    """An `algo_orders` row as positions writes it, last updated `updated_s` seconds from now."""
+    await db.execute(
+        """INSERT INTO aitrader.algo_orders
+               (account_id, symbol, pos_side, algo_id, ord_type, side, state, sz, close_fraction,
+                reduce_only, tp_trigger_px, tp_trigger_px_type, sl_trigger_px, sl_trigger_px_type,
+                actual_side, fail_code, created_at, exchange_updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 1, true, $8::numeric,
+                   CASE WHEN $8 IS NOT NULL THEN 'mark' END, $9::numeric,
+                   CASE WHEN $9 IS NOT NULL THEN 'mark' END, $10, $11,
+                   now() + make_interval(secs => $12) - interval '1 second',
+                   now() + make_interval(secs => $12))""",
+        account_id,
+        symbol,
+        pos_side,
+        algo_id,
+        "oco" if tp and sl else "conditional",
+        side,
+        state,
+        None if tp is None else Decimal(tp),
+        None if sl is None else Decimal(sl),
+        actual_side,
+        fail_code,
+        updated_s,
+    )
+
+
+async def plan_outcome(db: asyncpg.Pool, position_id: UUID, s_code: str, s_msg: str = "") -> None:
+    """An `exit_plan_history` row of the position with the exchange's answer (migration 0010)."""
+    await db.execute(
+        """INSERT INTO aitrader.exit_plan_history
+               (account_id, symbol, pos_side, position_id, exit_plan, s_code, s_msg)
+           SELECT account_id, symbol, pos_side, id, exit_plan, $2, $3
+           FROM aitrader.positions_open WHERE id = $1""",
+        position_id,
+        s_code,
+        s_msg,
     )

@@ -95,6 +95,19 @@ async def test_get_account_state(gateway: Gateway, db_pool: asyncpg.Pool, accoun
             "invalidation_condition": None,
             "version": None,  # stored before plans had versions
         },
+        "exit_orders": {  # no algo order of the slot: nothing rests (tests/mcp_gateway/test_exit_view.py)
+            "plan_version": None,
+            "legs": [
+                {"leg": "take_profit", "trigger_price": "65000", "state": "missing", "algo_id": None,
+                 "exchange_trigger_price": None, "note": None},
+                {"leg": "stop_loss", "trigger_price": "58000", "state": "missing", "algo_id": None,
+                 "exchange_trigger_price": None, "note": None},
+            ],
+            "stop_loss_resting": False,
+            "warning": "take_profit 65000 is stored but not resting on the exchange (state missing); "
+            "stop_loss 58000 is stored but not resting on the exchange (state missing); "
+            "call update_exit_plan to place them again",
+        },
         "confidence": "80",
         "opened_at": None,
         "updated_at": None,
@@ -617,9 +630,15 @@ async def test_get_performance_metrics(
         "-80.25",
     )
     assert [b["bucket"] for b in weekly["calibration"]] == ["0-50", "70-85"]
+    assert weekly["stop_loss_resting_ratio"] == "0.8"
+    assert weekly["exit_attribution"] == [  # most positions first; none closed by liquidation
+        {"exit_reason": "agent", "closed_positions": 3, "realized_pnl_usdt": "183.95"},
+        {"exit_reason": "stop_loss", "closed_positions": 2, "realized_pnl_usdt": "-60.5"},
+    ]
     assert "sharpe_ratio" in weekly["definitions"] and weekly["updated_at"]
     assert weekly["definitions_version"] == "1"  # the seeded row's (the column default)
     assert (daily["available"], daily["calibration"], daily["sharpe_ratio"]) == (False, [], None)
+    assert (daily["exit_attribution"], daily["stop_loss_resting_ratio"]) == ([], None)
     assert daily["definitions_version"] is None
 
 

@@ -22,10 +22,20 @@ def ago(hours: float = 0, minutes: float = 0) -> datetime:
 
 def closed(
     exit_time: datetime, pnl: str, *, entry_time: datetime | None = None,
-    notional: str = "0", confidence: float | None = None,
+    notional: str = "0", confidence: float | None = None, exit_reason: str = "agent",
+    symbol: str = "BTC-USDT-SWAP", closing_side: str | None = "sell",
 ) -> dict[str, object]:
     return {"account_id": ACCOUNT, "entry_time": entry_time, "exit_time": exit_time,
-            "pnl": Decimal(pnl), "confidence": confidence, "notional": Decimal(notional)}
+            "pnl": Decimal(pnl), "confidence": confidence, "notional": Decimal(notional),
+            "symbol": symbol, "pos_side": "net", "closing_side": closing_side,
+            "exit_reason": exit_reason}
+
+
+def algo(created_at: datetime, ended_at: datetime | None, *, fired: bool = False,
+         symbol: str = "BTC-USDT-SWAP", side: str = "sell") -> dict[str, object]:
+    """An algo order with a stop-loss leg (ended_at None: not ended)."""
+    return {"account_id": ACCOUNT, "symbol": symbol, "pos_side": "net", "side": side,
+            "created_at": created_at, "ended_at": ended_at, "fired": int(fired)}
 
 
 def opened(opened_at: datetime, notional: str) -> dict[str, object]:
@@ -43,6 +53,7 @@ def inputs(
     closed_rows: Sequence[dict[str, object]] = (),
     open_rows: Sequence[dict[str, object]] = (),
     orders: Sequence[dict[str, object]] = (),
+    algos: Sequence[dict[str, object]] = (),
     created_at: datetime = NOW - timedelta(days=30),
 ) -> PerformanceInputs:
     return PerformanceInputs(
@@ -55,10 +66,14 @@ def inputs(
         ),
         closed=pl.DataFrame(list(closed_rows), schema={
             "account_id": pl.String, "entry_time": TIME, "exit_time": TIME, "pnl": MONEY,
-            "confidence": pl.Float64, "notional": MONEY}),
+            "confidence": pl.Float64, "notional": MONEY, "symbol": pl.String,
+            "pos_side": pl.String, "closing_side": pl.String, "exit_reason": pl.String}),
         open=pl.DataFrame(list(open_rows), schema={
             "account_id": pl.String, "opened_at": TIME, "notional": MONEY}),
         orders=pl.DataFrame(list(orders), schema={
             "account_id": pl.String, "filled_at": TIME, "leverage": FACTOR,
             "confidence": FACTOR}),
+        algos=pl.DataFrame(list(algos), schema={
+            "account_id": pl.String, "symbol": pl.String, "pos_side": pl.String,
+            "side": pl.String, "created_at": TIME, "ended_at": TIME, "fired": pl.Int8}),
     )

@@ -13,12 +13,12 @@ from tests.metrics.frames import NOW, ago, closed, inputs, opened, order
 
 
 def compute(data: PerformanceInputs) -> dict[str, PerformanceRow]:
-    performance, _ = stored_rows(*metric_frames(data, NOW))
+    performance = stored_rows(metric_frames(data, NOW)).performance
     return {row.window: row for row in performance}
 
 
 def calibrate(data: PerformanceInputs, window: str) -> dict[str, CalibrationRow]:
-    _, rows = stored_rows(*metric_frames(data, NOW))
+    rows = stored_rows(metric_frames(data, NOW)).calibration
     return {row.bucket: row for row in rows if row.window == window}
 
 
@@ -175,7 +175,8 @@ def test_account_with_no_trades_gets_nulls_and_is_flat() -> None:
         assert row.definitions_version == DEFINITIONS_VERSION
         assert row.window_end == NOW
         assert (row.sharpe_ratio, row.win_rate, row.average_leverage, row.average_confidence,
-                row.biggest_win_usdt, row.biggest_loss_usdt, row.realized_pnl_usdt) == (None,) * 7
+                row.biggest_win_usdt, row.biggest_loss_usdt, row.realized_pnl_usdt,
+                row.stop_loss_resting_ratio) == (None,) * 8
         assert row.closed_positions == 0
         assert (row.hold_ratio_long, row.hold_ratio_short, row.hold_ratio_flat) == (
             Decimal(0), Decimal(0), Decimal(1))

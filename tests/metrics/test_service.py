@@ -121,7 +121,7 @@ async def test_position_event_updates_equity_and_performance_within_2s(
     assert time.monotonic() - started < 2.0
     assert row is not None
     assert (row["win_rate"], row["biggest_win_usdt"], row["definitions_version"]) == (
-        Decimal("1.0000"), Decimal("12.50000000"), "2026-11-1")
+        Decimal("1.0000"), Decimal("12.50000000"), "2026-12-1")
     equity = await db_pool.fetchrow(
         "SELECT equity, cash, net_position_value, unrealized_pnl FROM aitrader.equity_snapshots"
         " WHERE account_id = $1 ORDER BY as_of DESC LIMIT 1", account)
