@@ -228,15 +228,31 @@ async def test_an_agent_close_stays_agent_and_cancels_the_algo_it_left_but_not_t
             [
                 fill(account, "1", "buy", "2", "50000", 0),
                 algo(account, "805", created=0, **TP_SL),  # the long's plan: resting, not fired
-                # the agent flips to short 1; the exchange attaches the new short's own plan
-                fill(account, "2", "sell", "3", "50500", 10, cl_ord_id=closing.hex),
+                # the agent flips to short 1; the exchange attaches the new short's own plan (its
+                # push may come first: stored before the close is folded)
                 algo(account, "806", minute=10, created=10, side="buy", sz=D(1), tp="48000"),
+                fill(account, "2", "sell", "3", "50500", 10, cl_ord_id=closing.hex),
             ],
         )
         await consumed(js, subjects)
-        await wait_for(lambda: value(requests), message="a CancelAlgo request")
-    assert [(r.algo_id, r.inst_id, r.account_id) for r in requests] == [("805", "BTC-USDT-SWAP", account)]
-    assert await exit_reasons(db_pool, account) == {"2": "agent"}
+        # Then another slot's close: its request comes after any the first close made.
+        eth: dict[str, Any] = {"inst": "ETH-USDT-SWAP"}
+        sentinel = algo(account, "899", created=11, inst_id="ETH-USDT-SWAP", sz=D(1), sl="1900")
+        await publish(
+            js,
+            subjects,
+            [
+                fill(account, "3", "buy", "1", "2000", 11, **eth),
+                sentinel,
+                fill(account, "4", "sell", "1", "2000", 12, **eth),
+            ],
+        )
+        await wait_for(lambda: value(len(requests) >= 2), message="the sentinel's CancelAlgo")
+    assert [(r.algo_id, r.inst_id, r.account_id) for r in requests] == [
+        ("805", "BTC-USDT-SWAP", account),
+        ("899", "ETH-USDT-SWAP", account),
+    ]
+    assert await exit_reasons(db_pool, account) == {"2": "agent", "4": "external"}
 
 
 async def test_a_reply_not_live_is_the_normal_case_and_no_ingest_is_a_counted_failure(
