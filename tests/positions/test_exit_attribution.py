@@ -99,6 +99,20 @@ async def exit_reasons(pool: asyncpg.Pool, account: UUID) -> dict[str, str]:
     return {r["closing_trade_id"]: r["exit_reason"] for r in await closed_rows(pool, account)}
 
 
+async def reasons_become(pool: asyncpg.Pool, account: UUID, expected: dict[str, str]) -> None:
+    """Wait for the closed rows to carry these reasons (by closing trade); a bare `consumed()`
+    right after a publish can see the consumer before it has the new messages."""
+
+    async def reached() -> bool:
+        return await exit_reasons(pool, account) == expected
+
+    try:
+        await wait_for(reached, timeout=30, message=f"exit reasons {expected}")
+    except AssertionError:
+        assert await exit_reasons(pool, account) == expected  # says what the rows hold
+        raise
+
+
 async def replay_identical(dsn: str) -> None:
     code, out = await run_replay(dsn)
     assert (code, out.split(":")[0]) == (0, "identical"), out
@@ -122,8 +136,7 @@ async def test_a_stop_loss_fill_after_its_effective_update_closes_with_stop_loss
             from_algo(fill(account, "2", "sell", "2", "49000", 5, ord_id="9001"), "801"),
         ],
     )
-    await consumed(js, subjects)
-    assert await exit_reasons(db_pool, account) == {"2": "stop_loss"}
+    await reasons_become(db_pool, account, {"2": "stop_loss"})
 
 
 async def test_an_oco_fill_before_its_effective_update_is_external_then_take_profit(
@@ -144,12 +157,10 @@ async def test_an_oco_fill_before_its_effective_update_is_external_then_take_pro
             from_algo(fill(account, "2", "sell", "2", "52000", 5), "802"),
         ],
     )
-    await consumed(js, subjects)
-    assert await exit_reasons(db_pool, account) == {"2": "external"}  # which leg: not known yet
+    await reasons_become(db_pool, account, {"2": "external"})  # which leg: not known yet
 
     await publish(js, subjects, [fired(plan, "tp", 5, "o2")])
-    await consumed(js, subjects)
-    assert await exit_reasons(db_pool, account) == {"2": "take_profit"}
+    await reasons_become(db_pool, account, {"2": "take_profit"})
     await replay_identical(db_dsn)
 
 
@@ -170,8 +181,7 @@ async def test_a_one_leg_algo_gives_its_leg_before_any_effective_update(
             from_algo(fill(account, "2", "sell", "2", "52000", 5), "803"),
         ],
     )
-    await consumed(js, subjects)
-    assert await exit_reasons(db_pool, account) == {"2": "take_profit"}
+    await reasons_become(db_pool, account, {"2": "take_profit"})
 
     # A fill ahead of its algo's first update (none stored yet): external, until the row says
     # the algo has one leg only.
@@ -183,11 +193,9 @@ async def test_a_one_leg_algo_gives_its_leg_before_any_effective_update(
             from_algo(fill(account, "4", "sell", "1", "48000", 7), "804"),
         ],
     )
-    await consumed(js, subjects)
-    assert (await exit_reasons(db_pool, account))["4"] == "external"
+    await reasons_become(db_pool, account, {"2": "take_profit", "4": "external"})
     await publish(js, subjects, [algo(account, "804", "live", 8, created=6, sl="48000")])
-    await consumed(js, subjects)
-    assert await exit_reasons(db_pool, account) == {"2": "take_profit", "4": "stop_loss"}
+    await reasons_become(db_pool, account, {"2": "take_profit", "4": "stop_loss"})
     await replay_identical(db_dsn)
 
 
