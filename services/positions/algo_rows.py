@@ -1,5 +1,8 @@
 """The `aitrader.algo_orders` row of an algo (TP/SL) order update, and its upsert: one row per
 (account, algoId), a state never goes back, and within a state the newest exchange update wins.
+Also the statements that read those rows for the ledger: which leg placed a fill's order (exit
+attribution, `leg_sql`), the closed rows a leg learned later re-attributes, and the live algos
+a close leaves behind (the no-orphans safety net).
 
 An order price of "market" (OKX -1) is stored as NULL beside its set trigger price.
 """
@@ -11,6 +14,7 @@ from decimal import Decimal
 from typing import NamedTuple, get_type_hints
 from uuid import UUID
 
+from services.positions.domain import LEG_REASONS, ORIGIN_REASONS
 from services.positions.rows import JsonText, column_types, json_columns
 from shared.messages import AlgoOrderUpdate, OrderPrice
 
@@ -47,6 +51,14 @@ class AlgoOrderRow(NamedTuple):
     raw_payload: JsonText
     created_at: datetime
     exchange_updated_at: datetime
+
+
+class OrphanAlgo(NamedTuple):
+    """A live algo order left behind by a close, to cancel."""
+
+    account_id: UUID
+    symbol: str
+    algo_id: str
 
 
 def _limit(px: OrderPrice | None) -> Decimal | None:
@@ -88,3 +100,51 @@ def _upsert() -> str:
 
 
 UPSERT_ALGO = _upsert()
+
+
+def leg_sql(a: str) -> str:
+    """SQL: the leg of algo row `a` that placed the order of a fill carrying its algoId — the
+    one that fired (actual_side), else the only leg that can fire (a one-leg algo; OKX runs only
+    the SL of a net conditional with both), else NULL (an oco before its `effective` update)."""
+    return f"""COALESCE({a}.actual_side, CASE
+        WHEN {a}.sl_trigger_px IS NULL AND {a}.tp_trigger_px IS NOT NULL THEN 'tp'
+        WHEN {a}.tp_trigger_px IS NULL AND {a}.sl_trigger_px IS NOT NULL THEN 'sl'
+        WHEN {a}.ord_type = 'conditional' AND {a}.pos_side = 'net' THEN 'sl' END)"""
+
+
+def _reason_sql(leg: str) -> str:
+    return f"(CASE {leg} " + " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in LEG_REASONS.items()) + " END)"
+
+
+# The leg of each (account, algoId) a batch's fills carry: only fills with an algoId ask.
+ALGO_LEGS = f"""SELECT a.account_id, a.algo_id, {leg_sql("a")} AS leg
+    FROM unnest($1::uuid[], $2::text[]) AS k(acc, id)
+    JOIN aitrader.algo_orders a ON a.account_id = k.acc AND a.algo_id = k.id"""
+# The fill's algoId as stored: the Fill message's `algo_id`, kept in its raw_payload.
+FILL_ALGO_ID = "(f.raw_payload->>'algo_id')"
+# After algo updates are stored: a close whose closing fill came from one of these algos and
+# was folded before its leg was known (reason 'agent' / 'external') gets the leg's reason —
+# what the fold gives now (a refold, `aitrader replay`). The closing fill cannot precede the
+# algo's creation: that bounds the closed rows read.
+PATCH_EXIT_REASONS = f"""UPDATE aitrader.positions_closed c SET exit_reason = {_reason_sql("k.leg")}
+    FROM (SELECT a.account_id, a.symbol, a.algo_id, a.created_at, {leg_sql("a")} AS leg
+          FROM unnest($1::uuid[], $2::text[]) AS u(acc, id)
+          JOIN aitrader.algo_orders a ON a.account_id = u.acc AND a.algo_id = u.id) k,
+         aitrader.fills f
+    WHERE k.leg IS NOT NULL AND c.account_id = k.account_id AND c.symbol = k.symbol
+      AND c.exit_time >= k.created_at
+      AND c.exit_reason IN ({", ".join(f"'{r}'" for r in ORIGIN_REASONS)})
+      AND f.account_id = c.account_id AND f.symbol = c.symbol
+      AND f.exchange_trade_id = c.closing_trade_id AND {FILL_ALGO_ID} = k.algo_id
+    RETURNING c.account_id, c.symbol, c.pos_side, c.closing_trade_id, c.exit_reason"""
+# The algos a close leaves behind: live, of the closed slot, on the side that closed it (a
+# long is closed by sells), close-only (what the exchange cancels itself: reduce-only or
+# close-position in net mode, any closing-side algo in long/short mode), and created before the
+# closing fill — never the algo a flip's new position brought (the other side, or later).
+ORPHAN_ALGOS = """SELECT DISTINCT a.account_id, a.symbol, a.algo_id
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+         AS k(acc, sym, ps, closed_at, side)
+    JOIN aitrader.algo_orders a ON a.account_id = k.acc AND a.symbol = k.sym AND a.pos_side = k.ps
+    WHERE a.state = 'live' AND a.side = k.side AND a.created_at < k.closed_at
+      AND (a.pos_side <> 'net' OR a.reduce_only OR a.close_fraction IS NOT NULL)
+    ORDER BY a.account_id, a.symbol, a.algo_id"""

@@ -25,6 +25,9 @@ class PositionsSettings(Settings):
     # A batch is committed as this many concurrent transactions, split by account, so that
     # folding one part overlaps PostgreSQL writing another.
     positions_partitions: int = Field(default=2, ge=1, le=16)
+    # After a fold closed a slot, each CancelAlgo request for an algo it left live waits this
+    # long for ingest's reply (the no-orphans safety net).
+    positions_cancel_algo_deadline_seconds: float = Field(default=3.0, gt=0, le=30)
 
 
 def positions_settings(settings: Settings) -> PositionsSettings:

@@ -21,11 +21,16 @@ from typing import Any
 from shared.exchange_ids import IdKey, id_key
 from shared.instruments import InstrumentSpec
 from shared.money import LEDGER_CONTEXT, Q4, Q8, Q12, Q16, ZERO, average_confidence, quantize
-from shared.types import RECONCILE_CATEGORY, Direction, ExitReason, PosSide, Side
+from shared.types import RECONCILE_CATEGORY, AlgoLeg, Direction, ExitReason, PosSide, Side
 
 EntryKey = tuple[datetime, int, IdKey]
 
 LIQUIDATION_CATEGORIES = frozenset({"full_liquidation", "partial_liquidation"})
+# The exit reason of a close by a fill of the order an algo (TP/SL) leg placed when it fired.
+LEG_REASONS: dict[AlgoLeg, ExitReason] = {"tp": "take_profit", "sl": "stop_loss"}
+# A close's reason when neither its category nor an algo leg says more: what a leg, learned
+# later, replaces.
+ORIGIN_REASONS: tuple[ExitReason, ...] = ("agent", "external")
 _MICROSECONDS_PER_MINUTE = Decimal(60_000_000)
 
 
@@ -54,6 +59,9 @@ class LedgerFill:
     category: str = "normal"
     by_agent: bool = False  # the order came from an MCP tool call
     exit_plan: dict[str, Any] | None = field(default=None, hash=False)
+    # The algo leg whose trigger placed the fill's order, resolved when the fill is built
+    # (None: no algo, or which leg fired is not known yet).
+    algo_leg: AlgoLeg | None = None
 
     @property
     def key(self) -> EntryKey:
@@ -193,13 +201,16 @@ def entry_key(entry: Entry) -> EntryKey:
 
 
 def exit_reason(fill: LedgerFill) -> ExitReason:
-    """Why a position closed, from the closing fill's OKX category and its order's origin."""
+    """Why a position closed: the closing fill's OKX category, else the algo leg that placed
+    its order, else its order's origin."""
     if fill.category in LIQUIDATION_CATEGORIES:
         return "liquidation"
     if fill.category == "adl":
         return "adl"
     if fill.category == RECONCILE_CATEGORY:
         return "reconcile"
+    if fill.algo_leg is not None:
+        return LEG_REASONS[fill.algo_leg]
     return "agent" if fill.by_agent else "external"
 
 

@@ -122,21 +122,23 @@ class SlotChange:
         )
         return replace(self, result=replace(self.result, closed=closed))
 
+    def new_closes(self) -> tuple[ClosedPosition, ...]:
+        """The positions this batch closed (a refold's closes stored before are not new)."""
+        old_ids = {c.closing_trade_id for c in self.old_closed}
+        return tuple(c for c in self.result.closed if c.closing_trade_id not in old_ids)
+
     def events(self, now: datetime | None = None) -> list[PositionEvent]:
         """In fold order: `opened` and `closed` for every position this batch opened or
         closed (a position opened and closed within the batch too), then `opened` or `changed`
         for the position left open, with its final state (one event however many fills
         changed it). `now` is ts_init."""
         now = now or datetime.now(UTC)
-        old_ids = {c.closing_trade_id for c in self.old_closed}
         published: set[Identity] = {(c.side, c.entry_time) for c in self.old_closed}  # earlier
         if self.before is not None:
             published.add(_identity(self.before))
         openings = {_identity(p): p for p in self.result.opened}
         events = []
-        for c in self.result.closed:
-            if c.closing_trade_id in old_ids:
-                continue
+        for c in self.new_closes():
             opening = openings.get((c.side, c.entry_time))
             if opening is not None and (c.side, c.entry_time) not in published:
                 events.append(self._opened(opening, now))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from uuid import UUID
 
+from services.positions.algo_rows import OrphanAlgo
 from services.positions.catalog import InstrumentCatalog
 from services.positions.domain import Entry, LedgerFill
 from services.positions.events import Slot, SlotChange, needs_refold, position_events, slot_of
@@ -46,6 +47,7 @@ class BatchOutcome:
     dead: dict[int, DeadLetter] = field(default_factory=dict)  # index -> why (ack after recording)
     retry: dict[int, float] = field(default_factory=dict)  # index -> redelivery delay (nak)
     changes: list[SlotChange] = field(default_factory=list)
+    orphans: list[OrphanAlgo] = field(default_factory=list)  # live algos of closed slots
     stored: int = 0
     duplicates: int = 0
     refolds: int = 0
@@ -55,6 +57,7 @@ class BatchOutcome:
         self.dead.update(other.dead)
         self.retry.update(other.retry)
         self.changes.extend(other.changes)
+        self.orphans.extend(other.orphans)
         self.stored += other.stored
         self.duplicates += other.duplicates
         self.refolds += other.refolds
@@ -72,7 +75,9 @@ async def handle_batch(
     modes = await store.lock_accounts({i.event.account_id for i in items})
     valid = [i for i in items if _account_ok(i, modes, out)]
     await store.upsert_orders(_of(valid, OrderUpdate))
-    await store.upsert_algo_orders(_of(valid, AlgoOrderUpdate))
+    algos = _of(valid, AlgoOrderUpdate)
+    await store.upsert_algo_orders(algos)
+    await _patch_exit_reasons(store, [u for u, _ in algos])
     ledger = [i for i in valid if isinstance(i.event, Fill | FundingPayment)]
     instruments = await _instruments(store, ledger, catalog, out)
     ledger = [i for i in ledger if i.index not in out.retry and i.index not in out.dead]
@@ -86,9 +91,19 @@ async def handle_batch(
         changes = [await _change(store, slot, pairs, stored, instruments[slot.symbol],
                                  modes[slot.account_id], out) for slot, pairs in by_slot.items()]
         out.changes = await store.write_changes(changes)  # events are built after commit
+        out.orphans = await store.orphan_algos(out.changes)  # cancelled after commit
     await store.insert_balances(_of(valid, Balance))
     await store.update_exchange_view([e for e, _ in _of(valid, ExchangePosition)])
     return out
+
+
+async def _patch_exit_reasons(store: LedgerStore, updates: Sequence[AlgoOrderUpdate]) -> None:
+    """Closes folded before their algo's leg was known get the leg's reason now. No event: the
+    `closed` event said `external`; positions_closed is the truth (a log line per row)."""
+    for row in await store.patch_exit_reasons(updates):
+        log.info("exit_reason_patched", account=str(row["account_id"]), symbol=row["symbol"],
+                 pos_side=row["pos_side"], closing_trade=row["closing_trade_id"],
+                 exit_reason=row["exit_reason"])
 
 
 async def _change(

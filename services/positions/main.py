@@ -6,6 +6,7 @@ import asyncio
 
 from services.positions.catalog import InstrumentCatalog
 from services.positions.config import PositionsSettings, positions_settings
+from services.positions.orphans import OrphanSweeper
 from services.positions.subscribers import PUBLISH_ASYNC_MAX_PENDING, SERVICE, LedgerConsumer
 from shared.bus import connect_nats, ensure_streams
 from shared.clock import SystemClock
@@ -35,11 +36,16 @@ async def serve(settings: Settings) -> None:
             catalog = InstrumentCatalog(SystemClock(), config.positions_instrument_grace_seconds)
             letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE))
             health = Health(SERVICE, checks=connection_checks(pool, nc))
+            sweeper = OrphanSweeper(nc, subjects, config.positions_cancel_algo_deadline_seconds)
             consumer = LedgerConsumer(js, pool, subjects, catalog, config, letters,
-                                      progress=health.progress("ledger"))
-            async with serving(health, config.health_host, config.health_port), asyncio.TaskGroup() as tasks:
-                tasks.create_task(consumer.run())
-                tasks.create_task(health.watch())
+                                      progress=health.progress("ledger"), sweeper=sweeper)
+            try:
+                async with serving(health, config.health_host, config.health_port), \
+                        asyncio.TaskGroup() as tasks:
+                    tasks.create_task(consumer.run())
+                    tasks.create_task(health.watch())
+            finally:
+                await sweeper.close()
         finally:
             await nc.close()
     finally:

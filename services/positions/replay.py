@@ -3,6 +3,9 @@
 Compared: every fold column of `positions_open` and `positions_closed`. Not compared: ids,
 timestamps of our own writes, the exchange-view columns (margin, liquidation and mark price,
 unrealized PnL) and `exit_plan` (written by the agent through `update_exit_plan`).
+`exit_reason` is compared: each fill's algo leg is read from `algo_orders` as it is now
+(`store.load_entries`), which is what the live path ends with once it has patched a close
+folded before its leg was known.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from services.positions.ids import uuid7
 from shared.db import json_dumps
 from shared.messages import Balance, ExchangePosition, Fill, FundingPayment, OrderUpdate
 from shared.money import Q2, Q8, quantize, quantize_opt
+from shared.types import AlgoLeg
 
 
 class Record(Protocol):
@@ -245,15 +246,16 @@ def closed_from_row(row: Record) -> ClosedPosition:
     return ClosedPosition(**{name: row[name] for name in CLOSED_FIELDS})
 
 
-def ledger_fill(f: Fill, link: OrderLink) -> LedgerFill:
+def ledger_fill(f: Fill, link: OrderLink, algo_leg: AlgoLeg | None = None) -> LedgerFill:
     """A fill as the fold sees it: exactly the values stored in `fills` (see `fill_row`), so
-    that a refold from the table sees the same fill."""
+    that a refold from the table sees the same fill; `algo_leg` is the leg of its algo that
+    fired, as `algo_orders` says."""
     return LedgerFill(
         trade_id=f.trade_id, time=f.ts_event.astimezone(UTC), side=f.side, pos_side=f.pos_side,
         price=quantize(f.fill_px, Q8), size=quantize(f.fill_sz, Q8), fee=quantize(f.fill_fee, Q8),
         confidence=link.confidence,
         leverage=link.leverage if link.leverage is not None else quantize_opt(f.lever, Q2),
-        category=f.category, by_agent=link.by_agent, exit_plan=link.exit_plan,
+        category=f.category, by_agent=link.by_agent, exit_plan=link.exit_plan, algo_leg=algo_leg,
     )
 
 

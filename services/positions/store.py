@@ -17,7 +17,16 @@ from uuid import UUID
 
 import asyncpg
 
-from services.positions.algo_rows import UPSERT_ALGO, algo_row
+from services.positions.algo_rows import (
+    ALGO_LEGS,
+    FILL_ALGO_ID,
+    ORPHAN_ALGOS,
+    PATCH_EXIT_REASONS,
+    UPSERT_ALGO,
+    OrphanAlgo,
+    algo_row,
+    leg_sql,
+)
 from services.positions.domain import (
     ClosedPosition,
     Entry,
@@ -68,6 +77,7 @@ from shared.messages import (
     FundingPayment,
     OrderUpdate,
 )
+from shared.types import AlgoLeg
 
 _PLACEHOLDER = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -140,11 +150,13 @@ _SLOT_STATE = f"""SELECT k.a, k.s, k.p, f.ts AS fill_ts, f.tid, g.ts AS fund_ts,
         ORDER BY "timestamp" DESC, {id_order_sql("exchange_bill_id", "DESC")} LIMIT 1) g ON true
     LEFT JOIN aitrader.positions_open o
       ON o.account_id = k.a AND o.symbol = k.s AND o.pos_side = k.p"""
-# The fields of LedgerFill and FundingEntry, by name: a refold sees what the batch folded.
-_LEDGER_FILLS = """SELECT f.exchange_trade_id AS trade_id, f."timestamp" AS time, f.side,
+# The fields of LedgerFill and FundingEntry, by name: a refold sees what the batch folded (the
+# algo leg as the algo's row says now: a leg learned since is what the patch wrote).
+_LEDGER_FILLS = f"""SELECT f.exchange_trade_id AS trade_id, f."timestamp" AS time, f.side,
            f.pos_side, f.price, f.size, f.fee_usdt AS fee, f.confidence, f.leverage, f.category,
-           o.tool_call_id IS NOT NULL AS by_agent, o.exit_plan
+           o.tool_call_id IS NOT NULL AS by_agent, o.exit_plan, {leg_sql("a")} AS algo_leg
     FROM aitrader.fills f JOIN aitrader.orders o ON o.id = f.order_id
+    LEFT JOIN aitrader.algo_orders a ON a.account_id = f.account_id AND a.algo_id = {FILL_ALGO_ID}
     WHERE f.account_id = $1 AND f.symbol = $2 AND f.pos_side = $3"""
 _LEDGER_FUNDING = """SELECT exchange_bill_id AS bill_id, "timestamp" AS time, pos_side,
            amount_usdt AS amount
@@ -277,6 +289,7 @@ class LedgerStore:
         were new, in batch order (a repeated trade or bill id is a no-op)."""
         fills: list[Fill] = [i.event for i in items if isinstance(i.event, Fill)]
         links = await self._link_fills(fills) if fills else {}
+        legs = await self._algo_legs(fills)
         pending: dict[tuple[Any, ...], tuple[Entry, Inbound]] = {}
         fill_rows, funding_rows = [], []
         for item in items:
@@ -285,7 +298,7 @@ class LedgerStore:
                 key: tuple[Any, ...] = (event.account_id, event.inst_id, event.trade_id)
                 if key not in pending:  # the same trade twice in one batch
                     link = links[(event.account_id, event.ord_id)]
-                    fill = ledger_fill(event, link)
+                    fill = ledger_fill(event, link, legs.get((event.account_id, event.algo_id)))
                     fill_rows.append(fill_row(event, fill, link.order_id, item.body))
                     pending[key] = (fill, item)
             elif isinstance(event, FundingPayment) and (event.account_id, event.bill_id) not in pending:
@@ -348,6 +361,14 @@ class LedgerStore:
                 rows = await self.conn.fetch(_INSERT_EXTERNAL_ORDERS, *_arrays(missing))
                 links.update({(r["account_id"], r["exchange_order_id"]): order_link(r) for r in rows})
         return links
+
+    async def _algo_legs(self, fills: Sequence[Fill]) -> dict[tuple[UUID, str | None], AlgoLeg]:
+        """The leg of each algo the fills came from (`leg_sql`); a query only when one did."""
+        keys = {(f.account_id, f.algo_id) for f in fills if f.algo_id is not None}
+        if not keys:
+            return {}
+        rows = await self.conn.fetch(ALGO_LEGS, [a for a, _ in keys], [x for _, x in keys])
+        return {(r["account_id"], r["algo_id"]): r["leg"] for r in rows if r["leg"] is not None}
 
     async def _by_exchange_id(self, keys: list[tuple[UUID, str]]) -> dict[tuple[UUID, str], OrderLink]:
         rows = await self.conn.fetch(
@@ -437,6 +458,25 @@ class LedgerStore:
         back and an older update of the same state changes nothing (`algo_rows`)."""
         if updates:
             await self.conn.executemany(UPSERT_ALGO, [algo_row(u, body) for u, body in updates])
+
+    async def patch_exit_reasons(self, updates: Sequence[AlgoOrderUpdate]) -> list[asyncpg.Record]:
+        """After these algos' updates are stored: closes their fills made before the leg was
+        known get the leg's reason (`PATCH_EXIT_REASONS`); returns the rows changed."""
+        if not updates:
+            return []
+        keys = {(u.account_id, u.algo_id) for u in updates}
+        return await self.conn.fetch(PATCH_EXIT_REASONS, [a for a, _ in keys], [x for _, x in keys])
+
+    async def orphan_algos(self, changes: Sequence[SlotChange]) -> list[OrphanAlgo]:
+        """The live algos each new close of these changes left in its slot (`ORPHAN_ALGOS`)."""
+        closes = [(c.slot, x) for c in changes for x in c.new_closes()]
+        if not closes:
+            return []
+        rows = await self.conn.fetch(
+            ORPHAN_ALGOS, *_slot_arrays(slot for slot, _ in closes), [x.exit_time for _, x in closes],
+            ["sell" if x.side == "long" else "buy" for _, x in closes],
+        )
+        return [OrphanAlgo(r["account_id"], r["symbol"], r["algo_id"]) for r in rows]
 
     async def insert_balances(self, balances: Sequence[tuple[Balance, str]]) -> None:
         """One snapshot per (account, exchange time); a repeated push changes nothing."""

@@ -34,6 +34,7 @@ from services.positions.catalog import InstrumentCatalog
 from services.positions.config import PositionsSettings
 from services.positions.handlers import BatchOutcome, handle_batch
 from services.positions.inbound import Inbound, parse
+from services.positions.orphans import OrphanSweeper
 from services.positions.store import LedgerStore
 from shared.bus import headers_for
 from shared.consumer import (
@@ -97,6 +98,7 @@ class LedgerConsumer:
     settings: PositionsSettings
     letters: DeadLetters
     progress: Progress = field(default_factory=lambda: Progress("ledger"))
+    sweeper: OrphanSweeper | None = None  # cancels the live algos of slots a batch closed
 
     async def subscribe(self) -> JetStreamContext.PullSubscription:
         """Create (or update) the durable consumer and bind to it."""
@@ -191,6 +193,8 @@ class LedgerConsumer:
         await self._finish(msgs, outcome, started)
 
     async def _finish(self, msgs: Sequence[Msg], outcome: BatchOutcome, started: float) -> None:
+        if self.sweeper is not None and outcome.orphans:
+            self.sweeper.submit(outcome.orphans)  # committed: the requests run in the background
         await self._publish(outcome)
         fates: dict[int, Fate] = {index: Nak(delay) for index, delay in outcome.retry.items()}
         fates.update(outcome.dead)

@@ -16,6 +16,7 @@ from services.positions.domain import (
     LedgerFill,
     Position,
     apply_fill,
+    exit_reason,
     fold,
 )
 from shared.instruments import InstrumentSpec
@@ -36,12 +37,12 @@ def at(minutes: float) -> datetime:
 
 def fill(side: str, size: str, px: str, minute: float, *, fee: str = "0", slot: str = "net",
          conf: str | None = None, agent: bool = False, category: str = "normal",
-         trade_id: str | None = None, lever: str | None = None) -> LedgerFill:
+         trade_id: str | None = None, lever: str | None = None, leg: str | None = None) -> LedgerFill:
     return LedgerFill(
         trade_id=trade_id or f"{next(_ids):09d}", time=at(minute), side=side,  # type: ignore[arg-type]
         pos_side=slot, price=D(px), size=D(size), fee=D(fee),  # type: ignore[arg-type]
         confidence=D(conf) if conf else None, leverage=D(lever) if lever else None,
-        category=category, by_agent=agent,
+        category=category, by_agent=agent, algo_leg=leg,  # type: ignore[arg-type]
     )
 
 
@@ -317,3 +318,18 @@ def test_a_closed_position_keeps_the_average_confidence_of_its_opening_fills(
     assert position is None and closed is not None
     assert closed.average_confidence == (None if expected is None else D(expected))
     assert held.average_confidence == closed.average_confidence  # what the open row's events carry
+
+
+@pytest.mark.parametrize(("closing", "reason"), [
+    pytest.param(sell("1", "49000", 1, leg="sl"), "stop_loss", id="the-stop-loss-leg-fired"),
+    pytest.param(sell("1", "52000", 1, leg="tp", agent=True), "take_profit",
+                 id="a-leg-says-more-than-the-orders-origin"),
+    pytest.param(sell("1", "52000", 1), "external", id="no-algo-no-tool-call"),
+    pytest.param(sell("1", "52000", 1, agent=True), "agent", id="an-agent-close"),
+    pytest.param(sell("1", "45000", 1, leg="sl", category="full_liquidation"), "liquidation",
+                 id="the-category-wins-over-a-leg"),
+])
+def test_the_exit_reason_of_a_close(closing: LedgerFill, reason: str) -> None:
+    assert exit_reason(closing) == reason
+    (closed,) = fold([buy("1", "50000", 0), closing], BTC).closed
+    assert closed.exit_reason == reason
