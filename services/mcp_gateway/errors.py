@@ -22,3 +22,7 @@ class NotAllowed(Refusal):
 
 class TradeNotPlaced(Refusal):
     """The order row exists but the exchange did not take it (rejected, unavailable, unknown)."""
+
+
+class ExitOrdersRefused(Refusal):
+    """OKX refused the new exit plan's orders: the position keeps its previous plan."""

@@ -1,7 +1,8 @@
 """Make a position's exit plan rest on OKX: the planner's actions (`shared.exit_legs`) sent to
 ingest as PlaceAlgo / AmendAlgo / CancelAlgo, one at a time, stopping at the first refusal (a
-later cancel must not remove the only stop). The outcome is returned, never raised: the plan
-and the trade stand whatever the exchange answers.
+later cancel must not remove the only stop). The outcome is returned, never raised; a caller
+changing the plan stores it only when OKX took it (`exit_plans.change`), so the stored legs
+and the exchange's agree.
 """
 
 from __future__ import annotations
@@ -39,22 +40,30 @@ class Outcome:
     s_msg: str
     note: str
 
+    @property
+    def ok(self) -> bool:
+        return self.s_code == "0"
+
+
+CLOSED = Outcome(None, "0", "", "The position is closed: OKX cancels its exit orders.")
+
 
 async def sync(gw: Gateway, slot: Slot) -> Outcome:
     """Make the slot's live algos match its stored plan. The plan and the position's size are
-    read again under a per-slot lock: of two calls at once, the second sees what the first did
+    read again under the slot's lock: of two calls at once, the second sees what the first did
     and the stored plan that is newest."""
-    async with _lock(slot):
+    async with slot_lock(slot):
         current = await exit_store.open_slot(gw.pool, slot.account_id, slot.symbol, slot.pos_side)
         if current is None:
-            return Outcome(None, "0", "", "The position is closed: OKX cancels its exit orders.")
-        return await _sync(gw, current)
+            return CLOSED
+        return await sync_locked(gw, current, current.exit_plan)
 
 
 _locks: weakref.WeakValueDictionary[tuple[UUID, str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
 
-def _lock(slot: Slot) -> asyncio.Lock:
+def slot_lock(slot: Slot) -> asyncio.Lock:
+    """One change of a slot's exit orders at a time (in this process)."""
     key = (slot.account_id, slot.symbol, slot.pos_side)
     lock = _locks.get(key)
     if lock is None:
@@ -62,8 +71,9 @@ def _lock(slot: Slot) -> asyncio.Lock:
     return lock
 
 
-async def _sync(gw: Gateway, slot: Slot) -> Outcome:
-    tp, sl = plan_legs(slot.exit_plan)
+async def sync_locked(gw: Gateway, slot: Slot, plan: dict[str, Any] | None) -> Outcome:
+    """Make the slot's live algos hold `plan`'s legs; the caller holds `slot_lock(slot)`."""
+    tp, sl = plan_legs(plan)
     live = await exit_store.live_algos(gw.pool, slot)
     actions = plan_actions(slot.side, slot.pos_side, slot.contracts, tp, sl, live)
     if not actions:
@@ -218,7 +228,6 @@ def _failed(
     after = f" Not done: {'; '.join(_words(a) for a in left)}." if left else ""
     note = (
         f"OKX did not take the exit orders ({_words(action)}: {reply.s_code} {reply.s_msg})."
-        f"{before}{after} The plan is stored but {_leg_text(tp, sl) or 'its legs'} may not be "
-        "resting: check get_account_state, then call update_exit_plan again or close the position."
+        f"{before}{after}"
     )
     return Outcome(getattr(action, "algo_id", None), reply.s_code, reply.s_msg, note)

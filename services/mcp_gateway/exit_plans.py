@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID, uuid5
@@ -119,10 +120,10 @@ async def after_trade(
         return f"Exit plan version {plan['version']}: {how}." if has_legs else None
     if kind == "flip" and has_legs:
         await _await_attached(gw, account_id, attach_id(order.order_id))
-    if plan is not None:  # the order's plan becomes the position's (the fold stored a flip's)
-        history: int | None = await exit_store.save_exit_plan(
-            gw.pool, slot, plan, call.id, on_position=kind != "flip"
-        )
+    if plan is not None and kind != "flip":  # the order's plan becomes the position's
+        return (await change(gw, slot, plan, call.id)).note
+    if plan is not None:  # the fold stored the flip's plan on the new position
+        history: int | None = await exit_store.save_exit_plan(gw.pool, slot, plan, call.id, on_position=False)
     else:
         plan, history = slot.exit_plan, await exit_store.latest_history_id(gw.pool, slot)
         if plan_legs(plan) == (None, None):
@@ -161,6 +162,40 @@ def updated_plan(
     check_exit_triggers(given, slot.side, mark, inst)
     plan["version"] = version_after(slot.exit_plan)
     return plan
+
+
+@dataclass(frozen=True)
+class Change:
+    """update_exit_plan's (or an order's) new plan: stored or not, and what happened, in words."""
+
+    stored: bool
+    note: str
+
+
+async def change(gw: Gateway, slot: Slot, plan: dict[str, Any], tool_call_id: UUID) -> Change:
+    """Make the exchange hold the new plan's legs, then store the plan with its history. When
+    OKX refuses, the exchange is put back to the stored plan and nothing is stored: the stored
+    legs are always what rests (the price the gateway checked against can be behind OKX's)."""
+    async with exit_orders.slot_lock(slot):
+        current = await exit_store.open_slot(gw.pool, slot.account_id, slot.symbol, slot.pos_side)
+        if current is None:
+            return Change(False, exit_orders.CLOSED.note)
+        outcome = await exit_orders.sync_locked(gw, current, plan)
+        if outcome.ok:
+            history = await exit_store.save_exit_plan(gw.pool, current, plan, tool_call_id)
+            await exit_store.record_outcome(gw.pool, history, outcome.algo_id, outcome.s_code, outcome.s_msg)
+            return Change(True, outcome.note)
+        back = await exit_orders.sync_locked(gw, current, current.exit_plan)
+    old = current.exit_plan
+    kept = f"its plan version {old.get('version') or 1}" if old else "no plan"
+    restored = (
+        "what rested before rests again"
+        if back.ok
+        else f"restoring what rested before failed too ({back.s_code} {back.s_msg}): see get_account_state"
+    )
+    return Change(
+        False, f"{outcome.note} The new plan was not stored: the position keeps {kept}; {restored}."
+    )
 
 
 async def make_rest(gw: Gateway, slot: Slot, history: int | None) -> str:

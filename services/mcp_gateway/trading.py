@@ -4,7 +4,8 @@ execute_trade: validate (the exit plan too) -> (idempotent replay?) -> one trans
 the tool-call row (pending) then the order row -> PlaceOrder to ingest (an order opening a
 position carries the plan's legs) -> record the answer -> wait briefly for the fills to be
 folded -> keep the plan algo in step with the position -> return the order and its fills.
-update_exit_plan: check -> store with history -> make the exchange match (`exit_plans`).
+update_exit_plan: check -> make the exchange hold the new legs -> store with history; OKX
+refusing them is the call's error and the old plan stays (`exit_plans.change`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from services.mcp_gateway import exit_plans, exit_store, repository, views
 from services.mcp_gateway.audit import ToolCall
 from services.mcp_gateway.auth import Principal
 from services.mcp_gateway.commands import CommandFailed, place_order
-from services.mcp_gateway.errors import InvalidArgument, NotAllowed, TradeNotPlaced
+from services.mcp_gateway.errors import ExitOrdersRefused, InvalidArgument, NotAllowed, TradeNotPlaced
 from services.mcp_gateway.gateway import Gateway
 from services.mcp_gateway.rules import TradeRequest, check_trade, pos_side_for
 from shared.messages import AttachedAlgo, PlaceOrder
@@ -207,14 +208,17 @@ async def update_exit_plan(
         slot = exit_plans.one_slot(await exit_store.lock_slots(conn, who.account_id, symbol), symbol, side)
         plan = exit_plans.updated_plan(slot, changes, mark, inst)
         await gw.audit.write_pending(conn, call)
-        history = await exit_store.save_exit_plan(conn, slot, plan, call.id)
     # After the commit: the position's row is not held locked while the exchange answers.
-    note = await exit_plans.make_rest(gw, slot, history)
+    changed = await exit_plans.change(gw, slot, plan, call.id)
+    if not changed.stored:
+        raise ExitOrdersRefused(changed.note)
     view = await repository.fetch_position(gw.pool, slot.position_id, who.account_id)
     assert view is not None
     previous = views.ExitPlan.model_validate(slot.exit_plan) if slot.exit_plan else None
     return views.ExitPlanUpdate(
-        position=views.Position.model_validate(view), previous_exit_plan=previous, exit_orders_note=note
+        position=views.Position.model_validate(view),
+        previous_exit_plan=previous,
+        exit_orders_note=changed.note,
     )
 
 

@@ -253,7 +253,7 @@ class AlgoDesk:
     ("place_code", "expected"),
     [
         pytest.param("0", ("A2", "0"), id="amend-of-a-gone-algo-places-a-close-position-one"),
-        pytest.param("51304", (None, "51304"), id="a-refused-placement-is-recorded-not-raised"),
+        pytest.param("51304", None, id="a-refused-placement-is-the-error-and-the-old-plan-stays"),
     ],
 )
 async def test_an_amendment_refused_as_not_live_places_a_new_algo(
@@ -263,7 +263,7 @@ async def test_an_amendment_refused_as_not_live_places_a_new_algo(
     db_pool: asyncpg.Pool,
     accounts: dict[str, UUID],
     place_code: str,
-    expected: tuple[str, str],
+    expected: tuple[str, str] | None,
 ) -> None:
     await seed.market_price(db_pool, BTC, "60000")
     await seed.position(db_pool, accounts["a"], BTC, qty="1", exit_plan={"stop_loss": "55000"})
@@ -273,7 +273,7 @@ async def test_an_amendment_refused_as_not_live_places_a_new_algo(
     await nc.flush()
     try:
         async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
-            moved = ok(await call(client, "update_exit_plan", symbol=BTC, stop_loss="56000"))
+            answer = await call(client, "update_exit_plan", symbol=BTC, stop_loss="56000")
     finally:
         for sub in subs:
             await sub.unsubscribe()
@@ -292,11 +292,16 @@ async def test_an_amendment_refused_as_not_live_places_a_new_algo(
         "market",
     )
     row = await db_pool.fetchrow("SELECT algo_id, s_code, exit_plan FROM aitrader.exit_plan_history")
+    stored = await db_pool.fetchval("SELECT exit_plan FROM aitrader.positions_open")
+    if expected is None:  # OKX refused the new stop: the call says so, the old plan stays
+        assert answer.is_error and "OKX did not take the exit orders" in str(answer.content)
+        assert "The new plan was not stored" in str(answer.content)
+        assert row is None and stored["stop_loss"] == "55000"
+        return
+    moved = ok(answer)
     assert row is not None
     assert (row["algo_id"], row["s_code"]) == expected and row["exit_plan"]["stop_loss"] == "56000"
-    assert moved["position"]["exit_plan"]["stop_loss"] == "56000"  # stored whatever OKX said
-    if place_code != "0":
-        assert "OKX did not take the exit orders" in moved["exit_orders_note"]
+    assert moved["position"]["exit_plan"]["stop_loss"] == "56000" == stored["stop_loss"]
 
 
 async def _live_algo(pool: asyncpg.Pool, account_id: UUID, algo_id: str, sz: str, sl: str) -> None:
