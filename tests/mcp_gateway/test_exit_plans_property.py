@@ -3,7 +3,7 @@ plan updates and price moves through MCP, every open position's stored legs equa
 exchange's pending algo orders for it (read with python-okx), and no pending algo order belongs
 to no position. Refused calls are part of the sequences: a refusal must change nothing.
 
-CI runs a few sequences; `make faults` (AITRADER_FAULTS=full) runs many more."""
+CI runs 3 sequences; `make faults` (AITRADER_FAULTS=full, marker `faults`) runs 25 random ones."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from tests.mcp_gateway.conftest import call
 from tests.mcp_gateway.exit_stack import BTC, Stack, stack
 
 __all__ = ["stack"]  # the fixture
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# `faults`: `make faults` runs the long variant with the other long runs.
+pytestmark = [pytest.mark.faults, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 FULL = os.environ.get("AITRADER_FAULTS") == "full"
 
 FACTORS = st.sampled_from(["0.9", "0.94", "0.97", "1.03", "1.06", "1.1"])
