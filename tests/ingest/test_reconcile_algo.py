@@ -80,8 +80,10 @@ async def test_a_stop_left_behind_after_a_close_is_cancelled_and_recorded(
 ) -> None:
     """OKX may leave a sized reduce-only stop resting after its position closed; the sim
     cancels it with the position, so the test turns that reaction off (its AlgoBook's
-    `_cancel_orphans`) to leave the orphan the way OKX would. In long/short mode the long
-    slot's sell closes it, reduce-only or not."""
+    `_cancel_orphans`) to leave the orphan the way OKX would. The positions service's safety
+    net cancels the live algos the book knows of when it folds the close, so this stop's push
+    is lost (the book never hears of it): only reconciliation can find it. In long/short mode
+    the long slot's sell closes it, reduce-only or not."""
     monkeypatch.setattr(sim.exchange.algos, "_cancel_orphans", lambda acct: [])
     await trader.post("/api/v5/account/set-position-mode", {"posMode": pos_mode})
     slot = {"reduceOnly": True} if pos_mode == "net_mode" else {"posSide": "long"}
@@ -93,8 +95,9 @@ async def test_a_stop_left_behind_after_a_close_is_cancelled_and_recorded(
         opening = {} if pos_mode == "net_mode" else {"posSide": "long"}
         await place(trader, BTC, "buy", "2", **opening)
         await _book_position(db_pool, account_id, present=True)
+        sim.pause_pushes(KEY)
         algo_id = await _standalone(trader, BTC, "sell", off_price(sim, "0.9"), sz="2", **slot)
-        await algo_row(db_pool, account_id, algo_id, state="live")
+        sim.resume_pushes(KEY)
         sim.advance(1)
         await place(trader, BTC, "sell", "2", **opening)  # closed; the stop stays behind
         await _book_position(db_pool, account_id, present=False)
@@ -137,7 +140,9 @@ async def test_a_stop_the_exchange_cancels_during_the_pause_is_neither_cancelled
         sim.advance(1)
         await place(trader, BTC, "buy", "1")
         await _book_position(db_pool, account_id, present=True)
+        sim.pause_pushes(KEY)  # unknown to the book, so the positions service cannot cancel it
         algo_id = await _standalone(trader, BTC, "sell", off_price(sim, "0.9"), sz="1", reduceOnly=True)
+        sim.resume_pushes(KEY)
         sim.advance(1)
         await place(trader, BTC, "sell", "1")
         await _book_position(db_pool, account_id, present=False)
