@@ -8,6 +8,7 @@ and the exchange's agree.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import weakref
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ class Outcome:
     s_code: str
     s_msg: str
     note: str
+    # What this sync changed that the ledger may not show yet (its updates come back through
+    # ingest and positions): the algos it cancelled or found gone, and those it placed.
+    gone: frozenset[str] = frozenset()
+    placed: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -71,20 +76,32 @@ def slot_lock(slot: Slot) -> asyncio.Lock:
     return lock
 
 
-async def sync_locked(gw: Gateway, slot: Slot, plan: dict[str, Any] | None) -> Outcome:
-    """Make the slot's live algos hold `plan`'s legs; the caller holds `slot_lock(slot)`."""
+async def sync_locked(
+    gw: Gateway, slot: Slot, plan: dict[str, Any] | None, gone: frozenset[str] = frozenset()
+) -> Outcome:
+    """Make the slot's live algos hold `plan`'s legs; the caller holds `slot_lock(slot)`.
+    `gone`: algos known to be gone that the ledger may still show live."""
     tp, sl = plan_legs(plan)
-    live = await exit_store.live_algos(gw.pool, slot)
+    live = [a for a in await exit_store.live_algos(gw.pool, slot) if a.algo_id not in gone]
     actions = plan_actions(slot.side, slot.pos_side, slot.contracts, tp, sl, live)
     if not actions:
         kept = live[0].algo_id if live else None
         return Outcome(kept, "0", "", _resting(tp, sl, kept, "already resting"))
     done: list[str] = []
     holder: str | None = None
+    ended: set[str] = set()
+    placed: set[str] = set()
     for index, planned in enumerate(actions):
         action, reply = await _send_one(gw, slot, planned, tp, sl)
+        if action is not planned and isinstance(planned, Amend):  # amended one gone: placed anew
+            ended.add(planned.algo_id)
+        if reply.ok and isinstance(action, Cancel):
+            ended.add(action.algo_id)
+        if reply.ok and isinstance(action, Place) and reply.algo_id:
+            placed.add(reply.algo_id)
         if not reply.ok:
-            return _failed(action, reply, done, actions[index + 1 :], tp, sl)
+            failed = _failed(action, reply, done, actions[index + 1 :], tp, sl)
+            return dataclasses.replace(failed, gone=frozenset(ended), placed=frozenset(placed))
         done.append(_words(action, reply.algo_id))
         if isinstance(action, Place | Amend):
             holder = reply.algo_id or getattr(action, "algo_id", None)
@@ -93,6 +110,16 @@ async def sync_locked(gw: Gateway, slot: Slot, plan: dict[str, Any] | None) -> O
         holder = next((a.algo_id for a in live if a.algo_id not in canceled), None)
     await _settle(gw, slot, tp, sl)
     return Outcome(holder, "0", "", _resting(tp, sl, holder, "; ".join(done)))
+
+
+async def restore(gw: Gateway, slot: Slot, plan: dict[str, Any] | None, failed: Outcome) -> Outcome:
+    """After a refused change: what the failed sync placed is cancelled, then the slot is made
+    to hold `plan` again, planning from the ledger without what the sync ended or placed."""
+    for algo_id in sorted(failed.placed):
+        _, reply = await _send_one(gw, slot, Cancel(algo_id), None, None)
+        if not reply.ok:
+            return Outcome(algo_id, reply.s_code, reply.s_msg, f"could not cancel algo {algo_id}")
+    return await sync_locked(gw, slot, plan, failed.gone | failed.placed)
 
 
 async def _send_one(

@@ -116,6 +116,11 @@ async def after_trade(
             return None
         first = await exit_store.save_exit_plan(gw.pool, slot, plan, call.id, on_position=False)
         how = f"attached to order {order.exchange_order_id}" if has_legs else "no leg"
+        if has_legs and order.status != "filled":  # OKX places attached legs at the full fill
+            how += (
+                f" (filled {fmt(filled)} of {fmt(order.size)} so far: OKX places the legs once it is"
+                " filled completely; if the rest is cancelled, call update_exit_plan to place them)"
+            )
         await exit_store.record_outcome(gw.pool, first, None, "0", how)
         return f"Exit plan version {plan['version']}: {how}." if has_legs else None
     if kind == "flip" and has_legs:
@@ -180,12 +185,15 @@ async def change(gw: Gateway, slot: Slot, plan: dict[str, Any], tool_call_id: UU
         current = await exit_store.open_slot(gw.pool, slot.account_id, slot.symbol, slot.pos_side)
         if current is None:
             return Change(False, exit_orders.CLOSED.note)
+        if current.position_id != slot.position_id:  # closed and opened again meanwhile
+            return Change(False, "The position changed while the plan was being changed; nothing was "
+                          "sent. Read get_account_state and call again.")
         outcome = await exit_orders.sync_locked(gw, current, plan)
         if outcome.ok:
             history = await exit_store.save_exit_plan(gw.pool, current, plan, tool_call_id)
             await exit_store.record_outcome(gw.pool, history, outcome.algo_id, outcome.s_code, outcome.s_msg)
             return Change(True, outcome.note)
-        back = await exit_orders.sync_locked(gw, current, current.exit_plan)
+        back = await exit_orders.restore(gw, current, current.exit_plan, outcome)
     old = current.exit_plan
     kept = f"its plan version {old.get('version') or 1}" if old else "no plan"
     restored = (

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from shared.db import Executor
-from shared.exit_legs import LiveAlgo
+from shared.exit_legs import LiveAlgo, closing_side
 from shared.types import Direction, PosSide
 
 
@@ -62,14 +62,17 @@ async def lock_slots(db: Executor, account_id: UUID, symbol: str) -> list[Slot]:
 
 
 async def live_algos(db: Executor, slot: Slot) -> list[LiveAlgo]:
+    """The slot's live algo orders on the side that closes its position (after a net flip the
+    old position's legs are on the other side: they are not this position's to keep)."""
     rows = await db.fetch(
         """SELECT algo_id, ord_type, sz, close_fraction, tp_trigger_px, sl_trigger_px
            FROM aitrader.algo_orders
-           WHERE account_id = $1 AND symbol = $2 AND pos_side = $3 AND state = 'live'
+           WHERE account_id = $1 AND symbol = $2 AND pos_side = $3 AND state = 'live' AND side = $4
            ORDER BY created_at, algo_id""",
         slot.account_id,
         slot.symbol,
         slot.pos_side,
+        closing_side(slot.side),
     )
     return [LiveAlgo(**dict(r)) for r in rows]
 

@@ -36,6 +36,11 @@ def _in_plan(key: str) -> str:
     return f"v.exit_plan ->> '{key}' IS NOT NULL"
 
 
+# An algo last updated before the position opened belonged to an earlier position of the slot
+# (its cancel may not have reached the ledger): it is not this position's.
+_SINCE_OPENED = "(v.opened_at IS NULL OR a.exchange_updated_at >= v.opened_at)"
+
+
 def _leg_lateral(key: str, leg: str) -> str:
     # The stop-loss is looked up live even without one in the plan: `stop_loss_resting` says
     # what rests, whatever the plan holds. A condition on the plan alone is a one-time filter.
@@ -43,17 +48,18 @@ def _leg_lateral(key: str, leg: str) -> str:
     columns = f"""a.algo_id, a.state, a.fail_code,
                   COALESCE(a.actual_side, CASE WHEN a.tp_trigger_px IS NULL THEN 'sl'
                                                WHEN a.sl_trigger_px IS NULL THEN 'tp' END) AS actual_side,
-                  trim_scale(a.{leg}_trigger_px)::text AS trigger_px
+                  trim_scale(a.{leg}_trigger_px)::text AS trigger_px,
+                  CASE WHEN a.close_fraction IS NULL AND a.sz <> v.quantity
+                       THEN trim_scale(a.sz)::text END AS covers
              FROM aitrader.algo_orders a
             WHERE a.account_id = v.account_id AND a.symbol = v.symbol AND a.pos_side = v.pos_side
               AND a.side = aitrader.closing_side(v.side) AND a.{leg}_trigger_px IS NOT NULL"""
     plan_only = "" if leg == "sl" else f"AND {_in_plan(key)}"
     return f"""LEFT JOIN LATERAL (
-    (SELECT {columns} AND a.state = 'live' {plan_only}
+    (SELECT {columns} AND a.state = 'live' {plan_only} AND {_SINCE_OPENED}
       ORDER BY a.exchange_updated_at DESC LIMIT 1)
     UNION ALL
-    (SELECT {columns} AND a.state <> 'live' AND {_in_plan(key)}
-        AND a.exchange_updated_at >= v.opened_at
+    (SELECT {columns} AND a.state <> 'live' AND {_in_plan(key)} AND {_SINCE_OPENED}
       ORDER BY a.exchange_updated_at DESC LIMIT 1)
     LIMIT 1) {leg} ON true"""
 
@@ -74,7 +80,7 @@ COLUMNS = {
     **{
         f"{leg}_{name}": f"{leg}.{name}"
         for _, leg in LEGS
-        for name in ("algo_id", "state", "actual_side", "fail_code", "trigger_px")
+        for name in ("algo_id", "state", "actual_side", "fail_code", "trigger_px", "covers")
     },
     "plan_s_code": "h.s_code",
     "plan_s_msg": "h.s_msg",
@@ -99,6 +105,9 @@ def _leg(key: str, leg: str, price: str, r: Row) -> views.Doc:
         if Decimal(trigger) != Decimal(price):
             note = f"rests at {trigger}, not at the plan's {price}"
             note = f"{note}; {refused}" if refused else note
+        if r[f"{leg}_covers"] is not None:
+            covers = f"covers {r[f'{leg}_covers']} contracts, not the whole position"
+            note = f"{note}; {covers}" if note else covers
     elif state == "effective" and r[f"{leg}_actual_side"] == leg:
         shown, note = "triggered", f"algo {algo_id} fired this leg"
     elif state == "order_failed":
@@ -135,12 +144,15 @@ def _cached_doc(prices: tuple[str | None, str | None], values: tuple[Any, ...]) 
 
 
 def _doc(prices: tuple[str | None, str | None], r: Row) -> views.Doc:
-    legs = [_leg(key, leg, price, r) for (key, leg), price in zip(LEGS, prices, strict=True) if price]
-    idle = [
-        f"{x['leg']} {x['trigger_price']} is stored but not resting on the exchange (state {x['state']})"
-        for x in legs
-        if x["state"] != "live"
-    ]
+    plan = [(key, leg, price) for (key, leg), price in zip(LEGS, prices, strict=True) if price]
+    legs = [_leg(key, leg, price, r) for key, leg, price in plan]
+    idle: list[str] = []
+    for (key, leg, price), x in zip(plan, legs, strict=True):
+        if x["state"] != "live":
+            idle.append(f"{key} {price} is stored but not resting on the exchange (state {x['state']})")
+        elif r[f"{leg}_covers"] is not None:
+            covers = r[f"{leg}_covers"]
+            idle.append(f"{key} {price} rests for {covers} contracts only, not the whole position")
     again = "; call update_exit_plan to place " + ("it" if len(idle) == 1 else "them") + " again"
     warning = "; ".join(idle) + again if idle else None
     return views.document(

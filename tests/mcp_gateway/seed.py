@@ -150,14 +150,17 @@ async def algo_order(
     actual_side: str | None = None,
     fail_code: str | None = None,
     updated_s: float = 0,
+    sized: str | None = None,
 ) -> None:
-    """An `algo_orders` row as positions writes it, last updated `updated_s` seconds from now."""
+    """An `algo_orders` row as positions writes it, last updated `updated_s` seconds from now;
+    a close-position algo, or one of `sized` contracts."""
     await db.execute(
         """INSERT INTO aitrader.algo_orders
                (account_id, symbol, pos_side, algo_id, ord_type, side, state, sz, close_fraction,
                 reduce_only, tp_trigger_px, tp_trigger_px_type, sl_trigger_px, sl_trigger_px_type,
                 actual_side, fail_code, created_at, exchange_updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 1, true, $8::numeric,
+           VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($13::numeric, 0),
+                   CASE WHEN $13 IS NULL THEN 1 END, true, $8::numeric,
                    CASE WHEN $8 IS NOT NULL THEN 'mark' END, $9::numeric,
                    CASE WHEN $9 IS NOT NULL THEN 'mark' END, $10, $11,
                    now() + make_interval(secs => $12) - interval '1 second',
@@ -174,6 +177,7 @@ async def algo_order(
         actual_side,
         fail_code,
         updated_s,
+        None if sized is None else Decimal(sized),
     )
 
 

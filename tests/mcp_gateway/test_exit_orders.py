@@ -277,7 +277,7 @@ async def test_an_amendment_refused_as_not_live_places_a_new_algo(
     finally:
         for sub in subs:
             await sub.unsubscribe()
-    amend, place = desk.received
+    amend, place, *restore = desk.received
     assert isinstance(amend, AmendAlgo) and (amend.algo_id, amend.new_sl_trigger_px) == ("A1", Decimal(56000))
     assert isinstance(place, PlaceAlgo)
     assert (place.ord_type, place.side, place.close_fraction, place.reduce_only) == (
@@ -297,7 +297,13 @@ async def test_an_amendment_refused_as_not_live_places_a_new_algo(
         assert answer.is_error and "OKX did not take the exit orders" in str(answer.content)
         assert "The new plan was not stored" in str(answer.content)
         assert row is None and stored["stop_loss"] == "55000"
+        # A1 is gone (OKX said so): the old stop is placed again, not assumed to rest; the
+        # desk refuses that too, and the call says so rather than "rests again"
+        (again,) = restore
+        assert isinstance(again, PlaceAlgo) and again.sl_trigger_px == Decimal(55000)
+        assert "restoring what rested before failed too" in str(answer.content)
         return
+    assert restore == []
     moved = ok(answer)
     assert row is not None
     assert (row["algo_id"], row["s_code"]) == expected and row["exit_plan"]["stop_loss"] == "56000"

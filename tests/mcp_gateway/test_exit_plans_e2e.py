@@ -126,10 +126,12 @@ async def test_an_agent_close_and_a_flip_leave_no_order_behind(stack: Stack) -> 
 
 
 async def test_a_stop_that_fires_while_the_sockets_are_down_still_closes_as_stop_loss(stack: Stack) -> None:
-    sl = stack.price("0.95")
-    await stack.trade("buy", "1", exit_plan={"stop_loss": str(sl)})
+    """An oco: which leg fired is known only from the algo's own state (actualSide), which
+    comes back over REST once the sockets reconnect; the fill alone cannot tell."""
+    tp, sl = stack.price("1.05"), stack.price("0.95")
+    await stack.trade("buy", "1", exit_plan={"take_profit": str(tp), "stop_loss": str(sl)})
     (algo,) = await stack.resting(1)
-    assert algo["ordType"] == "conditional"
+    assert algo["ordType"] == "oco"
     stack.sim.pause_pushes(KEY)  # neither the algo's nor the fill's pushes are sent
     stack.sim.set_price(BTC, stack.price("0.9"))
     stack.sim.resume_pushes(KEY)

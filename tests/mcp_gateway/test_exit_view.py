@@ -234,3 +234,32 @@ def test_leg_states(row: dict[str, Any], state: str, note: str | None) -> None:
     assert (got["state"], got["note"]) == (state, note)
     assert doc["stop_loss_resting"] is (state == "live")
     assert (doc["warning"] is None) is (state == "live")
+
+
+async def test_a_stop_of_an_earlier_position_or_of_part_of_this_one_is_not_resting(
+    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+) -> None:
+    a, b = accounts["a"], accounts["b"]
+    # a's long opened now; the slot's live stop was last updated a minute before (an earlier
+    # long's, whose cancel the ledger never heard of): not this position's
+    await seed.position(db_pool, a, BTC, exit_plan={"stop_loss": "58000", "version": 1})
+    await seed.algo_order(db_pool, a, BTC, "OLD", pos_side="net", side="sell", sl="58000", updated_s=-60)
+    # b's long of 3 contracts: its entry's sized stop covers 2 (the add was folded late)
+    await seed.position(db_pool, b, BTC, qty="3", exit_plan={"stop_loss": "58000", "version": 1})
+    await seed.algo_order(
+        db_pool, b, BTC, "PART", pos_side="net", side="sell", sl="58000", sized="2", updated_s=1
+    )
+
+    (old,) = await _state(gateway, "acct-a")
+    (part,) = await _state(gateway, "acct-b")
+
+    assert [x["state"] for x in old["legs"]] == ["missing"] and old["stop_loss_resting"] is False
+    (leg_b,) = part["legs"]
+    assert (leg_b["state"], leg_b["algo_id"], leg_b["note"]) == (
+        "live",
+        "PART",
+        "covers 2 contracts, not the whole position",
+    )
+    assert part["warning"] == (
+        "stop_loss 58000 rests for 2 contracts only, not the whole position" + AGAIN_ONE
+    )
