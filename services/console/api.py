@@ -1,0 +1,117 @@
+"""The console API, /api/v1: read-only lists, each a keyset page newest first (docs/console.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import Field
+
+from services.console import listings
+from services.console.auth import AllAccounts, OneAccount, Reader
+from services.console.models import (
+    Accounts,
+    ClosedPositions,
+    Fills,
+    OpenPositions,
+    Orders,
+    ToolCalls,
+)
+from services.console.paging import PageQuery, TimedQuery, encode_cursor
+from services.console.repository import ConsoleDb, Listing, page_sql
+from shared.settings import SYMBOL
+from shared.types import Direction, ExitReason, Mode, PosSide, Side
+
+Symbol = Annotated[str, Field(pattern=SYMBOL.pattern, description="an OKX swap, e.g. BTC-USDT-SWAP")]
+Word = Annotated[str, Field(pattern=r"^[a-z_]{1,64}$")]
+
+
+class AccountsQuery(PageQuery):
+    status: Literal["active", "disabled"] | None = None
+    mode: Mode | None = None
+
+
+class OpenQuery(PageQuery):
+    symbol: Symbol | None = None
+    side: Direction | PosSide | None = None
+
+
+class ClosedQuery(TimedQuery):
+    """`from` / `to` apply to exit_time."""
+
+    symbol: Symbol | None = None
+    side: Direction | None = None
+    exit_reason: ExitReason | None = None
+
+
+class OrdersQuery(TimedQuery):
+    """`from` / `to` apply to created_at."""
+
+    symbol: Symbol | None = None
+    side: Side | None = None
+    status: Word | None = None
+
+
+class FillsQuery(TimedQuery):
+    """`from` / `to` apply to the fill time."""
+
+    symbol: Symbol | None = None
+    side: Side | None = None
+
+
+class ToolCallsQuery(TimedQuery):
+    """`from` / `to` apply to created_at."""
+
+    tool: Word | None = None
+    status: Literal["pending", "success", "failed"] | None = None
+
+
+router = APIRouter(prefix="/api/v1")
+
+
+async def _page(request: Request, listing: Listing, reader: Reader, query: PageQuery) -> dict[str, Any]:
+    db: ConsoleDb = request.app.state.db
+    filters = query.model_dump(include=set(listing.filters))
+    rows = await db.page(reader.digest, listing, page_sql(listing, reader.accounts, query, filters))
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    last = rows[-1] if more else None
+    return {"items": rows, "next_cursor": encode_cursor(last["page_time"], last["page_id"]) if last else None}
+
+
+@router.get("/accounts", summary="The token's accounts, newest first (by creation)")
+async def accounts(
+    request: Request, reader: AllAccounts, query: Annotated[AccountsQuery, Query()]
+) -> Accounts:
+    return Accounts.model_validate(await _page(request, listings.ACCOUNTS, reader, query))
+
+
+@router.get("/accounts/{external_id}/positions/open", summary="Open positions, newest opened first")
+async def open_positions(
+    request: Request, reader: OneAccount, query: Annotated[OpenQuery, Query()]
+) -> OpenPositions:
+    return OpenPositions.model_validate(await _page(request, listings.OPEN_POSITIONS, reader, query))
+
+
+@router.get("/accounts/{external_id}/positions/closed", summary="Closed positions, newest exit first")
+async def closed_positions(
+    request: Request, reader: OneAccount, query: Annotated[ClosedQuery, Query()]
+) -> ClosedPositions:
+    return ClosedPositions.model_validate(await _page(request, listings.CLOSED_POSITIONS, reader, query))
+
+
+@router.get("/accounts/{external_id}/orders", summary="Orders, newest created first")
+async def orders(request: Request, reader: OneAccount, query: Annotated[OrdersQuery, Query()]) -> Orders:
+    return Orders.model_validate(await _page(request, listings.ORDERS, reader, query))
+
+
+@router.get("/accounts/{external_id}/fills", summary="Fills, newest fill time first")
+async def fills(request: Request, reader: OneAccount, query: Annotated[FillsQuery, Query()]) -> Fills:
+    return Fills.model_validate(await _page(request, listings.FILLS, reader, query))
+
+
+@router.get("/accounts/{external_id}/tool-calls", summary="The MCP tool-call audit, newest first")
+async def tool_calls(
+    request: Request, reader: OneAccount, query: Annotated[ToolCallsQuery, Query()]
+) -> ToolCalls:
+    return ToolCalls.model_validate(await _page(request, listings.TOOL_CALLS, reader, query))
