@@ -81,8 +81,9 @@ async def verify_token(db: Executor, token: str) -> VerifiedToken | None:
 class TokenChecker:
     """`verify_token` with a cache of `ttl` seconds and an outage grace (module docstring)."""
 
-    def __init__(self, db: Executor, ttl: float = 2.0, max_entries: int = 10_000,
-                 outage_grace: float = OUTAGE_GRACE_S) -> None:
+    def __init__(
+        self, db: Executor, ttl: float = 2.0, max_entries: int = 10_000, outage_grace: float = OUTAGE_GRACE_S
+    ) -> None:
         self._db = db
         self._ttl = ttl
         self._max = max_entries

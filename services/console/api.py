@@ -66,7 +66,12 @@ class ToolCallsQuery(TimedQuery):
     status: Literal["pending", "success", "failed"] | None = None
 
 
-router = APIRouter(prefix="/api/v1")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no bearer token, or not a valid one with the `console` scope"},
+    404: {"description": "an account the token does not grant (whether or not it exists)"},
+    503: {"description": "the database is unavailable; retry after Retry-After seconds"},
+}
+router = APIRouter(prefix="/api/v1", responses=_ERRORS)
 
 
 async def _page(request: Request, listing: Listing, reader: Reader, query: PageQuery) -> dict[str, Any]:

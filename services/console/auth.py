@@ -41,8 +41,11 @@ async def token(
     try:
         verified = await checker.check(credentials.credentials)
     except TokenStoreUnavailable:
-        raise HTTPException(503, f"database unavailable, retry in {RETRY_AFTER_S} s",
-                            headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+        raise HTTPException(
+            503,
+            f"database unavailable, retry in {RETRY_AFTER_S} s",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        ) from None
     if verified is None:
         raise _refused("unknown, revoked or expired token")
     if SCOPE not in verified.scopes:

@@ -30,8 +30,11 @@ log = get_logger(SERVICE)
 
 def api_app() -> FastAPI:
     """The API alone: its routes and its document (docs/console-openapi.json)."""
-    app = FastAPI(title="AiTrader console API", version=API_VERSION,
-                  description="Read-only views of the ledger, per account (docs/console.md).")
+    app = FastAPI(
+        title="AiTrader console API",
+        version=API_VERSION,
+        description="Read-only views of the ledger, per account (docs/console.md).",
+    )
     app.include_router(router)
     return app
 
@@ -55,8 +58,11 @@ async def _database_away(_request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(fate, Nak) or fate.unknown:
         raise exc
     log.warning("console_database_unavailable", error=type(exc).__name__)
-    return JSONResponse({"detail": f"database unavailable, retry in {RETRY_AFTER_S} s"}, 503,
-                        headers={"Retry-After": str(RETRY_AFTER_S)})
+    return JSONResponse(
+        {"detail": f"database unavailable, retry in {RETRY_AFTER_S} s"},
+        503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 def openapi_json() -> str:
@@ -67,8 +73,9 @@ def openapi_json() -> str:
 async def serve(settings: Settings) -> None:
     """Serve the console until cancelled."""
     config = console_settings(settings)
-    pool = await create_pool(config.console_dsn(), min_size=1, max_size=config.console_db_pool_size,
-                             application_name=SERVICE)
+    pool = await create_pool(
+        config.console_dsn(), min_size=1, max_size=config.console_db_pool_size, application_name=SERVICE
+    )
     try:
         app = create_app(pool, config.console_token_cache_s)
         sock = listening_socket(config.console_host, config.console_port)

@@ -50,8 +50,9 @@ class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="rows per page")
-    cursor: str | None = Field(None, max_length=_MAX_CURSOR,
-                               description="the next_cursor of the previous page")
+    cursor: str | None = Field(
+        None, max_length=_MAX_CURSOR, description="the next_cursor of the previous page"
+    )
 
     @field_validator("cursor")
     @classmethod

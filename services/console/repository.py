@@ -46,8 +46,9 @@ class PageSql:
     args: tuple[Any, ...]
 
 
-def page_sql(listing: Listing, accounts: Sequence[UUID], query: PageQuery,
-             filters: Mapping[str, Any]) -> PageSql:
+def page_sql(
+    listing: Listing, accounts: Sequence[UUID], query: PageQuery, filters: Mapping[str, Any]
+) -> PageSql:
     """The keyset query of one page: LIMIT one more row than asked, to know if there is a next."""
     args: list[Any] = [list(accounts)]
     where = [f"{listing.owner} = ANY($1::uuid[])"]
@@ -67,9 +68,11 @@ def page_sql(listing: Listing, accounts: Sequence[UUID], query: PageQuery,
     position = query.position()
     if position is not None:
         where.append(f"({listing.time}, {listing.row_id}) < ({param(position.time)}, {param(position.id)})")
-    text = (f"SELECT {listing.columns}, {listing.time} AS page_time, {listing.row_id} AS page_id "
-            f"FROM {listing.source} WHERE {' AND '.join(where)} "
-            f"ORDER BY {listing.time} DESC, {listing.row_id} DESC LIMIT {param(query.limit + 1)}")
+    text = (
+        f"SELECT {listing.columns}, {listing.time} AS page_time, {listing.row_id} AS page_id "
+        f"FROM {listing.source} WHERE {' AND '.join(where)} "
+        f"ORDER BY {listing.time} DESC, {listing.row_id} DESC LIMIT {param(query.limit + 1)}"
+    )
     return PageSql(text, tuple(args))
 
 
