@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from mcp.server.auth.provider import AccessToken
 from starlette import types as asgi
 from starlette.responses import JSONResponse
 
+from shared.db import Connection
 from shared.tokens import (
     OUTAGE_GRACE_S,
     PREFIX_LEN,
@@ -39,8 +41,8 @@ from shared.tokens import (
 
 __all__ = ["PREFIX_LEN", "TOKEN_PREFIX", "TokenStoreUnavailable", "hash_token"]
 
-Scope = Literal["read", "trade"]
-SCOPES: dict[str, list[str]] = {"read": ["read"], "trade": ["read", "trade"]}
+Scope = Literal["read", "trade", "console"]
+SCOPES: dict[str, list[str]] = {"read": ["read"], "trade": ["read", "trade"], "console": ["console"]}
 RETRY_AFTER_S = 5  # what a caller is told to wait while the database is away
 
 
@@ -68,26 +70,42 @@ async def create_token(
     scope: Scope,
     label: str | None = None,
     expires_at: datetime | None = None,
+    also: Sequence[str] = (),
 ) -> tuple[str, asyncpg.Record]:
-    """Create a token for the account; return (the token, shown once; its row)."""
-    account_id = await pool.fetchval("SELECT id FROM aitrader.accounts WHERE external_id = $1", external_id)
+    """Create a token for the account (a console token: and the accounts `also` names);
+    return (the token, shown once; its row)."""
+    if also and scope != "console":
+        raise TokenError("only a console token is bound to several accounts")
+    async with pool.acquire() as conn, conn.transaction():
+        accounts = [await _account_id(conn, name) for name in (external_id, *also)]
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        row = await conn.fetchrow(
+            """INSERT INTO aitrader.api_tokens
+                   (account_id, token_hash, token_prefix, scopes, label, expires_at)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               RETURNING id, token_prefix, scopes, label, created_at, expires_at""",
+            accounts[0],
+            hash_token(token),
+            token[:PREFIX_LEN],
+            SCOPES[scope],
+            label,
+            expires_at,
+        )
+        assert row is not None
+        await conn.executemany(
+            """INSERT INTO aitrader.token_accounts (token_id, account_id) VALUES ($1, $2)
+               ON CONFLICT DO NOTHING""",
+            [(row["id"], account) for account in accounts[1:] if account != accounts[0]],
+        )
+    return token, row
+
+
+async def _account_id(conn: Connection, external_id: str) -> UUID:
+    account_id: UUID | None = await conn.fetchval(
+        "SELECT id FROM aitrader.accounts WHERE external_id = $1", external_id)
     if account_id is None:
         raise TokenError(f"no account with external id {external_id!r}")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = await pool.fetchrow(
-        """INSERT INTO aitrader.api_tokens
-               (account_id, token_hash, token_prefix, scopes, label, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6)
-           RETURNING id, token_prefix, scopes, label, created_at, expires_at""",
-        account_id,
-        hash_token(token),
-        token[:PREFIX_LEN],
-        SCOPES[scope],
-        label,
-        expires_at,
-    )
-    assert row is not None
-    return token, row
+    return account_id
 
 
 def refuse_secret(ref: str) -> None:
@@ -127,7 +145,9 @@ async def list_tokens(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     return list(
         await pool.fetch(
             """SELECT t.id, t.token_prefix, a.external_id, t.scopes, t.label, t.created_at,
-                      t.last_used_at, t.revoked_at, t.expires_at, t.replaced_by
+                      t.last_used_at, t.revoked_at, t.expires_at, t.replaced_by,
+                      (SELECT count(*) FROM aitrader.token_accounts ta
+                       WHERE ta.token_id = t.id AND ta.account_id <> t.account_id) AS more_accounts
                FROM aitrader.api_tokens t JOIN aitrader.accounts a ON a.id = t.account_id
                ORDER BY t.created_at"""
         )
