@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from services.console import listings
@@ -15,6 +15,7 @@ from services.console.models import (
     Fills,
     OpenPositions,
     Orders,
+    Page,
     ToolCalls,
 )
 from services.console.paging import PageQuery, TimedQuery, encode_cursor
@@ -84,39 +85,57 @@ async def _page(request: Request, listing: Listing, reader: Reader, query: PageQ
     return {"items": rows, "next_cursor": encode_cursor(last["page_time"], last["page_id"]) if last else None}
 
 
-@router.get("/accounts", summary="The token's accounts, newest first (by creation)")
+def _answer(model: type[Page[Any]], page: dict[str, Any]) -> Response:
+    """The page validated once against its model and written as JSON (FastAPI would validate
+    the returned model a second time: half the time of a page of 100)."""
+    return Response(model.model_validate(page).model_dump_json(), media_type="application/json")
+
+
+@router.get("/accounts", response_model=Accounts, summary="The token's accounts, newest first (by creation)")
 async def accounts(
     request: Request, reader: AllAccounts, query: Annotated[AccountsQuery, Query()]
-) -> Accounts:
-    return Accounts.model_validate(await _page(request, listings.ACCOUNTS, reader, query))
+) -> Response:
+    return _answer(Accounts, await _page(request, listings.ACCOUNTS, reader, query))
 
 
-@router.get("/accounts/{external_id}/positions/open", summary="Open positions, newest opened first")
+@router.get(
+    "/accounts/{external_id}/positions/open",
+    response_model=OpenPositions,
+    summary="Open positions, newest opened first",
+)
 async def open_positions(
     request: Request, reader: OneAccount, query: Annotated[OpenQuery, Query()]
-) -> OpenPositions:
-    return OpenPositions.model_validate(await _page(request, listings.OPEN_POSITIONS, reader, query))
+) -> Response:
+    return _answer(OpenPositions, await _page(request, listings.OPEN_POSITIONS, reader, query))
 
 
-@router.get("/accounts/{external_id}/positions/closed", summary="Closed positions, newest exit first")
+@router.get(
+    "/accounts/{external_id}/positions/closed",
+    response_model=ClosedPositions,
+    summary="Closed positions, newest exit first",
+)
 async def closed_positions(
     request: Request, reader: OneAccount, query: Annotated[ClosedQuery, Query()]
-) -> ClosedPositions:
-    return ClosedPositions.model_validate(await _page(request, listings.CLOSED_POSITIONS, reader, query))
+) -> Response:
+    return _answer(ClosedPositions, await _page(request, listings.CLOSED_POSITIONS, reader, query))
 
 
-@router.get("/accounts/{external_id}/orders", summary="Orders, newest created first")
-async def orders(request: Request, reader: OneAccount, query: Annotated[OrdersQuery, Query()]) -> Orders:
-    return Orders.model_validate(await _page(request, listings.ORDERS, reader, query))
+@router.get("/accounts/{external_id}/orders", response_model=Orders, summary="Orders, newest created first")
+async def orders(request: Request, reader: OneAccount, query: Annotated[OrdersQuery, Query()]) -> Response:
+    return _answer(Orders, await _page(request, listings.ORDERS, reader, query))
 
 
-@router.get("/accounts/{external_id}/fills", summary="Fills, newest fill time first")
-async def fills(request: Request, reader: OneAccount, query: Annotated[FillsQuery, Query()]) -> Fills:
-    return Fills.model_validate(await _page(request, listings.FILLS, reader, query))
+@router.get("/accounts/{external_id}/fills", response_model=Fills, summary="Fills, newest fill time first")
+async def fills(request: Request, reader: OneAccount, query: Annotated[FillsQuery, Query()]) -> Response:
+    return _answer(Fills, await _page(request, listings.FILLS, reader, query))
 
 
-@router.get("/accounts/{external_id}/tool-calls", summary="The MCP tool-call audit, newest first")
+@router.get(
+    "/accounts/{external_id}/tool-calls",
+    response_model=ToolCalls,
+    summary="The MCP tool-call audit, newest first",
+)
 async def tool_calls(
     request: Request, reader: OneAccount, query: Annotated[ToolCallsQuery, Query()]
-) -> ToolCalls:
-    return ToolCalls.model_validate(await _page(request, listings.TOOL_CALLS, reader, query))
+) -> Response:
+    return _answer(ToolCalls, await _page(request, listings.TOOL_CALLS, reader, query))

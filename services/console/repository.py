@@ -50,8 +50,11 @@ def page_sql(
     listing: Listing, accounts: Sequence[UUID], query: PageQuery, filters: Mapping[str, Any]
 ) -> PageSql:
     """The keyset query of one page: LIMIT one more row than asked, to know if there is a next."""
-    args: list[Any] = [list(accounts)]
-    where = [f"{listing.owner} = ANY($1::uuid[])"]
+    # One account: `= $1`, so that the (account, time, id) index gives the order and the LIMIT
+    # stops the scan (`= ANY` of an array makes PostgreSQL sort every row of the account).
+    one = len(accounts) == 1
+    args: list[Any] = [accounts[0] if one else list(accounts)]
+    where = [f"{listing.owner} = $1" if one else f"{listing.owner} = ANY($1::uuid[])"]
 
     def param(value: Any) -> str:
         args.append(value)
