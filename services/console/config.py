@@ -12,8 +12,7 @@ from shared.settings import Settings
 class ConsoleSettings(Settings):
     """Settings of the console service."""
 
-    console_host: str = "127.0.0.1"
-    console_port: int = Field(default=8780, ge=0, le=65535)
+    # console_host / console_port are shared settings (`aitrader up` needs them too).
     # The role the console connects as (migration 0013 creates `aitrader_console`: LOGIN, no
     # BYPASSRLS, SELECT only, subject to row-level security). Host, port and database are
     # AITRADER_DATABASE_URL's; its user and password are replaced by these.

@@ -34,6 +34,8 @@ def api_app() -> FastAPI:
         title="AiTrader console API",
         version=API_VERSION,
         description="Read-only views of the ledger, per account (docs/console.md).",
+        docs_url=None,  # FastAPI's /docs and /redoc load their scripts from a CDN
+        redoc_url=None,
     )
     app.include_router(router)
     return app
@@ -74,7 +76,11 @@ async def serve(settings: Settings) -> None:
     """Serve the console until cancelled."""
     config = console_settings(settings)
     pool = await create_pool(
-        config.console_dsn(), min_size=1, max_size=config.console_db_pool_size, application_name=SERVICE
+        config.console_dsn(),
+        min_size=1,
+        max_size=config.console_db_pool_size,
+        application_name=SERVICE,
+        setting="AITRADER_CONSOLE_DB_ROLE",  # the connection as the console's role (its password)
     )
     try:
         app = create_app(pool, config.console_token_cache_s)

@@ -51,6 +51,7 @@ async def test_serve_answers_the_api_and_its_health_and_never_logs_the_token(
                 assert (await http.get("/healthz")).json()["service"] == "console"
                 assert "console_queries_total" in (await http.get("/metrics")).text
                 assert (await http.get("/openapi.json")).status_code == 200
+                assert (await http.get("/docs")).status_code == 404  # its page would load a CDN
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
