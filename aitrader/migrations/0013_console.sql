@@ -70,11 +70,20 @@ REVOKE EXECUTE ON FUNCTION aitrader.token_grants(TEXT), aitrader.verify_token(TE
 -- The console's role (AITRADER_CONSOLE_DB_ROLE names the one it connects as; another role is
 -- given these rights with `GRANT aitrader_console TO it`). Roles belong to the cluster, not to
 -- the database: several databases of one server (the tests') create it once.
+-- ALTER only when an attribute is wrong: two concurrent ALTERs of one role can fail.
 DO $$
 BEGIN
-    CREATE ROLE aitrader_console LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    ALTER ROLE aitrader_console LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'aitrader_console') THEN
+        BEGIN
+            CREATE ROLE aitrader_console LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;  -- another database of this server created it meanwhile
+        END;
+    END IF;
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'aitrader_console'
+               AND (rolsuper OR rolbypassrls OR rolcreatedb OR rolcreaterole OR NOT rolcanlogin)) THEN
+        ALTER ROLE aitrader_console LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+    END IF;
 END
 $$;
 
