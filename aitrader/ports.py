@@ -3,7 +3,8 @@
 so that `aitrader healthcheck` asks the right stack.
 
 With `--health-port-base N` the services get N, N+1, N+2 (ingest, positions, metrics); without
-it, free ports. The gateway answers on its MCP port, which the file records too.
+it, free ports. The gateway and the console answer on their API ports (AITRADER_MCP_PORT,
+AITRADER_CONSOLE_PORT), which the file records too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from aitrader.embedded import free_port
 from shared.health import DEFAULT_PORTS
 from shared.settings import Settings
 
-SERVICES = ("ingest", "positions", "metrics", "mcp_gateway")
+SERVICES = ("ingest", "positions", "metrics", "mcp_gateway", "console")
+# The services that answer their health on their API's host and port: (host, port) settings.
+API_SERVICES: dict[str, tuple[str, str]] = {
+    "mcp_gateway": ("mcp_host", "mcp_port"),
+    "console": ("console_host", "console_port"),
+}
 PORTS_FILE = "ports.json"
 HEALTH_SERVICES = tuple(DEFAULT_PORTS)  # the services with a health port of their own
 
@@ -63,22 +69,33 @@ def remove_ports(data_dir: Path) -> None:
     (data_dir / PORTS_FILE).unlink(missing_ok=True)
 
 
+def api_ports(settings: Settings) -> dict[str, int]:
+    """The API port of each service that answers its health there (the gateway, the console)."""
+    return {name: int(getattr(settings, port)) for name, (_host, port) in API_SERVICES.items()}
+
+
+def api_hosts(settings: Settings) -> dict[str, str]:
+    return {name: str(getattr(settings, host)) for name, (host, _port) in API_SERVICES.items()}
+
+
 def health_port(service: str, environ: Mapping[str, str], recorded: Mapping[str, int]) -> int:
     """The port `aitrader healthcheck` asks: the environment's explicit setting (a container's
-    AITRADER_HEALTH_PORT, the gateway's AITRADER_MCP_PORT), else what the stack recorded, else
-    the default."""
-    variable = "AITRADER_MCP_PORT" if service == "mcp_gateway" else "AITRADER_HEALTH_PORT"
+    AITRADER_HEALTH_PORT, the gateway's AITRADER_MCP_PORT, the console's AITRADER_CONSOLE_PORT),
+    else what the stack recorded, else the default."""
+    api = API_SERVICES.get(service)
+    variable = f"AITRADER_{api[1].upper()}" if api else "AITRADER_HEALTH_PORT"
     if environ.get(variable):
         return int(environ[variable])
     if service in recorded:
         return recorded[service]
-    if service == "mcp_gateway":
-        return int(Settings.model_fields["mcp_port"].default)
+    if api:
+        return int(Settings.model_fields[api[1]].default)
     return DEFAULT_PORTS[service]
 
 
 def health_env(service: str, ports: Mapping[str, int] = DEFAULT_PORTS) -> dict[str, str]:
-    """Where a service answers /healthz, /readyz and /metrics (the gateway: on its MCP port)."""
+    """Where a service answers /healthz, /readyz and /metrics (the gateway and the console: on
+    their API ports)."""
     port = ports.get(service)
     return {} if port is None else {"AITRADER_HEALTH_PORT": str(port)}
 

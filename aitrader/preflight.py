@@ -3,7 +3,7 @@
 
 - every service's settings, by constructing each service's own settings class (the shared
   settings' validators include the market settings: symbols and timeframes OKX accepts);
-- the ports it is about to listen on (embedded servers, MCP, health) free;
+- the ports it is about to listen on (embedded servers, MCP, console, health) free;
 - a configured database and NATS reachable, the database with the given role and name;
 - OKX's public REST API answering, for `--market okx`.
 """
@@ -54,6 +54,8 @@ def check_ports(settings: Settings, services: list[str], health: Mapping[str, in
         check_port_free("AITRADER_EMBEDDED_NATS_PORT", "127.0.0.1", settings.embedded_nats_port)
     if "mcp_gateway" in services:
         check_port_free("AITRADER_MCP_PORT", settings.mcp_host, settings.mcp_port)
+    if "console" in services:
+        check_port_free("AITRADER_CONSOLE_PORT", settings.console_host, settings.console_port)
     for name, port in health.items():
         if name in services:
             what = f"the {name} health port"

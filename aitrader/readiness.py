@@ -15,6 +15,7 @@ from typing import Final
 
 import httpx
 
+from aitrader.ports import api_hosts, api_ports
 from shared.errors import ConfigError
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -34,10 +35,10 @@ def local(host: str) -> str:
 
 
 def readiness_urls(settings: Settings, started: list[str], health: Mapping[str, int]) -> dict[str, str]:
-    """The `/readyz` of each started service (the gateway's on its MCP port). A port 0 is the
-    OS's choice, unknown here: that service is not waited for."""
-    ports = {**health, "mcp_gateway": settings.mcp_port}
-    hosts = {name: settings.mcp_host if name == "mcp_gateway" else settings.health_host for name in ports}
+    """The `/readyz` of each started service (the gateway's and the console's on their API
+    ports). A port 0 is the OS's choice, unknown here: that service is not waited for."""
+    ports = {**health, **api_ports(settings)}
+    hosts = {name: settings.health_host for name in ports} | api_hosts(settings)
     return {
         name: f"http://{local(hosts[name])}:{ports[name]}/readyz"
         for name in started

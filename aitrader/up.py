@@ -27,6 +27,7 @@ from aitrader.lock import DataDirLock
 from aitrader.migrate import migrate
 from aitrader.ports import (
     SERVICES,
+    api_ports,
     choose_health_ports,
     default_data_dir,
     health_env,
@@ -59,6 +60,8 @@ EXPORTED = (
     "timeframes",
     "mcp_host",
     "mcp_port",
+    "console_host",
+    "console_port",
     "log_level",
     "log_format",
 )
@@ -154,7 +157,7 @@ async def running_stack(
             await wait_for_port(port)
             log.info("okx_sim", url=f"http://127.0.0.1:{port}")
         await start_services(stack, services, health)
-        ports = {**health, "mcp_gateway": settings.mcp_port}
+        ports = {**health, **api_ports(settings)}
         write_ports(data_dir, {name: port for name, port in ports.items() if name in services})
         monitor = stack.monitor = asyncio.create_task(supervise(stack), name="supervise")
         started = [name for name in services if name in stack.children]
@@ -165,6 +168,7 @@ async def running_stack(
             database=stack.env["AITRADER_DATABASE_URL"],
             nats=stack.env["AITRADER_NATS_URL"],
             mcp=f"http://{settings.mcp_host}:{settings.mcp_port}/mcp",
+            console=f"http://{settings.console_host}:{settings.console_port}/api/v1",
             health={name: port for name, port in health.items() if name in services},
         )
         yield stack

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
 
     mcp_host: str = "127.0.0.1"
     mcp_port: int = Field(default=8765, ge=0, le=65535)
+    # The console API (services/console), like the gateway on a port of its own.
+    console_host: str = "127.0.0.1"
+    console_port: int = Field(default=8780, ge=0, le=65535)
 
     deepseek_api_key: SecretStr | None = None
 

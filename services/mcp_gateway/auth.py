@@ -1,5 +1,7 @@
 """API tokens: created once, stored as SHA-256 (only a prefix in clear), bound to one account,
 scoped `read` or `trade` (trade implies read), revocable, optionally expiring (`expires_at`).
+The check itself is `shared.tokens` (the console's too); a `console` token is not for the gateway
+(its tools require `read`).
 
 The verifier caches each answer for `ttl` seconds, so a revocation or an expiry takes effect
 within it, and a token's `last_used_at` is written at most once a minute.
@@ -13,10 +15,9 @@ Any other token gets HTTP 503 with Retry-After (`AnswerTokenStoreOutage`), never
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import secrets
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -28,17 +29,21 @@ from mcp.server.auth.provider import AccessToken
 from starlette import types as asgi
 from starlette.responses import JSONResponse
 
-from shared.consumer import Nak, fate_of
-from shared.logging import get_logger
+from shared.db import Connection
+from shared.tokens import (
+    OUTAGE_GRACE_S,
+    PREFIX_LEN,
+    TOKEN_PREFIX,
+    TokenChecker,
+    TokenStoreUnavailable,
+    hash_token,
+)
 
-TOKEN_PREFIX = "atk_"
-PREFIX_LEN = 12  # "atk_" + 8 random characters: enough to recognise a token, useless to use it
-Scope = Literal["read", "trade"]
-SCOPES: dict[str, list[str]] = {"read": ["read"], "trade": ["read", "trade"]}
-LOOKUP_TIMEOUT_S = 5.0
+__all__ = ["PREFIX_LEN", "TOKEN_PREFIX", "TokenStoreUnavailable", "hash_token"]
+
+Scope = Literal["read", "trade", "console"]
+SCOPES: dict[str, list[str]] = {"read": ["read"], "trade": ["read", "trade"], "console": ["console"]}
 RETRY_AFTER_S = 5  # what a caller is told to wait while the database is away
-OUTAGE_GRACE_S = 60.0
-log = get_logger("mcp_gateway.auth")
 
 
 @dataclass(frozen=True)
@@ -59,36 +64,48 @@ class TokenError(Exception):
     """A token command that cannot be done (unknown account, ambiguous prefix, ...)."""
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 async def create_token(
     pool: asyncpg.Pool,
     external_id: str,
     scope: Scope,
     label: str | None = None,
     expires_at: datetime | None = None,
+    also: Sequence[str] = (),
 ) -> tuple[str, asyncpg.Record]:
-    """Create a token for the account; return (the token, shown once; its row)."""
-    account_id = await pool.fetchval("SELECT id FROM aitrader.accounts WHERE external_id = $1", external_id)
+    """Create a token for the account (a console token: and the accounts `also` names);
+    return (the token, shown once; its row)."""
+    if also and scope != "console":
+        raise TokenError("only a console token is bound to several accounts")
+    async with pool.acquire() as conn, conn.transaction():
+        accounts = [await _account_id(conn, name) for name in (external_id, *also)]
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        row = await conn.fetchrow(
+            """INSERT INTO aitrader.api_tokens
+                   (account_id, token_hash, token_prefix, scopes, label, expires_at)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               RETURNING id, token_prefix, scopes, label, created_at, expires_at""",
+            accounts[0],
+            hash_token(token),
+            token[:PREFIX_LEN],
+            SCOPES[scope],
+            label,
+            expires_at,
+        )
+        assert row is not None
+        await conn.executemany(
+            """INSERT INTO aitrader.token_accounts (token_id, account_id) VALUES ($1, $2)
+               ON CONFLICT DO NOTHING""",
+            [(row["id"], account) for account in accounts[1:] if account != accounts[0]],
+        )
+    return token, row
+
+
+async def _account_id(conn: Connection, external_id: str) -> UUID:
+    account_id: UUID | None = await conn.fetchval(
+        "SELECT id FROM aitrader.accounts WHERE external_id = $1", external_id)
     if account_id is None:
         raise TokenError(f"no account with external id {external_id!r}")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = await pool.fetchrow(
-        """INSERT INTO aitrader.api_tokens
-               (account_id, token_hash, token_prefix, scopes, label, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6)
-           RETURNING id, token_prefix, scopes, label, created_at, expires_at""",
-        account_id,
-        hash_token(token),
-        token[:PREFIX_LEN],
-        SCOPES[scope],
-        label,
-        expires_at,
-    )
-    assert row is not None
-    return token, row
+    return account_id
 
 
 def refuse_secret(ref: str) -> None:
@@ -128,86 +145,40 @@ async def list_tokens(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     return list(
         await pool.fetch(
             """SELECT t.id, t.token_prefix, a.external_id, t.scopes, t.label, t.created_at,
-                      t.last_used_at, t.revoked_at, t.expires_at, t.replaced_by
+                      t.last_used_at, t.revoked_at, t.expires_at, t.replaced_by,
+                      (SELECT count(*) FROM aitrader.token_accounts ta
+                       WHERE ta.token_id = t.id AND ta.account_id <> t.account_id) AS more_accounts
                FROM aitrader.api_tokens t JOIN aitrader.accounts a ON a.id = t.account_id
                ORDER BY t.created_at"""
         )
     )
 
 
-# last_used_at is written when it is a minute old or more, not on every call: the UPDATE of a
-# data-modifying CTE runs whether or not the query reads it, and touching no row writes nothing.
-_VERIFY = """
-WITH hit AS (
-    SELECT t.id, t.account_id, t.scopes, a.external_id, a.mode
-    FROM aitrader.api_tokens t JOIN aitrader.accounts a ON a.id = t.account_id
-    WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND a.status = 'active'
-      AND (t.expires_at IS NULL OR t.expires_at > now())
-), touched AS (
-    UPDATE aitrader.api_tokens SET last_used_at = now()
-    WHERE id = (SELECT id FROM hit)
-      AND (last_used_at IS NULL OR last_used_at <= now() - interval '1 minute')
-)
-SELECT * FROM hit
-"""
-
-
-class TokenStoreUnavailable(Exception):
-    """A token could not be checked: the database is away (answered 503 by
-    `AnswerTokenStoreOutage`)."""
-
-
 class TokenVerifier:
-    """The SDK's `TokenVerifier`: bearer token -> `AccessToken` carrying our `Principal`."""
+    """The SDK's `TokenVerifier`: bearer token -> `AccessToken` carrying our `Principal`. The
+    check is `shared.tokens` (one rule for every service); a gateway token acts on its own
+    account, which must be active."""
 
     def __init__(self, pool: asyncpg.Pool, ttl: float = 2.0, max_entries: int = 10_000,
                  outage_grace: float = OUTAGE_GRACE_S) -> None:
-        self._pool = pool
-        self._ttl = ttl
-        self._max = max_entries
-        self._grace = outage_grace
-        self._cache: dict[str, tuple[float, AccessToken | None]] = {}  # digest -> (verified at, answer)
+        self._checker = TokenChecker(pool, ttl, max_entries, outage_grace)
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        digest = hash_token(token)
-        hit = self._cache.get(digest)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self._ttl:
-            return hit[1]
-        try:
-            access = await self._lookup(token, digest)
-        except TokenStoreUnavailable:
-            if hit is not None and hit[1] is not None and now - hit[0] < self._grace:
-                return hit[1]  # verified moments ago: let the tools answer "retry" themselves
-            raise
-        if len(self._cache) >= self._max:
-            self._cache.clear()
-        self._cache[digest] = (now, access)
-        return access
-
-    async def _lookup(self, token: str, digest: str) -> AccessToken | None:
-        try:
-            async with asyncio.timeout(LOOKUP_TIMEOUT_S):
-                row = await self._pool.fetchrow(_VERIFY, digest)
-        except Exception as exc:  # fate_of decides: the database away, or a bug (raised as is)
-            fate = fate_of(exc)
-            if not isinstance(fate, Nak) or fate.unknown:
-                raise
-            log.warning("token_check_unavailable", error=type(exc).__name__)
-            raise TokenStoreUnavailable(type(exc).__name__) from None
-        if row is None:
+        verified = await self._checker.check(token)
+        if verified is None or verified.home is None:
             return None
+        home = verified.home
         claims: dict[str, Any] = {
-            "account_id": str(row["account_id"]),
-            "external_id": row["external_id"],
-            "mode": row["mode"],
-            "token_id": str(row["id"]),
+            "account_id": str(home.account_id),
+            "external_id": home.external_id,
+            "mode": home.mode,
+            "token_id": str(verified.token_id),
         }
         return AccessToken(
             token=token,
-            client_id=str(row["id"]),
-            subject=str(row["account_id"]),
-            scopes=list(row["scopes"]),
+            client_id=str(verified.token_id),
+            subject=str(home.account_id),
+            scopes=sorted(verified.scopes),
             claims=claims,
         )
 

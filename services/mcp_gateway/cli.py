@@ -42,7 +42,8 @@ def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
 
 @click.group("token")
 def token_group() -> None:
-    """MCP bearer tokens: each is bound to one account, scope read or trade."""
+    """Bearer tokens: an MCP token (scope read or trade) is bound to one account; a console
+    token (scope console) to one account or several."""
 
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> timedelta | None:
@@ -60,23 +61,34 @@ def _when(value: datetime | None) -> str:
 
 
 @token_group.command("create")
-@click.option("--account", "external_id", required=True, help="The account's external id.")
+@click.option(
+    "--account",
+    "external_ids",
+    required=True,
+    multiple=True,
+    help="The account's external id (a console token: repeat it for several accounts).",
+)
 @click.option(
     "--scope",
-    type=click.Choice(["read", "trade"]),
+    type=click.Choice(["read", "trade", "console"]),
     required=True,
-    help="read: the read tools; trade: also execute_trade and update_exit_plan.",
+    help="read: the read tools; trade: also execute_trade and update_exit_plan; console: the "
+    "console API (docs/console.md).",
 )
 @click.option("--label", default=None, help="A note to recognise the token by.")
 @click.option(
     "--expires", callback=_duration, default=None, help="Lifetime: 30d, 12h or 90m (default: none)."
 )
-def create_command(external_id: str, scope: str, label: str | None, expires: timedelta | None) -> None:
+def create_command(
+    external_ids: tuple[str, ...], scope: str, label: str | None, expires: timedelta | None
+) -> None:
     """Create a token and print it once (only its SHA-256 is stored)."""
     expires_at = datetime.now(UTC) + expires if expires is not None else None
+    first, *also = external_ids
     token, row = _with_pool(
-        lambda pool: create_token(pool, external_id, scope, label, expires_at)  # type: ignore[arg-type]
+        lambda pool: create_token(pool, first, scope, label, expires_at, also)  # type: ignore[arg-type]
     )
+    external_id = ",".join(external_ids)
     click.echo(token)
     click.echo(
         f"id {row['id']}  prefix {row['token_prefix']}  account {external_id}  "
@@ -125,17 +137,26 @@ def list_command() -> None:
 def token_table(rows: Iterable[asyncpg.Record], now: datetime) -> list[str]:
     """`token list`'s lines: a header, then one token a line (never the token itself)."""
     lines = [
-        f"{'id':36}  {'prefix':12}  {'account':16}  {'scope':5}  {'state':7}  {'created':17}  "
+        f"{'id':36}  {'prefix':12}  {'account':16}  {'scope':7}  {'state':7}  {'created':17}  "
         f"{'expires':17}  {'last used':17}  label"
     ]
     for r in rows:
         lines.append(
-            f"{r['id']!s:36}  {r['token_prefix']:12}  {r['external_id']:16}  "
-            f"{'trade' if 'trade' in r['scopes'] else 'read':5}  {_state(r, now):7}  "
+            f"{r['id']!s:36}  {r['token_prefix']:12}  {_accounts(r):16}  "
+            f"{_scope(r['scopes']):7}  {_state(r, now):7}  "
             f"{_when(r['created_at']):17}  {_when(r['expires_at']):17}  "
             f"{_when(r['last_used_at']):17}  {r['label'] or ''}"
         )
     return lines
+
+
+def _scope(scopes: list[str]) -> str:
+    return next((s for s in ("trade", "console", "read") if s in scopes), ",".join(scopes))
+
+
+def _accounts(r: asyncpg.Record) -> str:
+    more = r.get("more_accounts") or 0
+    return f"{r['external_id']}+{more}" if more else str(r["external_id"])
 
 
 def _state(r: asyncpg.Record, now: datetime) -> str:

@@ -47,6 +47,10 @@ INSERT INTO aitrader.api_tokens (account_id, token_hash, token_prefix, scopes, l
 VALUES ($1, $2, $3, $4, $5, now() + $6::interval)
 RETURNING id, token_prefix, scopes, label, created_at, expires_at
 """
+_SAME_ACCOUNTS = """
+INSERT INTO aitrader.token_accounts (token_id, account_id)
+SELECT $1, account_id FROM aitrader.token_accounts WHERE token_id = $2
+"""
 _RETIRE = """
 UPDATE aitrader.api_tokens
 SET replaced_by = $2, expires_at = LEAST(COALESCE(expires_at, 'infinity'), now() + $3::interval)
@@ -58,7 +62,8 @@ RETURNING id, token_prefix, expires_at
 async def rotate_token(
     pool: asyncpg.Pool, ref: str, grace: timedelta, lifetime: timedelta | None = None
 ) -> tuple[str, asyncpg.Record, asyncpg.Record]:
-    """Replace a token; return (the new token, shown once; its row; the old token's row).
+    """Replace a token (same account or accounts, scopes, label); return (the new token, shown
+    once; its row; the old token's row).
 
     The new token lives `lifetime`, by default as long as the old one was given (or forever)."""
     refuse_secret(ref)  # named by id, prefix or label: the secret never on a command line
@@ -82,6 +87,7 @@ async def rotate_token(
             lifetime,
         )
         assert new is not None
+        await conn.execute(_SAME_ACCOUNTS, new["id"], old["id"])
         retired = await conn.fetchrow(_RETIRE, old["id"], new["id"], grace)
         assert retired is not None
     return token, new, retired

@@ -30,3 +30,10 @@ def test_the_environment_wins_then_the_record_then_the_default(tmp_path: Path) -
 def test_an_unreadable_record_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "ports.json").write_text("{half")
     assert read_ports(tmp_path) == {}
+
+
+def test_the_console_answers_its_health_on_its_api_port(tmp_path: Path) -> None:
+    assert health_port("console", {}, {}) == 8780
+    assert health_port("console", {"AITRADER_CONSOLE_PORT": "40200"}, {"console": 40009}) == 40200
+    write_ports(tmp_path, {"console": 40210})
+    assert health_url("console", {}, tmp_path) == "http://127.0.0.1:40210/readyz"

@@ -69,6 +69,20 @@ async def test_token_sees_and_trades_only_its_own_account(
     assert token_a not in raw
 
 
+async def test_a_console_token_is_refused_by_the_gateway(
+    url: str, gateway: Gateway, db_pool: asyncpg.Pool
+) -> None:
+    """A `console` token (docs/console.md) passes the shared check but has no gateway scope."""
+    console, _ = await create_token(db_pool, "acct-a", "console")
+    async with httpx2.AsyncClient() as hc:
+        answer = await hc.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                               headers={"Authorization": f"Bearer {console}",
+                                        "Accept": "application/json, text/event-stream"})
+    assert answer.status_code == 403 and "insufficient_scope" in answer.headers["www-authenticate"]
+    await gateway.audit.flush()
+    assert await seed.tool_calls(gateway.pool) == []
+
+
 READ_TOOLS = {"get_account_state", "get_market_data", "get_performance_metrics"}
 TRADE_TOOLS = {"execute_trade", "update_exit_plan"}
 

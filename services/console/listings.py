@@ -1,0 +1,92 @@
+"""The lists of the console API: their tables, columns, sort and filters (docs/console.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from services.console.repository import Listing
+from shared.money import average_confidence
+
+# Accounts sort by creation; open positions by opening (a row without one sorts as 1970).
+ACCOUNTS = Listing(
+    name="accounts",
+    source="aitrader.accounts a JOIN aitrader.account_equity_now e ON e.account_id = a.id",
+    columns="a.external_id, a.mode, a.status, a.created_at, a.last_reconciled_at, e.equity_usdt, "
+    "e.unrealized_pnl_usdt, e.open_positions, e.balance_as_of",
+    owner="a.id",
+    time="a.created_at",
+    row_id="a.id",
+    filters={"status": "a.status", "mode": "a.mode"},
+)
+
+
+def _open_position(row: asyncpg.Record) -> dict[str, Any]:
+    shaped = dict(row)
+    weights, quantity = row["confidence_weight_sum"], row["confidence_quantity"]
+    shaped["average_confidence"] = average_confidence(weights, quantity)
+    return shaped
+
+
+OPEN_POSITIONS = Listing(
+    name="positions_open",
+    source="aitrader.positions_valued p",
+    columns="p.id, p.symbol, p.side, p.pos_side, p.quantity, p.avg_entry_price, p.mark_price, "
+    "p.unrealized_pnl_usdt, p.notional_usdt, p.leverage, p.margin_usdt, p.liquidation_price, "
+    "p.confidence_weight_sum, p.confidence_quantity, p.exit_plan, p.opened_at, p.updated_at",
+    owner="p.account_id",
+    time="COALESCE(p.opened_at, 'epoch'::timestamptz)",
+    row_id="p.id",
+    filters={"symbol": "p.symbol", "side": "p.side"},
+    shape=_open_position,
+)
+
+CLOSED_POSITIONS = Listing(
+    name="positions_closed",
+    source="aitrader.positions_closed c",
+    columns="c.id, c.symbol, c.side, c.pos_side, c.quantity, c.entry_price, c.exit_price, "
+    "c.realized_pnl_usdt, c.gross_pnl_usdt, c.fee_usdt, c.funding_usdt, c.holding_minutes, "
+    "c.average_confidence, c.leverage, c.fill_count, c.exit_reason, c.exit_plan, "
+    "c.entry_time, c.exit_time",
+    owner="c.account_id",
+    time="c.exit_time",
+    row_id="c.id",
+    filters={"symbol": "c.symbol", "side": "c.side", "exit_reason": "c.exit_reason"},
+)
+
+ORDERS = Listing(
+    name="orders",
+    source="aitrader.orders o",
+    columns="o.id, o.symbol, o.side, o.pos_side, o.order_type, o.price, o.size, o.filled_size, "
+    "o.avg_fill_price, o.status, o.leverage, o.confidence, o.reduce_only, o.source, o.category, "
+    "o.exchange_order_id, o.client_order_id, o.algo_id, o.reject_code, o.reject_reason, "
+    "o.exit_plan, o.tool_call_id, o.created_at, o.updated_at",
+    owner="o.account_id",
+    time="o.created_at",
+    row_id="o.id",
+    filters={"symbol": "o.symbol", "side": "o.side", "status": "o.status"},
+)
+
+FILLS = Listing(
+    name="fills",
+    source="aitrader.fills f",
+    columns="f.id, f.order_id, f.symbol, f.side, f.pos_side, f.price, f.size, f.fee_usdt, f.fee_ccy, "
+    "f.pnl_usdt, f.confidence, f.leverage, f.exec_type, f.category, f.exchange_trade_id, "
+    'f.exchange_order_id, f."timestamp" AS time',
+    owner="f.account_id",
+    time='f."timestamp"',
+    row_id="f.id",
+    filters={"symbol": "f.symbol", "side": "f.side"},
+)
+
+TOOL_CALLS = Listing(
+    name="mcp_tool_calls",
+    source="aitrader.mcp_tool_calls t",
+    columns="t.id, t.tool_name AS tool, t.status, t.latency_ms, t.error, t.transport, "
+    "t.request_payload AS request, t.response_payload AS response, t.created_at",
+    owner="t.account_id",
+    time="t.created_at",
+    row_id="t.id",
+    filters={"tool": "t.tool_name", "status": "t.status"},
+)

@@ -1,0 +1,96 @@
+"""The console's SQL: one `Listing` per list, one builder for the keyset page of any of them,
+and `ConsoleDb`, which runs every read in a read-only transaction that first names the
+caller's token to the row-level security policies (migration 0013).
+
+The WHERE clause also says which accounts are asked for; the policies are the second wall, so a
+query that forgot it would still return only the token's accounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+from prometheus_client import Counter
+
+from services.console.paging import PageQuery, TimedQuery
+
+QUERY_TIMEOUT_S: Final = 10.0
+SET_TOKEN: Final = "SELECT set_config('aitrader.console_token_hash', $1, true)"
+QUERIES = Counter("console_queries", "Data queries run by the console", ["listing"])
+Shape = Callable[[asyncpg.Record], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A list the console serves: where its rows come from, whose they are, how they sort
+    (`time` then `row_id`, newest first), and which filters map to which columns."""
+
+    name: str
+    source: str
+    columns: str
+    owner: str
+    time: str
+    row_id: str
+    filters: Mapping[str, str] = field(default_factory=dict)
+    shape: Shape | None = None
+
+
+@dataclass(frozen=True)
+class PageSql:
+    text: str
+    args: tuple[Any, ...]
+
+
+def page_sql(
+    listing: Listing, accounts: Sequence[UUID], query: PageQuery, filters: Mapping[str, Any]
+) -> PageSql:
+    """The keyset query of one page: LIMIT one more row than asked, to know if there is a next."""
+    # One account: `= $1`, so that the (account, time, id) index gives the order and the LIMIT
+    # stops the scan (`= ANY` of an array makes PostgreSQL sort every row of the account).
+    one = len(accounts) == 1
+    args: list[Any] = [accounts[0] if one else list(accounts)]
+    where = [f"{listing.owner} = $1" if one else f"{listing.owner} = ANY($1::uuid[])"]
+
+    def param(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    for name, value in filters.items():
+        if value is not None:
+            where.append(f"{listing.filters[name]} = {param(value)}")
+    if isinstance(query, TimedQuery):
+        if query.from_ is not None:
+            where.append(f"{listing.time} >= {param(query.from_)}")
+        if query.to is not None:
+            where.append(f"{listing.time} < {param(query.to)}")
+    position = query.position()
+    if position is not None:
+        where.append(f"({listing.time}, {listing.row_id}) < ({param(position.time)}, {param(position.id)})")
+    text = (
+        f"SELECT {listing.columns}, {listing.time} AS page_time, {listing.row_id} AS page_id "
+        f"FROM {listing.source} WHERE {' AND '.join(where)} "
+        f"ORDER BY {listing.time} DESC, {listing.row_id} DESC LIMIT {param(query.limit + 1)}"
+    )
+    return PageSql(text, tuple(args))
+
+
+class ConsoleDb:
+    """Reads as the console's role, each in a transaction scoped to one token."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def page(self, digest: str, listing: Listing, sql: PageSql) -> list[dict[str, Any]]:
+        """The rows of one page as dicts (shaped by the listing), within QUERY_TIMEOUT_S."""
+        QUERIES.labels(listing.name).inc()
+        async with asyncio.timeout(QUERY_TIMEOUT_S):
+            async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+                await conn.execute(SET_TOKEN, digest)
+                rows = await conn.fetch(sql.text, *sql.args)
+        shape = listing.shape or dict
+        return [shape(row) for row in rows]

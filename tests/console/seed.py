@@ -1,0 +1,137 @@
+"""Rows of every table the console reads, for two accounts, and console tokens."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from uuid import UUID
+
+import asyncpg
+
+from shared.tokens import PREFIX_LEN, TOKEN_PREFIX, hash_token
+from tests.factories import create_account, create_instruments
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+CLOSED_COLUMNS = (
+    "id",
+    "account_id",
+    "symbol",
+    "side",
+    "pos_side",
+    "quantity",
+    "entry_price",
+    "exit_price",
+    "realized_pnl_usdt",
+    "gross_pnl_usdt",
+    "fee_usdt",
+    "exit_reason",
+    "entry_time",
+    "exit_time",
+    "closing_trade_id",
+)
+
+
+async def console_token(
+    conn: asyncpg.Pool, accounts: list[UUID], scopes: tuple[str, ...] = ("console",), revoked: bool = False
+) -> str:
+    """A token bound to accounts[0] (api_tokens.account_id) and the others (token_accounts)."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token_id = await conn.fetchval(
+        """INSERT INTO aitrader.api_tokens (account_id, token_hash, token_prefix, scopes, revoked_at)
+           VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN now() END) RETURNING id""",
+        accounts[0],
+        hash_token(token),
+        token[:PREFIX_LEN],
+        list(scopes),
+        revoked,
+    )
+    await conn.executemany(
+        "INSERT INTO aitrader.token_accounts (token_id, account_id) VALUES ($1, $2)",
+        [(token_id, a) for a in accounts[1:]],
+    )
+    return token
+
+
+def closed_record(
+    account_id: UUID,
+    exit_time: datetime,
+    *,
+    symbol: str = "BTC-USDT-SWAP",
+    side: str = "long",
+    exit_reason: str = "agent",
+) -> tuple[object, ...]:
+    return (
+        uuid.uuid4(),
+        account_id,
+        symbol,
+        side,
+        "net",
+        Decimal("1.5"),
+        Decimal("50000"),
+        Decimal("50100.1"),
+        Decimal("0.12345678"),
+        Decimal("1.5015"),
+        Decimal("-0.00000001"),
+        exit_reason,
+        exit_time - timedelta(minutes=5),
+        exit_time,
+        secrets.token_hex(8),
+    )
+
+
+async def insert_closed(conn: asyncpg.Pool, records: list[tuple[object, ...]]) -> None:
+    async with conn.acquire() as c:
+        await c.copy_records_to_table(
+            "positions_closed", schema_name="aitrader", records=records, columns=CLOSED_COLUMNS
+        )
+
+
+async def seed_account(pool: asyncpg.Pool, external_id: str) -> UUID:
+    """An account with one row in every account-keyed table the console reads."""
+    await create_instruments(pool)
+    account = await create_account(pool, external_id)
+    call = uuid.uuid4()
+    await pool.execute(
+        """INSERT INTO aitrader.mcp_tool_calls (id, account_id, tool_name, request_payload,
+               response_payload, status, latency_ms, transport, created_at)
+           VALUES ($1, $2, 'execute_trade', $3, $4, 'success', 12, 'http', $5)""",
+        call,
+        account,
+        {"symbol": "BTC-USDT-SWAP"},
+        {"ok": True},
+        T0,
+    )
+    await pool.execute(
+        """INSERT INTO aitrader.balance_snapshots (account_id, available_usdt, cash_usdt, as_of)
+           VALUES ($1, 1000, 1000, $2)""",
+        account,
+        T0,
+    )
+    order = await pool.fetchval(
+        """INSERT INTO aitrader.orders (account_id, symbol, side, order_type, size, status,
+               tool_call_id, created_at, pos_side)
+           VALUES ($1, 'BTC-USDT-SWAP', 'buy', 'market', 1, 'filled', $2, $3, 'net') RETURNING id""",
+        account,
+        call,
+        T0,
+    )
+    await pool.execute(
+        """INSERT INTO aitrader.fills (account_id, order_id, symbol, side, price, size, fee_usdt,
+               "timestamp", exchange_trade_id)
+           VALUES ($1, $2, 'BTC-USDT-SWAP', 'buy', 50000, 1, -0.25, $3, $4)""",
+        account,
+        order,
+        T0,
+        secrets.token_hex(4),
+    )
+    await pool.execute(
+        """INSERT INTO aitrader.positions_open (account_id, symbol, side, quantity, avg_entry_price,
+               opened_at, confidence_weight_sum, confidence_quantity)
+           VALUES ($1, 'BTC-USDT-SWAP', 'long', 1, 50000, $2, 70, 1)""",
+        account,
+        T0,
+    )
+    await insert_closed(pool, [closed_record(account, T0)])
+    return account

@@ -1,0 +1,28 @@
+"""The API document: committed, current, and saying what the contract says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from services.console.main import openapi_json
+
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "console-openapi.json"
+
+
+def test_the_committed_openapi_document_matches_the_code() -> None:
+    assert COMMITTED.read_text() == openapi_json(), (
+        "docs/console-openapi.json is stale: run "
+        "`python -m services.console.openapi > docs/console-openapi.json`"
+    )
+
+
+def test_every_list_is_paged_and_every_decimal_is_a_string() -> None:
+    document = json.loads(openapi_json())
+    for path, item in document["paths"].items():
+        names = {p["name"] for p in item["get"]["parameters"]}
+        assert {"limit", "cursor"} <= names, path
+        assert {"401", "422", "503"} <= set(item["get"]["responses"]), path
+    schema = document["components"]["schemas"]["ClosedPosition"]["properties"]
+    assert schema["realized_pnl_usdt"]["anyOf"][0]["type"] == "string"
+    assert schema["fee_usdt"]["type"] == "string"
