@@ -5,9 +5,10 @@ position event. The end-to-end test uses the real services instead."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
@@ -15,7 +16,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from shared.messages import PlaceOrder, PlaceOrderReply
+from shared.messages import AlgoReply, AmendAlgo, CancelAlgo, PlaceAlgo, PlaceOrder, PlaceOrderReply
 from shared.subjects import Subjects
 
 Behaviour = Literal["fill", "accept", "reject", "silent"]
@@ -78,3 +79,36 @@ class FakeIngest:
             self.fill_price,
         )
         await self.nc.publish(self.subjects.position(cmd.account_id, cmd.inst_id), b"{}")
+
+
+@dataclass
+class AlgoDesk:
+    """A stand-in for ingest's algo commands: answers each kind with a fixed sCode."""
+
+    answers: dict[str, str]
+    received: list[Any] = field(default_factory=list)
+
+    async def serve(self, nc: Client, subjects: Subjects, account_id: UUID) -> list[Subscription]:
+        kinds: dict[str, type[PlaceAlgo | AmendAlgo | CancelAlgo]] = {
+            "place_algo": PlaceAlgo,
+            "amend_algo": AmendAlgo,
+            "cancel_algo": CancelAlgo,
+        }
+
+        def handler(kind: str) -> Callable[[Msg], Awaitable[None]]:
+            async def on(msg: Msg) -> None:
+                cmd = kinds[kind].model_validate_json(msg.data)
+                self.received.append(cmd)
+                code = self.answers[kind]
+                algo_id = "A2" if isinstance(cmd, PlaceAlgo) else getattr(cmd, "algo_id", None)
+                reply = AlgoReply(request_id=cmd.request_id, ok=code == "0", algo_id=algo_id, s_code=code)
+                await msg.respond(reply.model_dump_json().encode())
+
+            return on
+
+        subject = {
+            "place_algo": subjects.place_algo,
+            "amend_algo": subjects.amend_algo,
+            "cancel_algo": subjects.cancel_algo,
+        }
+        return [await nc.subscribe(subject[k](account_id), cb=handler(k)) for k in self.answers]

@@ -5,8 +5,7 @@ sim's REST API with the official python-okx SDK (nobody here wrote it)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -16,20 +15,19 @@ import okx.Trade as Trade
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as Nats
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from services.mcp_gateway.config import GatewaySettings
 from services.mcp_gateway.gateway import Gateway, open_gateway
 from services.okx_sim import SimHandle, run_sim
 from services.positions.main import serve as serve_positions
-from shared.messages import AlgoReply, AmendAlgo, CancelAlgo, PlaceAlgo
+from shared.messages import AmendAlgo, PlaceAlgo
 from shared.settings import Settings
 from shared.subjects import Subjects
 from tests.factories import wait_for
 from tests.ingest.conftest import ACCOUNT, KEY, PASSPHRASE, SECRET, ingest_settings, running, sim_config
 from tests.mcp_gateway import seed
 from tests.mcp_gateway.conftest import call, client_for, error_text, memory_client, ok
+from tests.mcp_gateway.fakes import AlgoDesk
 
 BTC = "BTC-USDT-SWAP"
 BUY = {"symbol": BTC, "side": "buy", "leverage": 5, "confidence": 70}
@@ -214,39 +212,6 @@ async def test_execute_trade_refuses_plans_that_cannot_rest(
 def gw_settings(settings: Settings) -> GatewaySettings:
     """No algo update comes back from the stand-in below: the settling wait is kept short."""
     return GatewaySettings(**settings.model_dump(), mcp_order_timeout_ms=500, mcp_exit_settle_ms=100)
-
-
-@dataclass
-class AlgoDesk:
-    """A stand-in for ingest's algo commands: answers each kind with a fixed sCode."""
-
-    answers: dict[str, str]
-    received: list[Any] = field(default_factory=list)
-
-    async def serve(self, nc: Nats, subjects: Subjects, account_id: UUID) -> list[Subscription]:
-        kinds: dict[str, type[PlaceAlgo | AmendAlgo | CancelAlgo]] = {
-            "place_algo": PlaceAlgo,
-            "amend_algo": AmendAlgo,
-            "cancel_algo": CancelAlgo,
-        }
-
-        def handler(kind: str) -> Callable[[Msg], Awaitable[None]]:
-            async def on(msg: Msg) -> None:
-                cmd = kinds[kind].model_validate_json(msg.data)
-                self.received.append(cmd)
-                code = self.answers[kind]
-                algo_id = "A2" if isinstance(cmd, PlaceAlgo) else getattr(cmd, "algo_id", None)
-                reply = AlgoReply(request_id=cmd.request_id, ok=code == "0", algo_id=algo_id, s_code=code)
-                await msg.respond(reply.model_dump_json().encode())
-
-            return on
-
-        subject = {
-            "place_algo": subjects.place_algo,
-            "amend_algo": subjects.amend_algo,
-            "cancel_algo": subjects.cancel_algo,
-        }
-        return [await nc.subscribe(subject[k](account_id), cb=handler(k)) for k in self.answers]
 
 
 @pytest.mark.parametrize(

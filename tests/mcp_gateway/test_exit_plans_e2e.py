@@ -139,3 +139,27 @@ async def test_a_stop_that_fires_while_the_sockets_are_down_still_closes_as_stop
     (row,) = await stack.closed()  # from the REST backfill after the reconnects
     assert (row["exit_reason"], row["quantity"]) == ("stop_loss", 1)
     assert await stack.pending() == []
+
+
+async def test_when_the_exchange_leaves_the_legs_behind_the_ledger_cancels_them(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OKX documents its own cancel of a closed position's TP/SL only for close-position
+    algos; the entry's attached legs are sized. With the sim's own cancel turned off, the
+    positions service's safety net must remove them, after an agent close and after a flip.
+    The sim's clock stands still unless moved: a second passes between the trades, as it would."""
+    monkeypatch.setattr(stack.sim.exchange.algos, "_cancel_orphans", lambda acct: [])
+    plan = {"take_profit": str(stack.price("1.05")), "stop_loss": str(stack.price("0.95"))}
+    await stack.trade("buy", "2", exit_plan=plan)
+    (first,) = await stack.resting(1)
+    stack.sim.advance(1)
+    await stack.trade("sell", "2", reduce_only=True)
+    await stack.resting(0)
+    stack.sim.advance(1)
+    await stack.trade("buy", "2", exit_plan=plan)
+    (second,) = await stack.resting(1)
+    stack.sim.advance(1)
+    await stack.trade("sell", "3")  # long 2 -> short 1
+    await stack.resting(0)
+    states = {h["algoId"]: h["state"] for h in await stack.history()}
+    assert (states[first["algoId"]], states[second["algoId"]]) == ("canceled", "canceled")

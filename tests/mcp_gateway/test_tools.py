@@ -20,7 +20,7 @@ from shared.messages import MarketDataRefresh, MarketDataRefreshReply
 from shared.subjects import Subjects
 from tests.mcp_gateway import seed
 from tests.mcp_gateway.conftest import call, client_for, error_text, memory_client, ok
-from tests.mcp_gateway.fakes import FakeIngest
+from tests.mcp_gateway.fakes import AlgoDesk, FakeIngest
 
 BTC = "BTC-USDT-SWAP"
 TRADE = {"symbol": BTC, "side": "buy", "size": "0.5", "leverage": 5, "confidence": 72}
@@ -582,12 +582,15 @@ async def test_bad_arguments_are_tool_errors_recorded_as_failed(
 
 
 async def test_update_exit_plan_merges_and_keeps_history(
-    gateway: Gateway, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
+    gateway: Gateway, nc: Nats, subjects: Subjects, db_pool: asyncpg.Pool, accounts: dict[str, UUID]
 ) -> None:
     await seed.market_price(db_pool, BTC, "60000")
     pid = await seed.position(
         db_pool, accounts["a"], BTC, exit_plan={"take_profit": "65000", "stop_loss": "55000"}
     )
+    desk = AlgoDesk({"place_algo": "0", "amend_algo": "0", "cancel_algo": "0"})  # ingest's algo side
+    subs = await desk.serve(nc, subjects, accounts["a"])
+    await nc.flush()
     async with memory_client(gateway, await client_for(gateway, "acct-a")) as client:
         moved = ok(
             await call(
@@ -599,6 +602,11 @@ async def test_update_exit_plan_merges_and_keeps_history(
             )
         )
         crossed = await call(client, "update_exit_plan", symbol=BTC, take_profit=57000)
+        for sub in subs:
+            await sub.unsubscribe()
+        away = await call(client, "update_exit_plan", symbol=BTC, stop_loss="59000")
+    assert "the exchange adapter (ingest) is not running" in error_text(away)
+    assert "The new plan was not stored" in error_text(away)
     assert moved["position"]["exit_plan"] == {
         "take_profit": "65000",
         "stop_loss": "58000.5",
@@ -614,7 +622,7 @@ async def test_update_exit_plan_merges_and_keeps_history(
     await gateway.audit.flush()
     calls = await seed.tool_calls(db_pool, tool_name="update_exit_plan")
     assert history[0]["tool_call_id"] == calls[0]["id"]
-    assert [c["status"] for c in calls] == ["success", "failed"]
+    assert [c["status"] for c in calls] == ["success", "failed", "failed"]
 
 
 async def test_get_performance_metrics(
