@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import asyncpg
 
+from services.console.figures import return_join, since
 from services.console.repository import Listing
 from shared.money import average_confidence
 
 # Accounts sort by creation; open positions by opening (a row without one sorts as 1970).
 ACCOUNTS = Listing(
     name="accounts",
-    source="aitrader.accounts a JOIN aitrader.account_equity_now e ON e.account_id = a.id",
+    source="aitrader.accounts a JOIN aitrader.account_equity_now e ON e.account_id = a.id "
+    + return_join("a.id", since("all_time")),
     columns="a.external_id, a.mode, a.status, a.created_at, a.last_reconciled_at, e.equity_usdt, "
-    "e.unrealized_pnl_usdt, e.open_positions, e.balance_as_of",
+    "e.unrealized_pnl_usdt, e.open_positions, e.balance_as_of, r.return_pct",
     owner="a.id",
     time="a.created_at",
     row_id="a.id",
@@ -89,4 +92,54 @@ TOOL_CALLS = Listing(
     time="t.created_at",
     row_id="t.id",
     filters={"tool": "t.tool_name", "status": "t.status"},
+)
+
+
+def _plan_price(value: object) -> Decimal | None:
+    """A price of a stored plan (jsonb: a string or a number), None when absent or not one."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return price if price.is_finite() else None
+
+
+def _plan_version(row: asyncpg.Record) -> dict[str, Any]:
+    shaped = dict(row)
+    plan = shaped.pop("exit_plan")
+    plan = plan if isinstance(plan, dict) else {}
+    version, condition = plan.get("version"), plan.get("invalidation_condition")
+    shaped["version"] = version if isinstance(version, int) and not isinstance(version, bool) else None
+    shaped["take_profit"] = _plan_price(plan.get("take_profit"))
+    shaped["stop_loss"] = _plan_price(plan.get("stop_loss"))
+    shaped["invalidation_condition"] = condition if isinstance(condition, str) else None
+    return shaped
+
+
+EXIT_PLANS = Listing(
+    name="exit_plan_history",
+    source="aitrader.exit_plan_history h",
+    columns="h.id, h.symbol, h.pos_side, h.position_id, h.exit_plan, h.algo_id, h.s_code, h.s_msg, "
+    "h.created_at",
+    owner="h.account_id",
+    time="h.created_at",
+    row_id="h.id",
+    filters={"symbol": "h.symbol"},
+    shape=_plan_version,
+)
+
+# The rate: the newest funding-rate observation of the symbol at or before the payment.
+FUNDING = Listing(
+    name="funding_payments",
+    source="aitrader.funding_payments f LEFT JOIN LATERAL (SELECT fr.funding_rate FROM "
+    'aitrader.funding_rates fr WHERE fr.symbol = f.symbol AND fr.as_of <= f."timestamp" '
+    "ORDER BY fr.as_of DESC LIMIT 1) fr ON true",
+    columns="f.id, f.symbol, f.pos_side, f.amount_usdt AS amount, fr.funding_rate AS rate, "
+    'f.exchange_bill_id AS bill_id, f."timestamp" AS time',
+    owner="f.account_id",
+    time='f."timestamp"',
+    row_id="f.id",
+    filters={"symbol": "f.symbol"},
 )

@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services.console import api_views
 from services.console.api import router
 from services.console.auth import RETRY_AFTER_S
 from services.console.config import ConsoleSettings, console_settings
@@ -38,6 +39,7 @@ def api_app() -> FastAPI:
         redoc_url=None,
     )
     app.include_router(router)
+    app.include_router(api_views.router)
     return app
 
 

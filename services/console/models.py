@@ -28,6 +28,9 @@ class Account(Row):
     status: str
     equity_usdt: Dec | None = Field(description="cash + unrealized PnL at the latest mark")
     unrealized_pnl_usdt: Dec | None
+    return_pct: Dec | None = Field(
+        description="first to last equity point of the history, in percent (docs/console.md)"
+    )
     open_positions: int
     balance_as_of: Utc | None
     last_reconciled_at: Utc | None

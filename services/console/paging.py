@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,20 +23,21 @@ _MAX_CURSOR = 200
 
 class Cursor(NamedTuple):
     time: datetime
-    id: UUID
+    id: UUID | int
 
 
-def encode_cursor(time: datetime, row_id: UUID) -> str:
+def encode_cursor(time: datetime, row_id: UUID | int) -> str:
     """base64url (no padding) of `<ISO 8601 time>|<id>`."""
     return base64.urlsafe_b64encode(f"{time.isoformat()}|{row_id}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(text: str) -> Cursor:
-    """The (time, id) a cursor names; ValueError saying what is wrong with it."""
+def decode_cursor(text: str, id_kind: type[UUID] | type[int] = UUID) -> Cursor:
+    """The (time, id) a cursor names, its id a UUID or (a list keyed by a serial) an integer;
+    ValueError saying what is wrong with it."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
         time_text, id_text = raw.split("|")
-        time, row_id = datetime.fromisoformat(time_text), UUID(id_text)
+        time, row_id = datetime.fromisoformat(time_text), id_kind(id_text)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ValueError("malformed cursor: pass back a next_cursor this API returned") from None
     if time.tzinfo is None:
@@ -48,6 +49,7 @@ class PageQuery(BaseModel):
     """`limit` and `cursor`; an unknown query parameter is refused (422), not ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    cursor_id: ClassVar[type[UUID] | type[int]] = UUID  # the type of the list's row id
 
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="rows per page")
     cursor: str | None = Field(
@@ -58,11 +60,11 @@ class PageQuery(BaseModel):
     @classmethod
     def _check_cursor(cls, value: str | None) -> str | None:
         if value is not None:
-            decode_cursor(value)
+            decode_cursor(value, cls.cursor_id)
         return value
 
     def position(self) -> Cursor | None:
-        return None if self.cursor is None else decode_cursor(self.cursor)
+        return None if self.cursor is None else decode_cursor(self.cursor, self.cursor_id)
 
 
 class TimedQuery(PageQuery):

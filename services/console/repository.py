@@ -9,7 +9,8 @@ query that forgot it would still return only the token's accounts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 from uuid import UUID
@@ -85,12 +86,19 @@ class ConsoleDb:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def page(self, digest: str, listing: Listing, sql: PageSql) -> list[dict[str, Any]]:
-        """The rows of one page as dicts (shaped by the listing), within QUERY_TIMEOUT_S."""
-        QUERIES.labels(listing.name).inc()
+    @asynccontextmanager
+    async def reading(self, digest: str, name: str) -> AsyncIterator[Any]:
+        """A connection in a read-only transaction scoped to the token, within QUERY_TIMEOUT_S;
+        `name` labels the data query in console_queries_total."""
+        QUERIES.labels(name).inc()
         async with asyncio.timeout(QUERY_TIMEOUT_S):
             async with self.pool.acquire() as conn, conn.transaction(readonly=True):
                 await conn.execute(SET_TOKEN, digest)
-                rows = await conn.fetch(sql.text, *sql.args)
+                yield conn
+
+    async def page(self, digest: str, listing: Listing, sql: PageSql) -> list[dict[str, Any]]:
+        """The rows of one page as dicts (shaped by the listing), within QUERY_TIMEOUT_S."""
+        async with self.reading(digest, listing.name) as conn:
+            rows = await conn.fetch(sql.text, *sql.args)
         shape = listing.shape or dict
         return [shape(row) for row in rows]

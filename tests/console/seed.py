@@ -134,4 +134,46 @@ async def seed_account(pool: asyncpg.Pool, external_id: str) -> UUID:
         T0,
     )
     await insert_closed(pool, [closed_record(account, T0)])
+    await seed_views(pool, account)
     return account
+
+
+async def seed_views(pool: asyncpg.Pool, account: UUID) -> None:
+    """One row of each metrics table, an equity point (1000 at T0), an exit plan and a funding
+    payment of the account."""
+    await pool.execute(
+        """INSERT INTO aitrader.equity_snapshots (account_id, equity, cash, net_position_value,
+               unrealized_pnl, as_of) VALUES ($1, 1000, 1000, 0, 0, $2)""",
+        account,
+        T0,
+    )
+    await pool.execute(
+        """INSERT INTO aitrader.performance_snapshots (account_id, "window", closed_positions,
+               window_start, window_end) VALUES ($1, 'weekly', 0, $2, $2)""",
+        account,
+        T0,
+    )
+    await pool.execute(
+        """INSERT INTO aitrader.confidence_calibration (account_id, "window", bucket, closed_positions)
+           VALUES ($1, 'weekly', '0-50', 0)""",
+        account,
+    )
+    await pool.execute(
+        """INSERT INTO aitrader.exit_attribution (account_id, "window", exit_reason, closed_positions)
+           VALUES ($1, 'weekly', 'agent', 0)""",
+        account,
+    )
+    await pool.execute(
+        """INSERT INTO aitrader.exit_plan_history (account_id, symbol, pos_side, exit_plan, created_at)
+           VALUES ($1, 'BTC-USDT-SWAP', 'net', $2, $3)""",
+        account,
+        {"version": 1, "stop_loss": "49000"},
+        T0,
+    )
+    await pool.execute(
+        """INSERT INTO aitrader.funding_payments (account_id, symbol, amount_usdt, exchange_bill_id,
+               "timestamp") VALUES ($1, 'BTC-USDT-SWAP', -0.05, $2, $3)""",
+        account,
+        secrets.token_hex(4),
+        T0,
+    )

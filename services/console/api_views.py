@@ -1,0 +1,218 @@
+"""The console's views beyond the lists (docs/console.md): the leaderboard, an account's equity
+series, performance, calibration, exit-plan history and funding, and the market's candles."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Final
+from uuid import UUID
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from services.console import figures, listings
+from services.console.api import _ERRORS, Symbol, _answer, _page
+from services.console.auth import AllAccounts, OneAccount, Token
+from services.console.paging import TimedQuery
+from services.console.repository import ConsoleDb
+from services.console.view_models import (
+    Calibration,
+    EquitySeries,
+    ExitPlans,
+    Funding,
+    Leaderboard,
+    Market,
+    Performance,
+    Step,
+)
+from shared.bars import Timeframe
+from shared.settings import SYMBOL
+from shared.types import Window
+
+MAX_POINTS: Final = 2000
+MAX_CANDLES: Final = 1000
+STEPS: Final[dict[Step, timedelta]] = {
+    "1m": timedelta(minutes=1),
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "4h": timedelta(hours=4),
+    "1d": timedelta(days=1),
+}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def bucket_count(start: datetime, end: datetime, step: timedelta) -> int:
+    """The UTC-aligned buckets of `step` that [start, end) touches."""
+    if end <= start:
+        return 0
+    first = start - (start - _EPOCH) % step
+    return (end - first - timedelta(microseconds=1)) // step + 1
+
+
+def choose_step(start: datetime, end: datetime, step: Step | None) -> Step:
+    """The step asked for, or the finest that gives at most MAX_POINTS buckets; ValueError when
+    the span needs more."""
+    if step is not None:
+        count = bucket_count(start, end, STEPS[step])
+        if count > MAX_POINTS:
+            raise ValueError(f"{count} points of {step}: at most {MAX_POINTS}, take a longer step")
+        return step
+    for name, length in STEPS.items():
+        if bucket_count(start, end, length) <= MAX_POINTS:
+            return name
+    raise ValueError(f"the span needs more than {MAX_POINTS} points of 1d")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class WindowQuery(Strict):
+    window: Window = "all_time"
+
+
+class EquityQuery(Strict):
+    """`from` (inclusive; default: the first equity point) and `to` (exclusive; default now)."""
+
+    from_: AwareDatetime | None = Field(None, alias="from", description="inclusive, ISO 8601")
+    to: AwareDatetime | None = Field(None, description="exclusive, ISO 8601; default now")
+    step: Step | None = Field(None, description="bucket length; default: the finest that fits")
+
+    @model_validator(mode="after")
+    def _check_span(self) -> EquityQuery:
+        if self.from_ is not None:
+            end = self.to or datetime.now(UTC)
+            if self.from_ >= end:
+                raise ValueError("`from` must be before `to`")
+            choose_step(self.from_, end, self.step)
+        return self
+
+
+class ExitPlansQuery(TimedQuery):
+    """`from` / `to` apply to created_at."""
+
+    cursor_id: ClassVar[type[UUID] | type[int]] = int  # exit_plan_history.id is a serial
+    symbol: Symbol | None = None
+
+
+class FundingQuery(TimedQuery):
+    """`from` / `to` apply to the payment's time."""
+
+    symbol: Symbol | None = None
+
+
+class MarketQuery(Strict):
+    timeframe: Timeframe = "3m"
+    limit: int = Field(100, ge=1, le=MAX_CANDLES, description="the newest candles, returned oldest first")
+
+
+router = APIRouter(prefix="/api/v1", responses=_ERRORS)
+
+
+def _db(request: Request) -> ConsoleDb:
+    db: ConsoleDb = request.app.state.db
+    return db
+
+
+def _json(model: type[BaseModel], value: dict[str, Any]) -> Response:
+    return Response(model.model_validate(value).model_dump_json(), media_type="application/json")
+
+
+@router.get("/leaderboard", response_model=Leaderboard, summary="The token's accounts, best return first")
+async def leaderboard(
+    request: Request, reader: AllAccounts, query: Annotated[WindowQuery, Query()]
+) -> Response:
+    async with _db(request).reading(reader.digest, "leaderboard") as conn:
+        as_of = await conn.fetchval("SELECT now()")
+        rows = await conn.fetch(figures.leaderboard_sql(query.window), list(reader.accounts), query.window)
+    return _json(Leaderboard, {"window": query.window, "as_of": as_of, "items": [dict(r) for r in rows]})
+
+
+@router.get(
+    "/accounts/{external_id}/equity",
+    response_model=EquitySeries,
+    summary="The equity history, the last point of each bucket",
+)
+async def equity(request: Request, reader: OneAccount, query: Annotated[EquityQuery, Query()]) -> Response:
+    account = reader.accounts[0]
+    end = query.to or datetime.now(UTC)
+    async with _db(request).reading(reader.digest, "equity_snapshots") as conn:
+        start = query.from_ or await conn.fetchval(figures.EQUITY_START, account)
+        if start is None:
+            return _json(EquitySeries, {"step": query.step or "1m", "points": []})
+        step = _step(start, end, query.step)
+        rows = await conn.fetch(figures.EQUITY_SERIES, account, STEPS[step], start, end)
+    return _json(EquitySeries, {"step": step, "points": [dict(r) for r in rows]})
+
+
+def _step(start: datetime, end: datetime, step: Step | None) -> Step:
+    """As choose_step, a span too long for its step a 422 like a bad parameter."""
+    try:
+        return choose_step(start, end, step)
+    except ValueError as exc:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "step"), "msg": f"Value error, {exc}", "input": step}]
+        ) from None
+
+
+@router.get(
+    "/accounts/{external_id}/performance",
+    response_model=Performance,
+    summary="The metrics service's figures for a window, with exit attribution",
+)
+async def performance(
+    request: Request, reader: OneAccount, query: Annotated[WindowQuery, Query()]
+) -> Response:
+    account = reader.accounts[0]
+    async with _db(request).reading(reader.digest, "performance_snapshots") as conn:
+        row = await conn.fetchrow(figures.PERFORMANCE, account, query.window)
+        exits = await conn.fetch(figures.EXIT_ATTRIBUTION, account, query.window) if row else []
+    if row is None:
+        return _json(Performance, {"window": query.window, "available": False})
+    values = dict(row) | {"window": query.window, "available": True}
+    return _json(Performance, values | {"exit_attribution": [dict(r) for r in exits]})
+
+
+@router.get(
+    "/accounts/{external_id}/calibration",
+    response_model=Calibration,
+    summary="Closed positions by confidence bucket",
+)
+async def calibration(
+    request: Request, reader: OneAccount, query: Annotated[WindowQuery, Query()]
+) -> Response:
+    async with _db(request).reading(reader.digest, "confidence_calibration") as conn:
+        rows = await conn.fetch(figures.CALIBRATION, reader.accounts[0], query.window)
+    return _json(Calibration, {"window": query.window, "buckets": [dict(r) for r in rows]})
+
+
+@router.get(
+    "/accounts/{external_id}/exit-plans",
+    response_model=ExitPlans,
+    summary="Every exit-plan version, newest first",
+)
+async def exit_plans(
+    request: Request, reader: OneAccount, query: Annotated[ExitPlansQuery, Query()]
+) -> Response:
+    return _answer(ExitPlans, await _page(request, listings.EXIT_PLANS, reader, query))
+
+
+@router.get(
+    "/accounts/{external_id}/funding", response_model=Funding, summary="Funding payments, newest first"
+)
+async def funding(request: Request, reader: OneAccount, query: Annotated[FundingQuery, Query()]) -> Response:
+    return _answer(Funding, await _page(request, listings.FUNDING, reader, query))
+
+
+@router.get("/market/{symbol}", response_model=Market, summary="Candles with their indicators, oldest first")
+async def market(
+    request: Request,
+    verified: Token,
+    symbol: Annotated[str, Path(pattern=SYMBOL.pattern, description="an OKX swap, e.g. BTC-USDT-SWAP")],
+    query: Annotated[MarketQuery, Query()],
+) -> Response:
+    async with _db(request).reading(verified.digest, "market_snapshots") as conn:
+        rows = await conn.fetch(figures.CANDLES, symbol, query.timeframe, query.limit)
+    return _json(Market, {"symbol": symbol, "timeframe": query.timeframe, "candles": [dict(r) for r in rows]})
