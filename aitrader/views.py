@@ -123,7 +123,7 @@ def _more(console: Console, page: dict[str, Any]) -> None:
 
 account_option = click.option("--account", metavar="EXTERNAL_ID", help="The account (accounts.external_id).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (the console API's shape).")
-limit_option = click.option("--limit", type=int, default=None, help="Rows per page (1-500, default 100).")
+limit_option = click.option("--limit", default=None, help="Rows per page (1-500, default 100).")
 cursor_option = click.option("--cursor", default=None, help="The next page: a `more: --cursor` value.")
 from_option = click.option("--from", "from_", metavar="TIME", help="Inclusive, ISO 8601 with a zone.")
 to_option = click.option("--to", metavar="TIME", help="Exclusive, ISO 8601 with a zone.")
@@ -142,6 +142,12 @@ def status_command(account: str | None, as_json: bool, **options: Any) -> None:
     """The accounts (equity, open positions, last reconciliation); with --account, that
     account, its open positions and its equity sparkline."""
     if account is None:
+        for name in ("symbol", "side"):
+            if options[name] is not None:
+                click.echo(
+                    f"aitrader: --{name}: filters open positions: name the account (--account)", err=True
+                )
+                sys.exit(2)
         query = _query(
             api.AccountsQuery, status=options["status"], mode=options["mode"], limit=options["limit"]
         )

@@ -53,6 +53,11 @@ async def stocked(seeded: Seeded, db_pool: asyncpg.Pool) -> Seeded:
                unrealized_pnl, as_of) VALUES ($1, $2, $2, 0, 0, $3)""",
         [(seeded.a, Decimal(1000) + i, T0 + timedelta(minutes=i)) for i in range(30)],
     )
+    await db_pool.execute(
+        """UPDATE aitrader.positions_open SET exit_plan = $2 WHERE account_id = $1""",
+        seeded.a,
+        {"version": 2, "stop_loss": "49000.5", "take_profit": "52000"},
+    )
     return seeded
 
 
@@ -81,6 +86,7 @@ def test_status_lists_the_accounts_and_one_account_its_positions(db_dsn: str, st
     one = run(db_dsn, "status", "--account", "A")
     fits(one)
     assert "BTC-USDT-SWAP" in one.stdout and "50000" in one.stdout and "▁" in one.stdout
+    assert "49000.5" in one.stdout  # the stop of the exit plan
     answer = as_json(db_dsn, "status", "--account", "A")
     assert answer["account"]["external_id"] == "A"
     (position,) = answer["open_positions"]["items"]
@@ -153,10 +159,12 @@ def test_performance_shows_the_window_and_the_equity_curve(db_dsn: str, stocked:
         (["trades", "--account", "A", "--from", "yesterday"], "--from"),
         (["trades", "--account", "A", "--from", "2026-11-01T00:00:00"], "--from"),  # no zone
         (["trades", "--account", "A", "--limit", "0"], "--limit"),
+        (["calls", "--account", "A", "--limit", "many"], "--limit"),
         (["trades", "--account", "A", "--cursor", "garbage"], "--cursor"),
         (["calls", "--account", "A", "--status", "maybe"], "--status"),
         (["status", "--mode", "paper"], "--mode"),
         (["status", "--account", "A", "--symbol", "BTC"], "--symbol"),
+        (["status", "--side", "long"], "--side"),  # open positions: of which account?
         (["trades"], "--account"),  # two accounts: which one?
     ],
 )
