@@ -25,6 +25,10 @@ COMMANDS: dict[str, str] = {
     "token": "services.mcp_gateway.cli:token_group",
     "mcp": "services.mcp_gateway.cli:mcp_command",
     "demo": "aitrader.demo:demo_command",
+    "status": "aitrader.views:status_command",
+    "trades": "aitrader.views:trades_command",
+    "performance": "aitrader.views:performance_command",
+    "calls": "aitrader.views:calls_command",
 }
 
 

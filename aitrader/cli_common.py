@@ -6,14 +6,17 @@ import asyncio
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from shared.errors import ConfigError, MigrationError
 from shared.logging import configure_logging
 from shared.runner import fail
-from shared.settings import Settings, load_settings
+from shared.settings import S, Settings, load_settings
+
+if TYPE_CHECKING:
+    from services.console.config import ConsoleSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,7 +38,10 @@ def friendly_errors(func: F) -> F:
 
 
 def cli_settings(**overrides: Any) -> Settings:
-    settings = load_settings(Settings, **overrides)
+    return _configured(load_settings(Settings, **overrides))
+
+
+def _configured(settings: S) -> S:
     configure_logging(settings.log_level, settings.log_format)
     return settings
 
@@ -47,8 +53,11 @@ def cli_settings(**overrides: Any) -> Settings:
 def migrate_command(database_url: str | None, show_status: bool) -> None:
     """Apply pending database migrations (a no-op when up to date)."""
     from aitrader.migrate import migrate, status
+    from services.console.config import ConsoleSettings
 
-    settings = cli_settings(database_url=database_url) if database_url else cli_settings()
+    # The console's settings: the shared ones plus its role's password, which migrate sets.
+    overrides = {"database_url": database_url} if database_url else {}
+    settings = _configured(load_settings(ConsoleSettings, **overrides))
     if show_status:
         for item in asyncio.run(status(settings.require_database_url())):
             since = f" {item.applied_at}" if item.applied_at else ""
@@ -60,3 +69,21 @@ def migrate_command(database_url: str | None, show_status: bool) -> None:
             click.echo(f"applied {migration.path.name}")
     else:
         click.echo("database is up to date")
+    if settings.console_db_password is not None:
+        changed = asyncio.run(_console_password(settings))
+        click.echo(f"console role {settings.console_db_role}: password {'set' if changed else 'unchanged'}")
+
+
+async def _console_password(console: ConsoleSettings) -> bool:
+    """AITRADER_CONSOLE_DB_PASSWORD becomes the console role's password (aitrader/console_role.py)."""
+    from aitrader.console_role import set_password
+    from aitrader.migrate import connect
+
+    assert console.console_db_password is not None
+    conn = await connect(console.require_database_url())
+    try:
+        return await set_password(
+            conn, console.console_db_role, console.console_db_password.get_secret_value()
+        )
+    finally:
+        await conn.close()

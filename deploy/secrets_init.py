@@ -4,6 +4,8 @@ compose's one-shot `secrets-init` runs this (as root) on the `secrets` volume be
 else starts. Nothing is ever overwritten, so a restart keeps the database password:
 - DIR/postgres_password (owner: the postgres image's user; PostgreSQL's POSTGRES_PASSWORD_FILE)
 - DIR/aitrader_database_url (owner: the aitrader image's user; read through secrets_dir)
+- DIR/aitrader_console_db_password (owner: the aitrader image's user): the console role's
+  password; the one-shot migrate sets it on the role, the console logs in with it
 - DIR/demo/: the offline demo's okx_sim account (okx_sim_accounts, mode 0600) and the same
   key as the demo ingest's aitrader_okx_api_key / _secret_key / _passphrase
 Every file is readable by its owner only; no value is printed.
@@ -48,6 +50,9 @@ def generate(directory: Path) -> list[str]:
                    AITRADER_UID, 0o400)
         write_once(password_file, password, POSTGRES_UID, 0o400)
         created += ["aitrader_database_url", "postgres_password"]
+    # On its own: a volume of an earlier compose.yaml, without it, gains it.
+    if write_once(directory / "aitrader_console_db_password", secrets.token_urlsafe(32), AITRADER_UID, 0o400):
+        created.append("aitrader_console_db_password")
     demo = directory / "demo"
     demo.mkdir(mode=0o755, exist_ok=True)
     if not (demo / "okx_sim_accounts").exists():

@@ -18,8 +18,8 @@ from services.console.models import (
     Page,
     ToolCalls,
 )
-from services.console.paging import PageQuery, TimedQuery, encode_cursor
-from services.console.repository import ConsoleDb, Listing, page_sql
+from services.console.paging import PageQuery, TimedQuery
+from services.console.repository import ConsoleDb, Listing, as_page, page_sql
 from shared.settings import SYMBOL
 from shared.types import Direction, ExitReason, Mode, PosSide, Side
 
@@ -79,10 +79,7 @@ async def _page(request: Request, listing: Listing, reader: Reader, query: PageQ
     db: ConsoleDb = request.app.state.db
     filters = query.model_dump(include=set(listing.filters))
     rows = await db.page(reader.digest, listing, page_sql(listing, reader.accounts, query, filters))
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    last = rows[-1] if more else None
-    return {"items": rows, "next_cursor": encode_cursor(last["page_time"], last["page_id"]) if last else None}
+    return as_page(rows, query.limit)
 
 
 def _answer(model: type[Page[Any]], page: dict[str, Any]) -> Response:

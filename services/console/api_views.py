@@ -3,7 +3,7 @@ series, performance, calibration, exit-plan history and funding, and the market'
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Final
 from uuid import UUID
 
@@ -30,39 +30,7 @@ from shared.bars import Timeframe
 from shared.settings import SYMBOL
 from shared.types import Window
 
-MAX_POINTS: Final = 2000
 MAX_CANDLES: Final = 1000
-STEPS: Final[dict[Step, timedelta]] = {
-    "1m": timedelta(minutes=1),
-    "5m": timedelta(minutes=5),
-    "15m": timedelta(minutes=15),
-    "1h": timedelta(hours=1),
-    "4h": timedelta(hours=4),
-    "1d": timedelta(days=1),
-}
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def bucket_count(start: datetime, end: datetime, step: timedelta) -> int:
-    """The UTC-aligned buckets of `step` that [start, end) touches."""
-    if end <= start:
-        return 0
-    first = start - (start - _EPOCH) % step
-    return (end - first - timedelta(microseconds=1)) // step + 1
-
-
-def choose_step(start: datetime, end: datetime, step: Step | None) -> Step:
-    """The step asked for, or the finest that gives at most MAX_POINTS buckets; ValueError when
-    the span needs more."""
-    if step is not None:
-        count = bucket_count(start, end, STEPS[step])
-        if count > MAX_POINTS:
-            raise ValueError(f"{count} points of {step}: at most {MAX_POINTS}, take a longer step")
-        return step
-    for name, length in STEPS.items():
-        if bucket_count(start, end, length) <= MAX_POINTS:
-            return name
-    raise ValueError(f"the span needs more than {MAX_POINTS} points of 1d")
 
 
 class Strict(BaseModel):
@@ -86,7 +54,7 @@ class EquityQuery(Strict):
             end = self.to or datetime.now(UTC)
             if self.from_ >= end:
                 raise ValueError("`from` must be before `to`")
-            choose_step(self.from_, end, self.step)
+            figures.choose_step(self.from_, end, self.step)
         return self
 
 
@@ -143,14 +111,14 @@ async def equity(request: Request, reader: OneAccount, query: Annotated[EquityQu
         if start is None:
             return _json(EquitySeries, {"step": query.step or "1m", "points": []})
         step = _step(start, end, query.step)
-        rows = await conn.fetch(figures.EQUITY_SERIES, account, STEPS[step], start, end)
+        rows = await conn.fetch(figures.EQUITY_SERIES, account, figures.STEPS[step], start, end)
     return _json(EquitySeries, {"step": step, "points": [dict(r) for r in rows]})
 
 
 def _step(start: datetime, end: datetime, step: Step | None) -> Step:
     """As choose_step, a span too long for its step a 422 like a bad parameter."""
     try:
-        return choose_step(start, end, step)
+        return figures.choose_step(start, end, step)
     except ValueError as exc:
         raise RequestValidationError(
             [{"type": "value_error", "loc": ("query", "step"), "msg": f"Value error, {exc}", "input": step}]

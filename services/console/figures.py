@@ -12,8 +12,10 @@ Both percentages are NUMERIC, rounded to 4 decimals (PostgreSQL's round: half aw
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from services.console.view_models import Step
 from shared.definitions import WINDOW_LENGTHS
 from shared.types import Window
 
@@ -103,3 +105,38 @@ SELECT * FROM (
     ORDER BY as_of DESC LIMIT $3
 ) c ORDER BY time
 """
+
+
+# The equity series' buckets: one rule for the endpoint and the CLI.
+MAX_POINTS: Final = 2000
+STEPS: Final[dict[Step, timedelta]] = {
+    "1m": timedelta(minutes=1),
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "4h": timedelta(hours=4),
+    "1d": timedelta(days=1),
+}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def bucket_count(start: datetime, end: datetime, step: timedelta) -> int:
+    """The UTC-aligned buckets of `step` that [start, end) touches."""
+    if end <= start:
+        return 0
+    first = start - (start - _EPOCH) % step
+    return (end - first - timedelta(microseconds=1)) // step + 1
+
+
+def choose_step(start: datetime, end: datetime, step: Step | None) -> Step:
+    """The step asked for, or the finest that gives at most MAX_POINTS buckets; ValueError when
+    the span needs more."""
+    if step is not None:
+        count = bucket_count(start, end, STEPS[step])
+        if count > MAX_POINTS:
+            raise ValueError(f"{count} points of {step}: at most {MAX_POINTS}, take a longer step")
+        return step
+    for name, length in STEPS.items():
+        if bucket_count(start, end, length) <= MAX_POINTS:
+            return name
+    raise ValueError(f"the span needs more than {MAX_POINTS} points of 1d")

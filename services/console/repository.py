@@ -18,7 +18,8 @@ from uuid import UUID
 import asyncpg
 from prometheus_client import Counter
 
-from services.console.paging import PageQuery, TimedQuery
+from services.console.paging import PageQuery, TimedQuery, encode_cursor
+from shared.db import Connection
 
 QUERY_TIMEOUT_S: Final = 10.0
 SET_TOKEN: Final = "SELECT set_config('aitrader.console_token_hash', $1, true)"
@@ -80,6 +81,23 @@ def page_sql(
     return PageSql(text, tuple(args))
 
 
+async def fetch_page_rows(conn: Connection, listing: Listing, sql: PageSql) -> list[dict[str, Any]]:
+    """The rows of one page as dicts, shaped by the listing (one more than the page's limit when
+    there is a next page: `as_page` cuts it). The console runs it under its token's policies;
+    the operator's CLI (`aitrader trades` ...) as the schema's owner."""
+    rows = await conn.fetch(sql.text, *sql.args)
+    shape = listing.shape or dict
+    return [shape(row) for row in rows]
+
+
+def as_page(rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """`{"items", "next_cursor"}` from the rows `page_sql` fetched (limit + 1 when there is more)."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more else None
+    return {"items": rows, "next_cursor": encode_cursor(last["page_time"], last["page_id"]) if last else None}
+
+
 class ConsoleDb:
     """Reads as the console's role, each in a transaction scoped to one token."""
 
@@ -99,6 +117,4 @@ class ConsoleDb:
     async def page(self, digest: str, listing: Listing, sql: PageSql) -> list[dict[str, Any]]:
         """The rows of one page as dicts (shaped by the listing), within QUERY_TIMEOUT_S."""
         async with self.reading(digest, listing.name) as conn:
-            rows = await conn.fetch(sql.text, *sql.args)
-        shape = listing.shape or dict
-        return [shape(row) for row in rows]
+            return await fetch_page_rows(conn, listing, sql)

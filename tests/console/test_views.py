@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.console.api_views import bucket_count, choose_step
+from services.console.figures import bucket_count, choose_step
 from services.console.paging import encode_cursor
 from services.console.repository import QUERIES
 from tests.console.conftest import Seeded

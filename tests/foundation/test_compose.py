@@ -21,7 +21,10 @@ import yaml
 from services.okx_sim.accounts import load_accounts
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = {"ingest-main", "ingest-second", "ingest-demo", "positions", "metrics", "mcp_gateway"}
+APP_SERVICES = {"ingest-main", "ingest-second", "ingest-demo", "positions", "metrics", "mcp_gateway",
+                "console"}
+PUBLISHED = {"mcp_gateway": "${MCP_PUBLISH_HOST:-127.0.0.1}:8765:8765",
+             "console": "${CONSOLE_PUBLISH_HOST:-127.0.0.1}:8780:8780"}
 PROFILES = [[], ["demo"], ["okx"], ["okx", "second-account"]]
 SECRET_WORDS = ("PASSWORD", "SECRET", "PASSPHRASE", "API_KEY", "TOKEN")
 
@@ -67,10 +70,24 @@ def test_no_secret_in_the_environment_and_no_default_password(compose: dict[str,
     assert postgres["depends_on"]["secrets-init"]["condition"] == "service_completed_successfully"
 
 
-def test_mcp_is_published_on_loopback_by_default(compose: dict[str, Any]) -> None:
-    assert compose["services"]["mcp_gateway"]["ports"] == ["${MCP_PUBLISH_HOST:-127.0.0.1}:8765:8765"]
+def test_mcp_and_the_console_are_published_on_loopback_by_default(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
-        assert name == "mcp_gateway" or "ports" not in service, name
+        assert service.get("ports") == ([PUBLISHED[name]] if name in PUBLISHED else None), name
+
+
+def test_the_console_logs_in_as_its_role_with_the_generated_password(compose: dict[str, Any]) -> None:
+    """secrets-init writes aitrader_console_db_password; migrate (same secrets dir) sets it on the
+    role; the console reads it as AITRADER_CONSOLE_DB_PASSWORD and listens on all interfaces of
+    its container."""
+    services = compose["services"]
+    for name in ("migrate", "console"):
+        assert services[name]["environment"]["AITRADER_SECRETS_DIR"] == "/run/aitrader", name
+        assert "secrets:/run/aitrader:ro" in services[name]["volumes"], name
+    console = services["console"]
+    assert console["command"] == ["run", "console"]
+    assert console["environment"]["AITRADER_CONSOLE_HOST"] == "0.0.0.0"
+    assert console["environment"]["AITRADER_CONSOLE_PORT"] == "8780"
+    assert console["healthcheck"]["test"] == ["CMD", "aitrader", "healthcheck", "console"]
 
 
 def test_the_demo_profile_trades_against_okx_sim_only(compose: dict[str, Any]) -> None:
@@ -126,7 +143,8 @@ def test_secrets_init_generates_once_each_file_for_its_one_reader(tmp_path: Path
     script = [sys.executable, str(ROOT / "deploy" / "secrets_init.py"), str(tmp_path)]
     first = subprocess.run(script, capture_output=True, text=True, timeout=30, check=True)
     files = {p.relative_to(tmp_path).as_posix(): p for p in tmp_path.rglob("*") if p.is_file()}
-    assert set(files) == {"postgres_password", "aitrader_database_url", "demo/okx_sim_accounts",
+    assert set(files) == {"postgres_password", "aitrader_database_url", "aitrader_console_db_password",
+                          "demo/okx_sim_accounts",
                           "demo/aitrader_okx_api_key", "demo/aitrader_okx_secret_key",
                           "demo/aitrader_okx_passphrase"}
     for name, path in files.items():
@@ -141,6 +159,11 @@ def test_secrets_init_generates_once_each_file_for_its_one_reader(tmp_path: Path
     before = {name: path.read_text() for name, path in files.items()}
     subprocess.run(script, capture_output=True, timeout=30, check=True)
     assert {name: path.read_text() for name, path in files.items()} == before
+    files["aitrader_console_db_password"].unlink()  # a volume of an earlier compose.yaml
+    later = subprocess.run(script, capture_output=True, text=True, timeout=30, check=True)
+    assert later.stdout.strip() == "secrets-init: created aitrader_console_db_password"
+    assert files["postgres_password"].read_text() == before["postgres_password"]
+    assert len(files["aitrader_console_db_password"].read_text()) >= 40
 
 
 def test_services_read_the_generated_secrets_and_the_demo_key_is_the_sims(tmp_path: Path) -> None:
@@ -148,15 +171,18 @@ def test_services_read_the_generated_secrets_and_the_demo_key_is_the_sims(tmp_pa
     compose value), the sim through its accounts file."""
     subprocess.run([sys.executable, str(ROOT / "deploy" / "secrets_init.py"), str(tmp_path)],
                    capture_output=True, timeout=30, check=True)
-    probe = ("import json; from shared.settings import Settings, load_settings; s = load_settings("
-             "Settings); print(json.dumps([s.database_url, s.okx_api_key.get_secret_value(), "
-             "s.okx_secret_key.get_secret_value(), s.okx_passphrase.get_secret_value()]))")
+    probe = ("import json; from services.console.config import ConsoleSettings as C; "
+             "from shared.settings import load_settings; s = load_settings(C); "
+             "print(json.dumps([s.database_url, s.okx_api_key.get_secret_value(), "
+             "s.okx_secret_key.get_secret_value(), s.okx_passphrase.get_secret_value(), "
+             "s.console_db_password.get_secret_value()]))")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AITRADER_")}
     env |= {"AITRADER_SECRETS_DIR": f"{tmp_path}:{tmp_path / 'demo'}", "PYTHONPATH": str(ROOT)}
     read = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=60, env=env, check=True)
-    url, key, secret, phrase = json.loads(read.stdout)
+    url, key, secret, phrase, console = json.loads(read.stdout)
     assert url == (tmp_path / "aitrader_database_url").read_text()
+    assert console == (tmp_path / "aitrader_console_db_password").read_text()
     (sim,) = load_accounts((), None, tmp_path / "demo" / "okx_sim_accounts", Decimal(1))
     assert (sim.api_key, sim.secret, sim.passphrase, sim.live) == (key, secret, phrase, False)
 
@@ -175,7 +201,7 @@ def test_docker_compose_accepts_every_profile(profiles: list[str]) -> None:
     cli = compose_cli()
     assert cli is not None
     flags = [arg for p in profiles for arg in ("--profile", p)]
-    env = {k: v for k, v in os.environ.items() if k != "MCP_PUBLISH_HOST"}
+    env = {k: v for k, v in os.environ.items() if k not in ("MCP_PUBLISH_HOST", "CONSOLE_PUBLISH_HOST")}
     result = subprocess.run([*cli, "-f", str(ROOT / "compose.yaml"), *flags, "config"],
                             capture_output=True, text=True, check=False, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
@@ -187,7 +213,8 @@ def test_docker_compose_accepts_every_profile(profiles: list[str]) -> None:
     chosen = set(rendered["services"]) & profiled
     # docker-compose 1.x renders every service whatever the profiles; `docker compose` picks.
     assert chosen == wanted if cli[-1] == "compose" else wanted <= chosen
-    (port,) = rendered["services"]["mcp_gateway"]["ports"]
-    if isinstance(port, dict):  # `docker compose` renders the long form
-        port = f"{port['host_ip']}:{port['published']}:{port['target']}"
-    assert port.removesuffix("/tcp") == "127.0.0.1:8765:8765"
+    for name, number in (("mcp_gateway", 8765), ("console", 8780)):
+        (port,) = rendered["services"][name]["ports"]
+        if isinstance(port, dict):  # `docker compose` renders the long form
+            port = f"{port['host_ip']}:{port['published']}:{port['target']}"
+        assert port.removesuffix("/tcp") == f"127.0.0.1:{number}:{number}"
