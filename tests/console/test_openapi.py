@@ -8,6 +8,7 @@ from pathlib import Path
 from services.console.main import openapi_json
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "console-openapi.json"
+NOT_LISTS = {"/api/v1/events"}  # an event stream, not a page
 
 
 def test_the_committed_openapi_document_matches_the_code() -> None:
@@ -20,9 +21,10 @@ def test_the_committed_openapi_document_matches_the_code() -> None:
 def test_every_list_is_paged_and_every_decimal_is_a_string() -> None:
     document = json.loads(openapi_json())
     for path, item in document["paths"].items():
-        names = {p["name"] for p in item["get"]["parameters"]}
-        assert {"limit", "cursor"} <= names, path
         assert {"401", "422", "503"} <= set(item["get"]["responses"]), path
+        if path not in NOT_LISTS:
+            names = {p["name"] for p in item["get"]["parameters"]}
+            assert {"limit", "cursor"} <= names, path
     schema = document["components"]["schemas"]["ClosedPosition"]["properties"]
     assert schema["realized_pnl_usdt"]["anyOf"][0]["type"] == "string"
     assert schema["fee_usdt"]["type"] == "string"
