@@ -45,6 +45,7 @@ from shared.tokens import TokenChecker, TokenStoreUnavailable, VerifiedToken
 KINDS: Final = ("fill", "order", "position")
 DROPPED_FIELDS: Final = frozenset({"account_id", "raw"})  # the internal id; OKX's raw payload
 CONNECT_RETRY_S: Final = 2.0
+HEARTBEAT: Final = ServerSentEvent(comment="heartbeat").encode()
 CLIENTS = Gauge("console_sse_clients", "Server-sent event streams open")
 DROPPED = Counter("console_sse_dropped", "SSE clients dropped because their queue was full")
 log = get_logger("console")
@@ -66,7 +67,7 @@ class SseClient:
     None on the queue ends the stream."""
 
     accounts: dict[UUID, str]
-    queue: asyncio.Queue[ServerSentEvent | None]
+    queue: asyncio.Queue[bytes | None]
     closed: bool = field(default=False)
 
 
@@ -159,7 +160,8 @@ class EventHub:
         except ValidationError as exc:
             log.warning("console_event_unreadable", subject=msg.subject, errors=exc.error_count())
             return
-        sse = ServerSentEvent(data=_data(event, kind, targets[0].accounts[account]), event=kind)
+        # encoded once for every client (sse-starlette passes bytes through)
+        sse = ServerSentEvent(data=_data(event, kind, targets[0].accounts[account]), event=kind).encode()
         for client in targets:
             try:
                 client.queue.put_nowait(sse)
@@ -200,12 +202,12 @@ def _json_value(value: object) -> str:
 
 async def _stream(
     hub: EventHub, client: SseClient, checker: TokenChecker, raw_token: str
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[bytes]:
     """The client's events, a heartbeat comment when idle for heartbeat_s; the token is checked
     again at every heartbeat (a revoked token ends the stream within heartbeat_s + the cache)."""
     config = hub.config
     try:
-        yield ServerSentEvent(comment="connected", retry=config.retry_ms)
+        yield ServerSentEvent(comment="connected", retry=config.retry_ms).encode()
         beat = time.monotonic() + config.heartbeat_s
         while True:
             try:
@@ -214,7 +216,7 @@ async def _stream(
                 beat = time.monotonic() + config.heartbeat_s
                 if not await _still_good(checker, raw_token):
                     return
-                yield ServerSentEvent(comment="heartbeat")
+                yield HEARTBEAT
                 continue
             if item is None:
                 return
