@@ -201,11 +201,14 @@ def _json_value(value: object) -> str:
 
 
 async def _stream(
-    hub: EventHub, client: SseClient, checker: TokenChecker, raw_token: str
+    hub: EventHub, verified: VerifiedToken, account: str | None, checker: TokenChecker, raw_token: str
 ) -> AsyncIterator[bytes]:
     """The client's events, a heartbeat comment when idle for heartbeat_s; the token is checked
-    again at every heartbeat (a revoked token ends the stream within heartbeat_s + the cache)."""
+    again at every heartbeat (a revoked token ends the stream within heartbeat_s + the cache).
+    The client is registered here, not in the handler: a generator never started (the client
+    gone before the response began) never runs its `finally`, so it would stay registered."""
     config = hub.config
+    client = hub.add(verified, account)
     try:
         yield ServerSentEvent(comment="connected", retry=config.retry_ms).encode()
         beat = time.monotonic() + config.heartbeat_s
@@ -260,9 +263,9 @@ async def events(
     if account is not None and verified.grant(account) is None:
         raise HTTPException(404, f"no account {account!r}")
     raw_token = request.headers["authorization"].partition(" ")[2].strip()
-    client = hub.add(verified, account)
     # sse-starlette sets Cache-Control: no-store and X-Accel-Buffering: no; a write blocked
     # longer than send_timeout ends the stream (a dropped client stuck in a full socket)
     return EventSourceResponse(
-        _stream(hub, client, request.app.state.checker, raw_token), send_timeout=hub.config.send_timeout_s
+        _stream(hub, verified, account, request.app.state.checker, raw_token),
+        send_timeout=hub.config.send_timeout_s,
     )
