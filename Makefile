@@ -44,5 +44,11 @@ lint: $(STAMP)
 	$(BIN)/mypy aitrader shared services
 	$(BIN)/lint-imports
 
+# The console's pages and event stream (benchmarks/console_pages.py; figures in
+# docs/performance.md). Embedded PostgreSQL and nats-server unless AITRADER_DATABASE_URL /
+# AITRADER_NATS_URL are set.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.console_pages
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -21,6 +21,13 @@ class ConsoleSettings(Settings):
     console_db_pool_size: int = Field(default=8, ge=1)
     # Verified tokens are cached this long: a revocation takes effect within it.
     console_token_cache_s: float = Field(default=2.0, ge=0)
+    # GET /api/v1/events (services/console/events.py): events a client may have waiting before
+    # it is dropped, the heartbeat comment's period, the `retry:` the browser is told, and how
+    # long one write may block before the stream is ended.
+    console_events_queue_size: int = Field(default=256, ge=1, le=100_000)
+    console_events_heartbeat_s: float = Field(default=15.0, gt=0)
+    console_events_retry_ms: int = Field(default=3000, ge=0)
+    console_events_send_timeout_s: float = Field(default=10.0, gt=0)
 
     def console_dsn(self) -> str:
         """AITRADER_DATABASE_URL with the console's role (and password) in place of its user."""

@@ -4,7 +4,10 @@ checker, the API and the health endpoints, and serves them over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -14,6 +17,8 @@ from services.console import api_views
 from services.console.api import router
 from services.console.auth import RETRY_AFTER_S
 from services.console.config import ConsoleSettings, console_settings
+from services.console.events import EventHub, EventsConfig
+from services.console.events import router as events_router
 from services.console.repository import ConsoleDb
 from shared.consumer import Nak, fate_of
 from shared.db import create_pool
@@ -21,6 +26,7 @@ from shared.health import Health, database_ok
 from shared.http_server import listening_socket, serving_app
 from shared.logging import get_logger
 from shared.settings import Settings
+from shared.subjects import Subjects
 from shared.tokens import TokenChecker
 
 SETTINGS_CLASS = ConsoleSettings
@@ -29,9 +35,10 @@ API_VERSION = "1"
 log = get_logger(SERVICE)
 
 
-def api_app() -> FastAPI:
+def api_app(lifespan: Any = None) -> FastAPI:
     """The API alone: its routes and its document (docs/console-openapi.json)."""
     app = FastAPI(
+        lifespan=lifespan,
         title="AiTrader console API",
         version=API_VERSION,
         description="Read-only views of the ledger, per account (docs/console.md).",
@@ -40,20 +47,62 @@ def api_app() -> FastAPI:
     )
     app.include_router(router)
     app.include_router(api_views.router)
+    app.include_router(events_router)
     return app
 
 
-def create_app(pool: asyncpg.Pool, token_cache_s: float = 2.0) -> FastAPI:
-    """The console's ASGI app on a pool connected as the console's role."""
-    app = api_app()
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The NATS connection of GET /events: opened with the app, closed with it."""
+    hub: EventHub | None = app.state.events
+    if hub is not None:
+        await hub.start()
+    try:
+        yield
+    finally:
+        if hub is not None:
+            await hub.stop()
+
+
+def create_app(pool: asyncpg.Pool, token_cache_s: float = 2.0, events: EventHub | None = None) -> FastAPI:
+    """The console's ASGI app on a pool connected as the console's role; `events` (its NATS
+    connection started by the app's lifespan) serves GET /events, 503 without it."""
+    app = api_app(_lifespan)
     app.state.db = ConsoleDb(pool)
     app.state.checker = TokenChecker(pool, token_cache_s)
+    app.state.events = events
     app.add_exception_handler(OSError, _database_away)
     app.add_exception_handler(asyncpg.PostgresError, _database_away)
     app.add_exception_handler(asyncpg.InterfaceError, _database_away)
-    health = Health(SERVICE, checks={"database": lambda: database_ok(pool)})
+    checks: dict[str, Any] = {"database": lambda: database_ok(pool)}
+    if events is not None:
+        checks["nats"] = _connected(events)
+    health = Health(SERVICE, checks=checks)
     app.router.routes.extend(health.routes())  # /healthz, /readyz, /metrics: not in the API document
     return app
+
+
+def _connected(hub: EventHub) -> Any:
+    async def check() -> bool:
+        return hub.connected
+
+    return check
+
+
+def events_hub(config: ConsoleSettings) -> EventHub | None:
+    """The hub of GET /events from the settings; None when no NATS URL is set."""
+    if config.nats_url is None:
+        return None
+    return EventHub(
+        EventsConfig(
+            nats_url=config.nats_url,
+            subjects=Subjects(config.nats_subject_root, config.nats_stream_prefix),
+            queue_size=config.console_events_queue_size,
+            heartbeat_s=config.console_events_heartbeat_s,
+            retry_ms=config.console_events_retry_ms,
+            send_timeout_s=config.console_events_send_timeout_s,
+        )
+    )
 
 
 async def _database_away(_request: Request, exc: Exception) -> JSONResponse:
@@ -85,11 +134,16 @@ async def serve(settings: Settings) -> None:
         setting="AITRADER_CONSOLE_DB_ROLE",  # the connection as the console's role (its password)
     )
     try:
-        app = create_app(pool, config.console_token_cache_s)
+        hub = events_hub(config)
+        app = create_app(pool, config.console_token_cache_s, hub)
         sock = listening_socket(config.console_host, config.console_port)
-        async with serving_app(app, sock, "console-http"):
+        async with serving_app(app, sock, "console-http", lifespan="on"):
             bound = sock.getsockname()[1]
             log.info("console_listening", url=f"http://{config.console_host}:{bound}/api/v1")
-            await asyncio.Event().wait()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                if hub is not None:
+                    hub.end_streams()  # or uvicorn's shutdown waits for the open streams
     finally:
         await pool.close()
