@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services.console import web
 from services.console.api import router
 from services.console.auth import RETRY_AFTER_S
 from services.console.config import ConsoleSettings, console_settings
@@ -51,6 +52,7 @@ def create_app(pool: asyncpg.Pool, token_cache_s: float = 2.0) -> FastAPI:
     app.add_exception_handler(asyncpg.InterfaceError, _database_away)
     health = Health(SERVICE, checks={"database": lambda: database_ok(pool)})
     app.router.routes.extend(health.routes())  # /healthz, /readyz, /metrics: not in the API document
+    app.router.routes.extend(web.routes())  # the dashboard at / (services/console/web.py)
     return app
 
 
