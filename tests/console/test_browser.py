@@ -47,6 +47,8 @@ class Dashboard:
     errors: list[str] = field(default_factory=list)
     external: list[str] = field(default_factory=list)
     market: bool = False  # serve the /market contract's shape (not on this branch's API yet)
+    sse: str | None = None  # serve /events with this body (the SSE contract's shape, ditto)
+    sse_requests: list[Request] = field(default_factory=list)
 
     async def open(self, hash_: str) -> None:
         await self.page.goto(f"{self.base}/{hash_}")
@@ -90,11 +92,17 @@ async def _route(board: Dashboard, route: Route, request: Request) -> None:
         board.external.append(request.url)
         await route.abort()
         return
-    if board.market and url.path == "/openapi.json":
+    if (board.market or board.sse) and url.path == "/openapi.json":
         answer = await route.fetch()
         doc = await answer.json()
-        doc["paths"]["/api/v1/market/{symbol}"] = {"get": {}}
+        if board.market:
+            doc["paths"]["/api/v1/market/{symbol}"] = {"get": {}}
+        if board.sse:
+            doc["paths"]["/api/v1/events"] = {"get": {}}
         await route.fulfill(response=answer, json=doc)
+    elif board.sse and url.path == "/api/v1/events":
+        board.sse_requests.append(request)
+        await route.fulfill(body=board.sse, content_type="text/event-stream")
     elif board.market and url.path.startswith("/api/v1/market/"):
         await route.fulfill(
             json={"symbol": url.path.rsplit("/", 1)[1], "timeframe": "3m", "candles": _candles()}
@@ -224,3 +232,47 @@ async def test_a_request_leaving_127_0_0_1_is_caught_and_the_page_cannot_make_on
     with pytest.raises(PlaywrightError):
         await board.page.goto("https://cdn.example.com/page")
     assert board.external == ["https://cdn.example.com/page"]
+
+
+async def test_closed_trades_page_on_with_the_cursor(
+    board: Dashboard, db_pool: asyncpg.Pool, seeded: Seeded
+) -> None:
+    later = T0 + timedelta(days=1)
+    await insert_closed(db_pool, [closed_record(seeded.a, later + timedelta(minutes=m)) for m in range(60)])
+    await board.login()
+    await board.open("#/account/A/trades")
+    rows = board.page.locator("tr.trade")
+    await rows.first.wait_for()
+    assert await rows.count() == 50  # one page
+    await board.page.click("button.more")
+    await board.page.wait_for_function("document.querySelectorAll('tr.trade').length === 66")
+    assert await board.page.locator("button.more").is_hidden()  # the last page
+    assert board.errors == [] and board.external == []
+
+
+async def test_an_sse_event_refreshes_the_open_positions(
+    board: Dashboard, db_pool: asyncpg.Pool, seeded: Seeded
+) -> None:
+    """Where /events exists the page reads it with fetch() and the token as a header (never in
+    the URL), parses the stream (a comment, a retry, an event split over lines) and refreshes on
+    a position event; it does not poll then. The body is the contract's shape, served here."""
+    board.sse = (
+        ": heartbeat\nretry: 300\n\n"
+        'event: position\ndata: {"account": "A",\ndata:  "symbol": "ETH-USDT-SWAP"}\n\n'
+    )
+    await board.login()
+    await board.open("#/account/A/overview")
+    await board.page.wait_for_selector("tr.position[data-symbol='BTC-USDT-SWAP']")
+    await db_pool.execute(
+        """INSERT INTO aitrader.positions_open (account_id, symbol, side, quantity, avg_entry_price,
+               opened_at, confidence_weight_sum, confidence_quantity)
+           VALUES ($1, 'ETH-USDT-SWAP', 'short', 3, 2500, $2, 60, 3)""",
+        seeded.a,
+        datetime.now(UTC),
+    )
+    await board.page.wait_for_selector("tr.position[data-symbol='ETH-USDT-SWAP']", timeout=LIVE_S * 1000)
+    assert await board.page.locator("#live").inner_text() != "polling"
+    sent = board.sse_requests[0]
+    assert sent.url.endswith("/api/v1/events?account=A") and board.token not in sent.url
+    assert (await sent.all_headers())["authorization"] == f"Bearer {board.token}"
+    assert board.errors == [] and board.external == []
