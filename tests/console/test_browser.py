@@ -11,9 +11,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -26,6 +24,7 @@ from aitrader.embedded import free_port
 from services.console.main import create_app
 from shared.http_server import listening_socket, serving_app
 from tests.console.conftest import Seeded
+from tests.console.fakes import FAKES, matching
 from tests.console.seed import T0, closed_record, console_token, insert_closed
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -46,7 +45,7 @@ class Dashboard:
     shots: Path
     errors: list[str] = field(default_factory=list)
     external: list[str] = field(default_factory=list)
-    market: bool = False  # serve the /market contract's shape (not on this branch's API yet)
+    fakes: bool = False  # serve tests/console/fakes.py's answers (endpoints of other branches)
     sse: str | None = None  # serve /events with this body (the SSE contract's shape, ditto)
     sse_requests: list[Request] = field(default_factory=list)
 
@@ -62,51 +61,24 @@ class Dashboard:
         await self.page.screenshot(path=str(self.shots / f"{name}.png"))
 
 
-def _candles(n: int = 80) -> list[dict[str, Any]]:
-    """/market/{symbol}'s candles as CONSOLE.md specifies them (a deterministic wave)."""
-    out, close = [], Decimal("50000")
-    for i in range(n):
-        step = Decimal((i * 37) % 11 - 5) * 12
-        open_, close = close, close + step
-        out.append(
-            {
-                "time": (T0 + timedelta(minutes=3 * i)).isoformat().replace("+00:00", "Z"),
-                "open": str(open_),
-                "high": str(max(open_, close) + 20),
-                "low": str(min(open_, close) - 20),
-                "close": str(close),
-                "volume": "12.5",
-                "ema20": str(close - 15),
-                "ema50": str(close - 40),
-                "macd": "1.5",
-                "rsi7": str(30 + (i * 7) % 40),
-                "rsi14": str(35 + (i * 3) % 30),
-            }
-        )
-    return out
-
-
 async def _route(board: Dashboard, route: Route, request: Request) -> None:
     url = urlsplit(request.url)
     if url.hostname != "127.0.0.1":
         board.external.append(request.url)
         await route.abort()
         return
-    if (board.market or board.sse) and url.path == "/openapi.json":
+    if (board.fakes or board.sse) and url.path == "/openapi.json":
         answer = await route.fetch()
         doc = await answer.json()
-        if board.market:
-            doc["paths"]["/api/v1/market/{symbol}"] = {"get": {}}
+        doc["paths"].update({key: {"get": {}} for key in (FAKES if board.fakes else ())})
         if board.sse:
             doc["paths"]["/api/v1/events"] = {"get": {}}
         await route.fulfill(response=answer, json=doc)
     elif board.sse and url.path == "/api/v1/events":
         board.sse_requests.append(request)
         await route.fulfill(body=board.sse, content_type="text/event-stream")
-    elif board.market and url.path.startswith("/api/v1/market/"):
-        await route.fulfill(
-            json={"symbol": url.path.rsplit("/", 1)[1], "timeframe": "3m", "candles": _candles()}
-        )
+    elif board.fakes and (fake := matching(url.path)) is not None:
+        await route.fulfill(json=fake)
     else:
         await route.continue_()
 
@@ -152,7 +124,7 @@ async def test_the_dashboard_loads_offline_and_lists_the_tokens_accounts(board: 
     await rows.first.wait_for()
     assert sorted(await rows.evaluate_all("rs => rs.map(r => r.dataset.account)")) == ["A", "B"]
     assert await board.page.evaluate("sessionStorage.length") == 1 and board.token not in board.page.url
-    await board.shot("leaderboard")
+    assert await board.page.is_visible("text=The ranking (/leaderboard) is not available on this server")
     assert board.errors == [] and board.external == []
 
 
@@ -164,7 +136,6 @@ async def test_an_account_shows_its_equity_curve_and_open_position(board: Dashbo
     position = board.page.locator("tr.position[data-symbol='BTC-USDT-SWAP']")
     await position.wait_for()
     assert "long" in await position.inner_text()
-    await board.shot("account")
     await board.page.set_viewport_size({"width": 390, "height": 844})
     await board.shot("account-phone")
     assert board.errors == [] and board.external == []
@@ -192,8 +163,7 @@ async def test_a_position_inserted_meanwhile_appears_without_a_reload(
     assert board.errors == [] and board.external == []
 
 
-async def test_every_page_renders(board: Dashboard) -> None:
-    board.market = True
+async def test_the_pages_say_what_this_server_lacks_and_filter_and_expand(board: Dashboard) -> None:
     await board.login()
     await board.open("#/account/A/trades")
     await board.page.locator("tr.trade").first.wait_for()
@@ -206,12 +176,38 @@ async def test_every_page_renders(board: Dashboard) -> None:
     await board.page.locator("tr.trade").first.wait_for()
     await board.shot("trades")
     await board.open("#/account/A/performance")
-    await board.page.wait_for_selector(".unavailable")
-    await board.shot("performance")
+    await board.page.wait_for_selector("text=Calibration: not available on this server.")
+    assert await board.page.is_visible("text=Performance: not available on this server.")
     await board.open("#/account/A/calls")
     await board.page.click("details.call summary")
     assert '"BTC-USDT-SWAP"' in await board.page.locator("details.call pre").first.inner_text()
     await board.shot("calls")
+    await board.open("#/market/BTC-USDT-SWAP")
+    await board.page.wait_for_selector("text=Market data: not available on this server.")
+    assert board.errors == [] and board.external == []
+
+
+async def test_the_pages_draw_the_contracts_answers(board: Dashboard) -> None:
+    """/leaderboard, equity, performance, calibration and /market as CONSOLE.md gives them
+    (tests/console/fakes.py, served by interception until those endpoints are merged)."""
+    board.fakes = True
+    await board.login()
+    ranks = board.page.locator("tr.account-row")
+    await ranks.first.wait_for()
+    assert await ranks.evaluate_all("rs => rs.map(r => r.dataset.account)") == ["B", "A"]
+    assert "+5.23 %" in await ranks.first.inner_text()
+    await board.shot("leaderboard")
+    await board.open("#/account/A/overview")
+    await board.page.wait_for_selector("tr.position[data-symbol='BTC-USDT-SWAP']")
+    assert await board.page.locator("svg.equity circle.point").count() == 12
+    assert await board.page.is_visible("text=equity (USDT), step 1h")
+    await board.shot("account")
+    await board.open("#/account/A/performance")
+    await board.page.wait_for_selector(".holdbar .hold.long")
+    assert "long 50 %" in await board.page.locator(".holdbar").inner_text()
+    assert await board.page.is_visible("text=stop loss resting ratio")
+    assert await board.page.locator("td:text-is('0.8-0.9')").count() == 1
+    await board.shot("performance")
     await board.open("#/market/BTC-USDT-SWAP")
     await board.page.wait_for_selector("svg.candles g.candle")
     assert await board.page.locator("svg.candles g.candle").count() == 80

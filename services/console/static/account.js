@@ -178,14 +178,19 @@ const WINDOWS = ["all_time", "weekly", "daily"];
 function facts(row) {
   const skip = new Set(["exit_attribution", "available"]);
   const items = Object.entries(row).filter(([k, v]) => !skip.has(k) && (v === null || typeof v !== "object"));
-  return h("dl", { class: "facts" }, items.flatMap(([k, v]) => [h("dt", {}, k.replaceAll("_", " ")), h("dd", {}, v === null ? dash : /ratio|rate/.test(k) ? ratio(v) : /pct/.test(k) ? pct(v) : String(v))]));
+  const shown = (k, v) => (v === null ? dash : /(^|_)(win_rate|hold_ratio|resting_ratio)/.test(k) ? ratio(v) : /pct/.test(k) ? pct(v) : String(v));
+  return h("dl", { class: "facts" }, items.map(([k, v]) => h("div", {}, h("dt", {}, k.replaceAll("_", " ")), h("dd", {}, shown(k, v)))));
 }
 
 function holdBar(row) {
   const part = (side) => Number(Object.entries(row).find(([k]) => k.includes("hold") && k.includes(side))?.[1] ?? NaN);
   const parts = ["long", "short", "flat"].map((s) => [s, part(s)]).filter(([, v]) => Number.isFinite(v));
   if (!parts.length) return null;
-  return h("div", { class: "holdbar", title: "time held long / short / flat" }, parts.map(([s, v]) => h("span", { class: `hold ${s}`, style: `flex:${v}` }, `${s} ${(v * 100).toFixed(0)} %`)));
+  return h("div", { class: "holdbar", title: "time held long / short / flat" }, parts.map(([s, v]) => {
+    const span = h("span", { class: `hold ${s}` }, `${s} ${(v * 100).toFixed(0)} %`);
+    span.style.flexGrow = String(v); // CSSOM, not a style attribute: the CSP refuses those
+    return span;
+  }));
 }
 
 async function performance(body, base, _id, ctx) {
