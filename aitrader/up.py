@@ -169,6 +169,7 @@ async def running_stack(
             nats=stack.env["AITRADER_NATS_URL"],
             mcp=f"http://{settings.mcp_host}:{settings.mcp_port}/mcp",
             console=f"http://{settings.console_host}:{settings.console_port}/api/v1",
+            dashboard=f"http://{settings.console_host}:{settings.console_port}/",
             health={name: port for name, port in health.items() if name in services},
         )
         yield stack

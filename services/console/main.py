@@ -13,7 +13,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.console import api_views
+from services.console import api_views, web
 from services.console.api import router
 from services.console.auth import RETRY_AFTER_S
 from services.console.config import ConsoleSettings, console_settings
@@ -79,6 +79,7 @@ def create_app(pool: asyncpg.Pool, token_cache_s: float = 2.0, events: EventHub 
         checks["nats"] = _connected(events)
     health = Health(SERVICE, checks=checks)
     app.router.routes.extend(health.routes())  # /healthz, /readyz, /metrics: not in the API document
+    app.router.routes.extend(web.routes())  # the dashboard at / (services/console/web.py)
     return app
 
 

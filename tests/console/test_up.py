@@ -37,6 +37,7 @@ async def test_up_runs_the_console_and_prints_its_url(db_dsn: str, nats_url: str
         try:
             ready = await up.wait_for_event("ready")
             assert ready["console"] == f"http://127.0.0.1:{port}/api/v1" and ready["services"] == ["console"]
+            assert ready["dashboard"] == f"http://127.0.0.1:{port}/"
             async with httpx.AsyncClient(base_url=str(ready["console"]), timeout=5.0) as http:
                 answer = await http.get("/accounts", headers=seeded.auth)
             assert answer.status_code == 200 and answer.json()["items"][0]["external_id"] == "A"
