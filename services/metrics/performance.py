@@ -22,7 +22,6 @@ from datetime import datetime
 import polars as pl
 
 from services.metrics.exits import exit_stats, stop_resting
-from shared.drawdown import deepest_falls
 from shared.definitions import (
     CONFIDENCE_BUCKETS,
     SHARPE_ANNUALIZATION,
@@ -30,6 +29,7 @@ from shared.definitions import (
     WINDOW_LENGTHS,
     WINDOWS,
 )
+from shared.drawdown import deepest_falls
 
 KEYS = ["account_id", "window"]
 MONEY = pl.Decimal(38, 8)
@@ -117,11 +117,7 @@ def sharpe(equity: pl.DataFrame, bounds: pl.DataFrame, now: datetime) -> pl.Data
 def drawdowns(equity: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
     """The deepest fall from a running peak per (account, window), over the window's points
     in (as_of, id) order (`shared.drawdown`): its peak and fall; no row without a peak > 0."""
-    points = (
-        equity.join(bounds, on="account_id")
-        .filter(_in_window("as_of"))
-        .sort("as_of", "id")
-    )
+    points = equity.join(bounds, on="account_id").filter(_in_window("as_of")).sort("as_of", "id")
     return deepest_falls(points, KEYS).rename({"peak": "drawdown_peak", "fall": "drawdown_fall"})
 
 

@@ -108,7 +108,11 @@ async def test_the_leaderboard_window_picks_its_stored_row_and_its_own_points(
         [(seeded.a, Decimal("800"), now - timedelta(hours=2)), (seeded.a, Decimal("1000"), now - M)],
     )
     await _performance(
-        db_pool, seeded.a, "daily", sharpe_ratio=Decimal("-0.25"), closed_positions=1,
+        db_pool,
+        seeded.a,
+        "daily",
+        sharpe_ratio=Decimal("-0.25"),
+        closed_positions=1,
         max_drawdown_pct=Decimal("0.0000"),
     )
     [daily] = (await _get(client, seeded, "/leaderboard", window="daily"))["items"]
