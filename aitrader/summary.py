@@ -14,6 +14,7 @@ from typing import Any
 
 import plotext
 
+from shared import drawdown
 from shared.money import plain_decimal
 
 NA = "n/a"
@@ -83,17 +84,10 @@ class Summary:
 
 # ------------------------------------------------------------------------------ figures
 def max_drawdown(points: Sequence[EquityPoint]) -> tuple[Decimal, Decimal] | None:
-    """The largest fall from a running peak: (percent of that peak, USDT); None without points."""
-    if not points:
-        return None
-    peak = points[0].equity_usdt
-    worst, worst_pct = Decimal(0), Decimal(0)
-    for point in points:
-        peak = max(peak, point.equity_usdt)
-        fall = peak - point.equity_usdt
-        if fall > worst:
-            worst, worst_pct = fall, (fall / peak * 100 if peak > 0 else Decimal(0))
-    return worst_pct, worst
+    """The largest fall from a running peak in percent of it (the metrics' `max_drawdown_pct`,
+    `shared.drawdown`) and that fall in USDT; None without a point above 0."""
+    found = drawdown.max_drawdown([p.equity_usdt for p in points])
+    return None if found is None else (found.pct, found.fall)
 
 
 def return_pct(points: Sequence[EquityPoint]) -> Decimal | None:

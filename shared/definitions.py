@@ -14,7 +14,7 @@ from typing import Final
 
 from shared.types import Window
 
-DEFINITIONS_VERSION: Final = "2026-12-1"
+DEFINITIONS_VERSION: Final = "2026-12-2"
 
 WINDOWS: Final[tuple[Window, ...]] = ("daily", "weekly", "all_time")
 # Trailing lengths; all_time starts at the account's first activity (see docs/metrics.md).
@@ -51,6 +51,9 @@ DEFINITIONS: Final[dict[str, str]] = {
     "window_start / window_end are the bounds used.",
     "sharpe_ratio": "Equity sampled at the end of each 5-minute bucket, simple returns, "
     "mean / sample std x sqrt(365 x 288), risk-free rate 0; null with fewer than 2 returns.",
+    "max_drawdown_pct": "The largest fall from a running peak of equity, in percent of that peak, "
+    "over the window's equity points in time order (0 if it never fell); null with no point "
+    "above 0.",
     "win_rate": "Closed positions with net realized PnL > 0 / closed positions, by exit time.",
     "average_leverage": "Mean leverage over orders filled in the window.",
     "average_confidence": "Mean confidence (0-100) over orders filled in the window.",

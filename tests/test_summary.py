@@ -69,7 +69,11 @@ def test_fixed(value: D | None, places: int, signed: bool, text: str) -> None:
         pytest.param(curve("100", "101", "103"), (D(0), D(0)), id="only-up"),
         # peak 110, trough 99: 11 USDT, 10 % of the peak; the earlier dip 100 -> 95 is smaller
         pytest.param(curve("100", "95", "110", "99", "120"), (D(10), D(11)), id="deepest-from-a-later-peak"),
+        # 100 -> 80 (20 USDT, 20 %) is deeper than 1000 -> 850 (150 USDT, 15 %): percent decides,
+        # as the stored max_drawdown_pct does
+        pytest.param(curve("100", "80", "1000", "850"), (D(20), D(20)), id="deepest-in-percent"),
         pytest.param(curve("100"), (D(0), D(0)), id="one-point"),
+        pytest.param(curve("0", "-5"), None, id="no-positive-peak"),
         pytest.param([], None, id="no-points"),
     ],
 )

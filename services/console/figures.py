@@ -1,13 +1,11 @@
-"""The console's own figures, where the metrics service stores none (docs/console.md): return and
-max drawdown from the equity history (`equity_snapshots`), fees from the fills, over a window
-that ends now. Everything else the leaderboard shows is the metrics service's stored row.
+"""The console's own figures, where the metrics service stores none (docs/console.md): return
+from the equity history (`equity_snapshots`) and fees from the fills, over a window that ends
+now. Everything else the leaderboard shows — max drawdown included — is the metrics service's
+stored row (`performance_snapshots`, docs/metrics.md).
 
-Both percentages are NUMERIC, rounded to 4 decimals (PostgreSQL's round: half away from zero):
-- return_pct = (last − first) / first × 100, the window's first and last equity points by
-  (as_of, id); null with fewer than two points or a first point ≤ 0;
-- max_drawdown_pct = the largest (peak − equity) / peak × 100 over the window's points, peak the
-  running maximum from the window's first point (a point below no earlier peak: 0); null with no
-  point or no positive peak.
+return_pct = (last − first) / first × 100, the window's first and last equity points by
+(as_of, id), NUMERIC rounded to 4 decimals (PostgreSQL's round: half away from zero); null with
+fewer than two points or a first point ≤ 0. Two index probes per account, whatever the history.
 """
 
 from __future__ import annotations
@@ -39,28 +37,17 @@ def return_join(account: str, start: str, alias: str = "r") -> str:
     ) {alias} ON true"""
 
 
-def drawdown_join(account: str, start: str, alias: str = "d") -> str:
-    """A LEFT JOIN LATERAL giving `<alias>.max_drawdown_pct` of the account column `account`."""
-    return f"""LEFT JOIN LATERAL (
-        SELECT round(max((s.peak - s.equity) / s.peak) FILTER (WHERE s.peak > 0) * 100, 4)
-                   AS max_drawdown_pct
-        FROM (SELECT equity, max(equity) OVER (ORDER BY as_of, id ROWS UNBOUNDED PRECEDING) AS peak
-              FROM aitrader.equity_snapshots WHERE account_id = {account} AND as_of >= {start}) s
-    ) {alias} ON true"""
-
-
 def leaderboard_sql(window: Window) -> str:
     """The token's accounts ($1) with their figures for the window, best return first."""
     start = since(window)
     return f"""
-SELECT a.external_id, a.mode, e.equity_usdt, r.return_pct, d.max_drawdown_pct,
+SELECT a.external_id, a.mode, e.equity_usdt, r.return_pct, ps.max_drawdown_pct,
        ps.sharpe_ratio, ps.win_rate, ps.closed_positions AS trades, fz.fees_usdt,
        ps.average_leverage, ps.average_confidence, ps.realized_pnl_usdt
 FROM aitrader.accounts a
 JOIN aitrader.account_equity_now e ON e.account_id = a.id
 LEFT JOIN aitrader.performance_snapshots ps ON ps.account_id = a.id AND ps."window" = $2
 {return_join("a.id", start)}
-{drawdown_join("a.id", start)}
 LEFT JOIN LATERAL (
     SELECT COALESCE(sum(fl.fee_usdt), 0) AS fees_usdt FROM aitrader.fills fl
     WHERE fl.account_id = a.id AND fl."timestamp" >= {start}
@@ -83,8 +70,8 @@ ORDER BY 1, as_of DESC, id DESC
 PERFORMANCE: Final = """
 SELECT sharpe_ratio, win_rate, average_leverage, average_confidence, biggest_win_usdt,
        biggest_loss_usdt, hold_ratio_long, hold_ratio_short, hold_ratio_flat, closed_positions,
-       realized_pnl_usdt, stop_loss_resting_ratio, window_start, window_end, updated_at,
-       definitions_version
+       realized_pnl_usdt, stop_loss_resting_ratio, max_drawdown_pct, window_start, window_end,
+       updated_at, definitions_version
 FROM aitrader.performance_snapshots WHERE account_id = $1 AND "window" = $2
 """
 # As get_performance_metrics shows them: the reasons that closed a position, most first.

@@ -21,7 +21,9 @@ class Standing(Row):
     return_pct: Dec | None = Field(description="the window's first to last equity point, percent")
     sharpe_ratio: Dec | None
     win_rate: Dec | None
-    max_drawdown_pct: Dec | None = Field(description="largest fall from a running peak, percent")
+    max_drawdown_pct: Dec | None = Field(
+        description="largest fall from a running peak, percent (metrics, as of its window_end)"
+    )
     trades: int | None = Field(description="closed positions of the window (metrics)")
     fees_usdt: Dec = Field(description="fees of the window's fills, OKX sign: negative = paid")
     average_leverage: Dec | None
@@ -68,6 +70,7 @@ class Performance(BaseModel):
     closed_positions: int | None = None
     realized_pnl_usdt: Dec | None = None
     stop_loss_resting_ratio: Dec | None = None
+    max_drawdown_pct: Dec | None = None
     definitions_version: str | None = None
     window_start: Utc | None = None
     window_end: Utc | None = None

@@ -357,8 +357,8 @@ async def fetch_performance(db: Conn, account_id: UUID, window: str) -> asyncpg.
     return await db.fetchrow(
         """SELECT sharpe_ratio, win_rate, average_leverage, average_confidence, biggest_win_usdt,
                   biggest_loss_usdt, hold_ratio_long, hold_ratio_short, hold_ratio_flat,
-                  closed_positions, realized_pnl_usdt, stop_loss_resting_ratio, window_start,
-                  window_end, updated_at, definitions_version
+                  closed_positions, realized_pnl_usdt, stop_loss_resting_ratio, max_drawdown_pct,
+                  window_start, window_end, updated_at, definitions_version
            FROM aitrader.performance_snapshots WHERE account_id = $1 AND "window" = $2""",
         account_id,
         window,

@@ -274,6 +274,8 @@ class PerformanceMetrics(View):
     stop_loss_resting_ratio: OptDec = Field(
         default=None, description="Share of the closed positions that had a stop-loss resting on "
         "the exchange when they closed.")
+    max_drawdown_pct: OptDec = Field(
+        default=None, description="Largest fall from a running peak of equity, percent of it.")
     window_start: AwareDatetime | None = None
     window_end: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None

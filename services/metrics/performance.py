@@ -5,7 +5,7 @@ All accounts and the three windows are computed in one pass of frame operations.
 null); times are `Datetime("us", "UTC")`, `account_id` is the UUID as text:
 
 - accounts: account_id, created_at
-- equity:   account_id, as_of, equity (f64)
+- equity:   account_id, id (the row's, to order points of one time), as_of, equity (Decimal)
 - closed:   account_id, entry_time*, exit_time, pnl (Decimal), confidence* (f64),
             notional (Decimal: signed contracts x entry price x ctVal x ctMult),
             symbol, pos_side, closing_side*, exit_reason
@@ -29,6 +29,7 @@ from shared.definitions import (
     WINDOW_LENGTHS,
     WINDOWS,
 )
+from shared.drawdown import deepest_falls
 
 KEYS = ["account_id", "window"]
 MONEY = pl.Decimal(38, 8)
@@ -91,7 +92,10 @@ def sharpe(equity: pl.DataFrame, bounds: pl.DataFrame, now: datetime) -> pl.Data
         equity.filter(pl.col("as_of") <= now)
         .with_columns(bucket=pl.col("as_of").dt.epoch("us") // _BUCKET_US)
         .group_by("account_id", "bucket")
-        .agg(pl.col("equity").get(pl.col("as_of").arg_max()), pl.col("as_of").max())
+        .agg(
+            pl.col("equity").cast(pl.Float64).get(pl.col("as_of").arg_max()),
+            pl.col("as_of").max(),
+        )
         .join(bounds, on="account_id")
         .filter(_in_window("as_of"))
         .sort("bucket")
@@ -108,6 +112,13 @@ def sharpe(equity: pl.DataFrame, bounds: pl.DataFrame, now: datetime) -> pl.Data
     value = pl.col("mean") / (pl.col("ss") / (pl.col("n") - 1)).sqrt() * SHARPE_ANNUALIZATION
     defined = (pl.col("n") >= 2) & (pl.col("ss") > 0) & ~pl.col("nonpositive")
     return stats.select(*KEYS, sharpe=pl.when(defined).then(value))
+
+
+def drawdowns(equity: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
+    """The deepest fall from a running peak per (account, window), over the window's points
+    in (as_of, id) order (`shared.drawdown`): its peak and fall; no row without a peak > 0."""
+    points = equity.join(bounds, on="account_id").filter(_in_window("as_of")).sort("as_of", "id")
+    return deepest_falls(points, KEYS).rename({"peak": "drawdown_peak", "fall": "drawdown_fall"})
 
 
 def trade_stats(closed: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
@@ -242,6 +253,7 @@ def metric_frames(inputs: PerformanceInputs, now: datetime) -> MetricFrames:
     summary = bounds
     for part in (
         sharpe(inputs.equity, bounds, now),
+        drawdowns(inputs.equity, bounds),
         trade_stats(closed, bounds),
         order_stats(inputs.orders, bounds),
         hold_times(inputs.closed, inputs.open, bounds, now),

@@ -13,6 +13,7 @@ import polars as pl
 from services.metrics.calculations import to_numeric
 from services.metrics.performance import MetricFrames
 from shared.definitions import CONFIDENCE_BUCKETS, DEFINITIONS_VERSION
+from shared.drawdown import drawdown_pct
 from shared.money import LEDGER_CONTEXT, quantize
 from shared.types import ExitReason
 
@@ -43,6 +44,7 @@ class PerformanceRow:
     closed_positions: int
     realized_pnl_usdt: Decimal | None
     stop_loss_resting_ratio: Decimal | None
+    max_drawdown_pct: Decimal | None
     definitions_version: str = DEFINITIONS_VERSION
 
 
@@ -133,7 +135,12 @@ def performance_row(raw: dict[str, Any]) -> PerformanceRow:
         closed_positions=closed,
         realized_pnl_usdt=raw["pnl_sum"] if closed else None,
         stop_loss_resting_ratio=ratio(raw["stop_resting"], closed, 4),
+        max_drawdown_pct=_drawdown(raw["drawdown_peak"], raw["drawdown_fall"]),
     )
+
+
+def _drawdown(peak: Decimal | None, fall: Decimal | None) -> Decimal | None:
+    return None if peak is None or fall is None else drawdown_pct(peak, fall)
 
 
 def calibration_rows(

@@ -32,10 +32,10 @@ QUERIES: dict[str, tuple[str, dict[str, pl.DataType]]] = {
         {"account_id": ACCOUNT, "created_at": TIME},
     ),
     "equity": (
-        f"""SELECT e.account_id, e.as_of, e.equity
+        f"""SELECT e.account_id, e.id, e.as_of, e.equity
               FROM aitrader.equity_snapshots e
              WHERE e.as_of <= $2 AND e.account_id IN (SELECT a.id FROM {ACCOUNTS})""",
-        {"account_id": ACCOUNT, "as_of": TIME, "equity": pl.Float64()},
+        {"account_id": ACCOUNT, "id": pl.Int64(), "as_of": TIME, "equity": MONEY},
     ),
     "closed": (
         f"""SELECT c.account_id, c.entry_time, c.exit_time, c.realized_pnl_usdt AS pnl,
@@ -152,8 +152,8 @@ INSERT INTO aitrader.performance_snapshots AS p
     (account_id, "window", window_start, window_end, sharpe_ratio, win_rate, average_leverage,
      average_confidence, biggest_win_usdt, biggest_loss_usdt, hold_ratio_long, hold_ratio_short,
      hold_ratio_flat, closed_positions, realized_pnl_usdt, stop_loss_resting_ratio,
-     definitions_version, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, now())
+     max_drawdown_pct, definitions_version, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, now())
 ON CONFLICT (account_id, "window") DO UPDATE SET
     window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end,
     sharpe_ratio = EXCLUDED.sharpe_ratio, win_rate = EXCLUDED.win_rate,
@@ -163,6 +163,7 @@ ON CONFLICT (account_id, "window") DO UPDATE SET
     hold_ratio_flat = EXCLUDED.hold_ratio_flat, closed_positions = EXCLUDED.closed_positions,
     realized_pnl_usdt = EXCLUDED.realized_pnl_usdt,
     stop_loss_resting_ratio = EXCLUDED.stop_loss_resting_ratio,
+    max_drawdown_pct = EXCLUDED.max_drawdown_pct,
     definitions_version = EXCLUDED.definitions_version, updated_at = now()
 WHERE p.window_end <= EXCLUDED.window_end OR p.window_end IS NULL
 """
@@ -198,7 +199,7 @@ async def save(conn: Connection, rows: StoredRows) -> None:
                  r.win_rate, r.average_leverage, r.average_confidence, r.biggest_win_usdt,
                  r.biggest_loss_usdt, r.hold_ratio_long, r.hold_ratio_short, r.hold_ratio_flat,
                  r.closed_positions, r.realized_pnl_usdt, r.stop_loss_resting_ratio,
-                 r.definitions_version)
+                 r.max_drawdown_pct, r.definitions_version)
                 for r in rows.performance
             ],
         )

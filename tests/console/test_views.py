@@ -56,9 +56,10 @@ async def test_the_leaderboard_ranks_the_tokens_accounts_by_return_with_the_stor
 ) -> None:
     c = await seed_account(db_pool, "C")
     d = await seed_account(db_pool, "D")  # only the seeded point: no return (null, last)
-    # A: 1000 (seed, T0) -> 1100 -> 990 -> 1050: +5 %, drawdown from 1100 to 990 = 10 %.
+    # A: 1000 (seed, T0) -> 1100 -> 990 -> 1050: +5 %. The drawdown is the metrics' stored
+    # figure (12.3456, not the 10 % of these points): the console computes none.
     await _equity(db_pool, seeded.a, [(M, "1100"), (2 * M, "990"), (3 * M, "1050")])
-    # C: 1000 -> 1200 -> 1080: +8 % (first), drawdown 120 / 1200 = 10 % as well.
+    # C: 1000 -> 1200 -> 1080: +8 % (first); no stored row: no drawdown.
     await _equity(db_pool, c, [(M, "1200"), (2 * M, "1080")])
     await _performance(
         db_pool,
@@ -69,6 +70,7 @@ async def test_the_leaderboard_ranks_the_tokens_accounts_by_return_with_the_stor
         average_leverage=Decimal("3"),
         average_confidence=Decimal("70"),
         realized_pnl_usdt=Decimal("12.5"),
+        max_drawdown_pct=Decimal("12.3456"),
     )
     token = await console_token(db_pool, [seeded.a, c, d])  # not B
     answer = await client.get("/api/v1/leaderboard", headers={"Authorization": f"Bearer {token}"})
@@ -85,15 +87,15 @@ async def test_the_leaderboard_ranks_the_tokens_accounts_by_return_with_the_stor
         "return_pct": "5",
         "sharpe_ratio": "1.5",
         "win_rate": "0.5",
-        "max_drawdown_pct": "10",
+        "max_drawdown_pct": "12.3456",
         "trades": 2,
         "fees_usdt": "-0.25",  # the seeded fill's
         "average_leverage": "3",
         "average_confidence": "70",
         "realized_pnl_usdt": "12.5",
     }
-    assert (first["return_pct"], first["max_drawdown_pct"], first["trades"]) == ("8", "10", None)
-    assert (third["return_pct"], third["max_drawdown_pct"], third["sharpe_ratio"]) == (None, "0", None)
+    assert (first["return_pct"], first["max_drawdown_pct"], first["trades"]) == ("8", None, None)
+    assert (third["return_pct"], third["max_drawdown_pct"], third["sharpe_ratio"]) == (None, None, None)
 
 
 async def test_the_leaderboard_window_picks_its_stored_row_and_its_own_points(
@@ -105,14 +107,22 @@ async def test_the_leaderboard_window_picks_its_stored_row_and_its_own_points(
                unrealized_pnl, as_of) VALUES ($1, $2, $2, 0, 0, $3)""",
         [(seeded.a, Decimal("800"), now - timedelta(hours=2)), (seeded.a, Decimal("1000"), now - M)],
     )
-    await _performance(db_pool, seeded.a, "daily", sharpe_ratio=Decimal("-0.25"), closed_positions=1)
+    await _performance(
+        db_pool,
+        seeded.a,
+        "daily",
+        sharpe_ratio=Decimal("-0.25"),
+        closed_positions=1,
+        max_drawdown_pct=Decimal("0.0000"),
+    )
     [daily] = (await _get(client, seeded, "/leaderboard", window="daily"))["items"]
-    # the seed's point (T0, a month ago) is outside the day: 800 -> 1000 = +25 %, never fell
+    # the seed's point (T0, a month ago) is outside the day: 800 -> 1000 = +25 %; the daily
+    # row's drawdown (0), not the all_time one's
     assert (daily["return_pct"], daily["max_drawdown_pct"]) == ("25", "0")
     assert (daily["sharpe_ratio"], daily["trades"], daily["fees_usdt"]) == ("-0.25", 1, "0")
     [all_time] = (await _get(client, seeded, "/leaderboard"))["items"]
-    # all points: 1000 (T0) -> 800 -> 1000: 0 %, drawdown 20 %; no all_time row
-    assert (all_time["return_pct"], all_time["max_drawdown_pct"], all_time["trades"]) == ("0", "20", None)
+    # all points: 1000 (T0) -> 800 -> 1000: 0 %; no all_time row: no drawdown, no trades
+    assert (all_time["return_pct"], all_time["max_drawdown_pct"], all_time["trades"]) == ("0", None, None)
 
 
 async def test_accounts_show_the_all_time_return(
@@ -199,7 +209,8 @@ async def test_performance_is_the_stored_row_with_its_exit_attribution(
         closed_positions=3,
         realized_pnl_usdt=Decimal("4"),
         stop_loss_resting_ratio=Decimal("0.3333"),
-        definitions_version="2026-12-1",
+        max_drawdown_pct=Decimal("7.5"),
+        definitions_version="2026-12-2",
     )
     await db_pool.executemany(
         """INSERT INTO aitrader.exit_attribution (account_id, "window", exit_reason, closed_positions,
@@ -226,7 +237,8 @@ async def test_performance_is_the_stored_row_with_its_exit_attribution(
         "closed_positions": 3,
         "realized_pnl_usdt": "4",
         "stop_loss_resting_ratio": "0.3333",
-        "definitions_version": "2026-12-1",
+        "max_drawdown_pct": "7.5",
+        "definitions_version": "2026-12-2",
         "window_start": "2026-11-01T00:00:00Z",
         "window_end": "2026-11-02T00:00:00Z",
         "updated_at": "2026-11-02T00:00:00Z",
@@ -242,7 +254,7 @@ async def test_performance_is_the_stored_row_with_its_exit_attribution(
 _PERFORMANCE_FIELDS = (
     "sharpe_ratio win_rate average_leverage average_confidence biggest_win_usdt biggest_loss_usdt "
     "hold_ratio_long hold_ratio_short hold_ratio_flat closed_positions realized_pnl_usdt "
-    "stop_loss_resting_ratio definitions_version window_start window_end updated_at"
+    "stop_loss_resting_ratio max_drawdown_pct definitions_version window_start window_end updated_at"
 ).split()
 
 

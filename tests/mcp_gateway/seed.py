@@ -99,8 +99,8 @@ async def performance(db: asyncpg.Pool, account_id: UUID, window: str = "all_tim
                (account_id, "window", sharpe_ratio, win_rate, average_leverage, average_confidence,
                 biggest_win_usdt, biggest_loss_usdt, hold_ratio_long, hold_ratio_short,
                 hold_ratio_flat, closed_positions, realized_pnl_usdt, stop_loss_resting_ratio,
-                window_start, window_end)
-           VALUES ($1, $2, 1.25, 0.6, 5, 72.5, 150.5, -80.25, 0.5, 0.2, 0.3, 5, 123.45, 0.8,
+                max_drawdown_pct, window_start, window_end)
+           VALUES ($1, $2, 1.25, 0.6, 5, 72.5, 150.5, -80.25, 0.5, 0.2, 0.3, 5, 123.45, 0.8, 4.25,
                    now() - interval '1 day', now())""",
         account_id,
         window,

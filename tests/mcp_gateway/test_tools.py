@@ -638,7 +638,8 @@ async def test_get_performance_metrics(
         "-80.25",
     )
     assert [b["bucket"] for b in weekly["calibration"]] == ["0-50", "70-85"]
-    assert weekly["stop_loss_resting_ratio"] == "0.8"
+    assert (weekly["stop_loss_resting_ratio"], weekly["max_drawdown_pct"]) == ("0.8", "4.25")
+    assert "max_drawdown_pct" in weekly["definitions"]
     assert weekly["exit_attribution"] == [  # most positions first; none closed by liquidation
         {"exit_reason": "agent", "closed_positions": 3, "realized_pnl_usdt": "183.95"},
         {"exit_reason": "stop_loss", "closed_positions": 2, "realized_pnl_usdt": "-60.5"},

@@ -49,7 +49,7 @@ def order(filled_at: datetime, leverage: str | None, confidence: str | None) -> 
 
 
 def inputs(
-    *, equity: Sequence[tuple[datetime, float]] = (),
+    *, equity: Sequence[tuple[datetime, float | str]] = (),
     closed_rows: Sequence[dict[str, object]] = (),
     open_rows: Sequence[dict[str, object]] = (),
     orders: Sequence[dict[str, object]] = (),
@@ -60,9 +60,9 @@ def inputs(
         accounts=pl.DataFrame({"account_id": [ACCOUNT], "created_at": [created_at]},
                               schema={"account_id": pl.String, "created_at": TIME}),
         equity=pl.DataFrame(
-            {"account_id": [ACCOUNT] * len(equity), "as_of": [t for t, _ in equity],
-             "equity": [e for _, e in equity]},
-            schema={"account_id": pl.String, "as_of": TIME, "equity": pl.Float64},
+            {"account_id": [ACCOUNT] * len(equity), "id": list(range(len(equity))),
+             "as_of": [t for t, _ in equity], "equity": [Decimal(str(e)) for _, e in equity]},
+            schema={"account_id": pl.String, "id": pl.Int64, "as_of": TIME, "equity": MONEY},
         ),
         closed=pl.DataFrame(list(closed_rows), schema={
             "account_id": pl.String, "entry_time": TIME, "exit_time": TIME, "pnl": MONEY,

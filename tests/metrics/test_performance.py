@@ -60,6 +60,49 @@ def test_sharpe_uses_only_points_inside_the_window() -> None:
 
 
 # --------------------------------------------------------------------- trades and orders
+# ------------------------------------------------------------------------------ max drawdown
+@pytest.mark.parametrize(
+    ("equity", "expected"),
+    [
+        # peaks 1000, 1200, 1250; falls 1000 -> 950 = 5 %, 1200 -> 1020 = 15 %,
+        # 1250 -> 1100 = 12 %: the deepest in percent is 180 / 1200 = 15 %. (In USDT the
+        # largest fall is 180 as well; the next case separates the two.)
+        pytest.param(["1000", "950", "1200", "1020", "1250", "1100"], Decimal("15.0000"),
+                     id="deepest-of-three"),
+        # 100 -> 80 is 20 USDT = 20 %; 1000 -> 850 is 150 USDT = 15 %: percent decides
+        pytest.param(["100", "80", "1000", "850"], Decimal("20.0000"), id="percent-not-usdt"),
+        # 3 / 7 x 100 = 42.857142... -> 42.8571; the later rise to 8 is no new fall
+        pytest.param(["7", "4", "8"], Decimal("42.8571"), id="rounded-to-4-decimals"),
+        # 200 -> 199.9999: 0.0001 / 200 x 100 = 0.00005 exactly: half-even -> 0.0000
+        pytest.param(["200", "199.9999"], Decimal("0.0000"), id="a-tie-rounds-half-even"),
+        # the peak 100 is the running maximum, -50 is 150 below it: 150 %
+        pytest.param(["-10", "100", "-50"], Decimal("150.0000"), id="below-zero"),
+        pytest.param(["100", "101", "103"], Decimal("0.0000"), id="never-fell"),
+        pytest.param(["0", "-5"], None, id="no-positive-peak-is-null"),
+        pytest.param([], None, id="no-equity-is-null"),
+    ],
+)
+def test_max_drawdown(equity: list[str], expected: Decimal | None) -> None:
+    points = [(ago(minutes=60 - i), value) for i, value in enumerate(equity)]
+    rows = compute(inputs(equity=points))
+    assert rows["daily"].max_drawdown_pct == expected
+    assert rows["all_time"].max_drawdown_pct == expected
+
+
+def test_max_drawdown_runs_its_peak_from_the_windows_first_point() -> None:
+    old = [(ago(hours=30), "2000")]  # before the daily window: its peak does not count there
+    recent = [(ago(hours=2), "1000"), (ago(hours=1), "900"), (ago(minutes=1), "950")]
+    rows = compute(inputs(equity=old + recent))
+    assert rows["daily"].max_drawdown_pct == Decimal("10.0000")  # 1000 -> 900
+    assert rows["all_time"].max_drawdown_pct == Decimal("55.0000")  # 2000 -> 900
+
+
+def test_points_of_one_time_fall_in_the_order_they_were_written() -> None:
+    at = ago(minutes=5)  # same as_of: the row id orders them, 1000 then 800
+    rows = compute(inputs(equity=[(at, "1000"), (at, "800")]))
+    assert rows["daily"].max_drawdown_pct == Decimal("20.0000")
+
+
 def test_win_rate_counts_break_even_as_not_a_win() -> None:
     trades = [closed(ago(hours=h), pnl) for h, pnl in [(1, "10"), (2, "0"), (3, "-5"), (4, "2.5")]]
     row = compute(inputs(closed_rows=trades))["daily"]

@@ -121,7 +121,8 @@ async def test_position_event_updates_equity_and_performance_within_2s(
     assert time.monotonic() - started < 2.0
     assert row is not None
     assert (row["win_rate"], row["biggest_win_usdt"], row["definitions_version"]) == (
-        Decimal("1.0000"), Decimal("12.50000000"), "2026-12-1")
+        Decimal("1.0000"), Decimal("12.50000000"), "2026-12-2")
+    assert row["max_drawdown_pct"] == Decimal("0.0000")  # its one equity point (1003) never fell
     equity = await db_pool.fetchrow(
         "SELECT equity, cash, net_position_value, unrealized_pnl FROM aitrader.equity_snapshots"
         " WHERE account_id = $1 ORDER BY as_of DESC LIMIT 1", account)
@@ -155,7 +156,8 @@ def _closed_state(now: datetime) -> ClosedPositionState:
 
 async def _daily(pool: asyncpg.Pool, account: UUID) -> asyncpg.Record | None:
     row = await pool.fetchrow(
-        """SELECT win_rate, biggest_win_usdt, definitions_version, closed_positions
+        """SELECT win_rate, biggest_win_usdt, definitions_version, closed_positions,
+                  max_drawdown_pct
              FROM aitrader.performance_snapshots WHERE account_id = $1 AND "window" = 'daily'""",
         account)
     return row if row is not None and row["closed_positions"] == 1 else None
