@@ -149,6 +149,7 @@ async def test_the_dashboard_loads_offline_and_ranks_the_tokens_accounts(board: 
     await ranks.first.wait_for()
     assert await ranks.evaluate_all("rs => rs.map(r => r.dataset.account)") == ["B", "A"]
     assert "+5.23 %" in await ranks.first.inner_text()
+    assert "-6.11 %" in await ranks.last.inner_text()  # A's drawdown (1063 -> 998), drawn as a fall
     assert await board.page.evaluate("sessionStorage.length") == 1 and board.token not in board.page.url
     await board.shot("leaderboard")
     assert board.errors == [] and board.external == []
