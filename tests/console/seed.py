@@ -177,3 +177,56 @@ async def seed_views(pool: asyncpg.Pool, account: UUID) -> None:
         secrets.token_hex(4),
         T0,
     )
+
+
+async def seed_dashboard(pool: asyncpg.Pool, a: UUID, b: UUID) -> None:
+    """What the dashboard's pages read beyond seed_account's rows: hourly equity points (A:
+    12 points ending at -0.2 %, B: +5.23 %, so B ranks first), A's all_time performance with its
+    exit attribution and calibration, and 80 three-minute BTC candles with indicators."""
+    hours = [(a, T0 + timedelta(hours=h), Decimal(1000 + h * 7 - (h % 3) * 9)) for h in range(1, 12)]
+    hours[-1] = (a, T0 + timedelta(hours=11), Decimal("998"))
+    await pool.executemany(
+        """INSERT INTO aitrader.equity_snapshots (account_id, equity, cash, net_position_value,
+               unrealized_pnl, as_of) VALUES ($1, $3, $3, 0, 0, $2)""",
+        [*hours, (b, T0 + timedelta(hours=1), Decimal("1052.3"))],
+    )
+    await pool.execute(
+        """INSERT INTO aitrader.performance_snapshots (account_id, "window", sharpe_ratio, win_rate,
+               average_leverage, average_confidence, biggest_win_usdt, biggest_loss_usdt,
+               hold_ratio_long, hold_ratio_short, hold_ratio_flat, window_start, window_end,
+               definitions_version, closed_positions, realized_pnl_usdt)
+           VALUES ($1, 'all_time', 1.42, 0.55, 5, 70, 30.1, -12.4, 0.5, 0.2, 0.3, $2, $3, '3', 12, 52.3)""",
+        a,
+        T0,
+        T0 + timedelta(hours=12),
+    )
+    await pool.executemany(
+        """INSERT INTO aitrader.exit_attribution (account_id, "window", exit_reason, closed_positions,
+               realized_pnl_usdt) VALUES ($1, 'all_time', $2, $3, $4)""",
+        [(a, "take_profit", 5, Decimal("70.2")), (a, "stop_loss", 4, Decimal("-30.5"))],
+    )
+    await pool.executemany(
+        """INSERT INTO aitrader.confidence_calibration (account_id, "window", bucket, closed_positions,
+               win_rate, mean_pnl_usdt) VALUES ($1, 'all_time', $2, $3, $4, $5)""",
+        [(a, "50-70", 4, Decimal("0.5"), Decimal("1.2")), (a, "85-100", 8, Decimal("0.625"), Decimal("5.9"))],
+    )
+    await pool.executemany(
+        """INSERT INTO aitrader.market_snapshots (symbol, timeframe, as_of, open, high, low, price,
+               volume, ema20, ema50, macd, rsi7, rsi14)
+           VALUES ('BTC-USDT-SWAP', '3m', $1, $2, $3, $4, $5, 12.5, $6, $7, 1.5, $8, $9)""",
+        list(_candles(80)),
+    )
+
+
+def _candles(n: int) -> list[tuple[object, ...]]:
+    """A deterministic wave of candles, oldest first (as_of, open, high, low, close, ema20, ema50,
+    rsi7, rsi14)."""
+    out, close = [], Decimal("50000")
+    for i in range(n):
+        open_, close = close, close + Decimal((i * 37) % 11 - 5) * 12
+        high, low = max(open_, close) + 20, min(open_, close) - 20
+        rsi7, rsi14 = Decimal(30 + (i * 7) % 40), Decimal(35 + (i * 3) % 30)
+        out.append(
+            (T0 + timedelta(minutes=3 * i), open_, high, low, close, close - 15, close - 40, rsi7, rsi14)
+        )
+    return out

@@ -1,7 +1,9 @@
-"""The dashboard in Debian's chromium (Playwright, /usr/bin/chromium; never `playwright install`):
-it loads without a console error and without one request leaving 127.0.0.1, lists the token's
-accounts, draws an account's equity curve and its open position, shows a position inserted
-during the test within 2 s without a reload, and renders every page (screenshots: into
+"""The dashboard in Debian's chromium (Playwright, /usr/bin/chromium; never `playwright install`)
+against the real console (its endpoints, /events fed by the test's NATS streams) on seeded rows:
+it loads without a console error and without one request leaving 127.0.0.1, ranks the token's
+accounts, draws an account's equity curve and its open position, shows a position opened during
+the test (row committed, event published on NATS) within 2 s over SSE without a reload, polls
+instead when the console has no NATS, and renders every page (screenshots: into
 $AITRADER_SCREENSHOTS_DIR when set — docs/screenshots holds the committed ones — else a
 temporary directory). Skipped without chromium, except under CI=true, where that fails."""
 
@@ -11,21 +13,30 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import asyncpg
 import pytest
 import pytest_asyncio
+from nats.js import JetStreamContext
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, Request, Route, async_playwright
 
 from aitrader.embedded import free_port
-from services.console.main import create_app
+from services.console.config import ConsoleSettings
+from services.console.main import create_app, events_hub
+from shared.bus import publish_event
 from shared.http_server import listening_socket, serving_app
+from shared.messages import PositionEvent, PositionState
+from shared.settings import Settings
+from shared.subjects import Subjects
 from tests.console.conftest import Seeded
-from tests.console.fakes import FAKES, matching
-from tests.console.seed import T0, closed_record, console_token, insert_closed
+from tests.console.seed import T0, closed_record, console_token, insert_closed, seed_dashboard
+from tests.factories import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
@@ -35,6 +46,9 @@ pytestmark = pytest.mark.skipif(
     reason="no /usr/bin/chromium (apt-get install chromium); CI installs it and fails without it",
 )
 LIVE_S = 2.0  # a trade appears this soon without a reload
+# What Chromium itself logs for a fetch answered 503 (not the page's doing, no way to silence
+# it from a script): the one console error a console without NATS may show, for /events.
+EVENTS_503 = "Failed to load resource: the server responded with a status of 503 (Service Unavailable)"
 
 
 @dataclass
@@ -45,8 +59,6 @@ class Dashboard:
     shots: Path
     errors: list[str] = field(default_factory=list)
     external: list[str] = field(default_factory=list)
-    fakes: bool = False  # serve tests/console/fakes.py's answers (endpoints of other branches)
-    sse: str | None = None  # serve /events with this body (the SSE contract's shape, ditto)
     sse_requests: list[Request] = field(default_factory=list)
 
     async def open(self, hash_: str) -> None:
@@ -67,20 +79,9 @@ async def _route(board: Dashboard, route: Route, request: Request) -> None:
         board.external.append(request.url)
         await route.abort()
         return
-    if (board.fakes or board.sse) and url.path == "/openapi.json":
-        answer = await route.fetch()
-        doc = await answer.json()
-        doc["paths"].update({key: {"get": {}} for key in (FAKES if board.fakes else ())})
-        if board.sse:
-            doc["paths"]["/api/v1/events"] = {"get": {}}
-        await route.fulfill(response=answer, json=doc)
-    elif board.sse and url.path == "/api/v1/events":
+    if url.path == "/api/v1/events":
         board.sse_requests.append(request)
-        await route.fulfill(body=board.sse, content_type="text/event-stream")
-    elif board.fakes and (fake := matching(url.path)) is not None:
-        await route.fulfill(json=fake)
-    else:
-        await route.continue_()
+    await route.continue_()
 
 
 @pytest.fixture
@@ -92,14 +93,27 @@ def shots(tmp_path: Path) -> Path:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def board(
-    console_pool: asyncpg.Pool, db_pool: asyncpg.Pool, seeded: Seeded, shots: Path
+    request: pytest.FixtureRequest,
+    console_pool: asyncpg.Pool,
+    db_pool: asyncpg.Pool,
+    seeded: Seeded,
+    settings: Settings,
+    shots: Path,
 ) -> AsyncIterator[Dashboard]:
+    """The real console (every endpoint; /events on the test's NATS streams, or without NATS
+    for a test that asks for `without_nats`) on seeded data, and a chromium page on it."""
     if not HAVE_CHROMIUM:
         pytest.fail(f"CI=true and {CHROMIUM} is missing: .ci/run installs it (apt-get install chromium)")
     await insert_closed(db_pool, [closed_record(seeded.a, T0 + timedelta(hours=h)) for h in range(1, 6)])
+    await seed_dashboard(db_pool, seeded.a, seeded.b)
     token = await console_token(db_pool, [seeded.a, seeded.b])
+    config = ConsoleSettings(**settings.model_dump(), console_events_heartbeat_s=1.0)
+    hub = None if "without_nats" in request.fixturenames else events_hub(config)
     sock = listening_socket("127.0.0.1", free_port())
-    async with serving_app(create_app(console_pool, token_cache_s=0), sock, "console-browser-test"):
+    app = create_app(console_pool, token_cache_s=0, events=hub)
+    async with serving_app(app, sock, "console-browser-test", lifespan="on"):
+        if hub is not None:
+            await wait_for(lambda: _connected(hub), timeout=10, message="the console's NATS subscriptions")
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
@@ -113,18 +127,31 @@ async def board(
                 yield board
             finally:
                 await browser.close()
+                if hub is not None:
+                    hub.end_streams()  # or the server's shutdown waits for open streams
 
 
-async def test_the_dashboard_loads_offline_and_lists_the_tokens_accounts(board: Dashboard) -> None:
+@pytest.fixture
+def without_nats() -> None:
+    """Asked for by a test: its console has no NATS connection (/events answers 503)."""
+
+
+async def _connected(hub: Any) -> bool:
+    return bool(hub.connected)
+
+
+async def test_the_dashboard_loads_offline_and_ranks_the_tokens_accounts(board: Dashboard) -> None:
     await board.open("#/")
     await board.page.wait_for_selector("#login")
     await board.shot("token")
     await board.login()
-    rows = board.page.locator("tr.account-row")
-    await rows.first.wait_for()
-    assert sorted(await rows.evaluate_all("rs => rs.map(r => r.dataset.account)")) == ["A", "B"]
+    ranks = board.page.locator("tr.account-row")
+    await ranks.first.wait_for()
+    assert await ranks.evaluate_all("rs => rs.map(r => r.dataset.account)") == ["B", "A"]
+    assert "+5.23 %" in await ranks.first.inner_text()
+    assert "-6.11 %" in await ranks.last.inner_text()  # A's drawdown (1063 -> 998), drawn as a fall
     assert await board.page.evaluate("sessionStorage.length") == 1 and board.token not in board.page.url
-    assert await board.page.is_visible("text=The ranking (/leaderboard) is not available on this server")
+    await board.shot("leaderboard")
     assert board.errors == [] and board.external == []
 
 
@@ -132,38 +159,90 @@ async def test_an_account_shows_its_equity_curve_and_open_position(board: Dashbo
     await board.login()
     await board.page.click("a.account:text-is('A')")
     await board.page.wait_for_selector("svg.equity circle.point")
-    assert await board.page.locator("svg.equity circle.point").count() == 7  # start + 6 closed trades
+    assert await board.page.locator("svg.equity circle.point").count() == 12  # hourly points
+    assert await board.page.is_visible("text=equity (USDT), step 1h")
     position = board.page.locator("tr.position[data-symbol='BTC-USDT-SWAP']")
     await position.wait_for()
     assert "long" in await position.inner_text()
+    await board.shot("account")
     await board.page.set_viewport_size({"width": 390, "height": 844})
     await board.shot("account-phone")
     assert board.errors == [] and board.external == []
 
 
-async def test_a_position_inserted_meanwhile_appears_without_a_reload(
-    board: Dashboard, db_pool: asyncpg.Pool, seeded: Seeded
-) -> None:
-    await board.login()
-    await board.open("#/account/A/overview")
-    await board.page.wait_for_selector("tr.position[data-symbol='BTC-USDT-SWAP']")
-    await board.page.evaluate("window.__sameDocument = true")
+async def _open_eth(db_pool: asyncpg.Pool, js: JetStreamContext, subjects: Subjects, account: UUID) -> None:
+    """What the positions service does when a fill opens a position: commit the row, then
+    publish the position event."""
+    plan = {"stop_loss": "2600", "take_profit": "2300", "version": 1}
+    opened = datetime.now(UTC)
     await db_pool.execute(
         """INSERT INTO aitrader.positions_open (account_id, symbol, side, quantity, avg_entry_price,
                opened_at, confidence_weight_sum, confidence_quantity, exit_plan)
            VALUES ($1, 'ETH-USDT-SWAP', 'short', 3, 2500, $2, 60, 3, $3)""",
-        seeded.a,
-        datetime.now(UTC),
-        {"stop_loss": "2600", "take_profit": "2300", "version": 1},
+        account,
+        opened,
+        plan,
     )
+    state = PositionState(
+        side="short", quantity=Decimal("3"), avg_entry_price=Decimal("2500"), opened_at=opened, exit_plan=plan
+    )
+    event = PositionEvent(
+        account_id=account,
+        mode="simulated",
+        kind="opened",
+        inst_id="ETH-USDT-SWAP",
+        pos_side="net",
+        trade_id="t-eth",
+        position=state,
+        ts_event=opened,
+    )
+    await publish_event(js, subjects.for_event(event), event)
+
+
+async def test_a_position_opened_meanwhile_arrives_over_sse_without_a_reload(
+    board: Dashboard, db_pool: asyncpg.Pool, seeded: Seeded, js: JetStreamContext, subjects: Subjects
+) -> None:
+    """The page reads /events with fetch() and the token as a header (never in the URL) and
+    refreshes the open positions on the position event NATS carried; it does not poll then."""
+    await board.login()
+    await board.open("#/account/A/overview")
+    await board.page.wait_for_selector("tr.position[data-symbol='BTC-USDT-SWAP']")
+    await board.page.wait_for_selector("#live.state-live")
+    await board.page.evaluate("window.__sameDocument = true")
+    await _open_eth(db_pool, js, subjects, seeded.a)
     row = board.page.locator("tr.position[data-symbol='ETH-USDT-SWAP']")
     await row.wait_for(timeout=LIVE_S * 1000)
     assert "SL 2,600" in await row.inner_text()
     assert await board.page.evaluate("window.__sameDocument === true")  # no reload
+    assert await board.page.locator("#live").inner_text() == "live"
+    # (the leaderboard the login opened may have started, then stopped, a stream of all accounts)
+    assert all(board.token not in r.url for r in board.sse_requests)
+    sent = next(r for r in board.sse_requests if r.url.endswith("/api/v1/events?account=A"))
+    assert (await sent.all_headers())["authorization"] == f"Bearer {board.token}"
     assert board.errors == [] and board.external == []
 
 
-async def test_the_pages_say_what_this_server_lacks_and_filter_and_expand(board: Dashboard) -> None:
+async def test_without_nats_the_page_polls_quietly(
+    without_nats: None,
+    board: Dashboard,
+    db_pool: asyncpg.Pool,
+    seeded: Seeded,
+    js: JetStreamContext,
+    subjects: Subjects,
+) -> None:
+    """/events answers 503 (no NATS): the page polls the REST list instead and says so; the only
+    console error is Chromium's own line for the refused /events request."""
+    await board.login()
+    await board.open("#/account/A/overview")
+    await board.page.wait_for_selector("tr.position[data-symbol='BTC-USDT-SWAP']")
+    await board.page.wait_for_selector("#live.state-polling")
+    await _open_eth(db_pool, js, subjects, seeded.a)
+    await board.page.wait_for_selector("tr.position[data-symbol='ETH-USDT-SWAP']", timeout=LIVE_S * 1000)
+    assert board.sse_requests  # it tried the stream first
+    assert [e for e in board.errors if e != EVENTS_503] == [] and board.external == []
+
+
+async def test_the_pages_draw_the_real_answers_and_filter_and_expand(board: Dashboard) -> None:
     await board.login()
     await board.open("#/account/A/trades")
     await board.page.locator("tr.trade").first.wait_for()
@@ -176,38 +255,16 @@ async def test_the_pages_say_what_this_server_lacks_and_filter_and_expand(board:
     await board.page.locator("tr.trade").first.wait_for()
     await board.shot("trades")
     await board.open("#/account/A/performance")
-    await board.page.wait_for_selector("text=Calibration: not available on this server.")
-    assert await board.page.is_visible("text=Performance: not available on this server.")
+    await board.page.wait_for_selector(".holdbar .hold.long")
+    assert "long 50 %" in await board.page.locator(".holdbar").inner_text()
+    assert await board.page.is_visible("text=stop loss resting ratio")
+    assert await board.page.locator("td:text-is('85-100')").count() == 1
+    assert await board.page.locator("td:text-is('take_profit')").count() == 1
+    await board.shot("performance")
     await board.open("#/account/A/calls")
     await board.page.click("details.call summary")
     assert '"BTC-USDT-SWAP"' in await board.page.locator("details.call pre").first.inner_text()
     await board.shot("calls")
-    await board.open("#/market/BTC-USDT-SWAP")
-    await board.page.wait_for_selector("text=Market data: not available on this server.")
-    assert board.errors == [] and board.external == []
-
-
-async def test_the_pages_draw_the_contracts_answers(board: Dashboard) -> None:
-    """/leaderboard, equity, performance, calibration and /market as CONSOLE.md gives them
-    (tests/console/fakes.py, served by interception until those endpoints are merged)."""
-    board.fakes = True
-    await board.login()
-    ranks = board.page.locator("tr.account-row")
-    await ranks.first.wait_for()
-    assert await ranks.evaluate_all("rs => rs.map(r => r.dataset.account)") == ["B", "A"]
-    assert "+5.23 %" in await ranks.first.inner_text()
-    await board.shot("leaderboard")
-    await board.open("#/account/A/overview")
-    await board.page.wait_for_selector("tr.position[data-symbol='BTC-USDT-SWAP']")
-    assert await board.page.locator("svg.equity circle.point").count() == 12
-    assert await board.page.is_visible("text=equity (USDT), step 1h")
-    await board.shot("account")
-    await board.open("#/account/A/performance")
-    await board.page.wait_for_selector(".holdbar .hold.long")
-    assert "long 50 %" in await board.page.locator(".holdbar").inner_text()
-    assert await board.page.is_visible("text=stop loss resting ratio")
-    assert await board.page.locator("td:text-is('0.8-0.9')").count() == 1
-    await board.shot("performance")
     await board.open("#/market/BTC-USDT-SWAP")
     await board.page.wait_for_selector("svg.candles g.candle")
     assert await board.page.locator("svg.candles g.candle").count() == 80
@@ -243,32 +300,4 @@ async def test_closed_trades_page_on_with_the_cursor(
     await board.page.click("button.more")
     await board.page.wait_for_function("document.querySelectorAll('tr.trade').length === 66")
     assert await board.page.locator("button.more").is_hidden()  # the last page
-    assert board.errors == [] and board.external == []
-
-
-async def test_an_sse_event_refreshes_the_open_positions(
-    board: Dashboard, db_pool: asyncpg.Pool, seeded: Seeded
-) -> None:
-    """Where /events exists the page reads it with fetch() and the token as a header (never in
-    the URL), parses the stream (a comment, a retry, an event split over lines) and refreshes on
-    a position event; it does not poll then. The body is the contract's shape, served here."""
-    board.sse = (
-        ": heartbeat\nretry: 300\n\n"
-        'event: position\ndata: {"account": "A",\ndata:  "symbol": "ETH-USDT-SWAP"}\n\n'
-    )
-    await board.login()
-    await board.open("#/account/A/overview")
-    await board.page.wait_for_selector("tr.position[data-symbol='BTC-USDT-SWAP']")
-    await db_pool.execute(
-        """INSERT INTO aitrader.positions_open (account_id, symbol, side, quantity, avg_entry_price,
-               opened_at, confidence_weight_sum, confidence_quantity)
-           VALUES ($1, 'ETH-USDT-SWAP', 'short', 3, 2500, $2, 60, 3)""",
-        seeded.a,
-        datetime.now(UTC),
-    )
-    await board.page.wait_for_selector("tr.position[data-symbol='ETH-USDT-SWAP']", timeout=LIVE_S * 1000)
-    assert await board.page.locator("#live").inner_text() != "polling"
-    sent = board.sse_requests[0]
-    assert sent.url.endswith("/api/v1/events?account=A") and board.token not in sent.url
-    assert (await sent.all_headers())["authorization"] == f"Bearer {board.token}"
     assert board.errors == [] and board.external == []

@@ -5,6 +5,8 @@ import { candleChart } from "./charts.js";
 import { follow } from "./live.js";
 import { dash, dec, h, note, pct, ratio, section, signed, table, unavailable } from "./ui.js";
 
+// max_drawdown_pct is the fall's size (positive): drawn as a loss, never a green "+"
+const fall = (v) => (v == null ? dash : pct(Number(v) ? String(-Number(v)) : v));
 const account = (r) => h("a", { href: `#/account/${enc(r.external_id)}/overview`, class: "account" }, r.external_id);
 
 export async function leaderboardPage(view, _params, ctx) {
@@ -24,7 +26,7 @@ export async function leaderboardPage(view, _params, ctx) {
             ["Return", (r) => pct(r.return_pct)],
             ["Sharpe", (r) => dec(r.sharpe_ratio, 2)],
             ["Win rate", (r) => ratio(r.win_rate)],
-            ["Max DD", (r) => pct(r.max_drawdown_pct)],
+            ["Max DD", (r) => fall(r.max_drawdown_pct)],
             ["Trades", (r) => String(r.trades ?? dash)],
             ["Fees", (r) => dec(r.fees_usdt)],
             ["Avg lev", (r) => dec(r.average_leverage)],

@@ -1,9 +1,23 @@
 // Live updates. EventSource cannot send an Authorization header and the token must never be in a
 // URL, so the stream is read with fetch() (which can) and parsed here. A server without
-// /events is polled instead: `onEvent({event: "poll"})` every POLL_MS.
+// /events is polled instead: `onEvent({event: "poll"})` every POLL_MS; so is one whose /events
+// answers 503 (its NATS connection is down), until the stream is tried again (STREAM_RETRY_MS).
 import { has, headers, url } from "./api.js";
 
 export const POLL_MS = 1500; // under 2 s with the request's own time
+export const STREAM_RETRY_MS = 15000;
+
+class Unavailable extends Error {}
+
+/** Poll until `ms` have passed or the signal aborts. */
+function poll(ms, onEvent, signal) {
+  return new Promise((resolve) => {
+    const timer = setInterval(() => onEvent({ event: "poll" }), POLL_MS);
+    const done = () => (clearInterval(timer), clearTimeout(end), resolve());
+    const end = Number.isFinite(ms) ? setTimeout(done, ms) : undefined; // setTimeout(f, Infinity) fires at once
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
 
 /** The SSE wire format: feed text chunks, get {event, data, id} per dispatched event. */
 export class SseParser {
@@ -45,6 +59,7 @@ async function stream(params, onEvent, signal, setState) {
   while (!signal.aborted) {
     try {
       const answer = await fetch(url("/events", params), { headers: { ...headers(), Accept: "text/event-stream" }, signal });
+      if (answer.status === 503) throw new Unavailable();
       if (!answer.ok) throw new Error(String(answer.status));
       setState("live");
       const parser = new SseParser(
@@ -65,8 +80,13 @@ async function stream(params, onEvent, signal, setState) {
         if (done) break;
         parser.feed(value);
       }
-    } catch {
+    } catch (error) {
       if (signal.aborted) return;
+      if (error instanceof Unavailable) {
+        setState("polling");
+        await poll(STREAM_RETRY_MS, onEvent, signal);
+        continue;
+      }
     }
     setState("reconnecting");
     await new Promise((resolve) => setTimeout(resolve, retry));
@@ -80,8 +100,7 @@ export async function follow(account, onEvent, setState = () => {}) {
     stream(account ? { account } : {}, onEvent, control.signal, setState);
   } else {
     setState("polling");
-    const timer = setInterval(() => onEvent({ event: "poll" }), POLL_MS);
-    control.signal.addEventListener("abort", () => clearInterval(timer));
+    poll(Infinity, onEvent, control.signal);
   }
   return () => control.abort();
 }
