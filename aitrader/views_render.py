@@ -148,6 +148,7 @@ def performance_table(perf: Row) -> Table:
         ("realized PnL (USDT)", usdt(perf["realized_pnl_usdt"], signed=True)),
         ("win rate", share(perf["win_rate"])),
         ("sharpe ratio", fixed(perf["sharpe_ratio"])),
+        ("max drawdown (%)", fixed(perf["max_drawdown_pct"])),
         ("biggest win (USDT)", usdt(perf["biggest_win_usdt"], signed=True)),
         ("biggest loss (USDT)", usdt(perf["biggest_loss_usdt"], signed=True)),
         ("average leverage", fixed(perf["average_leverage"], suffix="x")),

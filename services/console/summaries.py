@@ -12,61 +12,16 @@ from datetime import datetime, timedelta
 from typing import Final, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
-
 from services.console import figures
-from services.console.models import Dec, Utc
+
+# The answers' models are the endpoints' (`view_models`): the CLI's --json is the API's answer.
+from services.console.view_models import Bucket as CalibrationBucket
+from services.console.view_models import EquityPoint, Performance
+from services.console.view_models import ExitReasonRow as ExitShare
 from shared.db import Connection
 
 Window = Literal["daily", "weekly", "all_time"]
 WINDOWS: Final = ("daily", "weekly", "all_time")
-
-
-class Summary(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class ExitShare(Summary):
-    exit_reason: str
-    closed_positions: int
-    realized_pnl_usdt: Dec | None
-
-
-class Performance(Summary):
-    """The `performance_snapshots` row of one window; `available` false when metrics has not
-    computed it yet (then every figure is null)."""
-
-    window: str
-    available: bool
-    sharpe_ratio: Dec | None = None
-    win_rate: Dec | None = None
-    average_leverage: Dec | None = None
-    average_confidence: Dec | None = None
-    biggest_win_usdt: Dec | None = None
-    biggest_loss_usdt: Dec | None = None
-    hold_ratio_long: Dec | None = None
-    hold_ratio_short: Dec | None = None
-    hold_ratio_flat: Dec | None = None
-    closed_positions: int | None = None
-    realized_pnl_usdt: Dec | None = None
-    stop_loss_resting_ratio: Dec | None = None
-    definitions_version: str | None = None
-    window_start: Utc | None = None
-    window_end: Utc | None = None
-    updated_at: Utc | None = None
-    exit_attribution: list[ExitShare] = []
-
-
-class CalibrationBucket(Summary):
-    bucket: str
-    closed_positions: int
-    win_rate: Dec | None
-    mean_pnl_usdt: Dec | None
-
-
-class EquityPoint(Summary):
-    time: Utc
-    equity_usdt: Dec
 
 
 # The statements are the console endpoints' (`figures`): one home for each query.

@@ -30,9 +30,9 @@ async def stocked(seeded: Seeded, db_pool: asyncpg.Pool) -> Seeded:
         """INSERT INTO aitrader.performance_snapshots (account_id, "window", sharpe_ratio, win_rate,
                average_leverage, average_confidence, biggest_win_usdt, biggest_loss_usdt,
                hold_ratio_long, hold_ratio_short, hold_ratio_flat, window_start, window_end,
-               closed_positions, realized_pnl_usdt)
+               closed_positions, realized_pnl_usdt, max_drawdown_pct)
            VALUES ($1, 'all_time', 1.234567, 0.5, 3, 70, 0.12345678, -3.00000001, 0.25, 0.25, 0.5,
-                   $2, $3, 2, -2.87654323)""",
+                   $2, $3, 2, -2.87654323, 12.3456)""",
         seeded.a,
         T0 - timedelta(hours=1),
         T0 + timedelta(hours=2),
@@ -138,11 +138,13 @@ def test_calls_shows_the_audit_and_filters(db_dsn: str, stocked: Seeded) -> None
 def test_performance_shows_the_window_and_the_equity_curve(db_dsn: str, stocked: Seeded) -> None:
     table = run(db_dsn, "performance", "--account", "A")
     fits(table)
-    for text in ("Performance (all_time)", "50.0 %", "stop_loss", "50-70", "Equity (USDT, 30 points"):
+    shown = ("Performance (all_time)", "50.0 %", "12.35", "stop_loss", "50-70", "Equity (USDT, 30 points")
+    for text in shown:
         assert text in table.stdout, text
     answer = as_json(db_dsn, "performance", "--account", "A")
     perf = answer["performance"]
     assert perf["available"] is True and perf["sharpe_ratio"] == "1.234567"
+    assert perf["max_drawdown_pct"] == "12.3456"  # the API's model: nothing the metrics row holds is dropped
     assert perf["realized_pnl_usdt"] == "-2.87654323" and perf["biggest_loss_usdt"] == "-3.00000001"
     assert [e["exit_reason"] for e in perf["exit_attribution"]] == ["agent", "stop_loss"]
     assert answer["calibration"]["buckets"][0]["mean_pnl_usdt"] == "-1.43827162"
