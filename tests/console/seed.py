@@ -194,8 +194,9 @@ async def seed_dashboard(pool: asyncpg.Pool, a: UUID, b: UUID) -> None:
         """INSERT INTO aitrader.performance_snapshots (account_id, "window", sharpe_ratio, win_rate,
                average_leverage, average_confidence, biggest_win_usdt, biggest_loss_usdt,
                hold_ratio_long, hold_ratio_short, hold_ratio_flat, window_start, window_end,
-               definitions_version, closed_positions, realized_pnl_usdt)
-           VALUES ($1, 'all_time', 1.42, 0.55, 5, 70, 30.1, -12.4, 0.5, 0.2, 0.3, $2, $3, '3', 12, 52.3)""",
+               definitions_version, closed_positions, realized_pnl_usdt, max_drawdown_pct)
+           VALUES ($1, 'all_time', 1.42, 0.55, 5, 70, 30.1, -12.4, 0.5, 0.2, 0.3, $2, $3, '3', 12, 52.3,
+                   6.1147)""",  # the metrics service's figure for A's points (1063 -> 998)
         a,
         T0,
         T0 + timedelta(hours=12),
