@@ -106,7 +106,10 @@ async def test_a_position_outlives_a_restart_on_both_sides_and_can_be_closed(
                 await conn.close()
             return not last
 
-        await wait_for(healed, timeout=40, message=f"no open reconciliation issue ({last})")
+        try:
+            await wait_for(healed, timeout=40, message="no open reconciliation issue")
+        except AssertionError:
+            raise AssertionError(f"open reconciliation issues: {last}") from None
         conn = await asyncpg.connect(dsn)
         try:
             reasons = await conn.fetch("SELECT exit_reason FROM aitrader.positions_closed")
