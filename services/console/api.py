@@ -67,22 +67,22 @@ class ToolCallsQuery(TimedQuery):
     status: Literal["pending", "success", "failed"] | None = None
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no bearer token, or not a valid one with the `console` scope"},
     404: {"description": "an account the token does not grant (whether or not it exists)"},
     503: {"description": "the database is unavailable; retry after Retry-After seconds"},
 }
-router = APIRouter(prefix="/api/v1", responses=_ERRORS)
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 
-async def _page(request: Request, listing: Listing, reader: Reader, query: PageQuery) -> dict[str, Any]:
+async def read_page(request: Request, listing: Listing, reader: Reader, query: PageQuery) -> dict[str, Any]:
     db: ConsoleDb = request.app.state.db
     filters = query.model_dump(include=set(listing.filters))
     rows = await db.page(reader.digest, listing, page_sql(listing, reader.accounts, query, filters))
     return as_page(rows, query.limit)
 
 
-def _answer(model: type[Page[Any]], page: dict[str, Any]) -> Response:
+def answer(model: type[Page[Any]], page: dict[str, Any]) -> Response:
     """The page validated against its model and written as JSON once (a returned model would be
     validated again by FastAPI); `response_model` on the route keeps the document exact."""
     return Response(model.model_validate(page).model_dump_json(), media_type="application/json")
@@ -92,7 +92,7 @@ def _answer(model: type[Page[Any]], page: dict[str, Any]) -> Response:
 async def accounts(
     request: Request, reader: AllAccounts, query: Annotated[AccountsQuery, Query()]
 ) -> Response:
-    return _answer(Accounts, await _page(request, listings.ACCOUNTS, reader, query))
+    return answer(Accounts, await read_page(request, listings.ACCOUNTS, reader, query))
 
 
 @router.get(
@@ -103,7 +103,7 @@ async def accounts(
 async def open_positions(
     request: Request, reader: OneAccount, query: Annotated[OpenQuery, Query()]
 ) -> Response:
-    return _answer(OpenPositions, await _page(request, listings.OPEN_POSITIONS, reader, query))
+    return answer(OpenPositions, await read_page(request, listings.OPEN_POSITIONS, reader, query))
 
 
 @router.get(
@@ -114,17 +114,17 @@ async def open_positions(
 async def closed_positions(
     request: Request, reader: OneAccount, query: Annotated[ClosedQuery, Query()]
 ) -> Response:
-    return _answer(ClosedPositions, await _page(request, listings.CLOSED_POSITIONS, reader, query))
+    return answer(ClosedPositions, await read_page(request, listings.CLOSED_POSITIONS, reader, query))
 
 
 @router.get("/accounts/{external_id}/orders", response_model=Orders, summary="Orders, newest created first")
 async def orders(request: Request, reader: OneAccount, query: Annotated[OrdersQuery, Query()]) -> Response:
-    return _answer(Orders, await _page(request, listings.ORDERS, reader, query))
+    return answer(Orders, await read_page(request, listings.ORDERS, reader, query))
 
 
 @router.get("/accounts/{external_id}/fills", response_model=Fills, summary="Fills, newest fill time first")
 async def fills(request: Request, reader: OneAccount, query: Annotated[FillsQuery, Query()]) -> Response:
-    return _answer(Fills, await _page(request, listings.FILLS, reader, query))
+    return answer(Fills, await read_page(request, listings.FILLS, reader, query))
 
 
 @router.get(
@@ -135,4 +135,4 @@ async def fills(request: Request, reader: OneAccount, query: Annotated[FillsQuer
 async def tool_calls(
     request: Request, reader: OneAccount, query: Annotated[ToolCallsQuery, Query()]
 ) -> Response:
-    return _answer(ToolCalls, await _page(request, listings.TOOL_CALLS, reader, query))
+    return answer(ToolCalls, await read_page(request, listings.TOOL_CALLS, reader, query))
