@@ -30,8 +30,14 @@ install: $(RUNTIME)
 up: $(RUNTIME)
 	$(BIN)/aitrader up --market $(MARKET)
 
+# Test files run side by side in TEST_WORKERS processes (pytest-xdist; each worker starts its
+# own embedded PostgreSQL and nats-server; a file stays in one worker, so its module fixtures
+# are shared as before). The tests mostly wait on servers and subprocesses, so 3 workers on
+# 2 cores about halve the wall time. TEST_WORKERS=0 runs them in this one process.
+TEST_WORKERS ?= 3
+
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 faults: $(STAMP)
 	AITRADER_FAULTS=full $(BIN)/pytest -m faults

@@ -118,5 +118,6 @@ def check_summary(out: str, db: dict[str, Any]) -> None:
     audited = int(re.search(r"every call audited: (\d+) rows", out).group(1))  # type: ignore[union-attr]
     calls = sum(int(n) for n in re.findall(r"calls\s+(\d+)", out))
     assert audited == calls
-    seconds = float(re.search(r"Done in (\d+\.\d) s\.", out).group(1))  # type: ignore[union-attr]
-    assert seconds < 60
+    # The demo says how long it took (its speed is a figure for docs/performance.md, not a
+    # timed assertion: CI runs tests side by side on two cores).
+    assert re.search(r"Done in \d+\.\d s\.", out), out[-500:]

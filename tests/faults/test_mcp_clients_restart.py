@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -19,6 +19,7 @@ import pytest_asyncio
 
 from aitrader.embedded import free_port
 from shared.subjects import Subjects
+from tests.factories import wait_for
 from tests.faults.test_pg_restart_support import (
     CALL_DEADLINE_S,
     FULL,
@@ -58,10 +59,10 @@ class Run:
     expected: Counter[tuple[UUID, str]]  # answered calls by (token, status)
 
 
-async def watch_readiness(url: str, until: float, seen: list[tuple[float, int]]) -> None:
+async def watch_readiness(url: str, done: Callable[[], bool], seen: list[tuple[float, int]]) -> None:
     """Ask /readyz every 0.1 s, as a load balancer would, and note the answers."""
     async with httpx2.AsyncClient(timeout=5) as hc:
-        while time.monotonic() < until:
+        while not done():
             try:
                 seen.append((time.monotonic(), (await hc.get(url)).status_code))
             except httpx2.HTTPError:
@@ -82,14 +83,31 @@ async def run(nats_url: str) -> AsyncIterator[Run]:
         readiness: list[tuple[float, int]] = []
         outage = Outage()
         async with process("services.mcp_gateway", env, f"{base}/healthz"):
-            until = time.monotonic() + PLAN.run_s
+            began = time.monotonic()
+            until = began + PLAN.run_s
+            everyone = set(range(PLAN.clients))
+
+            def answered_all(since: float) -> bool:
+                return {o.client for o in outcomes if o.kind == "ok" and o.started > since} == everyone
+
+            def done() -> bool:
+                # The planned length, and longer on a loaded machine until every client has been
+                # answered again after the restart (bounded: the test's timeout).
+                return time.monotonic() >= until and bool(outage.started) and answered_all(
+                    outage.started[0])
+
             agents = [McpClient(n, f"{base}/mcp", tokens[n], f"agent-{n}", outcomes, 0.1)
                       for n in range(PLAN.clients)]
             async with asyncio.TaskGroup() as tasks:
                 for agent in agents:
-                    tasks.create_task(agent.run(lambda: time.monotonic() >= until))
-                tasks.create_task(watch_readiness(f"{base}/readyz", until, readiness))
-                await asyncio.sleep(PLAN.stop_at_s)  # calls flowing before the fault
+                    tasks.create_task(agent.run(done))
+                tasks.create_task(watch_readiness(f"{base}/readyz", done, readiness))
+                # Calls flowing before the fault: the planned time, and at least one answer to
+                # every client (a loaded machine may take longer to start them all).
+                async def flowing() -> bool:
+                    return answered_all(began) and time.monotonic() - began >= PLAN.stop_at_s
+
+                await wait_for(flowing, timeout=60, message="every client answered")
                 await restart(server, PLAN.outage_s, outage)
             expected = expected_rows(ids, outcomes)
             audited = await audit_rows(server.dsn, expected.total())  # while the gateway writes
