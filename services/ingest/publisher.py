@@ -27,6 +27,18 @@ class Publisher:
                                     timeout=self.timeout_s, headers=headers_for(event))
         self._count(ack)
 
+    async def publish_read(self, event: Event) -> None:
+        """A state read back from REST to heal the ledger (reconciliation), under a message id
+        of its own (`<msg_id>:read:<event_id>`). Its natural key is the push's, and that push
+        may be in the stream yet unapplied: held for the consumer's `ack_wait` when the
+        positions process stopped with it fetched and unacknowledged. JetStream would drop
+        this copy as its duplicate and the heal would never land. Only for events the ledger
+        applies idempotently (an order's state never goes back)."""
+        headers = headers_for(event) | {"Nats-Msg-Id": f"{event.msg_id()}:read:{event.event_id}"}
+        ack = await self.js.publish(self.subjects.for_event(event), event.to_bytes(),
+                                    timeout=self.timeout_s, headers=headers)
+        self._count(ack)
+
     async def publish_many(self, events: Sequence[Event]) -> None:
         """A burst (backfill) in order, pipelined with publish_async; all acknowledged."""
         futures = [

@@ -63,8 +63,8 @@ async def orders_stage(rc: Reconciler, report: Report) -> None:
         seen.add(ord_id)
         issue = await rc.store.open_issue("order", ord_id, {"state": pending[ord_id].state}, {})
         updates.append((issue, {"state": pending[ord_id].state}, pending[ord_id]))
-    for _, _, update in updates:
-        await rc.publisher.publish(update)
+    for _, _, update in updates:  # the same state's push may be held unapplied in the stream
+        await rc.publisher.publish_read(update)
     stale = {u.ord_id for _, _, u in updates if u.ord_id in ledger_open}
     unknown = {u.ord_id for _, _, u in updates} - stale
 

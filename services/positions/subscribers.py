@@ -45,6 +45,7 @@ from shared.consumer import (
     fate_of,
     hold,
     observe_fetch,
+    release,
     settle,
     watch_consumer,
 )
@@ -99,6 +100,8 @@ class LedgerConsumer:
     letters: DeadLetters
     progress: Progress = field(default_factory=lambda: Progress("ledger"))
     sweeper: OrphanSweeper | None = None  # cancels the live algos of slots a batch closed
+    # Batches fetched and not yet settled (by id): what a stop hands back to JetStream.
+    _in_hand: dict[int, Sequence[Msg]] = field(default_factory=dict, init=False, repr=False)
 
     async def subscribe(self) -> JetStreamContext.PullSubscription:
         """Create (or update) the durable consumer and bind to it."""
@@ -124,12 +127,16 @@ class LedgerConsumer:
         fetched: asyncio.Queue[Fetched] = asyncio.Queue(maxsize=1)
         committed: asyncio.Queue[tuple[Sequence[Msg], BatchOutcome, float]] = asyncio.Queue(maxsize=1)
         ready = asyncio.Semaphore(1)  # one fetch ahead of the commit stage
-        async with asyncio.TaskGroup() as stages:
-            stages.create_task(self._fetch_stage(sub, fetched, ready))
-            stages.create_task(self._commit_stage(fetched, committed, ready))
-            stages.create_task(self._finish_stage(committed))
-            stages.create_task(watch_consumer(self.js, SERVICE, self.subjects.stream(STREAM_ACCOUNT),
-                                              self.settings.positions_consumer))
+        try:
+            async with asyncio.TaskGroup() as stages:
+                stages.create_task(self._fetch_stage(sub, fetched, ready))
+                stages.create_task(self._commit_stage(fetched, committed, ready))
+                stages.create_task(self._finish_stage(committed))
+                stages.create_task(watch_consumer(self.js, SERVICE, self.subjects.stream(STREAM_ACCOUNT),
+                                                  self.settings.positions_consumer))
+        finally:  # stopped (or crashed): the restarted process gets these at once
+            await release(sub, [m for msgs in self._in_hand.values() for m in msgs])
+            self._in_hand.clear()
 
     async def _fetch_stage(
         self, sub: JetStreamContext.PullSubscription, out: asyncio.Queue[Fetched], ready: asyncio.Semaphore
@@ -139,6 +146,7 @@ class LedgerConsumer:
             msgs: list[Msg] = []
             while not msgs:
                 msgs = await self._fetch(sub)
+            self._in_hand[id(msgs)] = msgs
             started = time.perf_counter()
             await out.put(Fetched(msgs, *self._parse(msgs), started))
 
@@ -199,6 +207,7 @@ class LedgerConsumer:
         fates: dict[int, Fate] = {index: Nak(delay) for index, delay in outcome.retry.items()}
         fates.update(outcome.dead)
         await settle(msgs, fates, self.letters)  # the dead letters' rows committed with the batch
+        self._in_hand.pop(id(msgs), None)
         self.progress.beat()
         BATCH_SECONDS.observe(time.perf_counter() - started)
         FILLS.labels("folded").inc(outcome.stored)
