@@ -15,7 +15,7 @@ from shared.errors import ConfigError
 
 def _describe(step: retention.Step) -> str:
     if step.action == "create":
-        return f"{step.partition:<32} {step.month:%Y-%m}  create (months ahead)"
+        return f"{step.partition:<32} {step.month:%Y-%m}  create its partition"
     rule = retention.rule_of(step.table)
     if not step.total:
         return f"{step.partition:<32} {step.month:%Y-%m}  {step.action:<10} empty partition ({rule.why})"

@@ -128,7 +128,13 @@ async def plan(conn: Connection, now: datetime) -> list[Step]:
     for rule in RULES:
         existing = await partitions(conn, rule.table)
         names = {name for name, _ in existing}
-        for month in months_ahead(now):
+        # The months ahead, and any month whose rows wait in DEFAULT: in their own partition
+        # they are found and archived like the others.
+        waiting = await conn.fetch(
+            f"""SELECT DISTINCT date_trunc('month', "{rule.time_column}" AT TIME ZONE 'UTC')::date AS m
+                FROM aitrader."{rule.table}_default" """
+        )
+        for month in sorted({*months_ahead(now), *(r["m"] for r in waiting)}):
             name = f"{rule.table}_p{month:%Y%m}"
             if name not in names:
                 steps.append(Step(rule.table, name, month, "create", 0))
@@ -202,7 +208,9 @@ async def run(conn: Connection, now: datetime, directory: Path | None) -> list[t
             if step.action == "create":
                 await create(conn, step)
                 done.append((step, None))
-            elif directory is not None:
+        # Planned again: a month just created from rows waiting in DEFAULT may be old already.
+        for step in await plan(conn, now) if directory is not None else []:
+            if step.action != "create":
                 done.append((step, await archive_step(conn, step, directory)))
         return done
     finally:

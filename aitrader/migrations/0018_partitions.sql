@@ -50,8 +50,9 @@ $$;
 
 -- The partition of one UTC month, created when missing: `<parent>_pYYYYMM` for [month, month + 1).
 -- Rows of that month already in the DEFAULT partition are moved into it first (attaching a range
--- the default holds rows of would fail). Created standalone, then attached: attaching locks the
--- parent less than CREATE TABLE ... PARTITION OF. True when it created the partition.
+-- the default holds rows of would fail), with the parent locked against readers meanwhile.
+-- Created standalone, then attached: with nothing to move, attaching locks the parent less than
+-- CREATE TABLE ... PARTITION OF. True when it created the partition.
 CREATE FUNCTION aitrader.ensure_month_partition(parent REGCLASS, in_month DATE) RETURNS boolean
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -61,6 +62,7 @@ DECLARE
                  || to_char(date_trunc('month', in_month), 'YYYYMM');
     key TEXT;
     dflt REGCLASS;
+    waiting BOOLEAN := false;
 BEGIN
     IF to_regclass(format('aitrader.%I', part)) IS NOT NULL THEN
         RETURN false;
@@ -73,6 +75,13 @@ BEGIN
     EXECUTE format('CREATE TABLE aitrader.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
                    'INCLUDING STORAGE)', part, parent);
     IF dflt IS NOT NULL THEN
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE %I >= $1 AND %I < $2)', dflt, key, key)
+            INTO waiting USING lo, hi;
+    END IF;
+    IF waiting THEN
+        -- A query of the parent planned before the attach would not see the new partition, and
+        -- would no longer see the rows in DEFAULT: no reader while they move.
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', parent);
         EXECUTE format('WITH moved AS (DELETE FROM %s WHERE %I >= $1 AND %I < $2 RETURNING *) '
                        'INSERT INTO aitrader.%I SELECT * FROM moved', dflt, key, key, part)
             USING lo, hi;
