@@ -21,6 +21,7 @@ from typing import Literal
 
 from shared import archive
 from shared.db import Connection
+from shared.definitions import SHARPE_BUCKET
 
 Action = Literal["keep", "drop", "downsample"]
 
@@ -50,13 +51,13 @@ RULES: tuple[Rule, ...] = (
         why="balances: 180 days in full, then the last per account and day",
     ),
     # Performance history: the equity the metrics are computed from. The last point of each
-    # 5-minute bucket is the Sharpe ratio's sample, so all_time Sharpe does not change.
+    # Sharpe bucket (5 minutes) is the Sharpe ratio's sample, so all_time Sharpe does not change.
     Rule(
         "equity_snapshots",
         "as_of",
         365,
         "downsample",
-        "5 minutes",
+        f"{SHARPE_BUCKET.total_seconds():.0f} seconds",  # the Sharpe bucket: one home
         why="equity (performance history): 1 year in full, then the last per account and 5 minutes",
     ),
     Rule(
@@ -208,8 +209,10 @@ async def run(conn: Connection, now: datetime, directory: Path | None) -> list[t
             if step.action == "create":
                 await create(conn, step)
                 done.append((step, None))
+        if directory is None:
+            return done
         # Planned again: a month just created from rows waiting in DEFAULT may be old already.
-        for step in await plan(conn, now) if directory is not None else []:
+        for step in await plan(conn, now):
             if step.action != "create":
                 done.append((step, await archive_step(conn, step, directory)))
         return done
