@@ -10,6 +10,7 @@ JSONB are their text. `restore` refuses a file whose checksum does not match its
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -165,7 +166,7 @@ def read(path: Path) -> tuple[pl.DataFrame, Manifest]:
 async def restore(conn: Connection, path: Path) -> tuple[Manifest, int]:
     """Load an archive file back into its table (its month's partition recreated if it was
     dropped); rows already there are left as they are. Return the manifest and rows inserted."""
-    data, manifest = read(path)
+    data, manifest = await asyncio.to_thread(read, path)
     cols = manifest.columns
     names = ", ".join(f'"{c}"' for c in cols)
     typed = ", ".join(f'"{c}"::{t}' for c, t in cols.items())

@@ -12,6 +12,7 @@ them moved in) so that new rows land in their month.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -184,9 +185,11 @@ async def archive_step(conn: Connection, step: Step, directory: Path) -> Path | 
             f'SELECT {archive.select_list(cols)} FROM ({leaving}) AS l ORDER BY "{rule.time_column}", id'
         )
         path = None
-        if rows:
-            data = archive.frame(rows, cols)
-            path = archive.write(directory, step.table, step.month, step.action, data, cols)
+        if rows:  # file work off the event loop: the metrics service's consumers keep running
+            data = await asyncio.to_thread(archive.frame, rows, cols)
+            path = await asyncio.to_thread(
+                archive.write, directory, step.table, step.month, step.action, data, cols
+            )
         if step.action == "drop":
             await conn.execute(f'DROP TABLE aitrader."{step.partition}"')
         elif rows:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -191,6 +192,32 @@ async def test_a_failed_export_removes_nothing(
     with pytest.raises(archive.ArchiveError):
         await retention.run(conn, NOW, tmp_path)
     assert await contents(conn) == before
+
+
+def parquet_files(directory: Path) -> list[Path]:
+    return sorted(directory.rglob("*.parquet"))
+
+
+async def test_a_crash_after_the_file_keeps_the_rows_and_the_rerun_writes_the_same_file(
+    conn: asyncpg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(conn)
+    before = await contents(conn)
+    write = archive.write
+
+    def write_then_die(*args: Any) -> Path:
+        write(*args)
+        raise ConnectionResetError("killed after the file was written (simulated)")
+
+    monkeypatch.setattr(archive, "write", write_then_die)
+    with pytest.raises(ConnectionResetError):
+        await retention.run(conn, NOW, tmp_path)
+    assert await contents(conn) == before
+    (first,) = parquet_files(tmp_path)
+    monkeypatch.undo()
+    await retention.run(conn, NOW, tmp_path)
+    files = parquet_files(tmp_path)
+    assert first in files and len(files) == 4  # the same rows, the same file: no second copy
 
 
 async def test_a_damaged_file_is_refused(conn: asyncpg.Connection, tmp_path: Path) -> None:
