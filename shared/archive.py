@@ -186,4 +186,6 @@ async def restore(conn: Connection, path: Path) -> tuple[Manifest, int]:
             f'INSERT INTO aitrader."{manifest.table}" ({names}) SELECT {typed} FROM archive_restore '
             "ON CONFLICT DO NOTHING"
         )
+        # The month holds rows again: the retention run's "downsampled" mark goes.
+        await conn.execute(f'COMMENT ON TABLE aitrader."{manifest.table}_p{month:%Y%m}" IS NULL')
     return manifest, int(status.rsplit(" ", 1)[1])

@@ -72,6 +72,9 @@ RULES: tuple[Rule, ...] = (
 MONTHS_AHEAD = 2  # partitions kept ready beyond the current month
 LOCK_KEY = 0x41495452_5245  # "AITRRE": one retention run at a time
 LOCK_TIMEOUT = "10s"  # how long a run waits to lock a partition it archives
+# A downsampled month is marked (its table comment) and not scanned again; a restore into it
+# clears the mark, so the next run sees the restored rows.
+DOWNSAMPLED = "aitrader retention: downsampled"
 _PARTITION = re.compile(r"_p(\d{4})(\d{2})$")
 
 
@@ -102,15 +105,17 @@ def months_ahead(now: datetime) -> Iterator[date]:
         month = next_month(month)
 
 
-async def partitions(conn: Connection, table: str) -> list[tuple[str, date]]:
-    """The month partitions of `aitrader.<table>` (name, month), oldest first."""
+async def partitions(conn: Connection, table: str) -> list[tuple[str, date, bool]]:
+    """The month partitions of `aitrader.<table>` (name, month, downsampled already), oldest first."""
     rows = await conn.fetch(
-        """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        """SELECT c.relname, obj_description(c.oid, 'pg_class') IS NOT DISTINCT FROM $2 AS done
+           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
            WHERE i.inhparent = ('aitrader.' || quote_ident($1))::regclass""",
         table,
+        DOWNSAMPLED,
     )
-    found = [(r["relname"], _PARTITION.search(r["relname"])) for r in rows]
-    return sorted((name, date(int(m[1]), int(m[2]), 1)) for name, m in found if m)
+    found = [(r["relname"], _PARTITION.search(r["relname"]), r["done"]) for r in rows]
+    return sorted((name, date(int(m[1]), int(m[2]), 1), done) for name, m, done in found if m)
 
 
 def _leaving(rule: Rule, partition: str) -> str:
@@ -129,7 +134,7 @@ async def plan(conn: Connection, now: datetime) -> list[Step]:
     steps: list[Step] = []
     for rule in RULES:
         existing = await partitions(conn, rule.table)
-        names = {name for name, _ in existing}
+        names = {name for name, _, _ in existing}
         # The months ahead, and any month whose rows wait in DEFAULT: in their own partition
         # they are found and archived like the others.
         waiting = await conn.fetch(
@@ -143,9 +148,9 @@ async def plan(conn: Connection, now: datetime) -> list[Step]:
         if rule.keep_days is None or rule.action == "keep":
             continue
         bound = now - timedelta(days=rule.keep_days)
-        for name, month in existing:
-            if datetime.combine(next_month(month), datetime.min.time(), now.tzinfo) > bound:
-                continue  # not wholly older than the bound
+        for name, month, done in existing:
+            if done or datetime.combine(next_month(month), datetime.min.time(), now.tzinfo) > bound:
+                continue  # downsampled already (not scanned again every day), or not old enough
             total = await conn.fetchval(f'SELECT count(*) FROM aitrader."{name}"')
             leaving = (
                 total
@@ -192,11 +197,12 @@ async def archive_step(conn: Connection, step: Step, directory: Path) -> Path | 
             )
         if step.action == "drop":
             await conn.execute(f'DROP TABLE aitrader."{step.partition}"')
-        elif rows:
+        else:
             await conn.execute(
                 f"""DELETE FROM aitrader."{step.partition}" p USING ({leaving}) AS l
                     WHERE p.id = l.id AND p."{rule.time_column}" = l."{rule.time_column}" """
             )
+            await conn.execute(f"COMMENT ON TABLE aitrader.\"{step.partition}\" IS '{DOWNSAMPLED}'")
     return path
 
 

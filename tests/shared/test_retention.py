@@ -166,14 +166,17 @@ async def test_export_remove_restore_gives_back_the_same_rows(
     # the order still names its (archived) call: the key stays
     assert await conn.fetchval("SELECT count(*) FROM aitrader.orders WHERE tool_call_id IS NOT NULL") == 1
 
-    # A rerun finds nothing more to do and writes no file.
+    # A rerun finds nothing more to do and writes no file; a downsampled month is marked done.
     assert archived(await retention.plan(conn, NOW)) == []
     assert [p for _, p in await retention.run(conn, NOW, tmp_path) if p is not None] == []
+    mark = "SELECT obj_description('aitrader.balance_snapshots_p202911'::regclass, 'pg_class')"
+    assert await conn.fetchval(mark) == retention.DOWNSAMPLED
 
     for path in files:
         manifest, inserted = await archive.restore(conn, path)
         assert inserted == manifest.rows > 0
     assert await contents(conn) == before  # exact: NUMERIC, microseconds, JSON text
+    assert await conn.fetchval(mark) is None  # the restored rows are seen by the next run
     assert [(await archive.restore(conn, p))[1] for p in files] == [0, 0, 0, 0]  # idempotent
     assert await contents(conn) == before
     assert account is not None
