@@ -3,7 +3,7 @@ export -> verify -> remove, restore back to identical rows, a damaged file refus
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -256,3 +256,49 @@ def test_dry_run_prints_each_step(db_dsn: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "dry run:" in result.output and "nothing changed" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_downsampled_equity_keeps_the_all_time_sharpe(conn: asyncpg.Connection, tmp_path: Path) -> None:
+    """The last point of each 5-minute bucket is the Sharpe ratio's sample: keeping only those
+    (what the equity rule does past a year) gives the same all_time Sharpe."""
+    import polars as pl
+
+    from services.metrics.performance import sharpe
+
+    account = await conn.fetchval(
+        "INSERT INTO aitrader.accounts (external_id, mode) VALUES ('s', 'simulated') RETURNING id"
+    )
+    start = at("2029-05-02 10:00")
+    await conn.executemany(  # 2 hours of 1-minute points, some seconds off the minute
+        """INSERT INTO aitrader.equity_snapshots
+               (account_id, equity, cash, net_position_value, unrealized_pnl, as_of)
+           VALUES ($1, $2, $2, 0, 0, $3)""",
+        [
+            (account, Decimal(10_000 + (n * 37) % 101 - 50) / 7, start + timedelta(minutes=n, seconds=n % 13))
+            for n in range(120)
+        ],
+    )
+    await conn.execute("SELECT aitrader.ensure_month_partition('aitrader.equity_snapshots', '2029-05-01')")
+
+    async def all_time() -> float:
+        rows = await conn.fetch("SELECT account_id::text, id, as_of, equity FROM aitrader.equity_snapshots")
+        equity = pl.DataFrame(
+            [tuple(r) for r in rows],
+            schema={
+                "account_id": pl.String(),
+                "id": pl.Int64(),
+                "as_of": pl.Datetime("us", "UTC"),
+                "equity": pl.Decimal(38, 8),
+            },
+            orient="row",
+        )
+        bounds = pl.DataFrame(
+            {"account_id": [str(account)], "window": ["all_time"], "start": [start], "end": [NOW]}
+        )
+        value: float = sharpe(equity, bounds, NOW)["sharpe"][0]
+        return value
+
+    before = await all_time()
+    await retention.run(conn, NOW, tmp_path)
+    assert await conn.fetchval("SELECT count(*) FROM aitrader.equity_snapshots") == 24
+    assert before is not None and await all_time() == before
