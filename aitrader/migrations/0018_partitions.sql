@@ -72,8 +72,12 @@ BEGIN
         WHERE p.partrelid = parent;
     SELECT i.inhrelid::regclass INTO dflt FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = parent AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';
-    EXECUTE format('CREATE TABLE aitrader.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
-                   'INCLUDING STORAGE)', part, parent);
+    BEGIN
+        EXECUTE format('CREATE TABLE aitrader.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
+                       'INCLUDING STORAGE)', part, parent);
+    EXCEPTION WHEN duplicate_table OR unique_violation THEN  -- the latter: a catalog race
+        RETURN false;  -- another session (a restore, a second run) created it meanwhile
+    END;
     IF dflt IS NOT NULL THEN
         EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE %I >= $1 AND %I < $2)', dflt, key, key)
             INTO waiting USING lo, hi;
