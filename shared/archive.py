@@ -21,6 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import polars as pl
 
 from shared.db import Connection
@@ -167,13 +168,16 @@ async def restore(conn: Connection, path: Path) -> tuple[Manifest, int]:
     """Load an archive file back into its table (its month's partition recreated if it was
     dropped); rows already there are left as they are. Return the manifest and rows inserted."""
     data, manifest = await asyncio.to_thread(read, path)
-    cols = manifest.columns
+    cols = await _restorable(conn, manifest)
     names = ", ".join(f'"{c}"' for c in cols)
     typed = ", ".join(f'"{c}"::{t}' for c, t in cols.items())
     text_cols = ", ".join(
         f'"{c}" {"text" if isinstance(dtype(t), pl.String) else t}' for c, t in cols.items()
     )
-    month = date.fromisoformat(f"{manifest.month}-01")
+    try:
+        month = date.fromisoformat(f"{manifest.month}-01")
+    except ValueError:
+        raise ArchiveError(f"{path}: manifest month {manifest.month!r} is not yyyy-mm") from None
     async with conn.transaction():
         await conn.execute(
             "SELECT aitrader.ensure_month_partition(('aitrader.' || quote_ident($1))::regclass, $2)",
@@ -189,3 +193,19 @@ async def restore(conn: Connection, path: Path) -> tuple[Manifest, int]:
         # The month holds rows again: the retention run's "downsampled" mark goes.
         await conn.execute(f'COMMENT ON TABLE aitrader."{manifest.table}_p{month:%Y%m}" IS NULL')
     return manifest, int(status.rsplit(" ", 1)[1])
+
+
+async def _restorable(conn: Connection, manifest: Manifest) -> dict[str, str]:
+    """The manifest's columns, checked against the live table: each one must be a column of it
+    with the same type (names and types in the SQL come from the catalog, not from the file)."""
+    try:
+        live = await columns(conn, manifest.table)
+    except asyncpg.UndefinedTableError:
+        raise ArchiveError(f"the archive's table aitrader.{manifest.table} does not exist") from None
+    wrong = {c: t for c, t in manifest.columns.items() if live.get(c) != t}
+    if wrong:
+        raise ArchiveError(
+            f"aitrader.{manifest.table} has no columns {wrong} (name and type) of this archive; "
+            "nothing loaded"
+        )
+    return {c: live[c] for c in manifest.columns}

@@ -3,6 +3,7 @@ export -> verify -> remove, restore back to identical rows, a damaged file refus
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -221,6 +222,24 @@ async def test_a_crash_after_the_file_keeps_the_rows_and_the_rerun_writes_the_sa
     await retention.run(conn, NOW, tmp_path)
     files = parquet_files(tmp_path)
     assert first in files and len(files) == 4  # the same rows, the same file: no second copy
+
+
+async def test_a_manifest_naming_what_the_table_lacks_is_refused(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    await seed(conn)
+    done = await retention.run(conn, NOW, tmp_path)
+    path = next(p for s, p in done if p is not None and s.table == "market_snapshots")
+    manifest = json.loads(path.with_suffix(".json").read_text())
+    manifest["columns"]["price"] = "numeric(20,8); DROP TABLE aitrader.fills"
+    path.with_suffix(".json").write_text(json.dumps(manifest))
+    with pytest.raises(archive.ArchiveError, match="has no columns"):
+        await archive.restore(conn, path)
+    manifest["table"] = "nothing_here"
+    path.with_suffix(".json").write_text(json.dumps(manifest))
+    with pytest.raises(archive.ArchiveError, match="does not exist"):
+        await archive.restore(conn, path)
+    assert await conn.fetchval("SELECT count(*) FROM aitrader.market_snapshots") == 1
 
 
 async def test_a_damaged_file_is_refused(conn: asyncpg.Connection, tmp_path: Path) -> None:
