@@ -218,6 +218,9 @@ async def run(conn: Connection, now: datetime, directory: Path | None) -> list[t
             if step.action == "create":
                 await create(conn, step)
                 done.append((step, None))
+        # Autovacuum never analyzes a partitioned parent: the planner's view of the whole table.
+        for rule in RULES:
+            await conn.execute(f'ANALYZE aitrader."{rule.table}"')
         if directory is None:
             return done
         # Planned again: a month just created from rows waiting in DEFAULT may be old already.

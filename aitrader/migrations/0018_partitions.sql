@@ -258,3 +258,8 @@ $$;
 DROP TABLE aitrader.fills_unpartitioned, aitrader.mcp_tool_calls_unpartitioned,
     aitrader.market_snapshots_unpartitioned, aitrader.balance_snapshots_unpartitioned,
     aitrader.equity_snapshots_unpartitioned;
+
+-- Statistics for the planner now: autovacuum analyzes partitions, never a partitioned parent
+-- (the retention run analyzes the parents daily).
+ANALYZE aitrader.fills, aitrader.mcp_tool_calls, aitrader.market_snapshots, aitrader.balance_snapshots,
+    aitrader.equity_snapshots, aitrader.fill_keys, aitrader.mcp_tool_call_keys;
