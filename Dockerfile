@@ -22,7 +22,7 @@ COPY services ./services
 COPY deploy ./deploy
 RUN pip install --no-deps -c constraints.txt . \
  && useradd --system --uid 10001 --no-create-home aitrader \
- && install -d -o aitrader -m 0700 /var/lib/aitrader /var/lib/aitrader/audit-spill
+ && install -d -o aitrader -m 0700 /var/lib/aitrader /var/lib/aitrader/audit-spill /var/lib/aitrader/archive
 
 # The migrations ship inside the package (aitrader/migrations/, package data).
 USER aitrader

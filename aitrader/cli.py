@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "trades": "aitrader.views:trades_command",
     "performance": "aitrader.views:performance_command",
     "calls": "aitrader.views:calls_command",
+    "retention": "aitrader.retention_cli:retention_command",
+    "archive": "aitrader.retention_cli:archive_group",
 }
 
 

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     nats_stream_prefix: str = ""
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)
     data_dir: Path | None = None
+    # Where the retention job writes the Parquet files of rows leaving the hot tables
+    # (docs/retention.md); unset: <data_dir>/archive, or no archiving at all without a data_dir.
+    archive_dir: Path | None = None
     # Ports of the embedded servers that `aitrader up` starts when no URL is configured.
     embedded_pg_port: int = Field(default=55432, ge=1, le=65535)
     embedded_nats_port: int = Field(default=54222, ge=1, le=65535)
@@ -199,6 +202,12 @@ class Settings(BaseSettings):
         if not self.database_url:
             raise ConfigError("AITRADER_DATABASE_URL", "not set")
         return self.database_url
+
+    def archive_directory(self) -> Path | None:
+        """AITRADER_ARCHIVE_DIR, else <data_dir>/archive, else None (nowhere to archive)."""
+        if self.archive_dir is not None:
+            return self.archive_dir
+        return self.data_dir / "archive" if self.data_dir is not None else None
 
     def require_nats_url(self) -> str:
         if not self.nats_url:

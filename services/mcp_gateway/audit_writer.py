@@ -34,12 +34,13 @@ log = get_logger("mcp_gateway.audit")
 
 # An upsert on the call's id: the final row replaces the `pending` one a call wrote first, and
 # a row written twice (a spill replayed after a crash, a write whose answer was lost) is one row.
+# The key holds created_at (the partition key, 0018): both rows of a call carry its start time.
 _UPSERT = """
 INSERT INTO aitrader.mcp_tool_calls
     (id, account_id, tool_name, request_payload, response_payload, status, latency_ms, error,
      transport, token_id, created_at)
 VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8, $9, $10, $11)
-ON CONFLICT (id) DO UPDATE SET
+ON CONFLICT (id, created_at) DO UPDATE SET
     response_payload = EXCLUDED.response_payload, status = EXCLUDED.status,
     latency_ms = EXCLUDED.latency_ms, error = EXCLUDED.error
 """

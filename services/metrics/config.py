@@ -16,6 +16,8 @@ class MetricsSettings(Settings):
     metrics_refresh_interval_s: float = Field(default=60.0, gt=0)
     # Position events are collected this long before their accounts are refreshed.
     metrics_debounce_s: float = Field(default=0.5, ge=0, le=5)
+    # The retention run (docs/retention.md): at start, then this often; 0 turns it off.
+    metrics_retention_interval_s: float = Field(default=86_400.0, ge=0)
     metrics_market_consumer: str = "metrics-market"
     metrics_candle_consumer: str = "metrics-candles"
     metrics_positions_consumer: str = "metrics-positions"

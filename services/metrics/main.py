@@ -11,6 +11,7 @@ from services.metrics.calculations import InvalidCandle, close_time
 from services.metrics.config import MetricsSettings
 from services.metrics.handlers import MarketHandlers
 from services.metrics.refresh import AccountHandlers, Refresher, run_equity_timer
+from services.metrics.retention import run_retention_timer
 from services.metrics.subscribers import SERVICE, Consumer, Handle, decode
 from shared.bus import connect_nats, ensure_streams
 from shared.clock import Clock, SystemClock
@@ -118,6 +119,9 @@ async def serve(settings: Settings, clock: Clock | None = None) -> None:
             tasks.create_task(
                 run_equity_timer(pool, clock, log, config.metrics_equity_interval_s)
             )
+            if config.metrics_retention_interval_s:
+                tasks.create_task(run_retention_timer(
+                    pool, clock, log, config.metrics_retention_interval_s, config.archive_directory()))
     finally:
         await nc.close()
         await pool.close()

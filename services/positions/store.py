@@ -122,11 +122,15 @@ STAGE_MIN_ROWS = 64
 _STAGE_FILLS = f"""CREATE TEMP TABLE IF NOT EXISTS positions_fills_in (
     {", ".join(f'"{c}" {t}' for c, t in column_types(FillRow).items())}
 ) ON COMMIT DELETE ROWS"""
+# A trade already in the ledger is skipped, as ON CONFLICT DO NOTHING did before fills were
+# partitioned (0018): its key lives in aitrader.fill_keys, whose trigger refuses a repeat. Two
+# writers of one account never race here: they hold the account's lock (lock_accounts).
 _INSERT_FILLS = """INSERT INTO aitrader.fills ({names}) SELECT {selected} FROM {source}
-    ON CONFLICT (account_id, symbol, exchange_trade_id) DO NOTHING
+    WHERE NOT EXISTS (SELECT FROM aitrader.fill_keys k WHERE k.account_id = u.account_id
+                      AND k.symbol = u.symbol AND k.exchange_trade_id = u.exchange_trade_id)
     RETURNING account_id, symbol, exchange_trade_id"""
 _INSERT_STAGED_FILLS = _INSERT_FILLS.format(
-    names=_names(FillRow), selected=_selected(FillRow), source="pg_temp.positions_fills_in")
+    names=_names(FillRow), selected=_selected(FillRow), source="pg_temp.positions_fills_in AS u")
 _INSERT_FILL_ARRAYS = _INSERT_FILLS.format(
     names=_names(FillRow), selected=_selected(FillRow), source=_unnest(FillRow))
 _INSERT_FUNDING = f"""INSERT INTO aitrader.funding_payments ({_names(FundingRow)})

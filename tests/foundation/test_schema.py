@@ -85,12 +85,18 @@ async def test_every_seed_column_exists_with_a_compatible_type(db_pool: asyncpg.
 
 
 async def test_ledger_unique_keys_make_fills_idempotent(db_pool: asyncpg.Pool) -> None:
+    """fills is partitioned by fill time (0018): its trade key is the key table's primary key,
+    claimed by a trigger on every insert (tests/foundation/test_partitions.py runs it)."""
     keys = await db_pool.fetch(
-        """SELECT pg_get_constraintdef(c.oid) AS def FROM pg_constraint c
+        """SELECT t.relname, pg_get_constraintdef(c.oid) AS def FROM pg_constraint c
            JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
-           WHERE n.nspname = 'aitrader' AND t.relname = 'fills' AND c.contype = 'u'"""
+           WHERE n.nspname = 'aitrader' AND t.relname = 'fill_keys' AND c.contype = 'p'"""
     )
-    assert "UNIQUE (account_id, symbol, exchange_trade_id)" in {k["def"] for k in keys}
+    assert [k["def"] for k in keys] == ["PRIMARY KEY (account_id, symbol, exchange_trade_id)"]
+    assert await db_pool.fetchval(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'aitrader.fills'::regclass"
+        " AND tgname = 'fills_claim_key'"
+    ) == 1
 
 
 async def test_no_extension_is_needed(db_pool: asyncpg.Pool) -> None:
