@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.console import figures, listings
-from services.console.api import ERRORS, Symbol, answer, read_page
+from services.console.api import ERRORS, Symbol, serve_page
 from services.console.auth import AllAccounts, OneAccount, Token
 from services.console.paging import TimedQuery
 from services.console.repository import ConsoleDb
@@ -164,14 +164,14 @@ async def calibration(
 async def exit_plans(
     request: Request, reader: OneAccount, query: Annotated[ExitPlansQuery, Query()]
 ) -> Response:
-    return answer(ExitPlans, await read_page(request, listings.EXIT_PLANS, reader, query))
+    return await serve_page(request, ExitPlans, listings.EXIT_PLANS, reader, query)
 
 
 @router.get(
     "/accounts/{external_id}/funding", response_model=Funding, summary="Funding payments, newest first"
 )
 async def funding(request: Request, reader: OneAccount, query: Annotated[FundingQuery, Query()]) -> Response:
-    return answer(Funding, await read_page(request, listings.FUNDING, reader, query))
+    return await serve_page(request, Funding, listings.FUNDING, reader, query)
 
 
 @router.get("/market/{symbol}", response_model=Market, summary="Candles with their indicators, oldest first")

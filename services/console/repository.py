@@ -9,6 +9,7 @@ query that forgot it would still return only the token's accounts.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from uuid import UUID
 
 import asyncpg
 from prometheus_client import Counter
+from pydantic import BaseModel
 
+from services.console.json_sql import page_json_sql
 from services.console.paging import PageQuery, TimedQuery, encode_cursor
 from shared.db import Connection
 
@@ -98,6 +101,21 @@ def as_page(rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     return {"items": rows, "next_cursor": encode_cursor(last["page_time"], last["page_id"]) if last else None}
 
 
+def page_json(row: type[BaseModel], sql: PageSql, limit: int) -> PageSql:
+    """The page of `sql` (from `page_sql`) written as JSON by PostgreSQL (json_sql.py): one row
+    of `items`, `more`, `last_time`, `last_id`, for `json_body`."""
+    args = (*sql.args, limit)
+    return PageSql(page_json_sql(row, sql.text, f"${len(args)}"), args)
+
+
+def json_body(page: asyncpg.Record) -> bytes:
+    """`{"items", "next_cursor"}` from a `page_json` row: the items as PostgreSQL wrote them,
+    the cursor as `as_page` makes it (one home for its form)."""
+    cursor = encode_cursor(page["last_time"], page["last_id"]) if page["more"] else None
+    items: str = page["items"]
+    return b'{"items":' + items.encode() + b',"next_cursor":' + json.dumps(cursor).encode() + b"}"
+
+
 class ConsoleDb:
     """Reads as the console's role, each in a transaction scoped to one token."""
 
@@ -118,3 +136,10 @@ class ConsoleDb:
         """The rows of one page as dicts (shaped by the listing), within QUERY_TIMEOUT_S."""
         async with self.reading(digest, listing.name) as conn:
             return await fetch_page_rows(conn, listing, sql)
+
+    async def page_body(self, digest: str, listing: Listing, sql: PageSql) -> bytes:
+        """The JSON of one page (`sql` from `page_json`), within QUERY_TIMEOUT_S."""
+        async with self.reading(digest, listing.name) as conn:
+            page = await conn.fetchrow(sql.text, *sql.args)
+        assert page is not None  # an aggregate without GROUP BY: always one row
+        return json_body(page)
