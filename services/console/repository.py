@@ -9,7 +9,9 @@ query that forgot it would still return only the token's accounts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from shared.db import Connection
 
 QUERY_TIMEOUT_S: Final = 10.0
 SET_TOKEN: Final = "SELECT set_config('aitrader.console_token_hash', $1, true)"
+_DIGEST: Final = re.compile(r"[0-9a-f]{64}")
 QUERIES = Counter("console_queries", "Data queries run by the console", ["listing"])
 Shape = Callable[[asyncpg.Record], dict[str, Any]]
 
@@ -49,6 +52,13 @@ class Listing:
 class PageSql:
     text: str
     args: tuple[Any, ...]
+
+
+def _begin(digest: str) -> str:
+    """BEGIN READ ONLY and SET_TOKEN's setting for `digest` (a SHA-256 hex: nothing to quote)."""
+    if not _DIGEST.fullmatch(digest):
+        raise ValueError("not a token digest")
+    return f"BEGIN READ ONLY; SELECT set_config('aitrader.console_token_hash', '{digest}', true)"
 
 
 def page_sql(
@@ -127,10 +137,17 @@ class ConsoleDb:
         """A connection in a read-only transaction scoped to the token, within QUERY_TIMEOUT_S;
         `name` labels the data query in console_queries_total."""
         QUERIES.labels(name).inc()
-        async with asyncio.timeout(QUERY_TIMEOUT_S):
-            async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-                await conn.execute(SET_TOKEN, digest)
+        async with asyncio.timeout(QUERY_TIMEOUT_S), self.pool.acquire() as conn:
+            # BEGIN and the token in one round trip (a simple query: the digest as a literal,
+            # checked to be SHA-256 hex), instead of asyncpg's BEGIN then a bound set_config.
+            await conn.execute(_begin(digest))
+            try:
                 yield conn
+            except BaseException:
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await conn.execute("ROLLBACK")  # else the pool's release rolls it back
+                raise
+            await conn.execute("COMMIT")
 
     async def page(self, digest: str, listing: Listing, sql: PageSql) -> list[dict[str, Any]]:
         """The rows of one page as dicts (shaped by the listing), within QUERY_TIMEOUT_S."""
