@@ -163,11 +163,32 @@ async def test_an_account_shows_its_equity_curve_and_open_position(board: Dashbo
     assert await board.page.is_visible("text=equity (USDT), step 1h")
     position = board.page.locator("tr.position[data-symbol='BTC-USDT-SWAP']")
     await position.wait_for()
-    assert "long" in await position.inner_text()
+    text = await position.inner_text()
+    assert "long" in text
+    # its stop-loss rests on the exchange (seeded live algo order: aitrader.stop_loss_resting)
+    assert "resting" in text and "not resting" not in text and "plan only" not in text
     await board.shot("account")
-    await board.page.set_viewport_size({"width": 390, "height": 844})
+    await board.page.set_viewport_size(PHONE)
+    await _fits_the_screen(board.page)
     await board.shot("account-phone")
     assert board.errors == [] and board.external == []
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+async def _fits_the_screen(page: Page) -> None:
+    """No horizontal scrolling of the page itself: every table scrolls inside its own box, and
+    that box ends within the screen."""
+    width, inner, boxes = await page.evaluate(
+        """() => [document.documentElement.scrollWidth, window.innerWidth,
+                  [...document.querySelectorAll("table")].map((t) => {
+                      const box = t.closest(".scroll");
+                      return box ? box.getBoundingClientRect().right : null;
+                  })]"""
+    )
+    assert width <= inner, f"the page scrolls sideways: {width} px wide on a {inner} px screen"
+    assert boxes and all(right is not None and right <= inner + 0.5 for right in boxes), boxes
 
 
 async def _open_eth(db_pool: asyncpg.Pool, js: JetStreamContext, subjects: Subjects, account: UUID) -> None:
@@ -298,6 +319,12 @@ async def test_closed_trades_page_on_with_the_cursor(
     await rows.first.wait_for()
     assert await rows.count() == 50  # one page
     await board.page.click("button.more")
-    await board.page.wait_for_function("document.querySelectorAll('tr.trade').length === 66")
+    # A locator's wait, not wait_for_function: Playwright polls a string predicate with eval(),
+    # which the page's CSP (no 'unsafe-eval') refuses, so that wait failed whenever the second
+    # page had not arrived by its first (CDP, CSP-exempt) evaluation: about one run in eight.
+    await rows.nth(65).wait_for()
+    assert await rows.count() == 66
     assert await board.page.locator("button.more").is_hidden()  # the last page
+    await board.page.set_viewport_size(PHONE)  # eleven columns: the widest table
+    await _fits_the_screen(board.page)
     assert board.errors == [] and board.external == []
