@@ -23,8 +23,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from nats.js import JetStreamContext
+from playwright.async_api import Browser, Page, Request, Route, async_playwright
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, Request, Route, async_playwright
 
 from aitrader.embedded import free_port
 from services.console.config import ConsoleSettings
@@ -91,9 +91,24 @@ def shots(tmp_path: Path) -> Path:
     return shots
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chromium() -> AsyncIterator[Browser]:
+    """One chromium for the module's tests (a launch is ~1 s here); each test has its own
+    context (cookies, storage, routes)."""
+    if not HAVE_CHROMIUM:
+        pytest.fail(f"CI=true and {CHROMIUM} is missing: .ci/run installs it (apt-get install chromium)")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def board(
     request: pytest.FixtureRequest,
+    chromium: Browser,
     console_pool: asyncpg.Pool,
     db_pool: asyncpg.Pool,
     seeded: Seeded,
@@ -102,8 +117,6 @@ async def board(
 ) -> AsyncIterator[Dashboard]:
     """The real console (every endpoint; /events on the test's NATS streams, or without NATS
     for a test that asks for `without_nats`) on seeded data, and a chromium page on it."""
-    if not HAVE_CHROMIUM:
-        pytest.fail(f"CI=true and {CHROMIUM} is missing: .ci/run installs it (apt-get install chromium)")
     await insert_closed(db_pool, [closed_record(seeded.a, T0 + timedelta(hours=h)) for h in range(1, 6)])
     await seed_dashboard(db_pool, seeded.a, seeded.b)
     token = await console_token(db_pool, [seeded.a, seeded.b])
@@ -115,20 +128,18 @@ async def board(
         if hub is not None:
             await wait_for(lambda: _connected(hub), timeout=10, message="the console's NATS subscriptions")
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-            try:
-                context = await browser.new_context(viewport={"width": 1280, "height": 800})
-                page = await context.new_page()
-                board = Dashboard(base, page, token, shots)
-                page.on("console", lambda m: board.errors.append(m.text) if m.type == "error" else None)
-                page.on("pageerror", lambda e: board.errors.append(str(e)))
-                await context.route("**/*", lambda route, request: _route(board, route, request))
-                yield board
-            finally:
-                await browser.close()
-                if hub is not None:
-                    hub.end_streams()  # or the server's shutdown waits for open streams
+        context = await chromium.new_context(viewport={"width": 1280, "height": 800})
+        try:
+            page = await context.new_page()
+            board = Dashboard(base, page, token, shots)
+            page.on("console", lambda m: board.errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: board.errors.append(str(e)))
+            await context.route("**/*", lambda route, request: _route(board, route, request))
+            yield board
+        finally:
+            await context.close()
+            if hub is not None:
+                hub.end_streams()  # or the server's shutdown waits for open streams
 
 
 @pytest.fixture
