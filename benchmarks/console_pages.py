@@ -220,6 +220,9 @@ async def pages(dsn: str, base: str, accounts: list[UUID], token: str, n: int) -
                 n,
                 {
                     PLAIN: lambda i: conn.fetch(sqls[i].text, *sqls[i].args),
+                    "the same rows as JSON (page_json), as the owner": lambda i: conn.fetchrow(
+                        bodies[i].text, *bodies[i].args
+                    ),
                     "the console's read (its role, RLS, the JSON)": lambda i: db.page_body(
                         digest, listings.CLOSED_POSITIONS, bodies[i]
                     ),
