@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
@@ -16,6 +17,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from aitrader import migrations
 from services.console.paging import encode_cursor
 from shared.consumer import PERMANENT, DeadLetter, DeadLetters
 from shared.subjects import STREAM_ACCOUNT, STREAM_MARKET, Subjects
@@ -120,3 +122,27 @@ async def test_bad_parameters_of_the_dead_letters_are_422(
 async def test_another_accounts_dead_letters_are_404(client: httpx.AsyncClient, seeded: Seeded) -> None:
     answer = await client.get("/api/v1/accounts/B/dead-letters", headers=seeded.auth)
     assert answer.status_code == 404
+
+
+async def test_the_migration_gives_the_rows_written_before_their_subjects_account(
+    db_pool: asyncpg.Pool, seeded: Seeded
+) -> None:
+    """0016's backfill statement, run again on rows without an account."""
+    text = (Path(migrations.__file__).parent / "0016_console_reads.sql").read_text()
+    backfill = text[text.index("UPDATE aitrader.dead_letters") :].split(";")[0]
+    subjects = [
+        f"aitrader.account.{seeded.a}.fill.BTC-USDT-SWAP",
+        f"t1.positions.{seeded.b}.ETH-USDT-SWAP",
+        f"aitrader.account.{seeded.a}.balance",
+        "aitrader.market.candle.1m.BTC-USDT-SWAP",
+        f"aitrader.account.{uuid4()}.fill.BTC-USDT-SWAP",  # no such account
+    ]
+    await db_pool.executemany(
+        "INSERT INTO aitrader.dead_letters (service, subject, reason, payload) VALUES ('old', $1, 'r', '')",
+        [(s,) for s in subjects],
+    )
+    await db_pool.execute(backfill)
+    rows = await db_pool.fetch(
+        "SELECT account_id FROM aitrader.dead_letters WHERE service = 'old' ORDER BY id"
+    )
+    assert [r["account_id"] for r in rows] == [seeded.a, seeded.b, seeded.a, None, None]
