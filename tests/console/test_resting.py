@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import httpx
-import pytest
 
 from services.mcp_gateway.repository import fetch_position
 from tests.console.conftest import Seeded
@@ -43,45 +42,24 @@ async def _both_sides(client: httpx.AsyncClient, seeded: Seeded, db_pool: asyncp
     return row["stop_loss_resting"], doc["exit_orders"]["stop_loss_resting"]
 
 
-@pytest.mark.parametrize(
-    ("algo", "resting"),
-    [
-        pytest.param(None, True, id="seeded-live-stop"),
-        pytest.param(("sell", "canceled", OPENED + timedelta(minutes=2), True), True, id="another-canceled"),
-    ],
-)
-async def test_a_live_stop_on_the_closing_side_since_the_opening_rests(
-    client: httpx.AsyncClient,
-    seeded: Seeded,
-    db_pool: asyncpg.Pool,
-    algo: tuple[str, str, datetime, bool] | None,
-    resting: bool,
+# Each: (side, state, last update, a stop-loss leg?) of the one algo order of the slot.
+NOT_RESTING = {
+    "canceled": ("sell", "canceled", OPENED + timedelta(minutes=2), True),
+    "fired": ("sell", "effective", OPENED + timedelta(minutes=2), True),
+    "before-the-opening": ("sell", "live", OPENED - timedelta(minutes=1), True),
+    "opening-side": ("buy", "live", OPENED + timedelta(minutes=2), True),
+    "take-profit-only": ("sell", "live", OPENED + timedelta(minutes=2), False),
+}
+
+
+async def test_a_live_stop_on_the_closing_side_since_the_opening_rests_and_nothing_else_does(
+    client: httpx.AsyncClient, seeded: Seeded, db_pool: asyncpg.Pool
 ) -> None:
-    if algo is not None:
-        side, state, at, sl = algo
+    """One seeded account for all the cases (a fixture per case cost ~0.7 s each)."""
+    assert await _both_sides(client, seeded, db_pool) == (True, True)  # seed_account's live stop
+    await _algo(db_pool, seeded.a, side="sell", state="canceled", at=OPENED + timedelta(minutes=2), sl=True)
+    assert await _both_sides(client, seeded, db_pool) == (True, True), "a canceled one beside it"
+    for case, (side, state, at, sl) in NOT_RESTING.items():
+        await db_pool.execute("DELETE FROM aitrader.algo_orders WHERE account_id = $1", seeded.a)
         await _algo(db_pool, seeded.a, side=side, state=state, at=at, sl=sl)
-    assert await _both_sides(client, seeded, db_pool) == (resting, resting)
-
-
-@pytest.mark.parametrize(
-    ("side", "state", "at", "sl"),
-    [
-        pytest.param("sell", "canceled", OPENED + timedelta(minutes=2), True, id="canceled"),
-        pytest.param("sell", "effective", OPENED + timedelta(minutes=2), True, id="fired"),
-        pytest.param("sell", "live", OPENED - timedelta(minutes=1), True, id="before-the-opening"),
-        pytest.param("buy", "live", OPENED + timedelta(minutes=2), True, id="opening-side"),
-        pytest.param("sell", "live", OPENED + timedelta(minutes=2), False, id="take-profit-only"),
-    ],
-)
-async def test_without_a_live_stop_of_this_position_none_rests(
-    client: httpx.AsyncClient,
-    seeded: Seeded,
-    db_pool: asyncpg.Pool,
-    side: str,
-    state: str,
-    at: datetime,
-    sl: bool,
-) -> None:
-    await db_pool.execute("DELETE FROM aitrader.algo_orders WHERE account_id = $1", seeded.a)
-    await _algo(db_pool, seeded.a, side=side, state=state, at=at, sl=sl)
-    assert await _both_sides(client, seeded, db_pool) == (False, False)
+        assert await _both_sides(client, seeded, db_pool) == (False, False), case
