@@ -29,8 +29,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Final
 from uuid import UUID
 
@@ -39,19 +37,18 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.console.auth import Token
+from services.console.event_json import event_data, event_model
 from shared.bus import connect_nats
 from shared.errors import ConfigError
 from shared.logging import get_logger
-from shared.money import plain_decimal
-from shared.subjects import ROUTE, SubjectError, Subjects
+from shared.subjects import SubjectError, Subjects
 from shared.tokens import TokenChecker, TokenStoreUnavailable, VerifiedToken
 
 KINDS: Final = ("fill", "order", "position")
-DROPPED_FIELDS: Final = frozenset({"account_id", "raw"})  # the internal id; OKX's raw payload
 CONNECT_RETRY_S: Final = 2.0
 HEARTBEAT: Final = ServerSentEvent(comment="heartbeat").encode()
 CLIENTS = Gauge("console_sse_clients", "Server-sent event streams open")
@@ -198,11 +195,11 @@ class EventHub:
 
     def _encode(self, kept: Recent, external_id: str) -> bytes | None:
         try:
-            event = _model(kept.kind).model_validate_json(kept.data)
+            event = event_model(kept.kind).model_validate_json(kept.data)
         except ValidationError as exc:
             log.warning("console_event_unreadable", kind=kept.kind, errors=exc.error_count())
             return None
-        data = _data(event, kept.kind, external_id)
+        data = event_data(event, kept.kind, external_id)
         return ServerSentEvent(data=data, event=kept.kind, id=f"{self.epoch}-{kept.seq}").encode()
 
     def replay(self, client: SseClient, last_event_id: str) -> list[bytes]:
@@ -222,30 +219,6 @@ class EventHub:
                 if sse is not None:
                     out.append(sse)
         return out
-
-
-def _model(kind: str) -> type[BaseModel]:
-    model = ROUTE[kind].model
-    assert model is not None
-    return model
-
-
-def _data(event: BaseModel, kind: str, external_id: str) -> str:
-    """`{"account", "symbol", "kind", ...the event's fields}`, written as the REST API writes
-    values: decimals as exact strings without exponent, times ISO 8601 in UTC."""
-    fields = event.model_dump(exclude=set(DROPPED_FIELDS))
-    head = {"account": external_id, "symbol": fields.pop("inst_id"), "kind": fields.pop("kind", kind)}
-    return json.dumps(head | fields, separators=(",", ":"), default=_json_value)
-
-
-def _json_value(value: object) -> str:
-    if isinstance(value, Decimal):
-        return plain_decimal(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 async def _stream(
