@@ -79,6 +79,7 @@ OPEN: Final = (
     Column("uPnL", _signed("unrealized_pnl_usdt"), right=True),
     Column("lev", _key("leverage", lambda v: fixed(v, 0, "x") if v is not None else NA), right=True),
     Column("SL", _plan_leg("stop_loss"), right=True),
+    Column("SL rests", lambda row: "yes" if row.get("stop_loss_resting") else "no", wide=True),
     Column("TP", _plan_leg("take_profit"), right=True, wide=True),
     Column("liq.", _key("liquidation_price"), right=True, wide=True),
     Column("conf.", _key("average_confidence"), right=True, wide=True),

@@ -6,12 +6,17 @@ the same run.
         .venv/bin/python -m benchmarks.console_pages          # a fresh database on that server
 
 1. `positions/closed`, pages of 100 walked with cursors over 1,000,000 closed positions (10
-   accounts of 100,000, written with COPY): through the API in process (httpx ASGI transport,
-   token cached), the console's read alone (its role, RLS, one transaction), and the plain SQL
-   of the same pages as the owner (the reference).
-2. `GET /accounts?limit=100` for a token of 100 accounts against the same SQL as the owner
-   (no /leaderboard on this branch yet).
-3. SSE fan-out: the console served in its own process (`python -m services.console`), 100
+   accounts of 100,000, written with COPY): through the API (the console in its own process,
+   `python -m services.console`, one keep-alive HTTP connection, token cached), the console's
+   read alone (its role, RLS, one transaction, PostgreSQL writing the JSON), and the reference:
+   the plain SQL of the same pages as the owner — the page's SELECT (`page_sql`, the rows as
+   asyncpg records) on a connection held for the whole run. The variants take turns page by
+   page, so that a load coming and going on the machine falls on each alike.
+2. `GET /accounts?limit=100` for a token of 100 accounts against the same SQL as the owner.
+3. `GET /leaderboard` (all_time and daily) for a token of 100 accounts of 10,000 equity points
+   each (1,000,000, a minute apart ending now) with their stored performance rows, against its
+   SQL (`leaderboard_sql`) as the owner.
+4. SSE fan-out: the console served in its own process (`python -m services.console`), 100
    streams open; a fill published on the ACCOUNT stream; the time until the 100th stream has it,
    against 100 core NATS subscriptions of this process receiving the same publish.
 """
@@ -22,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import json
 import os
 import secrets
 import statistics
@@ -30,6 +36,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -40,16 +47,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aitrader.embedded import free_port
 from benchmarks.console_sse import fan_out
 from benchmarks.fills_throughput import fresh_database, servers
+from services.console import figures as console_figures
 from services.console import listings
 from services.console.api import AccountsQuery, ClosedQuery
 from services.console.config import ConsoleSettings
-from services.console.main import create_app
-from services.console.repository import ConsoleDb, page_sql
+from services.console.models import ClosedPosition
+from services.console.repository import ConsoleDb, page_json, page_sql
 from shared.db import create_pool
 from shared.tokens import PREFIX_LEN, TOKEN_PREFIX, hash_token
 
 REPO = str(Path(__file__).resolve().parent.parent)
 ACCOUNTS, BIG, PER = 100, 10, 100_000  # 100 accounts, the first 10 with 100,000 closed each
+POINTS = 10_000  # equity points per account
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 COLUMNS = (
     "id",
@@ -75,11 +84,11 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def figures(name: str, seconds: list[float]) -> float:
+def figures(name: str, seconds: list[float]) -> tuple[float, float]:
     ms = [s * 1000 for s in seconds]
-    p50 = statistics.median(ms)
-    print(f"  {name:<44} p50 {p50:7.2f} ms   p99 {pct(ms, 0.99):7.2f} ms   (n={len(ms)})")
-    return p50
+    p50, p99 = statistics.median(ms), pct(ms, 0.99)
+    print(f"  {name:<44} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   (n={len(ms)})")
+    return p50, p99
 
 
 async def load(conn: asyncpg.Connection) -> tuple[list[UUID], str]:
@@ -136,71 +145,156 @@ async def load(conn: asyncpg.Connection) -> tuple[list[UUID], str]:
     return accounts, token
 
 
-async def timed(n: int, call: Callable[[int], Awaitable[object]]) -> list[float]:
-    out = []
+class Http:
+    """A minimal HTTP/1.1 keep-alive client: the request's bytes out, the status and body in.
+    httpx costs ~0.5 ms a request of its own here (its ASGI transport even tries `import trio`
+    on every request), which would be most of what is measured."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: str) -> None:
+        self.reader, self.writer, self.token = reader, writer, token
+
+    @classmethod
+    async def connect(cls, base: str, token: str) -> Http:
+        url = httpx.URL(base)
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        return cls(reader, writer, token)
+
+    async def get(self, path: str, params: dict[str, str]) -> tuple[int, bytes]:
+        target = f"{path}?{urlencode(params)}" if params else path
+        request = f"GET {target} HTTP/1.1\r\nHost: console\r\nAuthorization: Bearer {self.token}\r\n\r\n"
+        self.writer.write(request.encode())
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 30)
+        lines = head.decode("latin-1").split("\r\n")
+        fields = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+        return int(lines[0].split(" ")[1]), await self.reader.readexactly(int(fields["content-length"]))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def interleaved(n: int, calls: dict[str, Callable[[int], Awaitable[object]]]) -> dict[str, list[float]]:
+    """Each variant in turn, page by page: a load that comes and goes on this shared machine
+    falls on all of them alike."""
+    out: dict[str, list[float]] = {name: [] for name in calls}
     for i in range(n):
-        started = time.perf_counter()
-        await call(i)
-        out.append(time.perf_counter() - started)
+        for name, call in calls.items():
+            started = time.perf_counter()
+            await call(i)
+            out[name].append(time.perf_counter() - started)
     return out
 
 
-async def pages(dsn: str, accounts: list[UUID], token: str, n: int) -> None:
+def report(runs: dict[str, list[float]]) -> None:
+    """Each variant's figures; the ratio of the last (the API) to the first (the plain SQL)."""
+    shown = [figures(name, seconds) for name, seconds in runs.items()]
+    ref, through = shown[0], shown[-1]
+    print(f"  ratio API / plain SQL: p50 {through[0] / ref[0]:.2f}x   p99 {through[1] / ref[1]:.2f}x")
+
+
+PLAIN, API = "plain SQL as the owner (reference)", "through the API (HTTP, the console's process)"
+
+
+async def pages(dsn: str, base: str, accounts: list[UUID], token: str, n: int) -> None:
     owner = await create_pool(dsn, min_size=1, max_size=2)
     console = await create_pool(ConsoleSettings(database_url=dsn).console_dsn(), min_size=1, max_size=4)
+    http = await Http.connect(base, token)
+    path = "/api/v1/accounts/bench-0/positions/closed"
     try:
-        app = create_app(console, token_cache_s=3600)
-        auth = {"Authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://c") as http:
-            cursors: list[str | None] = [None]
+        params: list[dict[str, str]] = [{"limit": "100"}]
+        for _ in range(n):  # the walk, untimed: the cursors of the pages measured
+            status, body = await http.get(path, params[-1])
+            page = json.loads(body)
+            assert status == 200 and len(page["items"]) == 100, body[:200]
+            params.append({"limit": "100", "cursor": page["next_cursor"]})
+        queries = [ClosedQuery.model_validate(p) for p in params[:n]]
+        sqls = [page_sql(listings.CLOSED_POSITIONS, [accounts[0]], q, {}) for q in queries]
+        bodies = [page_json(ClosedPosition, sql, 100) for sql in sqls]
+        digest, db = hash_token(token), ConsoleDb(console)
 
-            async def api_page(i: int) -> None:
-                params = {"limit": "100"} | ({"cursor": cursors[i]} if cursors[i] else {})
-                answer = await http.get(
-                    "/api/v1/accounts/bench-0/positions/closed", params=params, headers=auth
-                )
-                assert answer.status_code == 200 and len(answer.json()["items"]) == 100, answer.text
-                cursors.append(answer.json()["next_cursor"])
+        async def api(i: int) -> None:
+            status, _ = await http.get(path, params[i])
+            assert status == 200
 
-            await api_page(0)  # warm: the token cached, the plan prepared
-            cursors[:] = [None]
-            api = await timed(n, api_page)
-            sqls = [
-                page_sql(listings.CLOSED_POSITIONS, [accounts[0]], q, {})
-                for q in (ClosedQuery.model_validate({"limit": 100, "cursor": c}) for c in cursors[:n])
-            ]
-            digest = hash_token(token)
-            db = ConsoleDb(console)
-            rls = await timed(n, lambda i: db.page(digest, listings.CLOSED_POSITIONS, sqls[i]))
-            async with owner.acquire() as conn:
-                raw = await timed(n, lambda i: conn.fetch(sqls[i].text, *sqls[i].args))
-            print(f"positions/closed, page of 100 over {BIG * PER:,} closed positions ({n} pages walked):")
-            ref = figures("plain SQL as the owner (reference)", raw)
-            figures("the console's read (its role, RLS, one tx)", rls)
-            through = figures("through the API in process", api)
-            print(f"  ratio API / plain SQL (p50): {through / ref:.1f}x")
-
-            async def accounts_page(_: int) -> None:
-                answer = await http.get("/api/v1/accounts", params={"limit": "100"}, headers=auth)
-                assert answer.status_code == 200 and len(answer.json()["items"]) == 100, answer.text
-
-            await accounts_page(0)
-            api = await timed(n // 2, accounts_page)
-            sql = page_sql(
-                listings.ACCOUNTS,
-                accounts,
-                AccountsQuery.model_validate({"limit": 100}),
-                {"status": None, "mode": None},
+        async with owner.acquire() as conn:
+            runs = await interleaved(
+                n,
+                {
+                    PLAIN: lambda i: conn.fetch(sqls[i].text, *sqls[i].args),
+                    "the same rows as JSON (page_json), as the owner": lambda i: conn.fetchrow(
+                        bodies[i].text, *bodies[i].args
+                    ),
+                    "the console's read (its role, RLS, the JSON)": lambda i: db.page_body(
+                        digest, listings.CLOSED_POSITIONS, bodies[i]
+                    ),
+                    API: api,
+                },
             )
-            async with owner.acquire() as conn:
-                raw = await timed(n // 2, lambda _: conn.fetch(sql.text, *sql.args))
-            print("GET /accounts?limit=100 for a token of 100 accounts (no /leaderboard on this branch):")
-            ref = figures("plain SQL as the owner (reference)", raw)
-            through = figures("through the API in process", api)
-            print(f"  ratio API / plain SQL (p50): {through / ref:.1f}x")
+        print(f"positions/closed, page of 100 over {BIG * PER:,} closed positions ({n} pages walked):")
+        report(runs)
+
+        sql = page_sql(
+            listings.ACCOUNTS, accounts, AccountsQuery.model_validate({}), {"status": None, "mode": None}
+        )
+        async with owner.acquire() as conn:
+            runs = await interleaved(
+                n // 2,
+                {
+                    PLAIN: lambda _: conn.fetch(sql.text, *sql.args),
+                    API: lambda _: http.get("/api/v1/accounts", {"limit": "100"}),
+                },
+            )
+        print("GET /accounts?limit=100 for a token of 100 accounts:")
+        report(runs)
+        for window in ("all_time", "daily"):
+            await leaderboard(http, owner, accounts, window, max(n // 8, 20))
     finally:
+        http.close()
         await console.close()
         await owner.close()
+
+
+async def leaderboard(http: Http, owner: asyncpg.Pool, accounts: list[UUID], window: str, n: int) -> None:
+    status, body = await http.get("/api/v1/leaderboard", {"window": window})
+    assert status == 200 and len(json.loads(body)["items"]) == ACCOUNTS, body[:200]
+    sql = console_figures.leaderboard_sql(window)  # type: ignore[arg-type]
+    async with owner.acquire() as conn:
+        runs = await interleaved(
+            n,
+            {
+                PLAIN: lambda _: conn.fetch(sql, accounts, window),
+                API: lambda _: http.get("/api/v1/leaderboard", {"window": window}),
+            },
+        )
+    print(f"GET /leaderboard?window={window}, 100 accounts of {POINTS:,} equity points:")
+    report(runs)
+
+
+async def load_equity(conn: asyncpg.Connection, accounts: list[UUID]) -> None:
+    """POINTS equity points per account a minute apart ending now (COPY as text), and each
+    account's stored performance rows, as the metrics service leaves them."""
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    stamps = [(now - timedelta(minutes=POINTS - k)).isoformat() for k in range(POINTS)]
+    for i, a in enumerate(accounts):
+        body = "".join(
+            f"{a}\t{1000 + (k * 37 + i) % 101}.25\t1000\t0\t0\t{stamps[k]}\n" for k in range(POINTS)
+        )
+        await conn.copy_to_table(
+            "equity_snapshots",
+            schema_name="aitrader",
+            columns=["account_id", "equity", "cash", "net_position_value", "unrealized_pnl", "as_of"],
+            source=io.BytesIO(body.encode()),
+        )
+    await conn.execute(
+        """INSERT INTO aitrader.performance_snapshots (account_id, "window", sharpe_ratio, win_rate,
+               average_leverage, average_confidence, closed_positions, realized_pnl_usdt, max_drawdown_pct,
+               window_start, window_end)
+           SELECT a, w, 1.234567, 0.55, 5, 70, 12, 52.3, 9.1234, now() - interval '1 day', now()
+           FROM unnest($1::uuid[]) a, unnest(ARRAY['daily', 'weekly', 'all_time']) w""",
+        accounts,
+    )
+    await conn.execute("ANALYZE aitrader.equity_snapshots; ANALYZE aitrader.performance_snapshots")
+    print(f"loaded {len(accounts) * POINTS:,} equity points in {time.perf_counter() - started:.1f} s")
 
 
 @contextlib.asynccontextmanager
@@ -213,6 +307,7 @@ async def console_process(dsn: str, nats_url: str, root: str) -> AsyncIterator[s
         "AITRADER_NATS_STREAM_PREFIX": root.upper() + "_",
         "AITRADER_CONSOLE_PORT": str(port),
         "AITRADER_LOG_LEVEL": "warning",
+        "AITRADER_CONSOLE_TOKEN_CACHE_S": "3600",
         "PYTHONPATH": REPO,
     }
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.console", env=env)
@@ -239,12 +334,14 @@ async def measure(admin_dsn: str, nats_url: str, args: argparse.Namespace) -> No
     conn = await asyncpg.connect(dsn)
     try:
         accounts, token = await load(conn)
+        await load_equity(conn, accounts)
     finally:
         await conn.close()
-    await pages(dsn, accounts, token, args.pages)
     root = f"bench{secrets.token_hex(3)}"
     async with console_process(dsn, nats_url, root) as base:
-        await fan_out(base, nats_url, root, accounts[0], token, args.clients, args.publishes)
+        await pages(dsn, base, accounts, token, args.pages)
+        if not args.no_sse:
+            await fan_out(base, nats_url, root, accounts[0], token, args.clients, args.publishes)
 
 
 def main() -> None:
@@ -252,6 +349,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=400, help="pages walked per variant")
     parser.add_argument("--clients", type=int, default=100, help="SSE streams open")
     parser.add_argument("--publishes", type=int, default=200, help="fills published one at a time")
+    parser.add_argument("--no-sse", action="store_true", help="the pages and the leaderboard only")
     args = parser.parse_args()
     print(f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     with servers() as (admin_dsn, nats_url):

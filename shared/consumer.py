@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import nats.errors
@@ -39,6 +41,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from shared.db import Executor
 from shared.errors import PermanentError, TransientError
 from shared.logging import get_logger
+from shared.subjects import SubjectError, Subjects
 
 # Dead-letter kinds (aitrader.dead_letters.error_type) given here; a service may add its own
 # (positions: "fold_anomaly").
@@ -124,6 +127,31 @@ def fate_of(exc: BaseException, *, delivered: int = 1, give_up_after: int | None
     return Nak(unknown=True)
 
 
+def account_named(msg: Msg, subjects: Subjects | None) -> UUID | None:
+    """The account a message names: its subject's `account_id` token, else its JSON body's
+    `account_id`; None when neither names one. Never raises: whatever the message carries, its
+    dead letter is written (with no account, a person reads it; no console token does)."""
+    if subjects is not None:
+        with contextlib.suppress(SubjectError):
+            named = _uuid(subjects.parse(msg.subject).tokens.get("account_id"))
+            if named is not None:
+                return named
+    try:
+        body = json.loads(msg.data)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
+        return None
+    return _uuid(body.get("account_id")) if isinstance(body, dict) else None
+
+
+def _uuid(value: object) -> UUID | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
 def _storable(text: str) -> str:
     """Text PostgreSQL accepts: NUL (which text and jsonb refuse) shown as U+FFFD."""
     return text.replace("\x00", "\ufffd")
@@ -141,6 +169,7 @@ class DeadLetters:
     nc: Client
     subject: str  # Subjects.dead_letter(service)
     timeout: float = DEADLINE_S
+    subjects: Subjects | None = None  # to read the account of a message's subject
 
     @property
     def log(self) -> Any:
@@ -152,14 +181,15 @@ class DeadLetters:
         Any byte sequence can be kept: the exact bytes go to `payload_bytes`, a readable rendering
         to `payload`; every field that comes from the wire is made storable, so a hostile message
         cannot make its own dead letter fail (which would retry it forever). With its JetStream
-        (stream, sequence) a message is recorded once, however often it is redelivered."""
+        (stream, sequence) a message is recorded once, however often it is redelivered. The
+        account the message names (`account_named`) is kept with it: its console tokens see it."""
         meta = msg.metadata
         async with asyncio.timeout(self.timeout):
             await db.execute(
                 """INSERT INTO aitrader.dead_letters
                        (service, subject, reason, error_type, payload, payload_bytes, headers,
-                        stream, stream_seq)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                        stream, stream_seq, account_id)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                    ON CONFLICT (service, stream, stream_seq) WHERE stream_seq IS NOT NULL
                    DO NOTHING""",
                 self.service,
@@ -171,6 +201,7 @@ class DeadLetters:
                 {_storable(k): _storable(v) for k, v in (msg.headers or {}).items()},
                 meta.stream,
                 meta.sequence.stream,
+                account_named(msg, self.subjects),
             )
 
     async def announce(self, msg: Msg, letter: DeadLetter) -> None:

@@ -12,12 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.console import figures, listings
-from services.console.api import ERRORS, Symbol, answer, read_page
+from services.console.api import ERRORS, Symbol, Word, serve_page
 from services.console.auth import AllAccounts, OneAccount, Token
 from services.console.paging import TimedQuery
 from services.console.repository import ConsoleDb
 from services.console.view_models import (
     Calibration,
+    DeadLetters,
     EquitySeries,
     ExitPlans,
     Funding,
@@ -69,6 +70,14 @@ class FundingQuery(TimedQuery):
     """`from` / `to` apply to the payment's time."""
 
     symbol: Symbol | None = None
+
+
+class DeadLettersQuery(TimedQuery):
+    """`from` / `to` apply to created_at."""
+
+    cursor_id: ClassVar[type[UUID] | type[int]] = int  # dead_letters.id is a serial
+    service: Word | None = None
+    error_type: Word | None = None
 
 
 class MarketQuery(Strict):
@@ -164,14 +173,25 @@ async def calibration(
 async def exit_plans(
     request: Request, reader: OneAccount, query: Annotated[ExitPlansQuery, Query()]
 ) -> Response:
-    return answer(ExitPlans, await read_page(request, listings.EXIT_PLANS, reader, query))
+    return await serve_page(request, ExitPlans, listings.EXIT_PLANS, reader, query)
 
 
 @router.get(
     "/accounts/{external_id}/funding", response_model=Funding, summary="Funding payments, newest first"
 )
 async def funding(request: Request, reader: OneAccount, query: Annotated[FundingQuery, Query()]) -> Response:
-    return answer(Funding, await read_page(request, listings.FUNDING, reader, query))
+    return await serve_page(request, Funding, listings.FUNDING, reader, query)
+
+
+@router.get(
+    "/accounts/{external_id}/dead-letters",
+    response_model=DeadLetters,
+    summary="Messages the services gave up, of this account, newest first",
+)
+async def dead_letters(
+    request: Request, reader: OneAccount, query: Annotated[DeadLettersQuery, Query()]
+) -> Response:
+    return await serve_page(request, DeadLetters, listings.DEAD_LETTERS, reader, query)
 
 
 @router.get("/market/{symbol}", response_model=Market, summary="Candles with their indicators, oldest first")

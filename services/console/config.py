@@ -28,6 +28,7 @@ class ConsoleSettings(Settings):
     console_events_heartbeat_s: float = Field(default=15.0, gt=0)
     console_events_retry_ms: int = Field(default=3000, ge=0)
     console_events_send_timeout_s: float = Field(default=10.0, gt=0)
+    console_events_replay: int = Field(default=1000, ge=0, le=100_000)  # kept for Last-Event-ID
 
     def console_dsn(self) -> str:
         """AITRADER_DATABASE_URL with the console's role (and password) in place of its user."""

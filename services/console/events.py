@@ -11,6 +11,12 @@ Core subscriptions, not a JetStream consumer: this is live fan-out; what a brows
 (before it connected, during a NATS reconnect) it reads from the REST lists, which are the
 record. A durable consumer per browser would leave server-side state behind every tab closed
 without goodbye, and one for the process would replay history nobody asked for on restart.
+
+Each event has an `id:` `<epoch>-<n>`: n counts the hub's events, epoch names the hub (a new
+one at every start; a core subscription carries no stream sequence). The hub keeps its last
+`replay_size` events (raw bytes, encoded on demand): a client that reconnects with
+`Last-Event-ID` gets those after it that its token may see, then the live ones; an id of
+another epoch, or older than the window, gets an `event: reset` instead (read the lists again).
 """
 
 from __future__ import annotations
@@ -18,32 +24,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Final
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.console.auth import Token
+from services.console.event_json import event_data, event_model
 from shared.bus import connect_nats
 from shared.errors import ConfigError
 from shared.logging import get_logger
-from shared.money import plain_decimal
-from shared.subjects import ROUTE, SubjectError, Subjects
+from shared.subjects import SubjectError, Subjects
 from shared.tokens import TokenChecker, TokenStoreUnavailable, VerifiedToken
 
 KINDS: Final = ("fill", "order", "position")
-DROPPED_FIELDS: Final = frozenset({"account_id", "raw"})  # the internal id; OKX's raw payload
 CONNECT_RETRY_S: Final = 2.0
 HEARTBEAT: Final = ServerSentEvent(comment="heartbeat").encode()
 CLIENTS = Gauge("console_sse_clients", "Server-sent event streams open")
@@ -59,6 +64,17 @@ class EventsConfig:
     heartbeat_s: float = 15.0
     retry_ms: int = 3000
     send_timeout_s: float = 10.0
+    replay_size: int = 1000  # the events kept for a Last-Event-ID resume
+
+
+@dataclass(frozen=True)
+class Recent:
+    """An event kept for a resume: its number, account, kind and the bytes NATS carried."""
+
+    seq: int
+    account: UUID
+    kind: str
+    data: bytes
 
 
 @dataclass(eq=False)
@@ -80,6 +96,9 @@ class EventHub:
         self.nc: Client | None = None
         self._subscriptions: list[Subscription] = []
         self._connecting: asyncio.Task[None] | None = None
+        self.epoch = secrets.token_hex(4)
+        self.seq = 0
+        self.recent: deque[Recent] = deque(maxlen=config.replay_size)
 
     @property
     def connected(self) -> bool:
@@ -151,17 +170,16 @@ class EventHub:
             account = UUID(parsed.tokens["account_id"])
         except (SubjectError, KeyError, ValueError):
             return
+        self.seq += 1
+        kept = Recent(self.seq, account, parsed.route.kind, msg.data)
+        self.recent.append(kept)  # decoded only if a client resumes over it
         targets = [c for c in self.clients if account in c.accounts]
         if not targets:
             return
-        kind = parsed.route.kind
-        try:
-            event = _model(kind).model_validate_json(msg.data)
-        except ValidationError as exc:
-            log.warning("console_event_unreadable", subject=msg.subject, errors=exc.error_count())
-            return
         # encoded once for every client (sse-starlette passes bytes through)
-        sse = ServerSentEvent(data=_data(event, kind, targets[0].accounts[account]), event=kind).encode()
+        sse = self._encode(kept, targets[0].accounts[account])
+        if sse is None:
+            return
         for client in targets:
             try:
                 client.queue.put_nowait(sse)
@@ -175,33 +193,41 @@ class EventHub:
                 )
                 self._close(client)
 
+    def _encode(self, kept: Recent, external_id: str) -> bytes | None:
+        try:
+            event = event_model(kept.kind).model_validate_json(kept.data)
+        except ValidationError as exc:
+            log.warning("console_event_unreadable", kind=kept.kind, errors=exc.error_count())
+            return None
+        data = event_data(event, kept.kind, external_id)
+        return ServerSentEvent(data=data, event=kept.kind, id=f"{self.epoch}-{kept.seq}").encode()
 
-def _model(kind: str) -> type[BaseModel]:
-    model = ROUTE[kind].model
-    assert model is not None
-    return model
-
-
-def _data(event: BaseModel, kind: str, external_id: str) -> str:
-    """`{"account", "symbol", "kind", ...the event's fields}`, written as the REST API writes
-    values: decimals as exact strings without exponent, times ISO 8601 in UTC."""
-    fields = event.model_dump(exclude=set(DROPPED_FIELDS))
-    head = {"account": external_id, "symbol": fields.pop("inst_id"), "kind": fields.pop("kind", kind)}
-    return json.dumps(head | fields, separators=(",", ":"), default=_json_value)
-
-
-def _json_value(value: object) -> str:
-    if isinstance(value, Decimal):
-        return plain_decimal(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
+    def replay(self, client: SseClient, last_event_id: str) -> list[bytes]:
+        """The kept events after `last_event_id` that the client may see, or one `reset` event
+        when they cannot all be given (another epoch, an id older than the window, not an id).
+        Called right after `add`, with no await between: later events reach its queue."""
+        epoch, _, number = last_event_id.partition("-")
+        oldest = self.recent[0].seq if self.recent else self.seq + 1
+        if epoch != self.epoch or not number.isdigit() or not oldest - 1 <= int(number) <= self.seq:
+            reset = json.dumps({"reason": "events were missed: read the lists again"})
+            return [ServerSentEvent(data=reset, event="reset", id=f"{self.epoch}-{self.seq}").encode()]
+        after = int(number)
+        out = []
+        for kept in self.recent:
+            if kept.seq > after and kept.account in client.accounts:
+                sse = self._encode(kept, client.accounts[kept.account])
+                if sse is not None:
+                    out.append(sse)
+        return out
 
 
 async def _stream(
-    hub: EventHub, verified: VerifiedToken, account: str | None, checker: TokenChecker, raw_token: str
+    hub: EventHub,
+    verified: VerifiedToken,
+    account: str | None,
+    checker: TokenChecker,
+    raw_token: str,
+    last_event_id: str | None,
 ) -> AsyncIterator[bytes]:
     """The client's events, a heartbeat comment when idle for heartbeat_s; the token is checked
     again at every heartbeat (a revoked token ends the stream within heartbeat_s + the cache).
@@ -209,8 +235,11 @@ async def _stream(
     gone before the response began) never runs its `finally`, so it would stay registered."""
     config = hub.config
     client = hub.add(verified, account)
+    missed = [] if last_event_id is None else hub.replay(client, last_event_id)
     try:
         yield ServerSentEvent(comment="connected", retry=config.retry_ms).encode()
+        for old in missed:
+            yield old
         beat = time.monotonic() + config.heartbeat_s
         while True:
             try:
@@ -256,6 +285,10 @@ async def events(
     account: Annotated[
         str | None, Query(max_length=64, description="one external id; all when absent")
     ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(max_length=64, description="the id of the last event received: resume after it"),
+    ] = None,
 ) -> EventSourceResponse:
     hub: EventHub | None = getattr(request.app.state, "events", None)
     if hub is None or not hub.connected:
@@ -266,6 +299,6 @@ async def events(
     # sse-starlette sets Cache-Control: no-store and X-Accel-Buffering: no; a write blocked
     # longer than send_timeout ends the stream (a dropped client stuck in a full socket)
     return EventSourceResponse(
-        _stream(hub, verified, account, request.app.state.checker, raw_token),
+        _stream(hub, verified, account, request.app.state.checker, raw_token, last_event_id),
         send_timeout=hub.config.send_timeout_s,
     )

@@ -37,7 +37,9 @@ OPEN_POSITIONS = Listing(
     source="aitrader.positions_valued p",
     columns="p.id, p.symbol, p.side, p.pos_side, p.quantity, p.avg_entry_price, p.mark_price, "
     "p.unrealized_pnl_usdt, p.notional_usdt, p.leverage, p.margin_usdt, p.liquidation_price, "
-    "p.confidence_weight_sum, p.confidence_quantity, p.exit_plan, p.opened_at, p.updated_at",
+    "p.confidence_weight_sum, p.confidence_quantity, p.exit_plan, p.opened_at, p.updated_at, "
+    "aitrader.stop_loss_resting(p.account_id, p.symbol, p.pos_side, p.side, p.opened_at) "
+    "AS stop_loss_resting",
     owner="p.account_id",
     time="COALESCE(p.opened_at, 'epoch'::timestamptz)",
     row_id="p.id",
@@ -142,4 +144,16 @@ FUNDING = Listing(
     time='f."timestamp"',
     row_id="f.id",
     filters={"symbol": "f.symbol"},
+)
+
+# The messages a consumer gave up, of the accounts they name (shared.consumer.account_named).
+DEAD_LETTERS = Listing(
+    name="dead_letters",
+    source="aitrader.dead_letters d",
+    columns="d.id, d.service, d.subject, d.reason, d.error_type, d.payload, d.headers, d.stream, "
+    "d.stream_seq, d.created_at",
+    owner="d.account_id",
+    time="d.created_at",
+    row_id="d.id",
+    filters={"service": "d.service", "error_type": "d.error_type"},
 )

@@ -102,6 +102,7 @@ def events_hub(config: ConsoleSettings) -> EventHub | None:
             heartbeat_s=config.console_events_heartbeat_s,
             retry_ms=config.console_events_retry_ms,
             send_timeout_s=config.console_events_send_timeout_s,
+            replay_size=config.console_events_replay,
         )
     )
 

@@ -52,6 +52,9 @@ class OpenPosition(Row):
     liquidation_price: Dec | None
     average_confidence: Dec | None
     exit_plan: dict[str, Any] | None
+    stop_loss_resting: bool = Field(
+        description="a stop-loss rests on the exchange now (aitrader.stop_loss_resting, migration 0016)"
+    )
     opened_at: Utc | None
     updated_at: Utc
 

@@ -9,6 +9,9 @@ query that forgot it would still return only the token's accounts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,12 +20,15 @@ from uuid import UUID
 
 import asyncpg
 from prometheus_client import Counter
+from pydantic import BaseModel
 
+from services.console.json_sql import page_json_sql
 from services.console.paging import PageQuery, TimedQuery, encode_cursor
 from shared.db import Connection
 
 QUERY_TIMEOUT_S: Final = 10.0
 SET_TOKEN: Final = "SELECT set_config('aitrader.console_token_hash', $1, true)"
+_DIGEST: Final = re.compile(r"[0-9a-f]{64}")
 QUERIES = Counter("console_queries", "Data queries run by the console", ["listing"])
 Shape = Callable[[asyncpg.Record], dict[str, Any]]
 
@@ -46,6 +52,13 @@ class Listing:
 class PageSql:
     text: str
     args: tuple[Any, ...]
+
+
+def _begin(digest: str) -> str:
+    """BEGIN READ ONLY and SET_TOKEN's setting for `digest` (a SHA-256 hex: nothing to quote)."""
+    if not _DIGEST.fullmatch(digest):
+        raise ValueError("not a token digest")
+    return f"BEGIN READ ONLY; SELECT set_config('aitrader.console_token_hash', '{digest}', true)"
 
 
 def page_sql(
@@ -98,6 +111,21 @@ def as_page(rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     return {"items": rows, "next_cursor": encode_cursor(last["page_time"], last["page_id"]) if last else None}
 
 
+def page_json(row: type[BaseModel], sql: PageSql, limit: int) -> PageSql:
+    """The page of `sql` (from `page_sql`) written as JSON by PostgreSQL (json_sql.py): one row
+    of `items`, `more`, `last_time`, `last_id`, for `json_body`."""
+    args = (*sql.args, limit)
+    return PageSql(page_json_sql(row, sql.text, f"${len(args)}"), args)
+
+
+def json_body(page: asyncpg.Record) -> bytes:
+    """`{"items", "next_cursor"}` from a `page_json` row: the items as PostgreSQL wrote them,
+    the cursor as `as_page` makes it (one home for its form)."""
+    cursor = encode_cursor(page["last_time"], page["last_id"]) if page["more"] else None
+    items: str = page["items"]
+    return b'{"items":' + items.encode() + b',"next_cursor":' + json.dumps(cursor).encode() + b"}"
+
+
 class ConsoleDb:
     """Reads as the console's role, each in a transaction scoped to one token."""
 
@@ -109,12 +137,26 @@ class ConsoleDb:
         """A connection in a read-only transaction scoped to the token, within QUERY_TIMEOUT_S;
         `name` labels the data query in console_queries_total."""
         QUERIES.labels(name).inc()
-        async with asyncio.timeout(QUERY_TIMEOUT_S):
-            async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-                await conn.execute(SET_TOKEN, digest)
+        async with asyncio.timeout(QUERY_TIMEOUT_S), self.pool.acquire() as conn:
+            # BEGIN and the token in one round trip (a simple query: the digest as a literal,
+            # checked to be SHA-256 hex), instead of asyncpg's BEGIN then a bound set_config.
+            await conn.execute(_begin(digest))
+            try:
                 yield conn
+            except BaseException:
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await conn.execute("ROLLBACK")  # else the pool's release rolls it back
+                raise
+            await conn.execute("COMMIT")
 
     async def page(self, digest: str, listing: Listing, sql: PageSql) -> list[dict[str, Any]]:
         """The rows of one page as dicts (shaped by the listing), within QUERY_TIMEOUT_S."""
         async with self.reading(digest, listing.name) as conn:
             return await fetch_page_rows(conn, listing, sql)
+
+    async def page_body(self, digest: str, listing: Listing, sql: PageSql) -> bytes:
+        """The JSON of one page (`sql` from `page_json`), within QUERY_TIMEOUT_S."""
+        async with self.reading(digest, listing.name) as conn:
+            page = await conn.fetchrow(sql.text, *sql.args)
+        assert page is not None  # an aggregate without GROUP BY: always one row
+        return json_body(page)

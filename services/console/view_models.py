@@ -3,7 +3,7 @@ metrics service's rows, exit-plan history, funding, candles. Decimals are string
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -115,6 +115,19 @@ class FundingRow(Row):
     time: Utc
 
 
+class DeadLetterRow(Row):
+    id: int
+    service: str = Field(description="the consumer that gave the message up")
+    subject: str
+    reason: str
+    error_type: str | None = Field(description="permanent, rejected, unknown, or the service's own")
+    payload: str = Field(description="the message as text (bytes that are not UTF-8 shown as U+FFFD)")
+    headers: dict[str, Any]
+    stream: str | None
+    stream_seq: int | None
+    created_at: Utc
+
+
 class Candle(Row):
     time: Utc = Field(description="the candle's close time")
     open: Dec | None
@@ -140,4 +153,8 @@ class ExitPlans(Page[ExitPlanVersion]):
 
 
 class Funding(Page[FundingRow]):
+    pass
+
+
+class DeadLetters(Page[DeadLetterRow]):
     pass

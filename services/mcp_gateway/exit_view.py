@@ -82,6 +82,9 @@ COLUMNS = {
         for _, leg in LEGS
         for name in ("algo_id", "state", "actual_side", "fail_code", "trigger_px", "covers")
     },
+    # the one rule (migration 0016), also the console's open positions' stop_loss_resting
+    "stop_loss_resting": "aitrader.stop_loss_resting(v.account_id, v.symbol, v.pos_side, v.side, "
+    "v.opened_at)",
     "plan_s_code": "h.s_code",
     "plan_s_msg": "h.s_msg",
     "plan_version": """CASE WHEN jsonb_typeof(v.exit_plan -> 'version') = 'number'
@@ -159,6 +162,6 @@ def _doc(prices: tuple[str | None, str | None], r: Row) -> views.Doc:
         views.ExitOrders,
         plan_version=r["plan_version"],
         legs=legs,
-        stop_loss_resting=r["sl_state"] == "live",
+        stop_loss_resting=r["stop_loss_resting"],
         warning=warning,
     )

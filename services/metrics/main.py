@@ -91,7 +91,7 @@ async def serve(settings: Settings, clock: Clock | None = None) -> None:
         )
         accounts = AccountHandlers(pool, clock, refresher)
 
-        letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE))
+        letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE), subjects=subjects)
 
         health = Health(SERVICE, checks=connection_checks(pool, nc))
 

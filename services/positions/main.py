@@ -34,7 +34,7 @@ async def serve(settings: Settings) -> None:
             js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
             await ensure_streams(js, subjects, config.nats_stream_replicas)
             catalog = InstrumentCatalog(SystemClock(), config.positions_instrument_grace_seconds)
-            letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE))
+            letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE), subjects=subjects)
             health = Health(SERVICE, checks=connection_checks(pool, nc))
             sweeper = OrphanSweeper(nc, subjects, config.positions_cancel_algo_deadline_seconds)
             consumer = LedgerConsumer(js, pool, subjects, catalog, config, letters,

@@ -133,7 +133,22 @@ async def seed_account(pool: asyncpg.Pool, external_id: str) -> UUID:
         account,
         T0,
     )
+    await pool.execute(  # its stop-loss resting on the exchange (aitrader.stop_loss_resting)
+        """INSERT INTO aitrader.algo_orders (account_id, symbol, pos_side, algo_id, ord_type, side, state,
+               sz, sl_trigger_px, created_at, exchange_updated_at)
+           VALUES ($1, 'BTC-USDT-SWAP', 'net', $2, 'conditional', 'sell', 'live', 0, 49000, $3, $3)""",
+        account,
+        secrets.token_hex(4),
+        T0 + timedelta(minutes=1),
+    )
     await insert_closed(pool, [closed_record(account, T0)])
+    await pool.execute(
+        """INSERT INTO aitrader.dead_letters (service, subject, reason, error_type, payload, account_id,
+               created_at) VALUES ('positions', $1, 'bad fill', 'permanent', '{}', $2, $3)""",
+        f"aitrader.account.{account}.fill.BTC-USDT-SWAP",
+        account,
+        T0,
+    )
     await seed_views(pool, account)
     return account
 

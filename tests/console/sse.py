@@ -54,6 +54,7 @@ class Received:
     event: str
     data: dict[str, Any]
     at: float  # time.perf_counter() when its blank line was read
+    id: str | None = None
 
 
 @dataclass
@@ -66,13 +67,16 @@ class SseReader:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
-        name, data = "message", ""
+        name, data, event_id = "message", "", None
         try:
             async for line in self.response.aiter_lines():
                 if line == "":
                     if data:
-                        await self.events.put(Received(name, json.loads(data), time.perf_counter()))
-                    name, data = "message", ""
+                        received = Received(name, json.loads(data), time.perf_counter(), event_id)
+                        await self.events.put(received)
+                    name, data, event_id = "message", "", None
+                elif line.startswith("id:"):
+                    event_id = line[3:].strip()
                 elif line.startswith("event:"):
                     name = line[6:].strip()
                 elif line.startswith("data:"):
@@ -89,9 +93,13 @@ class SseReader:
 
 
 @contextlib.asynccontextmanager
-async def sse_stream(http: httpx.AsyncClient, token: str, **params: str) -> AsyncIterator[SseReader]:
+async def sse_stream(
+    http: httpx.AsyncClient, token: str, *, last_event_id: str | None = None, **params: str
+) -> AsyncIterator[SseReader]:
     """An open stream, once the console has sent its first line (the client is registered)."""
     headers = {"Authorization": f"Bearer {token}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
     async with http.stream("GET", "/api/v1/events", headers=headers, params=params) as response:
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")

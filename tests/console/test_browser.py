@@ -23,8 +23,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from nats.js import JetStreamContext
+from playwright.async_api import Browser, Page, Request, Route, async_playwright
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, Request, Route, async_playwright
 
 from aitrader.embedded import free_port
 from services.console.config import ConsoleSettings
@@ -91,9 +91,24 @@ def shots(tmp_path: Path) -> Path:
     return shots
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chromium() -> AsyncIterator[Browser]:
+    """One chromium for the module's tests (a launch is ~1 s here); each test has its own
+    context (cookies, storage, routes)."""
+    if not HAVE_CHROMIUM:
+        pytest.fail(f"CI=true and {CHROMIUM} is missing: .ci/run installs it (apt-get install chromium)")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def board(
     request: pytest.FixtureRequest,
+    chromium: Browser,
     console_pool: asyncpg.Pool,
     db_pool: asyncpg.Pool,
     seeded: Seeded,
@@ -102,8 +117,6 @@ async def board(
 ) -> AsyncIterator[Dashboard]:
     """The real console (every endpoint; /events on the test's NATS streams, or without NATS
     for a test that asks for `without_nats`) on seeded data, and a chromium page on it."""
-    if not HAVE_CHROMIUM:
-        pytest.fail(f"CI=true and {CHROMIUM} is missing: .ci/run installs it (apt-get install chromium)")
     await insert_closed(db_pool, [closed_record(seeded.a, T0 + timedelta(hours=h)) for h in range(1, 6)])
     await seed_dashboard(db_pool, seeded.a, seeded.b)
     token = await console_token(db_pool, [seeded.a, seeded.b])
@@ -115,20 +128,18 @@ async def board(
         if hub is not None:
             await wait_for(lambda: _connected(hub), timeout=10, message="the console's NATS subscriptions")
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-            try:
-                context = await browser.new_context(viewport={"width": 1280, "height": 800})
-                page = await context.new_page()
-                board = Dashboard(base, page, token, shots)
-                page.on("console", lambda m: board.errors.append(m.text) if m.type == "error" else None)
-                page.on("pageerror", lambda e: board.errors.append(str(e)))
-                await context.route("**/*", lambda route, request: _route(board, route, request))
-                yield board
-            finally:
-                await browser.close()
-                if hub is not None:
-                    hub.end_streams()  # or the server's shutdown waits for open streams
+        context = await chromium.new_context(viewport={"width": 1280, "height": 800})
+        try:
+            page = await context.new_page()
+            board = Dashboard(base, page, token, shots)
+            page.on("console", lambda m: board.errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: board.errors.append(str(e)))
+            await context.route("**/*", lambda route, request: _route(board, route, request))
+            yield board
+        finally:
+            await context.close()
+            if hub is not None:
+                hub.end_streams()  # or the server's shutdown waits for open streams
 
 
 @pytest.fixture
@@ -163,11 +174,32 @@ async def test_an_account_shows_its_equity_curve_and_open_position(board: Dashbo
     assert await board.page.is_visible("text=equity (USDT), step 1h")
     position = board.page.locator("tr.position[data-symbol='BTC-USDT-SWAP']")
     await position.wait_for()
-    assert "long" in await position.inner_text()
+    text = await position.inner_text()
+    assert "long" in text
+    # its stop-loss rests on the exchange (seeded live algo order: aitrader.stop_loss_resting)
+    assert "resting" in text and "not resting" not in text and "plan only" not in text
     await board.shot("account")
-    await board.page.set_viewport_size({"width": 390, "height": 844})
+    await board.page.set_viewport_size(PHONE)
+    await _fits_the_screen(board.page)
     await board.shot("account-phone")
     assert board.errors == [] and board.external == []
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+async def _fits_the_screen(page: Page) -> None:
+    """No horizontal scrolling of the page itself: every table scrolls inside its own box, and
+    that box ends within the screen."""
+    width, inner, boxes = await page.evaluate(
+        """() => [document.documentElement.scrollWidth, window.innerWidth,
+                  [...document.querySelectorAll("table")].map((t) => {
+                      const box = t.closest(".scroll");
+                      return box ? box.getBoundingClientRect().right : null;
+                  })]"""
+    )
+    assert width <= inner, f"the page scrolls sideways: {width} px wide on a {inner} px screen"
+    assert boxes and all(right is not None and right <= inner + 0.5 for right in boxes), boxes
 
 
 async def _open_eth(db_pool: asyncpg.Pool, js: JetStreamContext, subjects: Subjects, account: UUID) -> None:
@@ -298,6 +330,12 @@ async def test_closed_trades_page_on_with_the_cursor(
     await rows.first.wait_for()
     assert await rows.count() == 50  # one page
     await board.page.click("button.more")
-    await board.page.wait_for_function("document.querySelectorAll('tr.trade').length === 66")
+    # A locator's wait, not wait_for_function: Playwright polls a string predicate with eval(),
+    # which the page's CSP (no 'unsafe-eval') refuses, so that wait failed whenever the second
+    # page had not arrived by its first (CDP, CSP-exempt) evaluation: about one run in eight.
+    await rows.nth(65).wait_for()
+    assert await rows.count() == 66
     assert await board.page.locator("button.more").is_hidden()  # the last page
+    await board.page.set_viewport_size(PHONE)  # eleven columns: the widest table
+    await _fits_the_screen(board.page)
     assert board.errors == [] and board.external == []

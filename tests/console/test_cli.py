@@ -87,11 +87,16 @@ def test_status_lists_the_accounts_and_one_account_its_positions(db_dsn: str, st
     fits(one)
     assert "BTC-USDT-SWAP" in one.stdout and "50000" in one.stdout and "▁" in one.stdout
     assert "49000.5" in one.stdout  # the stop of the exit plan
+    wide = CliRunner(env={"AITRADER_DATABASE_URL": db_dsn, "COLUMNS": "140"}).invoke(
+        cli, ["status", "--account", "A"], catch_exceptions=False
+    )
+    assert "SL rests" in wide.stdout and " yes " in wide.stdout  # resting on the exchange
     answer = as_json(db_dsn, "status", "--account", "A")
     assert answer["account"]["external_id"] == "A"
     (position,) = answer["open_positions"]["items"]
     assert position["quantity"] == "1" and position["avg_entry_price"] == "50000"
     assert position["average_confidence"] == "70"
+    assert position["stop_loss_resting"] is True  # seed_account's live stop (aitrader.stop_loss_resting)
     points = answer["equity"]["points"]
     assert answer["equity"]["step"] == "1m" and len(points) == 30
     assert points[0] == {"time": "2026-11-01T00:00:00Z", "equity_usdt": "1000"}

@@ -215,3 +215,28 @@ async def test_no_token_or_a_bad_one_is_401(base: str, db_pool: asyncpg.Pool, se
         for token in ("garbage", read_only):
             answer = await http.get("/api/v1/events", headers={"Authorization": f"Bearer {token}"})
             assert answer.status_code == 401, token
+
+
+async def test_every_event_has_an_id_and_a_reconnect_resumes_after_it(
+    base: str, seeded: Seeded, db_pool: asyncpg.Pool, js: JetStreamContext, subjects: Subjects
+) -> None:
+    """Last-Event-ID: the events the client missed while away (its accounts' only, in order),
+    then the live ones; an id the console cannot resume from gets a `reset` event."""
+    token_ab = await console_token(db_pool, [seeded.a, seeded.b])
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http, sse_stream(http, token_ab) as witness:
+        async with sse_stream(http, seeded.token_a) as first:
+            await publish_event(js, subjects.for_event(fill := a_fill(seeded.a, "a1")), fill)
+            seen = await first.next()
+        assert seen.id is not None and seen.id == (await witness.next()).id
+        for event in (a_fill(seeded.a, "a2"), a_fill(seeded.b, "b1"), a_fill(seeded.a, "a3")):
+            await publish_event(js, subjects.for_event(event), event)  # while A's client is away
+        missed = [await witness.next() for _ in range(3)]  # the console has them all
+        async with sse_stream(http, seeded.token_a, last_event_id=seen.id) as back:
+            await publish_event(js, subjects.for_event(fill := a_fill(seeded.a, "a4")), fill)
+            got = [await back.next() for _ in range(3)]
+        assert [g.data["trade_id"] for g in got] == ["a2", "a3", "a4"]
+        assert [g.id for g in got[:2]] == [missed[0].id, missed[2].id]
+        for stale in ("0-1", "nonsense"):
+            async with sse_stream(http, seeded.token_a, last_event_id=stale) as lost:
+                reset = await lost.next()
+                assert reset.event == "reset" and "read the lists again" in reset.data["reason"]

@@ -31,7 +31,7 @@ def test_every_list_is_paged_and_every_decimal_is_a_string() -> None:
         if "next_cursor" in schemas[answer.rsplit("/", 1)[-1]]["properties"]:
             paged += 1
             assert {"limit", "cursor"} <= names, path
-    assert paged == 8  # accounts, open, closed, orders, fills, tool calls, exit plans, funding
+    assert paged == 9  # accounts, open, closed, orders, fills, tool calls, exit plans, funding, dead letters
     schema = document["components"]["schemas"]["ClosedPosition"]["properties"]
     assert schema["realized_pnl_usdt"]["anyOf"][0]["type"] == "string"
     assert schema["fee_usdt"]["type"] == "string"

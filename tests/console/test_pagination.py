@@ -1,15 +1,18 @@
-"""Keyset pagination: a 10,000-row closed-position history walked page by page while rows are
-inserted, ahead of the walk and behind it, sees each original row exactly once, in order."""
+"""Keyset pagination: a closed-position history walked page by page while rows are inserted,
+ahead of the walk and behind it, sees each original row exactly once, in order. 2,000 rows in
+the default run; 10,000 (the issue's figure) under `AITRADER_FAULTS=full` (`make faults`)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
+import pytest
 
 from services.console.api import ClosedQuery
 from services.console.listings import CLOSED_POSITIONS
@@ -19,7 +22,8 @@ from shared.tokens import hash_token
 from tests.console.conftest import Seeded
 from tests.console.seed import T0, closed_record, insert_closed
 
-HISTORY = 10_000
+FULL = os.environ.get("AITRADER_FAULTS") == "full"
+HISTORY = 10_000 if FULL else 2_000
 
 
 def test_a_cursor_round_trips_to_the_microsecond() -> None:
@@ -27,7 +31,8 @@ def test_a_cursor_round_trips_to_the_microsecond() -> None:
     assert decode_cursor(encode_cursor(when, row_id)) == (when, row_id)
 
 
-async def test_walking_10000_rows_while_rows_are_inserted_misses_and_repeats_none(
+@pytest.mark.faults  # `make faults` runs the 10,000-row walk with the other long runs
+async def test_walking_the_history_while_rows_are_inserted_misses_and_repeats_none(
     client: httpx.AsyncClient, seeded: Seeded, db_pool: asyncpg.Pool
 ) -> None:
     rng = random.Random(17)
@@ -55,7 +60,7 @@ async def test_walking_10000_rows_while_rows_are_inserted_misses_and_repeats_non
     try:
         walking.set()
         while True:
-            params = {"limit": "437"} | ({"cursor": cursor} if cursor else {})
+            params = {"limit": "437" if FULL else "97"} | ({"cursor": cursor} if cursor else {})
             answer = await client.get(
                 "/api/v1/accounts/A/positions/closed", params=params, headers=seeded.auth
             )

@@ -185,6 +185,8 @@ async def test_a_stop_rests_without_a_plan_leg_and_old_refusals_do_not_count(
 
 def _row(**values: Any) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(exit_view.COLUMNS)
+    # what aitrader.stop_loss_resting answers for such a row: its live stop-loss leg rests
+    row["stop_loss_resting"] = values.get("sl_state") == "live"
     return row | values
 
 

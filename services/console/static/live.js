@@ -25,6 +25,7 @@ export class SseParser {
     this.onEvent = onEvent;
     this.onRetry = onRetry;
     this.buffer = "";
+    this.lastId = null; // the id of the last event: sent back as Last-Event-ID on a reconnect
     this.reset();
   }
   reset() {
@@ -39,7 +40,7 @@ export class SseParser {
   }
   line(line) {
     if (line === "") {
-      if (this.data.length) this.onEvent({ event: this.event || "message", data: this.data.join("\n") });
+      if (this.data.length) this.onEvent({ event: this.event || "message", data: this.data.join("\n"), id: this.lastId });
       this.reset();
       return;
     }
@@ -50,15 +51,18 @@ export class SseParser {
     if (value.startsWith(" ")) value = value.slice(1);
     if (field === "event") this.event = value;
     else if (field === "data") this.data.push(value);
+    else if (field === "id" && !value.includes("\0")) this.lastId = value;
     else if (field === "retry" && /^\d+$/.test(value)) this.onRetry(Number(value));
   }
 }
 
 async function stream(params, onEvent, signal, setState) {
   let retry = 3000;
+  let lastId = null; // a reconnect resumes after it (the server answers `reset` when it cannot)
   while (!signal.aborted) {
     try {
-      const answer = await fetch(url("/events", params), { headers: { ...headers(), Accept: "text/event-stream" }, signal });
+      const resume = lastId ? { "Last-Event-ID": lastId } : {};
+      const answer = await fetch(url("/events", params), { headers: { ...headers(), ...resume, Accept: "text/event-stream" }, signal });
       if (answer.status === 503) throw new Unavailable();
       if (!answer.ok) throw new Error(String(answer.status));
       setState("live");
@@ -70,6 +74,7 @@ async function stream(params, onEvent, signal, setState) {
           } catch {
             /* keep the text */
           }
+          if (e.id) lastId = e.id;
           onEvent({ event: e.event, data });
         },
         (ms) => (retry = ms),
