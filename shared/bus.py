@@ -55,7 +55,8 @@ _PUBLISH_RETRY = (nats.js.errors.NoStreamResponseError, nats.errors.NoResponders
                   nats.errors.TimeoutError, TimeoutError, nats.errors.ConnectionReconnectingError,
                   nats.js.errors.ServiceUnavailableError)
 _NOT_CLUSTERED: Final = 10074  # "replicas > 1 not supported in non-clustered mode"
-_NO_ROOM: Final = 10023  # "insufficient resources": fewer nodes than replicas
+# "no suitable peers for placement" (fewer nodes than replicas), "insufficient resources"
+_NO_ROOM: Final = frozenset({10005, 10023})
 
 
 def stream_configs(subjects: Subjects, replicas: int = 1) -> list[StreamConfig]:
@@ -106,7 +107,7 @@ def _replicas_error(exc: APIError, stream: str, replicas: int) -> Exception:
         return ConfigError(REPLICAS_SETTING, f"{replicas} replicas of stream {stream}, but the NATS "
                            "server is not a cluster: set it to 1, or list a cluster's nodes in "
                            "AITRADER_NATS_URL")
-    if exc.err_code == _NO_ROOM:
+    if exc.err_code in _NO_ROOM:
         return ConfigError(REPLICAS_SETTING, f"{replicas} replicas of stream {stream}, but the "
                            "cluster has fewer JetStream nodes (or no room): set it to at most the "
                            "node count")
