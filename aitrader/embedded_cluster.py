@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aitrader.embedded import EmbeddedNats, Routes, free_port
+from aitrader.embedded import EmbeddedNats, Routes, free_ports
 from shared.errors import ConfigError
 
 CLUSTER_NAME = "aitrader"
@@ -41,12 +41,15 @@ class EmbeddedNatsCluster:
         raise KeyError(f"no node {name!r} in {[n.name for n in self.nodes]}")
 
     def _plan(self) -> list[EmbeddedNats]:
-        route_ports = [free_port() for _ in range(self.size)]
-        urls = tuple(f"nats://127.0.0.1:{port}" for port in route_ports)
+        ports = free_ports(3 * self.size)  # routes, monitors, clients (unless from base_port)
+        routes, monitors, clients = ports[:self.size], ports[self.size:2 * self.size], ports[2 * self.size:]
+        if self.base_port:
+            clients = [self.base_port + n for n in range(self.size)]
+        urls = tuple(f"nats://127.0.0.1:{port}" for port in routes)
         return [
-            EmbeddedNats(self.root_dir / f"n{n}", port=self.base_port + n - 1 if self.base_port else 0,
-                         name=f"n{n}", routes=Routes(CLUSTER_NAME, route_ports[n - 1], urls))
-            for n in range(1, self.size + 1)
+            EmbeddedNats(self.root_dir / f"n{n + 1}", port=clients[n], monitor_port=monitors[n],
+                         name=f"n{n + 1}", routes=Routes(CLUSTER_NAME, routes[n], urls))
+            for n in range(self.size)
         ]
 
     def start(self, timeout: float = 20.0) -> None:

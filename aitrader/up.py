@@ -116,6 +116,14 @@ def start_infrastructure(settings: Settings, data_dir: Path, stack: Stack, nats_
         log.info("embedded_nats", url=nats.url, store=str(nats.store_dir))
 
 
+def check_nats_cluster(settings: Settings, nats_nodes: int) -> None:
+    """`--nats-cluster N` is possible with these settings (before anything starts)."""
+    if nats_nodes > 1 and settings.nats_url:
+        raise ConfigError("--nats-cluster", "starts an embedded NATS cluster, but AITRADER_NATS_URL "
+                          "names servers to use: unset it, or list the cluster's nodes in it")
+    stream_replicas(settings, nats_nodes)  # raises on a count the embedded nodes cannot hold
+
+
 def stream_replicas(settings: Settings, nats_nodes: int) -> int:
     """AITRADER_NATS_STREAM_REPLICAS when set; else 3 copies on an embedded cluster of three or
     more nodes (all of them on a smaller one), 1 on one server."""
@@ -290,10 +298,7 @@ def up_command(
 ) -> None:
     """Run the whole product on this machine (embedded servers unless URLs are set)."""
     settings = cli_settings()
-    if nats_nodes > 1 and settings.nats_url:
-        raise ConfigError("--nats-cluster", "starts an embedded NATS cluster, but AITRADER_NATS_URL "
-                          "names servers to use: unset it, or list the cluster's nodes in it")
-    stream_replicas(settings, nats_nodes)  # a count the embedded nodes cannot hold: before anything starts
+    check_nats_cluster(settings, nats_nodes)
     chosen = parse_services(service_list)
     directory = data_dir or settings.data_dir or default_data_dir()
     asyncio.run(run_up(settings, directory, market, chosen, health_port_base, nats_nodes))

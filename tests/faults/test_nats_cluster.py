@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -32,7 +33,7 @@ from shared.messages import Fill
 from shared.settings import Settings
 from shared.subjects import STREAM_ACCOUNT, Subjects
 from tests.factories import create_account, create_instruments, wait_for
-from tests.faults.processes import PositionsProcess, report, size
+from tests.faults.processes import PositionsProcess, feeding, report, size
 from tests.faults.test_positions_kill import caught_up
 from tests.positions.test_crash import ledger
 from tests.servers import scratch_dir
@@ -104,30 +105,43 @@ class Publisher:
     subjects: Subjects
     fills: list[Fill]
     acked: int = 0
-    acked_at: float = 0.0
+    acked_at: list[float] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    done: bool = False
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.done = True
+
+    async def _run(self) -> None:
         for n, event in enumerate(self.fills):
             if self.stop.is_set():
                 return
             await publish_event(self.js, self.subjects.for_event(event), event, timeout=2.0)
-            self.acked, self.acked_at = n + 1, time.monotonic()
+            self.acked = n + 1
+            self.acked_at.append(time.monotonic())
             if n % 20 == 19:
                 await asyncio.sleep(20 / PER_SECOND)  # the pace, not a wait on a condition
 
-    async def more(self, count: int, timeout: float = 30.0) -> float:
-        """Wait until `count` more fills are acknowledged; return when the first of them was."""
-        start, first = self.acked, 0.0
+    async def more(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until `count` more fills are acknowledged."""
+        start = self.acked
 
         async def done() -> bool:
-            nonlocal first
-            if not first and self.acked > start:
-                first = self.acked_at
             return self.acked >= start + count
 
         await wait_for(done, timeout=timeout, interval=0.01, message=f"{count} more fills acknowledged")
-        return first
+
+    def stalled(self, since: float) -> float:
+        """The longest wait between two acknowledgements after `since`: the failover."""
+        times = [since, *(t for t in self.acked_at if t > since)]
+        return max(b - a for a, b in itertools.pairwise(times))
+
+
+async def stopped(publisher: Publisher) -> bool:
+    return publisher.done
 
 
 async def clients_of(node: EmbeddedNats) -> list[str]:
@@ -181,76 +195,89 @@ async def readyz(service: PositionsProcess) -> tuple[int, dict[str, str]]:
     return answer.status_code, answer.json()
 
 
-@pytest.mark.timeout(size(60, 240))
-async def test_killing_the_leader_node_loses_no_acknowledged_fill_and_the_service_moves_on(
-    cluster: EmbeddedNatsCluster, client: Client, settings: Settings, db_pool: asyncpg.Pool,
-    tmp_path: Path,
-) -> None:
+@dataclass
+class Run:
+    """The cluster, the positions service on it, the publisher, and the ledger's database."""
+
+    cluster: EmbeddedNatsCluster
+    client: Client
+    subjects: Subjects
+    service: PositionsProcess
+    publisher: Publisher
+    pool: asyncpg.Pool
+    killed: list[EmbeddedNats] = field(default_factory=list)
+
+    async def fail_over(self, victim: EmbeddedNats) -> None:
+        """Make `victim` the ACCOUNT leader, kill it -9 while fills flow, and check that
+        publishing, the service (on a survivor) and its durable consumer go on, degraded."""
+        stream = self.subjects.stream(STREAM_ACCOUNT)
+        assert victim.name is not None and victim.process is not None
+        await make_leader(self.client, stream, victim.name)
+        await self.publisher.more(FLOWING)
+        in_stream = self.publisher.acked
+        victim.process.kill()
+        killed_at = time.monotonic()
+        await asyncio.to_thread(victim.process.wait, 5)
+        victim.process = None
+        self.killed.append(victim)
+        await self.publisher.more(FLOWING, timeout=60)
+        leader = (await self.client.jetstream().stream_info(stream)).cluster.leader
+        report(f"node {victim.name} (ACCOUNT leader) killed -9 with {in_stream:,} fills in the "
+               f"stream: publishing stalled {self.publisher.stalled(killed_at):.1f} s (the "
+               f"failover; new leader {leader})")
+        assert leader != victim.name
+        assert await node_of(self.cluster, SERVICE) is not victim  # reconnected to a survivor
+        await caught_up(self.pool, self.publisher.acked)  # its durable consumer goes on
+        await wait_for(lambda: self.degraded_without(victim), timeout=20, interval=0.2,
+                       message=f"/readyz 200 with nats degraded, naming {victim.name}")
+
+    async def degraded_without(self, victim: EmbeddedNats) -> bool:
+        code, body = await readyz(self.service)
+        return code == 200 and body["nats"].startswith("degraded: ") and f"@{victim.name}" in body["nats"]
+
+    async def restart_last(self) -> None:
+        """The last victim back, and every replica current again."""
+        await asyncio.to_thread(self.killed[-1].start)
+        streams = list(self.subjects.stream_subjects())
+        await wait_for(lambda: all_current(self.client, streams), timeout=60, interval=0.1,
+                       message="every replica current after the restart")
+
+    def next_victim(self) -> EmbeddedNats:
+        return next(node for node in self.cluster.nodes if node not in self.killed)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def run(cluster: EmbeddedNatsCluster, client: Client, settings: Settings, db_pool: asyncpg.Pool,
+              tmp_path: Path) -> AsyncIterator[Run]:
     subjects = namespace(settings.nats_subject_root[1:])
-    js = client.jetstream()
-    await ensure_streams(js, subjects, 3)
-    streams = list(subjects.stream_subjects())
+    await ensure_streams(client.jetstream(), subjects, 3)
     await create_instruments(db_pool)
     accounts = [await create_account(db_pool, f"cluster-{n}") for n in range(4)]
-    fills = ledger(accounts, seed=18)
     config = Settings(**{**settings.model_dump(), "nats_url": cluster.url, "nats_stream_replicas": 3,
                          "nats_subject_root": subjects.root, "nats_stream_prefix": subjects.stream_prefix})
-    service = PositionsProcess(config, tmp_path / "positions.log",
-                               {"AITRADER_NATS_STREAM_REPLICAS": "3"})
-    publisher = Publisher(js, subjects, fills)
-    account_stream = subjects.stream(STREAM_ACCOUNT)
-    await service.start()
-    publishing = None
-    try:
-        await service.ready()
-        publishing = asyncio.create_task(publisher.run())
-        killed: list[EmbeddedNats] = []
-        for round_ in range(KILLS):
-            if killed:  # the full run: the previous victim back, every replica current again
-                await asyncio.to_thread(killed[-1].start)
-                await wait_for(lambda: all_current(client, streams), timeout=60, interval=0.1,
-                               message="every replica current after the restart")
-            victim = await node_of(cluster, SERVICE) if round_ == 0 else next(
-                n for n in cluster.nodes if n not in killed)
-            assert victim.name is not None
-            await make_leader(client, account_stream, victim.name)
-            await publisher.more(FLOWING)
-            in_stream = publisher.acked
-            assert victim.process is not None
-            victim.process.kill()
-            killed_at = time.monotonic()
-            await asyncio.to_thread(victim.process.wait, 5)
-            victim.process = None
-            killed.append(victim)
-            first = await publisher.more(FLOWING, timeout=60)
-            leader = (await js.stream_info(account_stream)).cluster.leader
-            report(f"node {victim.name} (ACCOUNT leader, positions' node) killed -9 with "
-                   f"{in_stream:,} fills in the stream: publishing again after "
-                   f"{first - killed_at:.1f} s, new leader {leader}")
-            assert leader != victim.name
-            survivor = await node_of(cluster, SERVICE)
-            assert survivor is not victim
-            await caught_up(db_pool, publisher.acked)  # its durable consumer goes on
-
-            async def degraded() -> bool:
-                code, body = await readyz(service)
-                return code == 200 and body["nats"].startswith("degraded: ") and victim.name in body["nats"]
-
-            await wait_for(degraded, timeout=20, interval=0.2, message="/readyz: 200, nats degraded")
+    service = PositionsProcess(config, tmp_path / "positions.log", {"AITRADER_NATS_STREAM_REPLICAS": "3"})
+    publisher = Publisher(client.jetstream(), subjects, ledger(accounts, seed=18))
+    async with feeding(service, publisher) as publishing:
+        yield Run(cluster, client, subjects, service, publisher, db_pool)
         publisher.stop.set()
         await asyncio.wait_for(publishing, 30)
-        total = publisher.acked
-        await caught_up(db_pool, total)
-        assert service.proc is not None and service.proc.returncode is None, service.log_tail()
-        assert service.starts == 1  # it reconnected: nobody restarted it
-    finally:
-        if publishing is not None and not publishing.done():
-            publishing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publishing
-        await service.stop()
-    state = (await js.stream_info(account_stream)).state
+        assert service.starts == 1  # it reconnected by itself: nobody restarted it
+
+
+@pytest.mark.timeout(size(60, 240))
+async def test_killing_the_leader_node_loses_no_acknowledged_fill_and_the_service_moves_on(
+    run: Run,
+) -> None:
+    await run.fail_over(await node_of(run.cluster, SERVICE))  # the service's node
+    for _ in range(KILLS - 1):  # the full run: each other node in turn
+        await run.restart_last()
+        await run.fail_over(run.next_victim())
+    run.publisher.stop.set()
+    await wait_for(lambda: stopped(run.publisher), timeout=10, message="the publisher stopped")
+    total = run.publisher.acked
+    await caught_up(run.pool, total)
+    state = (await run.client.jetstream().stream_info(run.subjects.stream(STREAM_ACCOUNT))).state
     assert (state.messages, state.last_seq) == (total, total)  # every acked fill stored once
-    ids = await db_pool.fetch("SELECT exchange_trade_id FROM aitrader.fills ORDER BY 1")
-    assert [r[0] for r in ids] == [f.trade_id for f in fills[:total]]
-    assert isinstance(await nats_ok(client, streams), Degraded)  # the last victim is still down
+    ids = await run.pool.fetch("SELECT exchange_trade_id FROM aitrader.fills ORDER BY 1")
+    assert [r[0] for r in ids] == [f.trade_id for f in run.publisher.fills[:total]]
+    assert isinstance(await nats_ok(run.client, list(run.subjects.stream_subjects())), Degraded)
