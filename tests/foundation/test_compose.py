@@ -27,7 +27,7 @@ APP_SERVICES = {"ingest-main", "ingest-second", "ingest-demo", "positions", "met
                 "console"}
 PUBLISHED = {"mcp_gateway": "${MCP_PUBLISH_HOST:-127.0.0.1}:8765:8765",
              "console": "${CONSOLE_PUBLISH_HOST:-127.0.0.1}:8780:8780"}
-PROFILES = [[], ["demo"], ["okx"], ["okx", "second-account"], ["cluster"]]
+PROFILES = [[], ["demo"], ["okx"], ["okx", "second-account"]]  # cluster: its env file, below
 NODES = ("nats", "nats-2", "nats-3")  # `nats` is nats-1 too (a network alias)
 CLUSTER_URL = "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222"
 SECRET_WORDS = ("PASSWORD", "SECRET", "PASSPHRASE", "API_KEY", "TOKEN")
