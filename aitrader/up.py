@@ -290,7 +290,8 @@ async def run_until_stopped(
     show_default=True,
     envvar="AITRADER_EMBEDDED_NATS_NODES",
     help="Embedded NATS as a cluster of this many nodes (client ports from "
-    "AITRADER_EMBEDDED_NATS_PORT up), streams with 3 replicas.",
+    "AITRADER_EMBEDDED_NATS_PORT up), streams with min(N, 3) replicas unless "
+    "AITRADER_NATS_STREAM_REPLICAS says otherwise.",
 )
 @friendly_errors
 def up_command(

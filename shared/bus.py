@@ -138,10 +138,19 @@ async def connect_nats(url: str, *, name: str = "aitrader", **options: Any) -> C
         client.options["max_reconnect_attempts"] = -1
         return client
     except (OSError, TimeoutError, nats.errors.NoServersError) as exc:
-        reason = redact_url(str(exc)) if "@" in str(exc) else str(exc)
+        reason = _without_credentials(str(exc), servers)
         raise ConfigError(SETTING, f"cannot connect to {shown} ({type(exc).__name__}: {reason})") from None
     except nats.errors.Error as exc:
-        raise ConfigError(SETTING, f"{shown}: {exc}") from None
+        raise ConfigError(SETTING, f"{shown}: {_without_credentials(str(exc), servers)}") from None
+
+
+def _without_credentials(text: str, servers: list[str]) -> str:
+    """`text` (an error from the client) with each server's user, password or token masked."""
+    for server in servers:
+        netloc = server.split("://", 1)[-1]
+        if "@" in netloc:
+            text = text.replace(netloc.rsplit("@", 1)[0], "***")
+    return text
 
 
 async def _log_nats_error(exc: Exception) -> None:

@@ -1,4 +1,5 @@
-"""`shared.bus.publish_event` while no stream answers (what a cluster's failover looks like to a
+"""The bus client (`shared.bus`): a server list that cannot be reached is one line without its
+credentials; `publish_event` while no stream answers (what a cluster's failover looks like to a
 publisher: no leader, no responder): it tries again with the same Nats-Msg-Id until a stream
 takes the event, within its bound; past the bound the error is raised (session's NATS)."""
 
@@ -13,7 +14,9 @@ import nats.js.errors
 import pytest
 from nats.js import JetStreamContext
 
-from shared.bus import ensure_streams, publish_event
+from aitrader.embedded import free_port
+from shared.bus import connect_nats, ensure_streams, publish_event
+from shared.errors import ConfigError
 from shared.clock import utcnow
 from shared.messages import Ticker
 from shared.subjects import STREAM_MARKET, Subjects
@@ -45,3 +48,14 @@ async def test_past_its_bound_the_last_error_is_raised(js: JetStreamContext) -> 
     with pytest.raises(nats.js.errors.NoStreamResponseError):
         await publish_event(js, nowhere.ticker("BTC-USDT-SWAP"), ticker(), within=0.5)
     assert 0.3 < time.monotonic() - started < 2
+
+
+async def test_an_unreachable_server_list_is_one_line_without_its_credentials() -> None:
+    down = [free_port(), free_port()]
+    url = f"nats://app:hunter22pw@127.0.0.1:{down[0]},nats://t0k3nvalue@127.0.0.1:{down[1]}"
+    with pytest.raises(ConfigError) as caught:
+        await connect_nats(url)
+    text = str(caught.value)
+    assert text.startswith(f"AITRADER_NATS_URL: cannot connect to nats://***@127.0.0.1:{down[0]},"
+                           f"nats://***@127.0.0.1:{down[1]} (")
+    assert "hunter22pw" not in text and "t0k3nvalue" not in text
