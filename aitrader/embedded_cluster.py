@@ -4,7 +4,8 @@ ports. What `aitrader up --nats-cluster 3` starts, and what the tests kill nodes
 
 Client ports are `base_port`, `base_port + 1`, … (0: free ports); route and monitor ports are
 free ports. Node names (`n1`, …) are stable, so a cluster restarted on the same directory finds
-its streams again (JetStream knows its peers by name, not by port).
+its streams again (JetStream knows its peers by name, not by port). The streams' replica count
+on it, and what `--nats-cluster` refuses, are here too (`stream_replicas`, `check_nats_cluster`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from aitrader.embedded import EmbeddedNats, Routes, free_ports
 from shared.errors import ConfigError
+from shared.settings import Settings
 
 CLUSTER_NAME = "aitrader"
 
@@ -77,3 +79,24 @@ class EmbeddedNatsCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+def check_nats_cluster(settings: Settings, nats_nodes: int) -> None:
+    """`--nats-cluster N` is possible with these settings (before anything starts)."""
+    if nats_nodes > 1 and settings.nats_url:
+        raise ConfigError("--nats-cluster", "starts an embedded NATS cluster, but AITRADER_NATS_URL "
+                          "names servers to use: unset it, or list the cluster's nodes in it")
+    stream_replicas(settings, nats_nodes)  # raises on a count the embedded nodes cannot hold
+
+
+def stream_replicas(settings: Settings, nats_nodes: int) -> int:
+    """AITRADER_NATS_STREAM_REPLICAS when set; else 3 copies on an embedded cluster of three or
+    more nodes (all of them on a smaller one), 1 on one server."""
+    if "nats_stream_replicas" in settings.model_fields_set:
+        replicas = settings.nats_stream_replicas
+        if not settings.nats_url and replicas > nats_nodes:
+            raise ConfigError("AITRADER_NATS_STREAM_REPLICAS", f"{replicas} replicas on {nats_nodes} "
+                              f"embedded nats-server node(s): set at most {nats_nodes}, or "
+                              f"--nats-cluster {replicas}")
+        return replicas
+    return 1 if settings.nats_url else min(nats_nodes, 3)

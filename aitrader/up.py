@@ -24,7 +24,7 @@ import click
 
 from aitrader.cli_common import cli_settings, friendly_errors
 from aitrader.embedded import EmbeddedNats, EmbeddedPostgres, free_port, port_in_use
-from aitrader.embedded_cluster import EmbeddedNatsCluster
+from aitrader.embedded_cluster import EmbeddedNatsCluster, check_nats_cluster, stream_replicas
 from aitrader.lock import DataDirLock
 from aitrader.migrate import migrate
 from aitrader.ports import (
@@ -114,27 +114,6 @@ def start_infrastructure(settings: Settings, data_dir: Path, stack: Stack, nats_
                 stack.nats = nats
         stack.env["AITRADER_NATS_URL"] = nats.url
         log.info("embedded_nats", url=nats.url, store=str(nats.store_dir))
-
-
-def check_nats_cluster(settings: Settings, nats_nodes: int) -> None:
-    """`--nats-cluster N` is possible with these settings (before anything starts)."""
-    if nats_nodes > 1 and settings.nats_url:
-        raise ConfigError("--nats-cluster", "starts an embedded NATS cluster, but AITRADER_NATS_URL "
-                          "names servers to use: unset it, or list the cluster's nodes in it")
-    stream_replicas(settings, nats_nodes)  # raises on a count the embedded nodes cannot hold
-
-
-def stream_replicas(settings: Settings, nats_nodes: int) -> int:
-    """AITRADER_NATS_STREAM_REPLICAS when set; else 3 copies on an embedded cluster of three or
-    more nodes (all of them on a smaller one), 1 on one server."""
-    if "nats_stream_replicas" in settings.model_fields_set:
-        replicas = settings.nats_stream_replicas
-        if not settings.nats_url and replicas > nats_nodes:
-            raise ConfigError("AITRADER_NATS_STREAM_REPLICAS", f"{replicas} replicas on {nats_nodes} "
-                              f"embedded nats-server node(s): set at most {nats_nodes}, or "
-                              f"--nats-cluster {replicas}")
-        return replicas
-    return 1 if settings.nats_url else min(nats_nodes, 3)
 
 
 async def prepare(settings: Settings, stack: Stack) -> None:

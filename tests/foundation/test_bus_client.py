@@ -16,8 +16,8 @@ from nats.js import JetStreamContext
 
 from aitrader.embedded import free_port
 from shared.bus import connect_nats, ensure_streams, publish_event
-from shared.errors import ConfigError
 from shared.clock import utcnow
+from shared.errors import ConfigError
 from shared.messages import Ticker
 from shared.subjects import STREAM_MARKET, Subjects
 

@@ -9,9 +9,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from aitrader.embedded import free_port
-from aitrader.embedded_cluster import EmbeddedNatsCluster
+from aitrader.embedded_cluster import EmbeddedNatsCluster, check_nats_cluster, stream_replicas
 from aitrader.ports import choose_health_ports
-from aitrader.up import check_nats_cluster, running_stack, stream_replicas
+from aitrader.up import running_stack
 from shared.bus import connect_nats
 from shared.errors import ConfigError
 from shared.http_server import listening_socket
