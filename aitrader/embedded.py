@@ -33,6 +33,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (held together while chosen, so none is chosen twice)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
@@ -192,20 +204,46 @@ def nats_server_binary() -> Path:
     return Path(found)
 
 
+@dataclass(frozen=True)
+class Routes:
+    """A node's place in a cluster: the cluster's name, the node's own route port, and every
+    node's route URL (its own among them: nats-server skips a route to itself)."""
+
+    cluster: str
+    port: int
+    urls: tuple[str, ...]
+
+
 @dataclass
 class EmbeddedNats:
-    """`nats-server -js` with its store in `store_dir`, on loopback."""
+    """`nats-server -js` with its store in `store_dir`, on loopback; with `routes`, one node of
+    a cluster (aitrader.embedded_cluster), named `name`."""
 
     store_dir: Path
     port: int = 0
     monitor_port: int = 0
+    name: str | None = None
+    routes: Routes | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    def arguments(self) -> list[str]:
+        args = [str(nats_server_binary()), "-a", "127.0.0.1", "-p", str(self.port),
+                "-m", str(self.monitor_port), "-js", "-sd", str(self.store_dir)]
+        if self.name:
+            args += ["-n", self.name]
+        if self.routes:
+            args += ["--cluster_name", self.routes.cluster,
+                     "--cluster", f"nats://127.0.0.1:{self.routes.port}",
+                     "--routes", ",".join(self.routes.urls)]
+        return args
+
     def start(self, timeout: float = 10.0) -> None:
+        """Start, and return once JetStream is enabled (a cluster node: before the cluster has
+        formed; `healthy()` says when it has)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         if self.port == 0:
             self.port = free_port()
@@ -214,36 +252,32 @@ class EmbeddedNats:
         self.monitor_port = self.monitor_port or free_port()
         log_file = open(self.store_dir / "nats-server.log", "ab")
         self.process = subprocess.Popen(
-            [
-                str(nats_server_binary()),
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-m",
-                str(self.monitor_port),
-                "-js",
-                "-sd",
-                str(self.store_dir),
-            ],
+            self.arguments(),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             # Its own session: a terminal's Ctrl-C reaches `up`, which stops the services
             # first and the server last.
             start_new_session=True,
         )
-        health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ConfigError("AITRADER_NATS_URL", "embedded nats-server exited at start")
-            try:
-                with urllib.request.urlopen(health, timeout=0.5) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.02)
+            if self.healthy(js_enabled_only=True):
+                return
+            time.sleep(0.02)
         raise ConfigError("AITRADER_NATS_URL", "embedded nats-server did not become ready")
+
+    def healthy(self, *, js_enabled_only: bool = False) -> bool:
+        """Its /healthz answers 200: JetStream enabled, or (in full) also in contact with the
+        cluster's meta leader and every stream and consumer it holds current."""
+        query = "?js-enabled-only=true" if js_enabled_only else ""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/healthz{query}",
+                                        timeout=0.5) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -46,12 +46,16 @@ def check_port_free(setting: str, host: str, port: int, what: str = "port") -> N
         raise ConfigError(setting, f"{what} {port} is already in use") from None
 
 
-def check_ports(settings: Settings, services: list[str], health: Mapping[str, int]) -> None:
-    """Every port this stack is about to listen on is free."""
+def check_ports(
+    settings: Settings, services: list[str], health: Mapping[str, int], nats_nodes: int = 1
+) -> None:
+    """Every port this stack is about to listen on is free (an embedded NATS cluster: one client
+    port per node, from AITRADER_EMBEDDED_NATS_PORT up)."""
     if not settings.database_url:
         check_port_free("AITRADER_EMBEDDED_PG_PORT", "127.0.0.1", settings.embedded_pg_port)
     if not settings.nats_url:
-        check_port_free("AITRADER_EMBEDDED_NATS_PORT", "127.0.0.1", settings.embedded_nats_port)
+        for node in range(nats_nodes):
+            check_port_free("AITRADER_EMBEDDED_NATS_PORT", "127.0.0.1", settings.embedded_nats_port + node)
     if "mcp_gateway" in services:
         check_port_free("AITRADER_MCP_PORT", settings.mcp_host, settings.mcp_port)
     if "console" in services:
@@ -86,10 +90,12 @@ async def check_okx(rest_url: str) -> None:
         raise ConfigError("AITRADER_OKX_REST_URL", f"OKX answered {answer.status_code} at {url}")
 
 
-async def preflight(settings: Settings, market: str, services: list[str], health: Mapping[str, int]) -> None:
+async def preflight(
+    settings: Settings, market: str, services: list[str], health: Mapping[str, int], nats_nodes: int = 1
+) -> None:
     """Every check, cheapest first; the first failure is raised."""
     check_service_settings(services)
-    check_ports(settings, services, health)
+    check_ports(settings, services, health, nats_nodes)
     if settings.database_url:
         await check_database(settings.database_url)
     if settings.nats_url:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from aitrader.embedded import EmbeddedNats, EmbeddedPostgres
+from aitrader.embedded_cluster import EmbeddedNatsCluster
 from shared.errors import ConfigError
 from shared.logging import get_logger
 
@@ -31,7 +32,7 @@ class Stack:
 
     env: dict[str, str] = field(default_factory=dict)
     postgres: EmbeddedPostgres | None = None
-    nats: EmbeddedNats | None = None
+    nats: EmbeddedNats | EmbeddedNatsCluster | None = None
     children: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     commands: dict[str, list[str]] = field(default_factory=dict)
     envs: dict[str, dict[str, str]] = field(default_factory=dict)

@@ -2,8 +2,9 @@
 
 `up` takes the data directory's lock, checks everything it can before starting anything
 (`aitrader.preflight`), then uses the servers named by AITRADER_DATABASE_URL / AITRADER_NATS_URL
-or starts an embedded PostgreSQL and an embedded `nats-server -js` whose data lives in the data
-directory (so a restart keeps it), migrates, declares the streams, optionally starts okx_sim
+or starts an embedded PostgreSQL and an embedded `nats-server -js` (`--nats-cluster 3`: three,
+routed to each other, `aitrader.embedded_cluster`) whose data lives in the data directory (so a
+restart keeps it), migrates, declares the streams (replicated on a cluster), optionally starts okx_sim
 (`--market sim`), then runs every service as its own process (`aitrader.supervise`), logs
 "ready" once each answers /readyz (`aitrader.readiness`), and stops all of it on Ctrl-C /
 SIGTERM, or when a service exits with a configuration error.
@@ -23,6 +24,7 @@ import click
 
 from aitrader.cli_common import cli_settings, friendly_errors
 from aitrader.embedded import EmbeddedNats, EmbeddedPostgres, free_port, port_in_use
+from aitrader.embedded_cluster import EmbeddedNatsCluster, check_nats_cluster, stream_replicas
 from aitrader.lock import DataDirLock
 from aitrader.migrate import migrate
 from aitrader.ports import (
@@ -41,7 +43,7 @@ from aitrader.supervise import Stack, spawn, stop_children, supervise
 from shared.bus import connect_nats, ensure_streams
 from shared.errors import ConfigError
 from shared.logging import get_logger
-from shared.settings import Settings
+from shared.settings import Settings, nats_servers, redact_url
 from shared.subjects import Subjects
 
 log = get_logger("up")
@@ -54,6 +56,7 @@ def service_available(name: str) -> bool:
 EXPORTED = (
     "nats_subject_root",
     "nats_stream_prefix",
+    "nats_stream_replicas",
     "account",
     "account_mode",
     "symbols",
@@ -81,9 +84,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_infrastructure(settings: Settings, data_dir: Path, stack: Stack) -> None:
-    """Use the configured servers, or start embedded ones with their data in `data_dir`. A
-    server is recorded in `stack` (to be stopped) only once this `up` has started it."""
+def start_infrastructure(settings: Settings, data_dir: Path, stack: Stack, nats_nodes: int = 1) -> None:
+    """Use the configured servers, or start embedded ones with their data in `data_dir` (NATS:
+    one server, or a cluster of `nats_nodes`). A server is recorded in `stack` (to be stopped)
+    only once this `up` has started it."""
     if settings.database_url:
         stack.env["AITRADER_DATABASE_URL"] = settings.database_url
     else:  # start() refuses a port in use, naming AITRADER_EMBEDDED_PG_PORT
@@ -92,8 +96,15 @@ def start_infrastructure(settings: Settings, data_dir: Path, stack: Stack) -> No
         stack.postgres = postgres
         stack.env["AITRADER_DATABASE_URL"] = postgres.dsn
         log.info("embedded_postgres", url=postgres.dsn, data=str(postgres.data_dir))
+    stack.env["AITRADER_NATS_STREAM_REPLICAS"] = str(stream_replicas(settings, nats_nodes))
     if settings.nats_url:
         stack.env["AITRADER_NATS_URL"] = settings.nats_url
+    elif nats_nodes > 1:  # each node refuses a port in use, naming AITRADER_EMBEDDED_NATS_PORT
+        cluster = stack.nats = EmbeddedNatsCluster(data_dir / "nats-cluster", nats_nodes,
+                                                   settings.embedded_nats_port)
+        cluster.start()
+        stack.env["AITRADER_NATS_URL"] = cluster.url
+        log.info("embedded_nats_cluster", url=cluster.url, nodes=nats_nodes, store=str(cluster.root_dir))
     else:  # start() refuses a port in use, naming AITRADER_EMBEDDED_NATS_PORT
         nats = EmbeddedNats(data_dir / "nats", port=settings.embedded_nats_port)
         try:
@@ -112,7 +123,7 @@ async def prepare(settings: Settings, stack: Stack) -> None:
     nc = await connect_nats(stack.env["AITRADER_NATS_URL"], name="aitrader-up")
     try:
         subjects = Subjects(settings.nats_subject_root, settings.nats_stream_prefix)
-        await ensure_streams(nc.jetstream(), subjects, settings.nats_stream_replicas)
+        await ensure_streams(nc.jetstream(), subjects, int(stack.env["AITRADER_NATS_STREAM_REPLICAS"]))
     finally:
         await nc.close()
 
@@ -141,6 +152,7 @@ async def running_stack(
     market: str,
     services: list[str],
     health: Mapping[str, int] | None = None,
+    nats_nodes: int = 1,
 ) -> AsyncIterator[Stack]:
     """Infrastructure, migrations, streams, okx_sim (for `sim`) and the services, each ready
     (`aitrader.readiness`); all stopped in reverse order on exit. `stack.monitor`, the
@@ -149,7 +161,7 @@ async def running_stack(
     health = choose_health_ports(None) if health is None else health
     monitor: asyncio.Task[None] | None = None
     try:
-        start_infrastructure(settings, data_dir, stack)
+        start_infrastructure(settings, data_dir, stack, nats_nodes)
         await prepare(settings, stack)
         if market == "sim":
             port = free_port()
@@ -166,7 +178,9 @@ async def running_stack(
             "ready",
             services=started,
             database=stack.env["AITRADER_DATABASE_URL"],
-            nats=stack.env["AITRADER_NATS_URL"],
+            nats=",".join(redact_url(url) for url in nats_servers(stack.env["AITRADER_NATS_URL"])),
+            nats_nodes=len(nats_servers(stack.env["AITRADER_NATS_URL"])),
+            stream_replicas=int(stack.env["AITRADER_NATS_STREAM_REPLICAS"]),
             mcp=f"http://{settings.mcp_host}:{settings.mcp_port}/mcp",
             console=f"http://{settings.console_host}:{settings.console_port}/api/v1",
             dashboard=f"http://{settings.console_host}:{settings.console_port}/",
@@ -184,28 +198,30 @@ async def running_stack(
 
 
 async def run_up(
-    settings: Settings, data_dir: Path, market: str, services: list[str], health_base: int | None
+    settings: Settings, data_dir: Path, market: str, services: list[str], health_base: int | None,
+    nats_nodes: int = 1,
 ) -> None:
     """Lock, check, run until a signal (or a service's configuration error, raised)."""
     lock = DataDirLock(data_dir)
     lock.acquire()
     try:
         health = choose_health_ports(health_base)
-        await preflight(settings, market, services, health)
-        await run_until_stopped(settings, data_dir, market, services, health)
+        await preflight(settings, market, services, health, nats_nodes)
+        await run_until_stopped(settings, data_dir, market, services, health, nats_nodes)
     finally:
         lock.release()
 
 
 async def run_until_stopped(
-    settings: Settings, data_dir: Path, market: str, services: list[str], health: Mapping[str, int]
+    settings: Settings, data_dir: Path, market: str, services: list[str], health: Mapping[str, int],
+    nats_nodes: int = 1,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with running_stack(settings, data_dir, market, services, health) as stack:
+        async with running_stack(settings, data_dir, market, services, health, nats_nodes) as stack:
             assert stack.monitor is not None
             monitor = stack.monitor
             stopping = asyncio.ensure_future(stop.wait())
@@ -245,13 +261,27 @@ async def run_until_stopped(
     envvar="AITRADER_HEALTH_PORT_BASE",
     help="Health ports: this, +1, +2 for ingest, positions, metrics (default: free ports).",
 )
+@click.option(
+    "--nats-cluster",
+    "nats_nodes",
+    type=click.IntRange(1, 5),
+    default=1,
+    show_default=True,
+    envvar="AITRADER_EMBEDDED_NATS_NODES",
+    help="Embedded NATS as a cluster of this many nodes (client ports from "
+    "AITRADER_EMBEDDED_NATS_PORT up), streams with min(N, 3) replicas unless "
+    "AITRADER_NATS_STREAM_REPLICAS says otherwise.",
+)
 @friendly_errors
-def up_command(market: str, data_dir: Path | None, service_list: str, health_port_base: int | None) -> None:
+def up_command(
+    market: str, data_dir: Path | None, service_list: str, health_port_base: int | None, nats_nodes: int
+) -> None:
     """Run the whole product on this machine (embedded servers unless URLs are set)."""
     settings = cli_settings()
+    check_nats_cluster(settings, nats_nodes)
     chosen = parse_services(service_list)
     directory = data_dir or settings.data_dir or default_data_dir()
-    asyncio.run(run_up(settings, directory, market, chosen, health_port_base))
+    asyncio.run(run_up(settings, directory, market, chosen, health_port_base, nats_nodes))
 
 
 def parse_services(value: str) -> list[str]:

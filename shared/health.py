@@ -3,7 +3,8 @@
 - `GET /healthz`: live — the event loop answers;
 - `GET /readyz`: ready — every check passes: the database and NATS reachable (each check within
   `CHECK_DEADLINE_S`), and every consumer making progress (its `Progress` beat recently);
-  503 with the failing checks named otherwise;
+  503 with the failing checks named otherwise. A check may pass `Degraded`: still ready (200),
+  its entry says what is wrong — a cluster node down while every stream still has a leader;
 - `GET /metrics`: Prometheus text (prometheus-client's default registry).
 
 `aitrader healthcheck <service>` asks `/readyz` (so a stack that is not running fails it). A
@@ -16,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 import asyncpg
+import nats.errors
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -40,7 +43,16 @@ CHECK_DEADLINE_S: Final = 2.0
 WATCH_EVERY_S: Final = 5.0
 
 log = get_logger("health")
-Check = Callable[[], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Degraded:
+    """A check that passes with a warning: working, with less margin than it should have."""
+
+    reason: str
+
+
+Check = Callable[[], Awaitable[bool | Degraded]]
 
 
 async def database_ok(pool: asyncpg.Pool) -> bool:
@@ -48,13 +60,32 @@ async def database_ok(pool: asyncpg.Pool) -> bool:
     return bool(await pool.fetchval("SELECT 1"))
 
 
-async def nats_ok(nc: Client) -> bool:
-    return bool(nc.is_connected)
+async def nats_ok(nc: Client, streams: Sequence[str] = ()) -> bool | Degraded:
+    """Connected, and each of `streams` (those that exist) has a leader: True; a stream with a
+    replica that is not current (its node down, or catching up): `Degraded`; not connected:
+    False; a stream without a leader (quorum lost: no publish can be stored) raises."""
+    if not nc.is_connected:
+        return False
+    js = nc.jetstream(timeout=CHECK_DEADLINE_S / 2)
+    behind: list[str] = []
+    for stream in streams:
+        try:
+            info = await js.stream_info(stream)
+        except NotFoundError:
+            continue  # not declared yet: the service that owns it declares it
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            raise RuntimeError(f"stream {stream} has no leader (fewer than a quorum of its "
+                               "replicas' nodes up)") from None
+        replicas = info.cluster.replicas if info.cluster else None
+        behind += [f"{stream}@{peer.name}" for peer in replicas or [] if not peer.current]
+    if behind:
+        return Degraded(f"replicas not current (node down or catching up): {', '.join(behind)}")
+    return True
 
 
-def connection_checks(pool: asyncpg.Pool, nc: Client) -> dict[str, Check]:
-    """The checks every service has: its database and its NATS connection."""
-    return {"database": lambda: database_ok(pool), "nats": lambda: nats_ok(nc)}
+def connection_checks(pool: asyncpg.Pool, nc: Client, streams: Sequence[str] = ()) -> dict[str, Check]:
+    """The checks every service has: its database and NATS (with the streams' replicas)."""
+    return {"database": lambda: database_ok(pool), "nats": lambda: nats_ok(nc, streams)}
 
 
 class Stalled(RuntimeError):
@@ -95,19 +126,26 @@ class Health:
     async def report(self) -> tuple[bool, dict[str, str]]:
         """(ready, {check: "ok" or why not})."""
         results: dict[str, str] = {}
+        passed: set[str] = set()
         for name, check in self.checks.items():
             try:
                 ok = await asyncio.wait_for(check(), CHECK_DEADLINE_S)
-                results[name] = "ok" if ok else "unavailable"
             except TimeoutError:
                 results[name] = f"no answer within {CHECK_DEADLINE_S:g} s"
+                continue
             except Exception as exc:  # a check that fails says how, it never breaks the endpoint
                 results[name] = f"{type(exc).__name__}: {exc}"[:200]
+                continue
+            if isinstance(ok, Degraded):
+                results[name] = f"degraded: {ok.reason}"[:300]
+                passed.add(name)
+            else:
+                results[name] = "ok" if ok else "unavailable"
         for watchdog in self.watchdogs:
             silent = watchdog.silent_for()
             results[watchdog.name] = (
                 "ok" if silent < watchdog.stall_after else f"no progress for {silent:.0f} s")
-        return all(v == "ok" for v in results.values()), results
+        return all(v == "ok" or k in passed for k, v in results.items()), results
 
     async def watch(self, every: float = WATCH_EVERY_S) -> None:
         """Raise `Stalled` once a consumer has made no progress for its `exit_after`."""

@@ -35,6 +35,38 @@ def _split_csv(value: object) -> object:
 
 CsvList = Annotated[list[str], NoDecode]
 
+NATS_SCHEMES: Final = ("nats", "tls", "ws", "wss")
+
+
+def redact_url(url: str) -> str:
+    """The URL without its credentials (user, password or token): what logs and errors show."""
+    parts = urlsplit(url.strip())
+    if "@" not in parts.netloc:
+        return url.strip()
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def nats_servers(value: str) -> list[str]:
+    """AITRADER_NATS_URL as the list of servers it names: one URL or a comma-separated list (a
+    cluster's nodes), each nats://host:port (tls://, ws://, wss:// too). ValueError names the
+    entry that is wrong, without its credentials."""
+    entries = [part.strip() for part in value.split(",")]
+    for number, url in enumerate(entries, 1):
+        where = f"server {number} of {len(entries)}" if len(entries) > 1 else "the server"
+        shown = repr(redact_url(url)) if url else "empty"
+        parts = urlsplit(url)
+        if parts.scheme not in NATS_SCHEMES or not parts.hostname:
+            raise ValueError("expected nats://host:port, or a comma-separated list of them (the "
+                             f"nodes of a cluster); {where} is {shown}")
+        try:
+            parts.port  # noqa: B018 - raises on a non-numeric port
+        except ValueError as exc:
+            raise ValueError(f"bad port ({exc}) in {where}, {shown}") from None
+    if len(set(entries)) < len(entries):
+        raise ValueError("a server is listed twice")
+    return entries
+
+
 SECRETS_DIR = Path("/run/secrets")
 
 
@@ -63,6 +95,8 @@ class Settings(BaseSettings):
     # Isolation of the event namespace (tests use a unique root and stream prefix).
     nats_subject_root: str = "aitrader"
     nats_stream_prefix: str = ""
+    # Copies of each stream (JetStream replicas): 1 on one server, 3 on a three-node cluster
+    # (shared.bus.ensure_streams applies it to existing streams too).
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)
     data_dir: Path | None = None
     # Where the retention job writes the Parquet files of rows leaving the hot tables
@@ -145,14 +179,7 @@ class Settings(BaseSettings):
     def _check_nats_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        for url in value.split(","):
-            parts = urlsplit(url.strip())
-            if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname:
-                raise ValueError("expected nats://host:port")
-            try:
-                parts.port  # noqa: B018
-            except ValueError as exc:
-                raise ValueError(f"bad port ({exc})") from None
+        nats_servers(value)  # raises ValueError naming the bad entry
         return value
 
     @field_validator("okx_rest_url", "okx_ws_public_url", "okx_ws_private_url", "okx_ws_business_url")
@@ -192,10 +219,11 @@ class Settings(BaseSettings):
         """Every secret this configuration holds, for the log redactor."""
         secrets = [self.okx_api_key, self.okx_secret_key, self.okx_passphrase, self.deepseek_api_key]
         values = [s.get_secret_value() for s in secrets if s is not None]
-        for url in (self.database_url, self.nats_url):
-            password = urlsplit(url).password if url else None
-            if password:
-                values.append(password)
+        if self.database_url:
+            values.append(urlsplit(self.database_url).password or "")
+        for server in nats_servers(self.nats_url) if self.nats_url else []:
+            parts = urlsplit(server)  # a password, or a token (nats://TOKEN@host)
+            values.append(parts.password or (parts.username if "@" in parts.netloc else None) or "")
         return [v for v in values if v]
 
     def require_database_url(self) -> str:

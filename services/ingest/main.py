@@ -102,7 +102,8 @@ class Ingest:
             backfiller = Backfiller(rest, repo, publisher, self.stats, self.account,
                                     cfg.ingest_backfill_candles)
             self.backfiller = backfiller
-            health = self.health = Health("ingest", checks=connection_checks(pool, nc))
+            health = self.health = Health("ingest", checks=connection_checks(
+                pool, nc, list(self.subjects.stream_subjects())))
             await stack.enter_async_context(serving(health, cfg.health_host, cfg.health_port))
             await self._serve(stack, nc, rest, repo, publisher, backfiller, creds)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from shared.bus import headers_for
+from shared.bus import headers_for, publish_event
 from shared.messages import Event
 from shared.subjects import Subjects
 
@@ -22,9 +22,8 @@ class Publisher:
         self.duplicates = 0
 
     async def publish(self, event: Event) -> None:
-        """One event, acknowledged by the stream."""
-        ack = await self.js.publish(self.subjects.for_event(event), event.to_bytes(),
-                                    timeout=self.timeout_s, headers=headers_for(event))
+        """One event, acknowledged by the stream (retried across a cluster's failover)."""
+        ack = await publish_event(self.js, self.subjects.for_event(event), event, self.timeout_s)
         self._count(ack)
 
     async def publish_read(self, event: Event) -> None:

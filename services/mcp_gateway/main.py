@@ -56,7 +56,8 @@ def http_app(
     app.add_middleware(ExpiredTokenNotice, pool=gw.pool)  # says "expired" where the SDK can't
     # /readyz (database, NATS, the audit queue below its bound, no audit row spilled) and
     # /metrics, as every service
-    checks = {**connection_checks(gw.pool, gw.nc), "audit_queue": gw.audit.has_room,
+    streams = list(gw.subjects.stream_subjects())
+    checks = {**connection_checks(gw.pool, gw.nc, streams), "audit_queue": gw.audit.has_room,
               "audit_spill": gw.audit.spill_empty}
     health = Health("mcp_gateway", checks=checks)
     app.router.routes.extend(r for r in health.routes() if r.path in ("/readyz", "/metrics"))

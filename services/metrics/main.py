@@ -93,7 +93,8 @@ async def serve(settings: Settings, clock: Clock | None = None) -> None:
 
         letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE), subjects=subjects)
 
-        health = Health(SERVICE, checks=connection_checks(pool, nc))
+        health = Health(SERVICE, checks=connection_checks(
+                pool, nc, list(subjects.stream_subjects())))
 
         def consumer(stream: str, durable: str, filters: list[str], handle: Handle) -> Consumer:
             return Consumer(

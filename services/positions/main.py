@@ -35,7 +35,8 @@ async def serve(settings: Settings) -> None:
             await ensure_streams(js, subjects, config.nats_stream_replicas)
             catalog = InstrumentCatalog(SystemClock(), config.positions_instrument_grace_seconds)
             letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE), subjects=subjects)
-            health = Health(SERVICE, checks=connection_checks(pool, nc))
+            health = Health(SERVICE, checks=connection_checks(
+                pool, nc, list(subjects.stream_subjects())))
             sweeper = OrphanSweeper(nc, subjects, config.positions_cancel_algo_deadline_seconds)
             consumer = LedgerConsumer(js, pool, subjects, catalog, config, letters,
                                       progress=health.progress("ledger"), sweeper=sweeper)

