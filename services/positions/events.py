@@ -24,12 +24,12 @@ from services.positions.domain import (
 from shared.instruments import InstrumentSpec
 from shared.messages import (
     ClosedPositionState,
-    Fill,
     FundingPayment,
     PositionEvent,
     PositionState,
 )
 from shared.types import PositionEventKind
+from shared.wire import AnyFill
 
 Identity = tuple[str, datetime]  # (side, opened_at): how a refold recognises a position
 
@@ -42,7 +42,7 @@ class Slot(NamedTuple):
     pos_side: str
 
 
-def slot_of(event: Fill | FundingPayment) -> Slot:
+def slot_of(event: AnyFill | FundingPayment) -> Slot:
     """The slot a fill or funding payment belongs to."""
     return Slot(event.account_id, event.inst_id, event.pos_side)
 

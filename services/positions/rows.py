@@ -18,9 +18,10 @@ from services.positions.domain import ClosedPosition, FundingEntry, LedgerFill, 
 from services.positions.events import Slot
 from services.positions.ids import uuid7
 from shared.db import json_dumps
-from shared.messages import Balance, ExchangePosition, Fill, FundingPayment, OrderUpdate
+from shared.messages import Balance, ExchangePosition, FundingPayment, OrderUpdate
 from shared.money import Q2, Q8, quantize, quantize_opt
 from shared.types import AlgoLeg
+from shared.wire import AnyFill
 
 
 class Record(Protocol):
@@ -246,7 +247,7 @@ def closed_from_row(row: Record) -> ClosedPosition:
     return ClosedPosition(**{name: row[name] for name in CLOSED_FIELDS})
 
 
-def ledger_fill(f: Fill, link: OrderLink, algo_leg: AlgoLeg | None = None) -> LedgerFill:
+def ledger_fill(f: AnyFill, link: OrderLink, algo_leg: AlgoLeg | None = None) -> LedgerFill:
     """A fill as the fold sees it: exactly the values stored in `fills` (see `fill_row`), so
     that a refold from the table sees the same fill; `algo_leg` is the leg of its algo that
     fired, as `algo_orders` says."""
@@ -259,7 +260,7 @@ def ledger_fill(f: Fill, link: OrderLink, algo_leg: AlgoLeg | None = None) -> Le
     )
 
 
-def fill_row(f: Fill, e: LedgerFill, order_id: UUID, body: str) -> FillRow:
+def fill_row(f: AnyFill, e: LedgerFill, order_id: UUID, body: str) -> FillRow:
     """The `fills` row of a fill and its ledger entry."""
     return FillRow(
         id=uuid7(), account_id=f.account_id, order_id=order_id, symbol=f.inst_id, side=f.side,
@@ -310,7 +311,7 @@ def order_update_row(u: OrderUpdate, body: str) -> OrderUpdateRow:
     )
 
 
-def external_order_row(f: Fill) -> ExternalOrderRow:
+def external_order_row(f: AnyFill) -> ExternalOrderRow:
     """The `orders` row made for a fill of an order we never saw."""
     return ExternalOrderRow(
         account_id=f.account_id, symbol=f.inst_id, side=f.side, order_type=f.ord_type or "unknown",

@@ -73,11 +73,11 @@ from shared.messages import (
     AlgoOrderUpdate,
     Balance,
     ExchangePosition,
-    Fill,
     FundingPayment,
     OrderUpdate,
 )
 from shared.types import AlgoLeg
+from shared.wire import AnyFill
 
 _PLACEHOLDER = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -287,14 +287,14 @@ class LedgerStore:
     async def add_entries(self, items: Sequence[Inbound]) -> list[tuple[Entry, Inbound]]:
         """Store fills (linked to their orders) and funding payments; return the entries that
         were new, in batch order (a repeated trade or bill id is a no-op)."""
-        fills: list[Fill] = [i.event for i in items if isinstance(i.event, Fill)]
+        fills: list[AnyFill] = [i.event for i in items if isinstance(i.event, AnyFill)]
         links = await self._link_fills(fills) if fills else {}
         legs = await self._algo_legs(fills)
         pending: dict[tuple[Any, ...], tuple[Entry, Inbound]] = {}
         fill_rows, funding_rows = [], []
         for item in items:
             event = item.event
-            if isinstance(event, Fill):
+            if isinstance(event, AnyFill):
                 key: tuple[Any, ...] = (event.account_id, event.inst_id, event.trade_id)
                 if key not in pending:  # the same trade twice in one batch
                     link = links[(event.account_id, event.ord_id)]
@@ -327,7 +327,7 @@ class LedgerStore:
         inserted = await self.conn.fetch(_INSERT_FUNDING, *_arrays(rows))
         return {(r[0], r[1]) for r in inserted}
 
-    async def _link_fills(self, fills: Sequence[Fill]) -> dict[tuple[UUID, str], OrderLink]:
+    async def _link_fills(self, fills: Sequence[AnyFill]) -> dict[tuple[UUID, str], OrderLink]:
         """The order of every fill, keyed by (account, OKX ordId); unknown orders get a row."""
         links: dict[tuple[UUID, str], OrderLink] = {}
         own_ids = [own_order_id(f.cl_ord_id) for f in fills]  # parsed once per fill
@@ -362,7 +362,7 @@ class LedgerStore:
                 links.update({(r["account_id"], r["exchange_order_id"]): order_link(r) for r in rows})
         return links
 
-    async def _algo_legs(self, fills: Sequence[Fill]) -> dict[tuple[UUID, str | None], AlgoLeg]:
+    async def _algo_legs(self, fills: Sequence[AnyFill]) -> dict[tuple[UUID, str | None], AlgoLeg]:
         """The leg of each algo the fills came from (`leg_sql`); a query only when one did."""
         keys = {(f.account_id, f.algo_id) for f in fills if f.algo_id is not None}
         if not keys:
