@@ -80,7 +80,7 @@ async def handle_batch(
     instruments = await _instruments(store, ledger, catalog, out)
     ledger = [i for i in ledger if i.index not in out.retry and i.index not in out.dead]
     if ledger:
-        stored = await store.slot_state(sorted({_slot(i) for i in ledger}))  # before the batch
+        stored = await store.slot_state(list(dict.fromkeys(map(_slot, ledger))))  # before the batch
         new = await store.add_entries(ledger)
         out.stored, out.duplicates = len(new), len(ledger) - len(new)
         by_slot: defaultdict[Slot, NewEntries] = defaultdict(list)
