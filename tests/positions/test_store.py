@@ -26,9 +26,9 @@ from services.positions.rows import (
     ExternalOrderRow,
     FillRow,
     FundingRow,
+    JsonText,
     OpenRow,
     OrderUpdateRow,
-    JsonText,
     column_types,
     json_columns,
 )
