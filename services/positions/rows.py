@@ -8,11 +8,14 @@ No statement and no connection here: `store.LedgerStore` runs the SQL.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, NewType, Protocol, get_args, get_type_hints
 from uuid import UUID
+
+from asyncpg.pgproto.pgproto import UUID as PgUUID  # the uuid.UUID subclass asyncpg returns
 
 from services.positions.domain import ClosedPosition, FundingEntry, LedgerFill, Position
 from services.positions.events import Slot
@@ -206,6 +209,7 @@ class ExternalOrderRow(NamedTuple):
 # positions_closed column: rows map to the domain by name.
 POSITION_FIELDS = tuple(f.name for f in fields(Position))
 CLOSED_FIELDS = tuple(f.name for f in fields(ClosedPosition))
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 # OKX order state -> orders.status; a later state never goes back to an earlier one.
 STATUS = {"live": "open", "mmp_canceled": "canceled"}
 RANK = {"open": 1, "partially_filled": 2, "filled": 3, "canceled": 3}
@@ -226,8 +230,10 @@ def own_order_id(cl_ord_id: str | None) -> UUID | None:
     """Our orders.id when an OKX clOrdId is one (32 hex chars), else None."""
     if cl_ord_id is None or len(cl_ord_id) != 32:
         return None
+    if _HEX32.fullmatch(cl_ord_id):  # ours, always: asyncpg's UUID parses it 4x faster
+        return PgUUID(cl_ord_id)
     try:
-        return UUID(hex=cl_ord_id)
+        return UUID(hex=cl_ord_id)  # what else `UUID(hex=)` reads ("0x…", "+…"), as before
     except ValueError:
         return None
 

@@ -31,6 +31,7 @@ from services.positions.rows import (
     OrderUpdateRow,
     column_types,
     json_columns,
+    own_order_id,
 )
 from services.positions.store import STAGE_MIN_ROWS, LedgerStore, _arrays, _selected, _unnest
 from shared.clock import SystemClock
@@ -187,3 +188,18 @@ async def test_a_large_batch_is_staged_with_copy_and_stored_exactly(
     [position] = await db_pool.fetch("SELECT quantity, opened_value FROM aitrader.positions_open")
     assert position["quantity"] == D("0.00000001") * len(fills)
     assert position["opened_value"] == sum(f.fill_px * f.fill_sz for f in fills)
+
+
+HEX = "0123456789abcdef" * 2
+
+
+@pytest.mark.parametrize(("cl_ord_id", "expected"), [
+    pytest.param(HEX, UUID(hex=HEX), id="ours"),
+    pytest.param(HEX.upper(), UUID(hex=HEX), id="upper-case"),
+    pytest.param("0x" + HEX[:30], UUID(hex="0x" + HEX[:30]), id="what-uuid-reads-too"),
+    pytest.param(HEX[:31] + "g", None, id="not-hex"),
+    pytest.param(HEX[:31], None, id="short"),
+    pytest.param(None, None, id="none"),
+])
+def test_own_order_id_reads_a_clordid_as_uuid_hex_does(cl_ord_id: str | None, expected: UUID | None) -> None:
+    assert own_order_id(cl_ord_id) == expected
