@@ -81,7 +81,10 @@ class SlotChange:
 
     def at(self, last_key: EntryKey, mode: str) -> SlotChange:
         """The same change, stamped with the batch's last entry and the account mode."""
-        return replace(self, last_key=last_key, mode=mode)
+        # Spelled out rather than dataclasses.replace, which introspects the fields on every
+        # call: this runs once per slot of every batch.
+        return SlotChange(slot=self.slot, before=self.before, result=self.result, refold=self.refold,
+                          old_closed=self.old_closed, last_key=last_key, mode=mode)
 
     @property
     def continuing(self) -> bool:
