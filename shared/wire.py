@@ -35,9 +35,10 @@ _Code = Annotated[str, msgspec.Meta(max_length=CODE_MAX_LENGTH)]
 _Time = Annotated[datetime, msgspec.Meta(tz=True)]  # AwareDatetime
 
 
-class LeanFill(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class LeanFill(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """`Fill`'s fields as a plain struct (same names and defaults, checked against the model
-    at import): the ledger reads it like the model."""
+    at import): the ledger reads it like the model. Not tracked by the garbage collector
+    (`gc=False`): it holds JSON values only, so it can be in no reference cycle."""
 
     ts_event: _Time
     account_id: UUID
