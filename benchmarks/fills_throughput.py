@@ -22,7 +22,8 @@ Printed, from one run:
    running. 3 and 4 alternate in rounds (--rounds, each on a part of the backlog) so that both
    sides see the same machine: this VM's speed drifts by tens of percent within a minute;
 5. CPU seconds of the service, PostgreSQL and nats-server during the flood and the drain (from
-   /proc, when the servers run on this host): where the time goes.
+   /proc, when the servers run on this host): where the time goes; per drain round the CPU per
+   fill of each, and at the end the service's median over the rounds (µs per drained fill).
 """
 
 from __future__ import annotations
