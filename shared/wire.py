@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Final, get_args
+from types import UnionType
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 from uuid import UUID
 
 import annotated_types
@@ -146,22 +147,37 @@ def decode_fill(data: bytes) -> LeanFill:
     return fill if fill is not None else LeanFill.of(Fill.model_validate_json(data))
 
 
-def _check_mirror() -> None:
-    """LeanFill has Fill's fields, optionality and defaults (a default_factory excepted)."""
-    lean = {f.name: f for f in msgspec.structs.fields(LeanFill)}
-    if lean.keys() != Fill.model_fields.keys():
-        raise TypeError(f"LeanFill fields differ from Fill: {lean.keys() ^ Fill.model_fields.keys()}")
-    for name, info in Fill.model_fields.items():
+def _words(annotation: Any) -> frozenset[Any] | None:
+    """The values of a Literal annotation (through `| None`), or None for any other type."""
+    if get_origin(annotation) is Literal:
+        return frozenset(get_args(annotation))
+    found = [w for arg in get_args(annotation) if (w := _words(arg)) is not None]
+    return found[0] if get_origin(annotation) in (Union, UnionType) and found else None
+
+
+def _check_mirror(struct: type[msgspec.Struct], model: type[Fill]) -> None:
+    """A lean struct has its model's fields, vocabularies, optionality and defaults (a
+    default_factory excepted); its size limits are the same constants, its bounds read from
+    the model. LeanFill is checked at import."""
+    lean = {f.name: f for f in msgspec.structs.fields(struct)}
+    if lean.keys() != model.model_fields.keys():
+        differ = lean.keys() ^ model.model_fields.keys()
+        raise TypeError(f"{struct.__name__} fields differ from {model.__name__}: {sorted(differ)}")
+    for name, info in model.model_fields.items():
         field = lean[name]
+        if _words(field.type) != _words(info.annotation):
+            raise TypeError(f"{struct.__name__}.{name}: vocabulary {_words(field.type)}, the model's"
+                            f" {_words(info.annotation)}")
         if field.required != info.is_required():
-            raise TypeError(f"LeanFill.{name}: required here and not in Fill, or the reverse")
-        default = field.default_factory() if field.default_factory is not msgspec.NODEFAULT else field.default
+            raise TypeError(f"{struct.__name__}.{name}: required here and not in the model, or the reverse")
+        factory = field.default_factory
+        default = factory() if factory is not msgspec.NODEFAULT else field.default
         if info.default_factory is not None:  # an event id, a time of ours: None; else the same
             wanted = info.default_factory()  # type: ignore[call-arg]
             if default is not None and default != wanted:
-                raise TypeError(f"LeanFill.{name}: default {default!r}, the model's {wanted!r}")
+                raise TypeError(f"{struct.__name__}.{name}: default {default!r}, the model's {wanted!r}")
         elif not field.required and default != info.default:
-            raise TypeError(f"LeanFill.{name}: default {default!r}, the model's {info.default!r}")
+            raise TypeError(f"{struct.__name__}.{name}: default {default!r}, the model's {info.default!r}")
 
 
-_check_mirror()
+_check_mirror(LeanFill, Fill)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from services.positions.inbound import parse
 from shared.errors import PermanentError
 from shared.messages import CODE_MAX_LENGTH, ID_MAX_LENGTH, Fill
-from shared.wire import JsonDecimal, LeanFill, decode_fill, fast_fill
+from shared.wire import JsonDecimal, LeanFill, _check_mirror, decode_fill, fast_fill
 
 ACCOUNT = UUID("0184d9b0-4f9f-4156-8d9c-4b46e2435d25")
 CANONICAL = Fill(
@@ -201,3 +201,23 @@ def test_an_odd_but_valid_fill_is_parsed_as_the_model_reads_it() -> None:
     data = msgspec.json.encode({**BODY, "fill_px": msgspec.Raw(b"0.1000000000000000055511151231257827")})
     event = parse(0, subject, data, "t9", lambda: CANONICAL.ts_event).event
     assert isinstance(event, LeanFill) and event.fill_px == Decimal("0.1")
+
+
+def _default(field: msgspec.structs.FieldInfo) -> Any:
+    if field.default_factory is not msgspec.NODEFAULT:
+        return msgspec.field(default_factory=field.default_factory)
+    return field.default
+
+
+def test_a_lean_struct_that_drifts_from_the_model_is_refused_at_import() -> None:
+    fields = [(f.name, f.type) if f.required else (f.name, f.type, _default(f))
+              for f in msgspec.structs.fields(LeanFill)]
+    _check_mirror(msgspec.defstruct("Same", fields), Fill)  # the real one passes
+    drifts = {  # what the refusal says -> the drifted fields
+        "vocabulary": [(n, Literal["buy"], *r) if n == "side" else (n, t, *r) for n, t, *r in fields],
+        "default": [(n, t, "X") if n == "category" else (n, t, *rest) for n, t, *rest in fields],
+        "fields differ": [f for f in fields if f[0] != "algo_id"],
+    }
+    for says, drifted in drifts.items():
+        with pytest.raises(TypeError, match=says):
+            _check_mirror(msgspec.defstruct("Drifted", drifted), Fill)
