@@ -22,7 +22,8 @@ Printed, from one run:
    running. 3 and 4 alternate in rounds (--rounds, each on a part of the backlog) so that both
    sides see the same machine: this VM's speed drifts by tens of percent within a minute;
 5. CPU seconds of the service, PostgreSQL and nats-server during the flood and the drain (from
-   /proc, when the servers run on this host): where the time goes.
+   /proc, when the servers run on this host): where the time goes; per drain round the CPU per
+   fill of each, and at the end the service's median over the rounds (µs per drained fill).
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ class CpuMeter:
         self.service_pids = service_pids
         self.pg_port, self.nats_port = urlsplit(dsn).port or 5432, urlsplit(nats_url).port or 4222
         self.start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
 
     def _groups(self) -> dict[str, float]:
         procs: dict[int, tuple[int, float, str]] = {}  # pid -> (ppid, cpu s, cmdline)
@@ -249,8 +251,13 @@ class CpuMeter:
 
     def __exit__(self, *exc: object) -> None:
         end, elapsed = self._groups(), time.monotonic() - self.t0
-        parts = [f"{name} {end[name] - self.start[name]:.1f} s" for name in end]
+        self.used = {name: end[name] - self.start[name] for name in end}
+        parts = [f"{name} {used:.1f} s" for name, used in self.used.items()]
         print(f"  cpu over {elapsed:.1f} s ({os.cpu_count()} cores): " + ", ".join(parts))
+
+    def per_fill(self, fills: int) -> str:
+        """CPU per fill of each group, in µs (after the meter has been exited)."""
+        return ", ".join(f"{name} {used / fills * 1e6:.0f} µs" for name, used in self.used.items())
 
 
 async def flood(js: JetStreamContext, subjects: Subjects, fills: list[Fill], latency: Latency) -> float:
@@ -367,15 +374,16 @@ async def run(args: argparse.Namespace) -> None:
             print(f"  {flood_rate:,.0f} fills/s (saturated: p50 {p50:.0f} ms, p99 {p99:.0f} ms)")
             print(f"drain of a backlog of {args.fills:,} fills (published while the service is stopped),"
                   f" in {args.rounds} rounds, each followed by the plumbing reference on its messages ...")
-            rounds = []
+            rounds, service_us = [], []
             for r, chunk in enumerate(chunks(drain_fills, args.rounds)):
                 first_seq = (await js.stream_info(subjects.stream(STREAM_ACCOUNT))).state.last_seq + 1
                 meter = CpuMeter({s.pid for s in services}, dsn, url)
                 product = await drain(js, subjects, chunk, services, meter)
                 reference = await plumbing(nc, pool, subjects, first_seq, len(chunk), f"plumbing{r}")
                 rounds.append((len(chunk), product, reference))
+                service_us.append(meter.used["service"] / len(chunk) * 1e6)
                 print(f"  round {r + 1}: product {product:,.0f} fills/s, plumbing {reference:,.0f} fills/s,"
-                      f" ratio {product / reference:.2f}")
+                      f" ratio {product / reference:.2f}; cpu per fill: {meter.per_fill(len(chunk))}")
         finally:
             for service in services:
                 service.terminate()
@@ -389,6 +397,8 @@ async def run(args: argparse.Namespace) -> None:
         print(f"  plumbing (nats-py pull + COPY, no fold): {reference:,.0f} fills/s")
         print(f"ratio product / plumbing: {product / reference:.2f}"
               f" (rounds: {', '.join(f'{p / r:.2f}' for _, p, r in rounds)})")
+        print(f"service cpu per drained fill: {statistics.median(service_us):.0f} µs (median of rounds:"
+              f" {', '.join(f'{u:.0f}' for u in service_us)})")
         await nc.close()
         await pool.close()
 

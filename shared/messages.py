@@ -43,8 +43,10 @@ Qty = Annotated[Decimal, Field(ge=0)]
 # Size limits (docs/events.md): an id or a code longer than its bound, or a message longer than
 # MAX_EVENT_BYTES (`check_size`), is a dead letter, never a stored row. OKX's ids are at most 32
 # characters (clOrdId), its codes a few; its largest push we keep as `raw` is about 2 KB.
-Id = Annotated[str, Field(max_length=64)]
-Code = Annotated[str, Field(max_length=32)]
+ID_MAX_LENGTH: Final = 64
+CODE_MAX_LENGTH: Final = 32
+Id = Annotated[str, Field(max_length=ID_MAX_LENGTH)]
+Code = Annotated[str, Field(max_length=CODE_MAX_LENGTH)]
 MAX_EVENT_BYTES: Final = 64 * 1024
 
 

@@ -19,7 +19,7 @@ from services.positions.algo_rows import OrphanAlgo
 from services.positions.catalog import InstrumentCatalog
 from services.positions.domain import Entry, LedgerFill
 from services.positions.events import Slot, SlotChange, needs_refold, position_events, slot_of
-from services.positions.inbound import Inbound
+from services.positions.inbound import Inbound, LedgerEntryEvent
 from services.positions.store import LedgerStore, StoredSlots
 from shared.consumer import PERMANENT, DeadLetter
 from shared.instruments import InstrumentSpec
@@ -28,8 +28,6 @@ from shared.messages import (
     AlgoOrderUpdate,
     Balance,
     ExchangePosition,
-    Fill,
-    FundingPayment,
     OrderUpdate,
     PositionEvent,
 )
@@ -78,11 +76,11 @@ async def handle_batch(
     algos = _of(valid, AlgoOrderUpdate)
     await store.upsert_algo_orders(algos)
     await _patch_exit_reasons(store, [u for u, _ in algos])
-    ledger = [i for i in valid if isinstance(i.event, Fill | FundingPayment)]
+    ledger = [i for i in valid if isinstance(i.event, LedgerEntryEvent)]
     instruments = await _instruments(store, ledger, catalog, out)
     ledger = [i for i in ledger if i.index not in out.retry and i.index not in out.dead]
     if ledger:
-        stored = await store.slot_state(sorted({_slot(i) for i in ledger}))  # before the batch
+        stored = await store.slot_state(list(dict.fromkeys(map(_slot, ledger))))  # before the batch
         new = await store.add_entries(ledger)
         out.stored, out.duplicates = len(new), len(ledger) - len(new)
         by_slot: defaultdict[Slot, NewEntries] = defaultdict(list)
@@ -130,7 +128,7 @@ def _of(items: Sequence[Inbound], kind: type[E]) -> list[tuple[E, str]]:
 
 def _slot(item: Inbound) -> Slot:
     event = item.event
-    assert isinstance(event, Fill | FundingPayment)
+    assert isinstance(event, LedgerEntryEvent)
     return slot_of(event)
 
 

@@ -2,7 +2,9 @@
 
 Everything a message can get wrong by itself is caught here, with a specific reason, before
 any database work: malformed subject, schema-invalid body, subject and body disagreeing,
-numbers that cannot fit their columns, a fee in a currency other than USDT.
+numbers that cannot fit their columns, a fee in a currency other than USDT. A fill (the hot
+message) is decoded by `shared.wire.decode_fill` into a `LeanFill`, which accepts and refuses
+exactly as the `Fill` model does; the other kinds by their models.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 
+import msgspec
 from pydantic import ValidationError
 
 from shared.errors import PermanentError
@@ -29,8 +32,12 @@ from shared.messages import (
 )
 from shared.money import Q8, quantize
 from shared.subjects import STREAM_ACCOUNT, Subjects, models_of
+from shared.wire import AnyFill, LeanFill, decode_fill
 
 MODELS = models_of(STREAM_ACCOUNT, AccountEvent)
+FILL_KIND = next(kind for kind, model in MODELS.items() if model is Fill)
+LedgerEvent = AccountEvent | LeanFill  # a fill arrives as a LeanFill, or as a Fill in tests
+LedgerEntryEvent = Fill | LeanFill | FundingPayment  # what the ledger stores and folds
 # Largest absolute value of NUMERIC(20,8) and NUMERIC(24,8) columns.
 LIMIT_20_8 = Decimal("1e12")
 LIMIT_24_8 = Decimal("1e16")
@@ -42,7 +49,7 @@ class Inbound:
 
     index: int
     subject: str
-    event: AccountEvent
+    event: LedgerEvent
     body: str  # the message as received, kept as the row's raw_payload
     published: Callable[[], datetime]  # read only when needed (an unknown instrument)
 
@@ -61,9 +68,10 @@ def parse(
     if kind not in MODELS:
         raise PermanentError(f"not an account subject: {subject}")
     check_size(data)
+    event: LedgerEvent
     try:
         body = data.decode("utf-8")
-        event = MODELS[kind].model_validate_json(body)
+        event = decode_fill(data) if kind == FILL_KIND else MODELS[kind].model_validate_json(body)
     except UnicodeDecodeError:
         raise PermanentError(f"{kind} message is not UTF-8") from None
     except ValidationError as exc:
@@ -78,7 +86,7 @@ def parse(
         raise PermanentError(f"subject instrument {inst_id} != body instrument {body_inst}")
     _check_values(event)
     # A NUL byte itself is invalid JSON; its escape is the substring, cheap to look for.
-    if "\\u0000" in body and _holds_nul(event.model_dump()):
+    if "\\u0000" in body and _holds_nul(_values(event)):
         raise PermanentError(f"{kind} holds NUL (U+0000) in a string, which PostgreSQL refuses")
     return Inbound(index, subject, event, body, published)
 
@@ -97,6 +105,12 @@ def _first_errors(exc: ValidationError, limit: int = 3) -> str:
     return "; ".join(parts)
 
 
+def _values(event: LedgerEvent) -> object:
+    if isinstance(event, LeanFill):
+        return msgspec.structs.asdict(event)
+    return event.model_dump()
+
+
 def _holds_nul(value: object) -> bool:
     """A string anywhere in the (dumped) event holds NUL. Refused here rather than by
     PostgreSQL: its refusal fails the whole batch, which is then retried one message per
@@ -110,8 +124,8 @@ def _holds_nul(value: object) -> bool:
     return False
 
 
-def _check_values(event: AccountEvent) -> None:
-    if isinstance(event, Fill):
+def _check_values(event: LedgerEvent) -> None:
+    if isinstance(event, AnyFill):
         _fits("fill_px", event.fill_px, LIMIT_20_8)
         _fits("fill_sz", event.fill_sz, LIMIT_20_8)
         _fits("fill_fee", event.fill_fee, LIMIT_20_8)

@@ -8,19 +8,23 @@ No statement and no connection here: `store.LedgerStore` runs the SQL.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, NewType, Protocol, get_args, get_type_hints
 from uuid import UUID
 
+from asyncpg.pgproto.pgproto import UUID as PgUUID  # the uuid.UUID subclass asyncpg returns
+
 from services.positions.domain import ClosedPosition, FundingEntry, LedgerFill, Position
 from services.positions.events import Slot
 from services.positions.ids import uuid7
 from shared.db import json_dumps
-from shared.messages import Balance, ExchangePosition, Fill, FundingPayment, OrderUpdate
+from shared.messages import Balance, ExchangePosition, FundingPayment, OrderUpdate
 from shared.money import Q2, Q8, quantize, quantize_opt
 from shared.types import AlgoLeg
+from shared.wire import AnyFill
 
 
 class Record(Protocol):
@@ -205,6 +209,7 @@ class ExternalOrderRow(NamedTuple):
 # positions_closed column: rows map to the domain by name.
 POSITION_FIELDS = tuple(f.name for f in fields(Position))
 CLOSED_FIELDS = tuple(f.name for f in fields(ClosedPosition))
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 # OKX order state -> orders.status; a later state never goes back to an earlier one.
 STATUS = {"live": "open", "mmp_canceled": "canceled"}
 RANK = {"open": 1, "partially_filled": 2, "filled": 3, "canceled": 3}
@@ -225,8 +230,10 @@ def own_order_id(cl_ord_id: str | None) -> UUID | None:
     """Our orders.id when an OKX clOrdId is one (32 hex chars), else None."""
     if cl_ord_id is None or len(cl_ord_id) != 32:
         return None
+    if _HEX32.fullmatch(cl_ord_id):  # ours, always: asyncpg's UUID parses it 4x faster
+        return PgUUID(cl_ord_id)
     try:
-        return UUID(hex=cl_ord_id)
+        return UUID(hex=cl_ord_id)  # what else `UUID(hex=)` reads ("0x…", "+…"), as before
     except ValueError:
         return None
 
@@ -246,7 +253,7 @@ def closed_from_row(row: Record) -> ClosedPosition:
     return ClosedPosition(**{name: row[name] for name in CLOSED_FIELDS})
 
 
-def ledger_fill(f: Fill, link: OrderLink, algo_leg: AlgoLeg | None = None) -> LedgerFill:
+def ledger_fill(f: AnyFill, link: OrderLink, algo_leg: AlgoLeg | None = None) -> LedgerFill:
     """A fill as the fold sees it: exactly the values stored in `fills` (see `fill_row`), so
     that a refold from the table sees the same fill; `algo_leg` is the leg of its algo that
     fired, as `algo_orders` says."""
@@ -259,7 +266,7 @@ def ledger_fill(f: Fill, link: OrderLink, algo_leg: AlgoLeg | None = None) -> Le
     )
 
 
-def fill_row(f: Fill, e: LedgerFill, order_id: UUID, body: str) -> FillRow:
+def fill_row(f: AnyFill, e: LedgerFill, order_id: UUID, body: str) -> FillRow:
     """The `fills` row of a fill and its ledger entry."""
     return FillRow(
         id=uuid7(), account_id=f.account_id, order_id=order_id, symbol=f.inst_id, side=f.side,
@@ -310,7 +317,7 @@ def order_update_row(u: OrderUpdate, body: str) -> OrderUpdateRow:
     )
 
 
-def external_order_row(f: Fill) -> ExternalOrderRow:
+def external_order_row(f: AnyFill) -> ExternalOrderRow:
     """The `orders` row made for a fill of an order we never saw."""
     return ExternalOrderRow(
         account_id=f.account_id, symbol=f.inst_id, side=f.side, order_type=f.ord_type or "unknown",

@@ -19,7 +19,7 @@ from services.positions.events import (
 )
 from services.positions.ids import uuid7
 from shared.exchange_ids import id_key
-from shared.messages import Fill, FundingPayment
+from shared.messages import Fill, FundingPayment, PositionEvent
 from tests.positions.test_domain import ETH, at, buy, funding, sell
 
 SLOT = Slot(uuid4(), ETH.symbol, "net")
@@ -165,3 +165,18 @@ def test_position_events_stamp_every_event_of_a_batch_with_one_ts_init() -> None
     assert [(e.account_id, e.kind, e.mode) for e in events] == [
         (SLOT.account_id, "opened", "live"), (other.account_id, "opened", "live")]
     assert len({e.ts_init for e in events}) == 1
+
+
+def test_every_event_is_what_the_models_validate_from_its_own_values() -> None:
+    # Events are copies of templates with every field replaced (no validation): a field left
+    # over from a template, or a value of the wrong type, would show here.
+    before = fold([buy("2", "100", 0, trade_id="a")], ETH).position
+    entries = [sell("3", "110", 1, trade_id="b"), buy("2", "105", 2, trade_id="c")]
+    change = SlotChange.folded(SLOT, before, entries, ETH).at(entries[-1].key, "live")
+    events = change.events()
+    assert [e.kind for e in events] == ["closed", "opened", "closed", "opened"]
+    for event in events:
+        validated = PositionEvent.model_validate(event.model_dump())
+        assert validated.model_dump() == event.model_dump()
+        assert PositionEvent.model_validate_json(event.to_bytes()) == validated
+        assert event.model_fields_set >= set(PositionEvent.model_fields) - {"schema_version"}

@@ -26,12 +26,14 @@ from services.positions.rows import (
     ExternalOrderRow,
     FillRow,
     FundingRow,
+    JsonText,
     OpenRow,
     OrderUpdateRow,
     column_types,
     json_columns,
+    own_order_id,
 )
-from services.positions.store import LedgerStore
+from services.positions.store import STAGE_MIN_ROWS, LedgerStore, _arrays, _selected, _unnest
 from shared.clock import SystemClock
 from shared.messages import AccountEvent, Balance, ExchangePosition, OrderUpdate
 from tests.positions.conftest import at, fill, funding
@@ -150,3 +152,54 @@ async def test_a_small_batch_costs_the_statements_it_always_did(db_pool: asyncpg
             ours = [q for q in logged if "aitrader." in q]  # not asyncpg's type introspection
             assert len(ours) == statements, ours
             assert [logged[0], logged[-1]] == ["BEGIN;", "COMMIT;"]
+
+
+ODD_DECIMALS = [D("0E-8"), D("1E+2"), D("-0.00000001"), D("123456789012.12345678"), D("1.10"), D("-0"),
+                D("1E-8"), D("0.000000000001"), None]
+
+
+async def test_numerics_sent_as_text_arrive_as_the_binary_encoding_would_send_them(
+    db_pool: asyncpg.Pool,
+) -> None:
+    # The store sends numeric values as text (cheaper than asyncpg's binary encoder): the
+    # same digits and scale arrive, exponent forms included.
+    rows = [FundingRow(uuid4(), "X", "net", value, str(n), at(0), JsonText("{}"))  # type: ignore[arg-type]
+            for n, value in enumerate(ODD_DECIMALS)]
+    sent = await db_pool.fetch(f"SELECT {_selected(FundingRow)} FROM {_unnest(FundingRow)}", *_arrays(rows))
+    binary = await db_pool.fetch("SELECT unnest($1::numeric[]) AS amount_usdt", ODD_DECIMALS)
+    assert [str(r["amount_usdt"]) for r in sent] == [str(r["amount_usdt"]) for r in binary]
+    assert [r["amount_usdt"] for r in sent] == ODD_DECIMALS
+
+
+async def test_a_large_batch_is_staged_with_copy_and_stored_exactly(
+    db_pool: asyncpg.Pool, account: UUID
+) -> None:
+    # STAGE_MIN_ROWS fills or more go through the staging table (numerics as text there too).
+    fills = [fill(account, str(n), "buy", "0.00000001", f"{100 + n}.12345678", n, fee="-1E-8", lever="5")
+             for n in range(STAGE_MIN_ROWS + 1)]
+    catalog = InstrumentCatalog(SystemClock(), 0.0)
+    async with db_pool.acquire() as conn, conn.transaction():
+        outcome = await handle_batch(LedgerStore(conn), inbound(fills), catalog)
+    assert outcome.stored == len(fills)
+    stored = await db_pool.fetch(
+        "SELECT price, size, fee_usdt, leverage FROM aitrader.fills ORDER BY exchange_trade_id::int")
+    assert [tuple(r) for r in stored] == [
+        (f.fill_px, D("0.00000001"), D("-0.00000001"), D("5.00")) for f in fills]
+    [position] = await db_pool.fetch("SELECT quantity, opened_value FROM aitrader.positions_open")
+    assert position["quantity"] == D("0.00000001") * len(fills)
+    assert position["opened_value"] == sum(f.fill_px * f.fill_sz for f in fills)
+
+
+HEX = "0123456789abcdef" * 2
+
+
+@pytest.mark.parametrize(("cl_ord_id", "expected"), [
+    pytest.param(HEX, UUID(hex=HEX), id="ours"),
+    pytest.param(HEX.upper(), UUID(hex=HEX), id="upper-case"),
+    pytest.param("0x" + HEX[:30], UUID(hex="0x" + HEX[:30]), id="what-uuid-reads-too"),
+    pytest.param(HEX[:31] + "g", None, id="not-hex"),
+    pytest.param(HEX[:31], None, id="short"),
+    pytest.param(None, None, id="none"),
+])
+def test_own_order_id_reads_a_clordid_as_uuid_hex_does(cl_ord_id: str | None, expected: UUID | None) -> None:
+    assert own_order_id(cl_ord_id) == expected
