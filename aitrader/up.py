@@ -112,7 +112,8 @@ async def prepare(settings: Settings, stack: Stack) -> None:
     nc = await connect_nats(stack.env["AITRADER_NATS_URL"], name="aitrader-up")
     try:
         subjects = Subjects(settings.nats_subject_root, settings.nats_stream_prefix)
-        await ensure_streams(nc.jetstream(), subjects, settings.nats_stream_replicas)
+        await ensure_streams(nc.jetstream(), subjects, settings.nats_stream_replicas,
+                             settings.nats_account_partitions)
     finally:
         await nc.close()
 

@@ -1,7 +1,9 @@
 """NATS / JetStream: connections, publishing and the stream declarations (DESIGN §4).
 
 Streams are declared in one place with explicit limits and a duplicate window, so that the
-`Nats-Msg-Id` of every publish (see `shared.messages`) collapses duplicates server-side.
+`Nats-Msg-Id` of every publish (see `shared.messages`) collapses duplicates server-side. A
+partitioned stream (`shared.subjects.PARTITIONED`: ACCOUNT) gets its subject transform here, with
+the partition count every service passes (`Settings.nats_account_partitions`).
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, SubjectTransform
 from nats.js.errors import BadRequestError, NotFoundError
 
 from shared.errors import ConfigError
 from shared.logging import get_logger
 from shared.messages import Event
 from shared.subjects import (
+    DEFAULT_PARTITIONS,
     STREAM_ACCOUNT,
     STREAM_MARKET,
     STREAM_POSITIONS,
@@ -38,8 +41,15 @@ MAX_AGE = {
 SETTING = "AITRADER_NATS_URL"
 
 
-def stream_configs(subjects: Subjects, replicas: int = 1) -> list[StreamConfig]:
-    """The streams of the subject table, for this namespace."""
+def _transform(subjects: Subjects, base: str, partitions: int) -> SubjectTransform | None:
+    transform = subjects.partition_transform(base, partitions)
+    return None if transform is None else SubjectTransform(*transform)
+
+
+def stream_configs(
+    subjects: Subjects, replicas: int = 1, partitions: int = DEFAULT_PARTITIONS
+) -> list[StreamConfig]:
+    """The streams of the subject table, for this namespace (`partitions`: of ACCOUNT)."""
     return [
         StreamConfig(
             name=subjects.stream(base),
@@ -50,14 +60,18 @@ def stream_configs(subjects: Subjects, replicas: int = 1) -> list[StreamConfig]:
             max_age=MAX_AGE[base].total_seconds(),
             duplicate_window=DUPLICATE_WINDOW.total_seconds(),
             num_replicas=replicas,
+            subject_transform=_transform(subjects, base, partitions),
         )
         for base in STREAMS
     ]
 
 
-async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int = 1) -> None:
-    """Create the streams, or bring an existing stream's configuration up to date."""
-    for config in stream_configs(subjects, replicas):
+async def ensure_streams(
+    js: JetStreamContext, subjects: Subjects, replicas: int = 1, partitions: int = DEFAULT_PARTITIONS
+) -> None:
+    """Create the streams, or bring an existing stream's configuration up to date (a new
+    partition count applies to messages stored from then on: docs/positions.md, re-partitioning)."""
+    for config in stream_configs(subjects, replicas, partitions):
         assert config.name is not None
         try:
             await js.stream_info(config.name)

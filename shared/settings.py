@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.bars import Timeframe, is_bar
 from shared.errors import ConfigError
+from shared.subjects import DEFAULT_PARTITIONS, MAX_PARTITIONS
 from shared.types import Mode, WsEndpoint
 
 OKX_REST_URL = "https://www.okx.com"
@@ -64,6 +65,9 @@ class Settings(BaseSettings):
     nats_subject_root: str = "aitrader"
     nats_stream_prefix: str = ""
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)
+    # Partitions of the ACCOUNT stream (a stream setting: every service declaring the streams
+    # must use the same count); the positions service has one durable consumer per partition.
+    nats_account_partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=MAX_PARTITIONS)
     data_dir: Path | None = None
     # Ports of the embedded servers that `aitrader up` starts when no URL is configured.
     embedded_pg_port: int = Field(default=55432, ge=1, le=65535)
