@@ -68,7 +68,8 @@ class Balancer:
             await self.release(owned[-1], share, others + 1)
 
     async def release(self, consumer: LedgerConsumer, share: int, instances: int) -> None:
-        """Hand one partition over: stop pulling, let what is in flight be acked, unpin."""
+        """Hand one partition over: stop pulling, let what is in flight be acked, unpin, and
+        pull there again (as a standby) only after the cooldown."""
         source = consumer.source
         assert source is not None
         source.pause()
@@ -77,11 +78,14 @@ class Balancer:
                 await source.request_ended()  # within `expires`
                 await consumer.idle.wait()
             await source.unpin()
-            HANDOVERS.inc()
-            log.info("partition_released", consumer=consumer.consumer, share=share, instances=instances)
-            await asyncio.sleep(COOLDOWN_TTLS * self.ttl)
         except TimeoutError:  # a batch still committing: keep the partition, try again later
             log.debug("release_postponed", consumer=consumer.consumer)
-        finally:
             source.resume()
-            OWNED.set(len(self.owned()))
+            return
+        except BaseException:
+            source.resume()
+            raise
+        HANDOVERS.inc()
+        OWNED.set(len(self.owned()))
+        log.info("partition_released", consumer=consumer.consumer, share=share, instances=instances)
+        asyncio.get_running_loop().call_later(COOLDOWN_TTLS * self.ttl, source.resume)

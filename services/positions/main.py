@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-from services.positions.balance import Balancer
 from services.positions.catalog import InstrumentCatalog
 from services.positions.config import PositionsSettings, positions_settings
+from services.positions.instance import LedgerInstance
 from services.positions.orphans import OrphanSweeper
-from services.positions.subscribers import PUBLISH_ASYNC_MAX_PENDING, SERVICE, LedgerConsumer
+from services.positions.subscribers import PUBLISH_ASYNC_MAX_PENDING, SERVICE
 from shared.bus import connect_nats, ensure_streams
 from shared.clock import SystemClock
-from shared.consumer import DeadLetters
 from shared.db import create_pool
 from shared.health import Health, connection_checks, serving
 from shared.logging import get_logger
@@ -39,22 +38,16 @@ async def serve(settings: Settings) -> None:
             js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
             await ensure_streams(js, subjects, config.nats_stream_replicas, partitions)
             catalog = InstrumentCatalog(SystemClock(), config.positions_instrument_grace_seconds)
-            letters = DeadLetters(SERVICE, nc, subjects.dead_letter(SERVICE))
             health = Health(SERVICE, checks=connection_checks(pool, nc))
             sweeper = OrphanSweeper(nc, subjects, config.positions_cancel_algo_deadline_seconds)
-            progress = health.progress("ledger")
-            consumers = [LedgerConsumer(nc, js, pool, subjects, catalog, config, letters, partition=p,
-                                        progress=progress, sweeper=sweeper) for p in range(partitions)]
-            balancer = Balancer(nc, consumers, config.positions_rebalance_seconds,
-                                config.positions_pinned_ttl_seconds)
+            instance = LedgerInstance(nc, js, pool, subjects, catalog, config,
+                                      progress=health.progress("ledger"), sweeper=sweeper)
             log.info("consuming", stream=subjects.stream(STREAM_ACCOUNT), partitions=partitions,
                      consumers=f"{config.positions_consumer}-0..{partitions - 1}")
             try:
                 async with serving(health, config.health_host, config.health_port), \
                         asyncio.TaskGroup() as tasks:
-                    for consumer in consumers:
-                        tasks.create_task(consumer.run())
-                    tasks.create_task(balancer.run())
+                    tasks.create_task(instance.run())
                     tasks.create_task(health.watch())
             finally:
                 await sweeper.close()

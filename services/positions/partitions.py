@@ -41,6 +41,7 @@ from shared.subjects import STREAM_ACCOUNT, Subjects
 GROUP = "ledger"  # the consumers' one priority group
 PIN_HEADER = "Nats-Pin-Id"
 WRONG_PIN = "423"  # our pin moved to another client
+REFUSED = "409"  # the request was refused or cut short: wait a moment before the next
 END_OF_PULL = frozenset({"404", "408", "409", WRONG_PIN})  # statuses that end a pull request
 API_DEADLINE_S = 5.0
 REST_WAIT_S = 0.05  # for the rest of a delivery the server is sending
@@ -110,6 +111,7 @@ class PinnedPull:
     _event: asyncio.Event = field(default_factory=asyncio.Event)
     _open_until: float = 0.0  # monotonic deadline of the open request; 0: none open
     _open_pin: str | None = None  # the pin id the open request carried
+    _open_left: int = 0  # messages the open request may still deliver
     _paused: bool = False
     _ended: asyncio.Event = field(default_factory=asyncio.Event)  # no request open
 
@@ -144,6 +146,8 @@ class PinnedPull:
             msgs = self._take()
             if msgs:
                 return await self._rest_of(msgs, batch)
+            if not self._paused and not self.requesting:
+                continue  # the request just ended: the next one at once (an owner keeps its pin)
             now = time.monotonic()
             if now >= deadline:
                 return []
@@ -181,13 +185,23 @@ class PinnedPull:
             if status is None:
                 self._on_delivery(headers.get(PIN_HEADER))
                 msgs.append(msg)
+                self._open_left -= 1
+                if self._open_left <= 0:  # the request is complete: the server sends no status
+                    self._ended_now()
             elif status in END_OF_PULL:
                 if status == WRONG_PIN and self._open_pin is not None and self._open_pin == self.pin:
                     log.info("partition_lost", consumer=self.consumer)
                     self.pin = None
-                self._open_until = 0.0
-                self._ended.set()
+                self._ended_now()
+                if status == REFUSED:  # the consumer deleted, too many waiting pulls, ...
+                    log.debug("pull_refused", consumer=self.consumer,
+                              reason=headers.get("Description", ""))
+                    self._open_until = time.monotonic() + PULL_RETRY_S
         return msgs
+
+    def _ended_now(self) -> None:
+        self._open_until = 0.0
+        self._ended.set()
 
     def _on_delivery(self, pin: str | None) -> None:
         if pin is not None and pin != self.pin:
@@ -206,7 +220,7 @@ class PinnedPull:
             log.debug("pull_failed", consumer=self.consumer, error=f"{type(exc).__name__}: {exc}")
             self._open_pin, self._open_until = None, time.monotonic() + PULL_RETRY_S
             return
-        self._open_pin = self.pin
+        self._open_pin, self._open_left = self.pin, batch
         self._ended.clear()
         # The server ends the request with a status after `expires`; a lost one (a reconnect)
         # is given up a little later, and its late messages, if any, are still taken.
