@@ -53,12 +53,13 @@ from fills_throughput import (
     write_orders,
 )
 
+from services.positions.config import PositionsSettings
 from services.positions.partitions import backlog
 from shared.bus import connect_nats, ensure_streams, headers_for
 from shared.messages import Fill
 from shared.subjects import STREAM_ACCOUNT, Subjects, partition_of
 
-TTL = 2.0  # the instances' pinned TTL: the failover bound
+TTL = PositionsSettings.model_fields["positions_pinned_ttl_seconds"].default  # the failover bound
 
 
 def free_port() -> int:
@@ -85,18 +86,22 @@ async def settled(js: JetStreamContext, subjects: Subjects, partitions: int) -> 
 async def owned(port: int) -> int:
     """The partitions an instance holds, from its /metrics (aitrader_positions_partitions_owned)."""
     def read() -> int:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-            for line in reply.read().decode().splitlines():
-                if line.startswith("aitrader_positions_partitions_owned "):
-                    return int(float(line.split()[1]))
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+                text = reply.read().decode()
+        except OSError:  # not serving yet (starting) or any more (killed)
+            return 0
+        for line in text.splitlines():
+            if line.startswith("aitrader_positions_partitions_owned "):
+                return int(float(line.split()[1]))
         return 0
 
     return await asyncio.to_thread(read)
 
 
-async def start(dsn: str, url: str, subjects: Subjects, port: int) -> asyncio.subprocess.Process:
+async def start(dsn: str, url: str, subjects: Subjects, port: int, level: str) -> asyncio.subprocess.Process:
     os.environ["AITRADER_HEALTH_PORT"] = str(port)  # start_service passes the environment on
-    return await start_service(dsn, url, subjects, "warning", None)
+    return await start_service(dsn, url, subjects, level, None)
 
 
 async def publish(
@@ -161,7 +166,6 @@ class Commits:
 
 async def run(args: argparse.Namespace) -> None:
     os.environ.update({"AITRADER_NATS_ACCOUNT_PARTITIONS": str(args.partitions),
-                       "AITRADER_POSITIONS_PINNED_TTL_SECONDS": str(TTL),
                        "AITRADER_POSITIONS_REBALANCE_SECONDS": "0.5"})
     n = args.partitions
     with servers() as (admin_dsn, url):
@@ -179,13 +183,13 @@ async def run(args: argparse.Namespace) -> None:
         commits = Commits(n)
         await nc.subscribe(subjects.positions_all, cb=commits.on_event)
         ports = [free_port(), free_port()]
-        procs = [await start(dsn, url, subjects, ports[0])]
+        procs = [await start(dsn, url, subjects, ports[0], args.service_log_level)]
         try:
             await publish(js, subjects, warmup)
             await settled(js, subjects, n)
             print(f"one instance, {n} partitions: drain of {args.fills:,} fills ...")
             rate1, ref1 = await measured_drain(nc, js, pool, subjects, one, procs, dsn, url, n, "plumbing1")
-            procs.append(await start(dsn, url, subjects, ports[1]))
+            procs.append(await start(dsn, url, subjects, ports[1], args.service_log_level))
             started = time.monotonic()
             trickle = asyncio.create_task(publish(js, subjects, feed[: int(args.rate * 2)], args.rate / 4))
             async def shared() -> bool:
@@ -234,6 +238,7 @@ def main() -> None:
     parser.add_argument("--fills", type=int, default=30_000, help="fills per drain")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--rate", type=float, default=500.0, help="fills/s while one instance is killed")
+    parser.add_argument("--service-log-level", default="warning", help="info: pins, handovers, catch-ups")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -121,6 +121,10 @@ ROUTES: tuple[Route, ...] = (
     # stream-seq, error-type, reason (shared.consumer.DeadLetters.announce); no model.
     Route("dead_letter", None, None, "dlq.{service}",
           "A message that can never be processed, with its reason (also in aitrader.dead_letters)."),
+    # Core NATS roll call of the positions instances (services.positions.balance): a request
+    # with an empty body, every live instance answers with an empty reply; no model.
+    Route("positions_instances", None, None, "svc.positions.instances",
+          "Request, many replies (core NATS): each live positions instance answers."),
 )
 ROUTE: dict[str, Route] = {r.kind: r for r in ROUTES}
 _OF_MODEL: dict[type[BaseModel], Route] = {r.model: r for r in ROUTES if r.model is not None}
@@ -334,6 +338,10 @@ class Subjects:
     # dead letters (core NATS, also stored in aitrader.dead_letters)
     def dead_letter(self, service: str) -> str:
         return self._formats["dead_letter"](service)
+
+    # the positions instances' roll call (core NATS)
+    def positions_instances(self) -> str:
+        return self._formats["positions_instances"]()
 
     # wildcards and streams
     def stream_filter(self, stream: str) -> str:

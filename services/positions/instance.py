@@ -10,7 +10,7 @@ import asyncpg
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from services.positions.balance import Balancer
+from services.positions.balance import Balancer, RollCall
 from services.positions.catalog import InstrumentCatalog
 from services.positions.config import PositionsSettings
 from services.positions.orphans import OrphanSweeper
@@ -43,7 +43,8 @@ class LedgerInstance:
             for p in range(self.settings.nats_account_partitions)
         ]
         self.balancer = Balancer(self.nc, self.consumers, self.settings.positions_rebalance_seconds,
-                                 self.settings.positions_pinned_ttl_seconds)
+                                 self.settings.positions_pinned_ttl_seconds,
+                                 RollCall(self.nc, self.subjects.positions_instances()))
 
     def owned(self) -> set[int]:
         """The partitions this instance holds the pin of, as far as it knows."""
