@@ -31,6 +31,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from services.positions.config import PositionsSettings
@@ -45,7 +46,8 @@ REFUSED = "409"  # the request was refused or cut short: wait a moment before th
 END_OF_PULL = frozenset({"404", "408", "409", WRONG_PIN})  # statuses that end a pull request
 API_DEADLINE_S = 5.0
 REST_WAIT_S = 0.05  # for the rest of a delivery the server is sending
-PULL_RETRY_S = 0.5  # after a pull request could not be sent (reconnecting)
+PULL_RETRY_S = 0.5
+CATCH_UP_BATCH = 1000  # after a pull request could not be sent (reconnecting)
 NS = 1_000_000_000
 log = get_logger("positions")
 
@@ -213,18 +215,25 @@ class PinnedPull:
         body: dict[str, Any] = {"batch": batch, "expires": int(self.expires * NS), "group": GROUP}
         if self.pin is not None:
             body["id"] = self.pin
+        # Open before the first await: `fetch` and `keep_pin` must not both send one. The
+        # server ends it with a status after `expires`; a lost one (a reconnect) is given up
+        # a little later, and its late messages, if any, are still taken.
+        self._open_pin, self._open_left = self.pin, batch
+        self._open_until = time.monotonic() + self.expires + 1.0
+        self._ended.clear()
         try:
             await self.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}",
                                   json.dumps(body).encode(), reply=self._inbox)
         except nats.errors.Error as exc:  # reconnecting: try again in a moment
             log.debug("pull_failed", consumer=self.consumer, error=f"{type(exc).__name__}: {exc}")
             self._open_pin, self._open_until = None, time.monotonic() + PULL_RETRY_S
-            return
-        self._open_pin, self._open_left = self.pin, batch
-        self._ended.clear()
-        # The server ends the request with a status after `expires`; a lost one (a reconnect)
-        # is given up a little later, and its late messages, if any, are still taken.
-        self._open_until = time.monotonic() + self.expires + 1.0
+
+    async def keep_pin(self) -> None:
+        """While the pipeline is busy (no `fetch` running): a pull for one message, so that the
+        server sees the owner pulling within the pinned TTL. What it delivers waits for the
+        next `fetch` (at most one message per call)."""
+        if self.owner and not self._paused and not self.requesting:
+            await self._request(1)
 
     async def request_ended(self) -> None:
         """Until the open request (if any) has ended, or has been given up."""
@@ -251,31 +260,56 @@ async def catch_up(
     before: int,
 ) -> list[Msg]:
     """The partition's messages between the consumer's ack floor and stream sequence `before`
-    (exclusive), read from the stream: what a previous owner held unacknowledged. They carry a
-    reply subject of this consumer with delivery sequence 0, for their metadata only: they are
-    acknowledged by the batch's one ack, never by themselves."""
+    (exclusive), read from the stream by an ephemeral consumer: what a previous owner held
+    unacknowledged. They carry a reply subject of the partition's consumer with delivery
+    sequence 0, for their metadata only: they are acknowledged by the batch's one ack, never by
+    themselves."""
     try:
         async with asyncio.timeout(API_DEADLINE_S):
             info = await js.consumer_info(stream, consumer)
+        start = info.ack_floor.stream_seq + 1
+        if start >= before:
+            return []
+        async with asyncio.timeout(API_DEADLINE_S):
+            first = await js.get_msg(stream, seq=start, subject=subject_filter, next=True)
+        if first.seq is None or first.seq >= before:
+            return []  # nothing of this partition in between: the common case
+        return await _read(js, nc, stream, consumer, subject_filter, first.seq, before)
+    except NotFoundError:
+        return []
     except (nats.errors.Error, TimeoutError) as exc:
-        raise TransientError(f"consumer info {consumer}: {type(exc).__name__}: {exc}") from exc
-    seq, found = info.ack_floor.stream_seq + 1, []
-    while seq < before:
-        try:
-            async with asyncio.timeout(API_DEADLINE_S):
-                raw = await js.get_msg(stream, seq=seq, subject=subject_filter, next=True)
-        except NotFoundError:
-            break
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise TransientError(f"catch-up read at {seq}: {type(exc).__name__}: {exc}") from exc
-        assert raw.seq is not None and raw.subject is not None
-        if raw.seq >= before:
-            break
-        stamp = int((raw.time.timestamp() if raw.time else time.time()) * NS)
-        found.append(Msg(_client=nc, subject=raw.subject, data=raw.data or b"", headers=raw.headers,
-                         reply=f"$JS.ACK.{stream}.{consumer}.1.{raw.seq}.0.{stamp}.0"))
-        seq = raw.seq + 1
-    return found
+        raise TransientError(f"catch-up of {consumer}: {type(exc).__name__}: {exc}") from exc
+
+
+async def _read(
+    js: JetStreamContext, nc: Client, stream: str, consumer: str, subject_filter: str, start: int,
+    before: int,
+) -> list[Msg]:
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+                            ack_policy=AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True,
+                            num_replicas=1)
+    sub = await js.pull_subscribe(subject_filter, stream=stream, config=config)
+    found: list[Msg] = []
+    try:
+        while True:
+            # One, then exactly what its metadata says is pending (nats-py's fetch of more than
+            # exists waits its whole timeout).
+            msgs = await sub.fetch(1, timeout=API_DEADLINE_S)
+            wanted = min(CATCH_UP_BATCH, msgs[-1].metadata.num_pending)
+            if wanted:
+                msgs += await sub.fetch(wanted, timeout=API_DEADLINE_S)
+            for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                if seq >= before:
+                    return found
+                stamp = int(msg.metadata.timestamp.timestamp() * NS)
+                found.append(Msg(_client=nc, subject=msg.subject, data=msg.data, headers=msg.headers,
+                                 reply=f"$JS.ACK.{stream}.{consumer}.1.{seq}.0.{stamp}.0"))
+            if msgs[-1].metadata.num_pending == 0:
+                return found
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
 
 
 def delivered(msg: Msg) -> bool:

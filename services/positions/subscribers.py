@@ -105,6 +105,7 @@ class LedgerConsumer:
     consumer: str = ""
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # no batch between fetch and ack
     _in_flight: int = 0  # batches fetched and not yet acked
+    _fetching: bool = False  # inside `PinnedPull.fetch` (which pulls by itself)
     _next_delivery: int | None = None  # consumer sequence that follows the last one we received
 
     async def subscribe(self) -> PinnedPull:
@@ -128,6 +129,7 @@ class LedgerConsumer:
         self.idle.set()
         try:
             async with asyncio.TaskGroup() as stages:
+                stages.create_task(self._keep_pin(source))
                 stages.create_task(self._fetch_stage(source, fetched, ready))
                 stages.create_task(self._commit_stage(fetched, committed, ready))
                 stages.create_task(self._finish_stage(committed))
@@ -154,6 +156,13 @@ class LedgerConsumer:
                 log.warning("partition_join_failed", partition=self.partition, error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.positions_retry_max_seconds)
+
+    async def _keep_pin(self, source: PinnedPull) -> None:
+        """While a batch commits (or is caught up), keep pulling often enough to stay pinned."""
+        while True:
+            await asyncio.sleep(self.settings.positions_pinned_ttl_seconds / 4)
+            if not self._fetching:
+                await source.keep_pin()
 
     async def _fetch_stage(
         self, source: PinnedPull, out: asyncio.Queue[Fetched], ready: asyncio.Semaphore
@@ -188,7 +197,11 @@ class LedgerConsumer:
         """What the partition's consumer delivers to us (nothing unless we hold its pin), up
         to a batch; preceded by the messages a previous owner left unacknowledged when the
         deliveries do not follow the last ones we received (a takeover, or our first batch)."""
-        msgs = await source.fetch(self.settings.positions_batch_size, IDLE_WAIT_S)
+        self._fetching = True
+        try:
+            msgs = await source.fetch(self.settings.positions_batch_size, IDLE_WAIT_S)
+        finally:
+            self._fetching = False
         if not msgs:
             self.progress.beat()  # idle, and able to ask
             return []
