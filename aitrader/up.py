@@ -123,7 +123,8 @@ async def prepare(settings: Settings, stack: Stack) -> None:
     nc = await connect_nats(stack.env["AITRADER_NATS_URL"], name="aitrader-up")
     try:
         subjects = Subjects(settings.nats_subject_root, settings.nats_stream_prefix)
-        await ensure_streams(nc.jetstream(), subjects, int(stack.env["AITRADER_NATS_STREAM_REPLICAS"]))
+        await ensure_streams(nc.jetstream(), subjects, int(stack.env["AITRADER_NATS_STREAM_REPLICAS"]),
+                             settings.nats_account_partitions)
     finally:
         await nc.close()
 

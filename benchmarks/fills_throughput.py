@@ -53,15 +53,15 @@ import asyncpg
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aitrader.embedded import EmbeddedNats, EmbeddedPostgres
 from aitrader.migrate import migrate
+from services.positions.partitions import backlog
 from shared.bus import connect_nats, ensure_streams, headers_for
 from shared.messages import Fill
-from shared.subjects import STREAM_ACCOUNT, Subjects
+from shared.subjects import DEFAULT_PARTITIONS, STREAM_ACCOUNT, Subjects
 
 SYMBOLS = [f"B{i:02d}-USDT-SWAP" for i in range(20)]
 ACCOUNTS = 50
@@ -190,12 +190,11 @@ class Latency:
 
 
 async def wait_consumed(js: JetStreamContext, subjects: Subjects, require_delivery: bool = True) -> None:
+    """Until the service's partition consumers have nothing left (after a first delivery)."""
     while True:
-        with contextlib.suppress(NotFoundError):
-            info = await js.consumer_info(subjects.stream(STREAM_ACCOUNT), "positions")
-            idle = info.num_pending == 0 and info.num_ack_pending == 0
-            if idle and (info.delivered.stream_seq > 0 or not require_delivery):
-                return
+        left = await backlog(js, subjects, "positions", DEFAULT_PARTITIONS)
+        if left.settled and (left.delivered_stream_seq > 0 or not require_delivery):
+            return
         await asyncio.sleep(0.01)
 
 

@@ -7,6 +7,8 @@ On a cluster (AITRADER_NATS_URL lists its nodes) the client reconnects to any su
 streams keep AITRADER_NATS_STREAM_REPLICAS copies, and `publish_event` rides out the election
 of a new stream leader (a few seconds after a node dies) by publishing again with the same
 `Nats-Msg-Id`: a message that did land the first time is dropped as a duplicate.
+A partitioned stream (`shared.subjects.PARTITIONED`: ACCOUNT) gets its subject transform here,
+with the partition count every service passes (`Settings.nats_account_partitions`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import nats
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, SubjectTransform
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from shared.errors import ConfigError
@@ -27,6 +29,7 @@ from shared.logging import get_logger
 from shared.messages import Event
 from shared.settings import nats_servers, redact_url
 from shared.subjects import (
+    DEFAULT_PARTITIONS,
     STREAM_ACCOUNT,
     STREAM_MARKET,
     STREAM_POSITIONS,
@@ -59,8 +62,15 @@ _NOT_CLUSTERED: Final = 10074  # "replicas > 1 not supported in non-clustered mo
 _NO_ROOM: Final = frozenset({10005, 10023})
 
 
-def stream_configs(subjects: Subjects, replicas: int = 1) -> list[StreamConfig]:
-    """The streams of the subject table, for this namespace."""
+def _transform(subjects: Subjects, base: str, partitions: int) -> SubjectTransform | None:
+    transform = subjects.partition_transform(base, partitions)
+    return None if transform is None else SubjectTransform(*transform)
+
+
+def stream_configs(
+    subjects: Subjects, replicas: int = 1, partitions: int = DEFAULT_PARTITIONS
+) -> list[StreamConfig]:
+    """The streams of the subject table, for this namespace (`partitions`: of ACCOUNT)."""
     return [
         StreamConfig(
             name=subjects.stream(base),
@@ -71,16 +81,20 @@ def stream_configs(subjects: Subjects, replicas: int = 1) -> list[StreamConfig]:
             max_age=MAX_AGE[base].total_seconds(),
             duplicate_window=DUPLICATE_WINDOW.total_seconds(),
             num_replicas=replicas,
+            subject_transform=_transform(subjects, base, partitions),
         )
         for base in STREAMS
     ]
 
 
-async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int = 1) -> None:
+async def ensure_streams(
+    js: JetStreamContext, subjects: Subjects, replicas: int = 1, partitions: int = DEFAULT_PARTITIONS
+) -> None:
     """Create the streams, or bring an existing stream's configuration up to date — its replica
-    count too (JetStream copies or drops replicas online). A count the servers cannot hold is a
-    `ConfigError` saying what to set."""
-    for config in stream_configs(subjects, replicas):
+    count too (JetStream copies or drops replicas online; a count the servers cannot hold is a
+    `ConfigError` saying what to set) and the partition count (applied to messages stored from
+    then on: docs/positions.md, re-partitioning)."""
+    for config in stream_configs(subjects, replicas, partitions):
         assert config.name is not None
         try:
             try:

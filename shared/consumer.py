@@ -283,25 +283,6 @@ async def hold(msgs: Iterable[Msg], timeout: float = DEADLINE_S) -> None:
         get_logger("consumer").warning("hold_failed", error=f"{type(exc).__name__}: {exc}")
 
 
-async def release(sub: JetStreamContext.PullSubscription, msgs: Iterable[Msg],
-                  timeout: float = DEADLINE_S) -> None:
-    """On a clean stop, hand back messages fetched and not settled: a nak without delay gives
-    them to the next process at once. Abandoned, each would wait out the consumer's ack wait
-    first (30 s for positions) — and a copy published meanwhile under its Nats-Msg-Id would be
-    dropped as its duplicate. The subscription goes first: the server drops a pull request
-    nobody listens to, and would otherwise redeliver into this process's last one. One settled
-    already is skipped. Bounded; a failure is logged (at worst they come back after the ack
-    wait)."""
-    try:
-        async with asyncio.timeout(timeout):
-            await sub.unsubscribe()  # sent before the naks, on the same connection
-            for msg in msgs:
-                with contextlib.suppress(nats.errors.MsgAlreadyAckdError):
-                    await msg.nak()
-    except (TimeoutError, ValueError, nats.errors.Error) as exc:
-        get_logger("consumer").warning("release_failed", error=f"{type(exc).__name__}: {exc}")
-
-
 def observe_fetch(service: str, consumer: str, msgs: Sequence[Msg]) -> None:
     """A fetched batch's metrics: its size, the consumer's lag, its redeliveries."""
     if not msgs:

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.bars import Timeframe, is_bar
 from shared.errors import ConfigError
+from shared.subjects import DEFAULT_PARTITIONS, MAX_PARTITIONS
 from shared.types import Mode, WsEndpoint
 
 OKX_REST_URL = "https://www.okx.com"
@@ -98,6 +99,9 @@ class Settings(BaseSettings):
     # Copies of each stream (JetStream replicas): 1 on one server, 3 on a three-node cluster
     # (shared.bus.ensure_streams applies it to existing streams too).
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)
+    # Partitions of the ACCOUNT stream (a stream setting: every service declaring the streams
+    # must use the same count); the positions service has one durable consumer per partition.
+    nats_account_partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=MAX_PARTITIONS)
     data_dir: Path | None = None
     # Where the retention job writes the Parquet files of rows leaving the hot tables
     # (docs/retention.md); unset: <data_dir>/archive, or no archiving at all without a data_dir.

@@ -7,6 +7,14 @@ building (`Subjects.build` and its named helpers), parsing (`Subjects.parse`), t
 map (`models_of`), the stream subject filters (`shared.bus.ensure_streams`) and the contract
 (`shared.contract`). The subject root and the stream-name prefix are settings, so that tests
 (or two deployments) get isolated namespaces.
+
+Partitions (`PARTITIONED`): the ACCOUNT stream stores each message under its subject with one
+more token, the partition, right after the stream's token: a message published on
+`<root>.account.<account_id>.fill.<instId>` is stored as `<root>.account.<p>.<account_id>.fill.<instId>`,
+p = `partition_of(account_id, count)`. The server computes it (a stream subject transform,
+`{{partition(count,1)}}`, nats-server >= 2.10), so publishers and core-NATS subscribers see
+only the published form; a JetStream consumer of the stream sees the stored form
+(`Subjects.published` strips the token, `Subjects.stored_filter` adds a wildcard for it).
 """
 
 from __future__ import annotations
@@ -27,6 +35,11 @@ STREAM_MARKET = "MARKET"
 STREAM_ACCOUNT = "ACCOUNT"
 STREAM_POSITIONS = "POSITIONS"
 STREAM_RECONCILE = "RECONCILE"
+# The streams whose stored subjects carry a partition token, and the route token it hashes
+# (at the position right after the stream's token in every route of the stream).
+PARTITIONED: Mapping[str, str] = MappingProxyType({STREAM_ACCOUNT: "account_id"})
+DEFAULT_PARTITIONS = 4
+MAX_PARTITIONS = 64
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -108,6 +121,10 @@ ROUTES: tuple[Route, ...] = (
     # stream-seq, error-type, reason (shared.consumer.DeadLetters.announce); no model.
     Route("dead_letter", None, None, "dlq.{service}",
           "A message that can never be processed, with its reason (also in aitrader.dead_letters)."),
+    # Core NATS roll call of the positions instances (services.positions.balance): a request
+    # with an empty body, every live instance answers with an empty reply; no model.
+    Route("positions_instances", None, None, "svc.positions.instances",
+          "Request, many replies (core NATS): each live positions instance answers."),
 )
 ROUTE: dict[str, Route] = {r.kind: r for r in ROUTES}
 _OF_MODEL: dict[type[BaseModel], Route] = {r.model: r for r in ROUTES if r.model is not None}
@@ -128,6 +145,26 @@ def _stream_tokens() -> dict[str, str]:
 
 _STREAM_TOKEN = _stream_tokens()
 STREAMS: tuple[str, ...] = tuple(_STREAM_TOKEN)
+for _stream, _token in PARTITIONED.items():
+    if any(r.stream == _stream and r.parts[1] != f"{{{_token}}}" for r in ROUTES):
+        raise ValueError(f"every route of {_stream} needs {{{_token}}} as its second token")
+
+
+def check_partitions(count: int) -> int:
+    """`count` if it is a valid partition count, else ValueError."""
+    if not 1 <= count <= MAX_PARTITIONS:
+        raise ValueError(f"partition count {count} is not within 1..{MAX_PARTITIONS}")
+    return count
+
+
+def partition_of(key: str, count: int) -> int:
+    """The partition nats-server's `partition(count, ...)` gives a token: FNV-1a (32 bits) of
+    its bytes, modulo `count` (a test checks it against the server)."""
+    check_partitions(count)
+    digest = 0x811C9DC5
+    for byte in key.encode():
+        digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return digest % count
 
 
 def models_of(stream: str, base: type[M]) -> dict[str, type[M]]:
@@ -302,6 +339,10 @@ class Subjects:
     def dead_letter(self, service: str) -> str:
         return self._formats["dead_letter"](service)
 
+    # the positions instances' roll call (core NATS)
+    def positions_instances(self) -> str:
+        return self._formats["positions_instances"]()
+
     # wildcards and streams
     def stream_filter(self, stream: str) -> str:
         """Every subject a stream keeps, e.g. `aitrader.account.>`."""
@@ -325,3 +366,40 @@ class Subjects:
 
     def stream_subjects(self) -> dict[str, list[str]]:
         return {self.stream(s): [self.stream_filter(s)] for s in STREAMS}
+
+    # partitions (the stored form of a partitioned stream's subjects, see the module docstring)
+    def partition_transform(self, stream: str, count: int) -> tuple[str, str] | None:
+        """(source, destination) of the stream's subject transform; None: not partitioned."""
+        if stream not in PARTITIONED:
+            return None
+        check_partitions(count)
+        head = f"{self.root}.{_STREAM_TOKEN[stream]}"
+        return f"{head}.*.>", f"{head}.{{{{partition({count},1)}}}}.{{{{wildcard(1)}}}}.>"
+
+    def partition_filter(self, stream: str, partition: int) -> str:
+        """Every stored subject of one partition of a partitioned stream."""
+        if stream not in PARTITIONED or partition < 0:
+            raise ValueError(f"no partition {partition} of stream {stream}")
+        return f"{self.root}.{_STREAM_TOKEN[stream]}.{partition}.>"
+
+    def stored_filter(self, subject: str) -> str:
+        """A subject (or filter) of a partitioned stream in its published form -> the filter
+        of its stored form, any partition (`a.account.X.fill.*` -> `a.account.*.X.fill.*`)."""
+        head, rest = self._partitioned_head(subject)
+        return f"{head}.*.{rest}"
+
+    def published(self, subject: str) -> str:
+        """A stored subject of a partitioned stream -> the subject it was published on;
+        `SubjectError` when it carries no partition token."""
+        head, rest = self._partitioned_head(subject)
+        partition, _, tail = rest.partition(".")
+        if not partition.isdigit() or not tail:
+            raise SubjectError(f"subject {subject!r} has no partition token")
+        return f"{head}.{tail}"
+
+    def _partitioned_head(self, subject: str) -> tuple[str, str]:
+        for stream in PARTITIONED:
+            head = f"{self.root}.{_STREAM_TOKEN[stream]}"
+            if subject.startswith(head + "."):
+                return head, subject[len(head) + 1:]
+        raise SubjectError(f"subject {subject!r} is not on a partitioned stream")

@@ -29,7 +29,15 @@ from shared.messages import Candle, MarkPrice
 from shared.settings import Settings
 from shared.subjects import STREAM_ACCOUNT, STREAM_MARKET, STREAM_POSITIONS, Subjects
 from tests.factories import create_account, create_instruments, wait_for
-from tests.positions.conftest import consumed, fill, open_rows, positions_config, publish, running
+from tests.positions.conftest import (
+    consumed,
+    fill,
+    ledger_consumer,
+    open_rows,
+    positions_config,
+    publish,
+    running,
+)
 
 BTC = "BTC-USDT-SWAP"
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
@@ -177,7 +185,7 @@ async def test_positions_retries_a_serialization_failure_and_dead_letters_nothin
     assert (row["quantity"], row["avg_entry_price"]) == (Decimal(2), Decimal(101))
     assert await dead_letters(db_pool, "positions") == [(b"not json", "permanent", 2)]
     assert [notice_of(m) for m in await notices.settled()] == [(b"not json", "permanent", 2)]
-    info = await js.consumer_info(subjects.stream(STREAM_ACCOUNT), "positions")
+    info = await js.consumer_info(subjects.stream(STREAM_ACCOUNT), ledger_consumer(account))
     assert info.num_redelivered == 0  # retried in place, as a batch: never acked early
 
 

@@ -73,7 +73,7 @@ async def _run(cfg: IngestSettings) -> Report:
         account_id = await repo.account_id(cfg.account, cfg.account_mode)
         ref = AccountRef(account_id, cfg.account_mode)
         subjects = Subjects(cfg.nats_subject_root, cfg.nats_stream_prefix)
-        await ensure_streams(nc.jetstream(), subjects, cfg.nats_stream_replicas)
+        await ensure_streams(nc.jetstream(), subjects, cfg.nats_stream_replicas, cfg.nats_account_partitions)
         publisher = Publisher(nc.jetstream(), subjects)
         backfiller = Backfiller(rest, repo, publisher, FrameStats(), ref)
         reconciler = Reconciler(rest, ReconcileStore(pool, account_id), publisher, backfiller,

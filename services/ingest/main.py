@@ -92,7 +92,7 @@ class Ingest:
                            simulated=cfg.account_mode == "simulated")
             stack.push_async_callback(rest.aclose)
             js = nc.jetstream()
-            await ensure_streams(js, self.subjects, cfg.nats_stream_replicas)
+            await ensure_streams(js, self.subjects, cfg.nats_stream_replicas, cfg.nats_account_partitions)
             repo = Repository(pool)
             if cfg.account:
                 account_id = await repo.upsert_account(cfg.account, cfg.account_mode)

@@ -82,7 +82,7 @@ async def serve(settings: Settings, clock: Clock | None = None) -> None:
     nc = await connect_nats(config.require_nats_url(), name="metrics")
     try:
         js = nc.jetstream()
-        await ensure_streams(js, subjects, config.nats_stream_replicas)
+        await ensure_streams(js, subjects, config.nats_stream_replicas, config.nats_account_partitions)
         market = MarketHandlers(pool, config.symbols, config.timeframes)
         await market.start()
         refresher = Refresher(

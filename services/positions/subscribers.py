@@ -1,21 +1,22 @@
-"""The NATS entry: a durable pull consumer on the ACCOUNT stream, one transaction per batch
-(or, for a large batch, one per account partition, committed concurrently).
+"""The NATS entry: the pipeline of one ACCOUNT partition's durable consumer, one transaction
+per fetched batch, one ack per batch (the consumer acks all: `services.positions.partitions`).
 
 Plain nats-py rather than a FastStream subscriber: one fetched batch must be folded in stream
-order inside one transaction per part, and each message then needs its own fate (ack, dead
-letter + ack, or nak with a delay) — FastStream's batch handlers ack or nack a batch as a whole.
+order inside one transaction, the partition's consumer is pulled as a member of a pinned-client
+priority group (raw pull requests), and a batch is acknowledged by its last message only.
 
-Ack only after commit (of every part). A failure's fate is `shared.consumer.fate_of`'s: one
-that only some message can cause (a value PostgreSQL refuses) is isolated by retrying the part
-one message at a time and dead-lettered; any other — transient (database down) or unknown (a
-bug: stall rather than drop a fill) — retries the same batch (part) with backoff, never acking
-early. Dead letters are recorded in the batch's transaction and announced after its commit.
+Ack only after commit. A failure's fate is `shared.consumer.fate_of`'s: one that only some
+message can cause (a value PostgreSQL refuses) is isolated by retrying the batch one message at
+a time and dead-lettered; any other — transient (database down) or unknown (a bug: stall rather
+than drop a fill) — retries the same batch with backoff, never acking early. A message that must
+wait (an instrument not known yet) is retried in place before the batch is acknowledged: with
+one ack for everything up to it, a nak cannot single it out. Dead letters are recorded in the
+batch's transaction and announced after its commit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import time
 from collections.abc import Sequence
@@ -23,11 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.api import PubAck
 from prometheus_client import Counter, Histogram
 
 from services.positions.catalog import InstrumentCatalog
@@ -35,18 +36,17 @@ from services.positions.config import PositionsSettings
 from services.positions.handlers import BatchOutcome, handle_batch
 from services.positions.inbound import Inbound, parse
 from services.positions.orphans import OrphanSweeper
+from services.positions.partitions import PinnedPull, catch_up, delivered, ensure_consumer, last_of
 from services.positions.store import LedgerStore
 from shared.bus import headers_for
 from shared.consumer import (
+    SETTLED,
     DeadLetter,
     DeadLetters,
-    Fate,
     Nak,
     fate_of,
     hold,
     observe_fetch,
-    release,
-    settle,
     watch_consumer,
 )
 from shared.db import Connection
@@ -57,14 +57,12 @@ from shared.subjects import STREAM_ACCOUNT, Subjects
 
 SERVICE = "positions"
 log = get_logger(SERVICE)
-# A batch smaller than this is one transaction: splitting a few messages only adds round trips.
-PARTITION_MIN_MESSAGES = 100
+IDLE_WAIT_S = 5.0  # a fetch waits this long for a first message (then reports idle progress)
 # How long a batch's position events may wait for their PubAcks (and for a free slot to publish).
 PUBLISH_DEADLINE_S = 5.0
 # Publishes awaiting their PubAck that nats-py allows at once (main creates the JetStream context
 # with it; nats-py's default too).
 PUBLISH_ASYNC_MAX_PENDING = 4000
-FETCH_RETRY_S = 1.0  # after a fetch NATS failed (not a timeout)
 BATCH_SECONDS = Histogram("aitrader_positions_batch_seconds",
                           "A fetched batch from parse to settled (folded, committed, published, acked).")
 COMMIT_SECONDS = Histogram("aitrader_positions_commit_seconds",
@@ -90,63 +88,90 @@ class Fetched:
 
 @dataclass
 class LedgerConsumer:
-    """Fetch, fold, commit, publish, ack — until cancelled."""
+    """One partition: fetch, fold, commit, publish, ack — until cancelled. Every instance runs
+    one per partition; only the pinned one is delivered anything."""
 
+    nc: Client
     js: JetStreamContext
     pool: asyncpg.Pool
     subjects: Subjects
     catalog: InstrumentCatalog
     settings: PositionsSettings
     letters: DeadLetters
+    partition: int = 0
     progress: Progress = field(default_factory=lambda: Progress("ledger"))
     sweeper: OrphanSweeper | None = None  # cancels the live algos of slots a batch closed
-    # Batches fetched and not yet settled (by id): what a stop hands back to JetStream.
-    _in_hand: dict[int, Sequence[Msg]] = field(default_factory=dict, init=False, repr=False)
+    source: PinnedPull | None = None  # set by `subscribe`
+    consumer: str = ""
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # no batch between fetch and ack
+    _in_flight: int = 0  # batches fetched and not yet acked
+    _fetching: bool = False  # inside `PinnedPull.fetch` (which pulls by itself)
+    _next_delivery: int | None = None  # consumer sequence that follows the last one we received
 
-    async def subscribe(self) -> JetStreamContext.PullSubscription:
-        """Create (or update) the durable consumer and bind to it."""
-        stream = self.subjects.stream(STREAM_ACCOUNT)
-        name = self.settings.positions_consumer
-        config = ConsumerConfig(
-            name=name, durable_name=name, ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL, filter_subject=self.subjects.account_all,
-            ack_wait=self.settings.positions_ack_wait_seconds, max_deliver=-1,
-            max_ack_pending=self.settings.positions_max_ack_pending,
-        )
-        await self.js.add_consumer(stream, config)
-        return await self.js.pull_subscribe_bind(durable=name, stream=stream)
+    async def subscribe(self) -> PinnedPull:
+        """Create (or update) the partition's durable consumer and join its priority group."""
+        self.consumer = await ensure_consumer(self.nc, self.settings, self.subjects, self.partition)
+        expires = self.settings.positions_pinned_ttl_seconds / 2
+        self.source = PinnedPull(self.nc, self.subjects.stream(STREAM_ACCOUNT), self.consumer, expires)
+        await self.source.start()
+        return self.source
 
     async def run(self) -> None:
         """Three stages, so that parsing and acking overlap the database transaction:
         fetch + parse -> commit (one batch at a time, in order) -> publish + ack. At most one
         batch waits for the commit stage: while it is busy, new messages gather in JetStream
         and make the next batch bigger instead of queueing in small batches here."""
-        sub = await self.subscribe()
-        log.info("consuming", stream=self.subjects.stream(STREAM_ACCOUNT),
-                 consumer=self.settings.positions_consumer)
+        source = await self._subscribed()
+        log.debug("partition_joined", stream=source.stream, consumer=self.consumer)
         fetched: asyncio.Queue[Fetched] = asyncio.Queue(maxsize=1)
         committed: asyncio.Queue[tuple[Sequence[Msg], BatchOutcome, float]] = asyncio.Queue(maxsize=1)
         ready = asyncio.Semaphore(1)  # one fetch ahead of the commit stage
+        self.idle.set()
         try:
             async with asyncio.TaskGroup() as stages:
-                stages.create_task(self._fetch_stage(sub, fetched, ready))
+                stages.create_task(self._keep_pin(source))
+                stages.create_task(self._fetch_stage(source, fetched, ready))
                 stages.create_task(self._commit_stage(fetched, committed, ready))
                 stages.create_task(self._finish_stage(committed))
-                stages.create_task(watch_consumer(self.js, SERVICE, self.subjects.stream(STREAM_ACCOUNT),
-                                                  self.settings.positions_consumer))
-        finally:  # stopped (or crashed): the restarted process gets these at once
-            await release(sub, [m for msgs in self._in_hand.values() for m in msgs])
-            self._in_hand.clear()
+                stages.create_task(watch_consumer(self.js, SERVICE, source.stream, self.consumer))
+        finally:
+            await self._leave(source)
+
+    async def _leave(self, source: PinnedPull) -> None:
+        """On the way out (stopped, not killed): unpin what we own, so that a standby takes
+        it at once instead of after the pinned TTL."""
+        if source.owner:
+            try:
+                await source.unpin()
+            except (TransientError, NatsError) as exc:
+                log.debug("unpin_failed", consumer=self.consumer, error=str(exc))
+        await source.close()
+
+    async def _subscribed(self) -> PinnedPull:
+        delay = 0.1
+        while True:
+            try:
+                return await self.subscribe()
+            except (TransientError, NatsError) as exc:  # NATS (re)starting: wait for it
+                log.warning("partition_join_failed", partition=self.partition, error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.positions_retry_max_seconds)
+
+    async def _keep_pin(self, source: PinnedPull) -> None:
+        """While a batch commits (or is caught up), keep pulling often enough to stay pinned."""
+        while True:
+            await asyncio.sleep(self.settings.positions_pinned_ttl_seconds / 4)
+            if not self._fetching:
+                await source.keep_pin()
 
     async def _fetch_stage(
-        self, sub: JetStreamContext.PullSubscription, out: asyncio.Queue[Fetched], ready: asyncio.Semaphore
+        self, source: PinnedPull, out: asyncio.Queue[Fetched], ready: asyncio.Semaphore
     ) -> None:
         while True:
             await ready.acquire()
             msgs: list[Msg] = []
             while not msgs:
-                msgs = await self._fetch(sub)
-            self._in_hand[id(msgs)] = msgs
+                msgs = await self._fetch(source)
             started = time.perf_counter()
             await out.put(Fetched(msgs, *self._parse(msgs), started))
 
@@ -157,100 +182,116 @@ class LedgerConsumer:
         while True:
             batch = await inbox.get()
             ready.release()
-            outcome = await self._commit_partitioned(batch.msgs, batch.items, batch.rejected)
+            outcome = await self._commit_waiting(batch.msgs, batch.items, batch.rejected)
             await out.put((batch.msgs, outcome, batch.started))
 
     async def _finish_stage(self, inbox: asyncio.Queue[tuple[Sequence[Msg], BatchOutcome, float]]) -> None:
         while True:
             msgs, outcome, started = await inbox.get()
             await self._finish(msgs, outcome, started)
+            self._in_flight -= 1
+            if not self._in_flight:
+                self.idle.set()
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
-        # Wait long for the first message; its metadata says how many more the consumer holds,
-        # so ask for exactly those (up to the batch size): a batch is what is pending, at once,
-        # without lingering for messages that do not exist yet (low latency when idle) and
-        # without a deadline shorter than the client needs to read a full batch (under load).
+    async def _fetch(self, source: PinnedPull) -> list[Msg]:
+        """What the partition's consumer delivers to us (nothing unless we hold its pin), up
+        to a batch; preceded by the messages a previous owner left unacknowledged when the
+        deliveries do not follow the last ones we received (a takeover, or our first batch)."""
+        self._fetching = True
         try:
-            msgs: list[Msg] = await sub.fetch(1, timeout=5.0)
-        except (NatsTimeoutError, TimeoutError):
+            msgs = await source.fetch(self.settings.positions_batch_size, IDLE_WAIT_S)
+        finally:
+            self._fetching = False
+        if not msgs:
             self.progress.beat()  # idle, and able to ask
             return []
-        except NatsError as exc:  # NATS restarting (no responders, reconnecting): wait, retry
-            log.warning("fetch_failed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(FETCH_RETRY_S)
-            return []
-        first = msgs[-1].metadata
-        wanted = min(self.settings.positions_batch_size - 1, first.num_pending)
-        if first.num_delivered > 1:
-            # A redelivery (e.g. the batch in flight when a process died): num_pending counts
-            # only never-delivered messages, so it would make batches of one — each late fill
-            # then refolds its slot alone and recovery crawls. Ask for a full batch; the fetch
-            # returns at once with what is there.
-            wanted = self.settings.positions_batch_size - 1
-        if wanted > 0:
-            with contextlib.suppress(NatsTimeoutError, TimeoutError):
-                msgs += await sub.fetch(wanted, timeout=self.settings.positions_batch_wait_seconds)
-        observe_fetch(SERVICE, self.settings.positions_consumer, msgs)
+        self._in_flight += 1  # at once: a handover waits for this batch to be acked
+        self.idle.clear()
+        first = msgs[0].metadata.sequence
+        if first.consumer != self._next_delivery:
+            msgs = await self._caught_up(source, msgs, first.stream)
+        self._next_delivery = msgs[-1].metadata.sequence.consumer + 1
+        observe_fetch(SERVICE, self.consumer, msgs)
         return msgs
+
+    async def _caught_up(self, source: PinnedPull, msgs: list[Msg], before: int) -> list[Msg]:
+        delay, partition = 0.1, self.subjects.partition_filter(STREAM_ACCOUNT, self.partition)
+        while True:
+            try:
+                earlier = await catch_up(self.js, self.nc, source.stream, self.consumer, partition, before)
+                break
+            except TransientError as exc:  # nothing may be acked before this is known
+                log.warning("catch_up_failed", consumer=self.consumer, error=str(exc), retry_in=delay)
+                await hold(msgs)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.positions_retry_max_seconds)
+        if earlier:
+            log.info("partition_caught_up", consumer=self.consumer, messages=len(earlier))
+        return earlier + msgs
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         """Everything that happens to one fetched batch, in one go (tests, tools)."""
         started = time.perf_counter()
         items, rejected = self._parse(msgs)
-        outcome = await self._commit_partitioned(msgs, items, rejected)
+        outcome = await self._commit_waiting(msgs, items, rejected)
         await self._finish(msgs, outcome, started)
 
     async def _finish(self, msgs: Sequence[Msg], outcome: BatchOutcome, started: float) -> None:
         if self.sweeper is not None and outcome.orphans:
             self.sweeper.submit(outcome.orphans)  # committed: the requests run in the background
         await self._publish(outcome)
-        fates: dict[int, Fate] = {index: Nak(delay) for index, delay in outcome.retry.items()}
-        fates.update(outcome.dead)
-        await settle(msgs, fates, self.letters)  # the dead letters' rows committed with the batch
-        self._in_hand.pop(id(msgs), None)
+        await self._settle(msgs, outcome.dead)  # the dead letters' rows committed with the batch
         self.progress.beat()
         BATCH_SECONDS.observe(time.perf_counter() - started)
         FILLS.labels("folded").inc(outcome.stored)
         FILLS.labels("duplicate").inc(outcome.duplicates)
-        log.debug("batch", messages=len(msgs), stored=outcome.stored, duplicates=outcome.duplicates,
-                  dead=len(outcome.dead), retry=len(outcome.retry), refolds=outcome.refolds,
+        log.debug("batch", consumer=self.consumer, messages=len(msgs), stored=outcome.stored,
+                  duplicates=outcome.duplicates, dead=len(outcome.dead), refolds=outcome.refolds,
                   ms=round((time.perf_counter() - started) * 1000, 1))
+
+    async def _settle(self, msgs: Sequence[Msg], dead: dict[int, DeadLetter]) -> None:
+        """Announce the dead letters, then one ack (AckAll) for the whole batch. A lost ack
+        is redelivered after the ack wait and collapses to duplicates."""
+        for index in sorted(dead):
+            await self.letters.announce(msgs[index], dead[index])
+            SETTLED.labels(SERVICE, "dead_letter", dead[index].kind).inc()
+        SETTLED.labels(SERVICE, "ack", "").inc(len(msgs) - len(dead))
+        try:
+            async with asyncio.timeout(self.letters.timeout):
+                await last_of(msgs).ack()
+        except (TimeoutError, NatsError) as exc:
+            log.warning("settle_failed", consumer=self.consumer, messages=len(msgs),
+                        error=f"{type(exc).__name__}: {exc}")
 
     def _parse(self, msgs: Sequence[Msg]) -> tuple[list[Inbound], Rejected]:
         items: list[Inbound] = []
         rejected: Rejected = {}
+        published = self.subjects.published
         for index, msg in enumerate(msgs):
             try:
                 # The JetStream metadata (parsed from the reply subject) is read lazily: only
                 # an unknown instrument needs the publication time.
-                items.append(parse(index, msg.subject, msg.data, self.subjects.root,
+                items.append(parse(index, published(msg.subject), msg.data, self.subjects.root,
                                    functools.partial(_published, msg)))
             except PermanentError as exc:
                 rejected[index] = DeadLetter.of(exc)
         return items, rejected
 
-    async def _commit_partitioned(
+    async def _commit_waiting(
         self, msgs: Sequence[Msg], items: list[Inbound], rejected: Rejected
     ) -> BatchOutcome:
-        """Split the batch by account into `positions_partitions` parts, each committed in its
-        own transaction on its own connection, concurrently: while PostgreSQL works on one
-        part, this process folds another. An account always falls in the same part, so its
-        messages keep their stream order; parts share no account, so no lock or row. A small
-        batch (the steady state) stays whole."""
-        count = self.settings.positions_partitions if len(items) >= PARTITION_MIN_MESSAGES else 1
-        parts: list[list[Inbound]] = [[] for _ in range(count)]
-        for item in items:
-            parts[item.event.account_id.int % count].append(item)
-        work = [(part, rejected if n == 0 else {}) for n, part in enumerate(parts)]
-        work = [(part, rej) for part, rej in work if part or rej]
-        if len(work) <= 1:
-            return await self._commit_with_retry(msgs, items, rejected)
-        async with asyncio.TaskGroup() as group:  # a failing part cancels the others
-            tasks = [group.create_task(self._commit_with_retry(msgs, part, rej)) for part, rej in work]
-        total = BatchOutcome()
-        for task in tasks:
-            total.merge(task.result())
-        return total
+        """Commit the batch; then the messages it had to leave for later (an instrument not
+        loaded yet), again after their delay, until each is stored or dead-lettered (the
+        catalog's grace bounds the wait). The partition waits meanwhile: one ack settles it."""
+        outcome = await self._commit_with_retry(msgs, items, rejected)
+        while outcome.retry:
+            waiting, outcome.retry = outcome.retry, {}
+            log.info("partition_waiting", consumer=self.consumer, messages=len(waiting),
+                     seconds=min(waiting.values()))
+            await hold(m for m in msgs if delivered(m))
+            await asyncio.sleep(min(waiting.values()))
+            outcome.merge(await self._commit_with_retry(msgs, [i for i in items if i.index in waiting], {}))
+        return outcome
 
     async def _commit_with_retry(
         self, msgs: Sequence[Msg], items: list[Inbound], rejected: Rejected
@@ -275,7 +316,8 @@ class LedgerConsumer:
                 else:
                     log.exception("batch_failed", messages=len(items) + len(rejected), retry_in=delay)
             # Keep this part's messages ours while we wait: no early redelivery.
-            await hold(msgs[index] for index in sorted({i.index for i in items} | rejected.keys()))
+            indexes = sorted({i.index for i in items} | rejected.keys())
+            await hold(msgs[index] for index in indexes if delivered(msgs[index]))
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.positions_retry_max_seconds)
 

@@ -24,10 +24,11 @@ import nats.errors
 from nats.js import JetStreamContext
 
 from aitrader.embedded import free_port
+from services.positions.partitions import backlog
 from shared.bus import headers_for
 from shared.messages import Fill
 from shared.settings import Settings
-from shared.subjects import STREAM_ACCOUNT, Subjects
+from shared.subjects import DEFAULT_PARTITIONS, Subjects
 from tests.factories import wait_for
 from tests.positions.conftest import CONSUMER
 
@@ -209,6 +210,6 @@ async def feeding(service: PositionsProcess, publisher: Publisher) -> AsyncItera
 
 
 async def consumer_settled(js: JetStreamContext, subjects: Subjects) -> tuple[int, int]:
-    """(num_pending, num_ack_pending) of the positions consumer."""
-    info = await asyncio.wait_for(js.consumer_info(subjects.stream(STREAM_ACCOUNT), CONSUMER), 5)
-    return info.num_pending, info.num_ack_pending
+    """(num_pending, num_ack_pending) of the positions consumers (every partition)."""
+    state = await asyncio.wait_for(backlog(js, subjects, CONSUMER, DEFAULT_PARTITIONS), 5)
+    return state.pending, state.ack_pending

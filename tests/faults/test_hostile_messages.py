@@ -16,10 +16,11 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
+from services.positions.partitions import backlog
 from shared.bus import headers_for
 from shared.messages import Fill
 from shared.settings import Settings
-from shared.subjects import STREAM_ACCOUNT, Subjects
+from shared.subjects import DEFAULT_PARTITIONS, Subjects
 from tests.factories import create_account, create_instruments
 from tests.faults.hostile import LEDGER_DUPLICATE, STREAM_DUPLICATE, Context, Hostile, interleave
 from tests.faults.processes import PositionsProcess, report, size
@@ -102,8 +103,8 @@ async def test_hostile_messages_are_one_dead_letter_each_and_the_ledger_folds_th
     finally:
         await service.stop()
 
-    info = await js.consumer_info(subjects.stream(STREAM_ACCOUNT), CONSUMER)
-    assert info.delivered.stream_seq == max(a.seq for a in acks)  # every message was delivered
+    state = await backlog(js, subjects, CONSUMER, DEFAULT_PARTITIONS)
+    assert state.delivered_stream_seq == max(a.seq for a in acks)  # every message was delivered
     expected = expected_letters(messages, acks)
     rows = await db_pool.fetch(
         "SELECT stream_seq, error_type FROM aitrader.dead_letters WHERE service = 'positions'")

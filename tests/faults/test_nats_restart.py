@@ -15,9 +15,10 @@ import pytest
 from nats.aio.client import Client
 
 from aitrader.embedded import EmbeddedNats
+from services.positions.partitions import backlog
 from shared.bus import headers_for
 from shared.settings import Settings
-from shared.subjects import STREAM_ACCOUNT, Subjects
+from shared.subjects import DEFAULT_PARTITIONS, Subjects
 from tests.factories import create_account, create_instruments, wait_for
 from tests.faults.processes import FULL
 from tests.positions.conftest import CONSUMER, fill, positions_config, running
@@ -82,8 +83,7 @@ async def test_positions_consumes_every_fill_after_nats_is_killed_and_restarted(
         await wait_for(stored, timeout=60, message=f"all {FILLS} fills folded after the restart")
 
         async def settled() -> bool:
-            info = await own_client.jetstream().consumer_info(subjects.stream(STREAM_ACCOUNT), CONSUMER)
-            return info.num_pending == 0 and info.num_ack_pending == 0
+            return (await backlog(own_client.jetstream(), subjects, CONSUMER, DEFAULT_PARTITIONS)).settled
 
         await wait_for(settled, timeout=30, message="nothing pending or unacknowledged")
 

@@ -132,7 +132,8 @@ async def _delivered(js: JetStreamContext, subjects: Subjects, payloads: list[by
     subject = subjects.fill("a", "BTC-USDT-SWAP")
     for payload in payloads:
         await js.publish(subject, payload, headers={"schema-version": "1"})
-    sub = await js.pull_subscribe(subject, durable=f"t{secrets.token_hex(3)}",
+    # The stream keeps them under the subject's stored (partitioned) form.
+    sub = await js.pull_subscribe(subjects.stored_filter(subject), durable=f"t{secrets.token_hex(3)}",
                                   stream=subjects.stream(STREAM_ACCOUNT))
     msgs: list[Msg] = await sub.fetch(len(payloads), timeout=5)
     return msgs

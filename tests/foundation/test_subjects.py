@@ -72,6 +72,7 @@ def test_the_table_documents_design_section_4() -> None:
         "aitrader.cmd.{account_id}.cancel_algo",
         "aitrader.cmd.market.refresh",
         "aitrader.dlq.{service}",
+        "aitrader.svc.positions.instances",
     ]
     assert STREAMS == ("MARKET", "ACCOUNT", "POSITIONS", "RECONCILE")
     assert s.discrepancy(ACCOUNT) == f"aitrader.reconcile.{ACCOUNT}"
@@ -79,6 +80,24 @@ def test_the_table_documents_design_section_4() -> None:
     assert s.filter("fill", account_id=ACCOUNT) == f"aitrader.account.{ACCOUNT}.fill.*"
     assert s.everything == "aitrader.>" and s.positions_all == "aitrader.positions.>"
     assert s.dead_letter("metrics") == "aitrader.dlq.metrics"
+
+
+def test_the_account_stream_is_stored_with_a_partition_token_after_account() -> None:
+    s = Subjects("t1")
+    assert s.partition_transform(STREAM_ACCOUNT, 8) == (
+        "t1.account.*.>", "t1.account.{{partition(8,1)}}.{{wildcard(1)}}.>")
+    assert s.partition_transform(STREAM_MARKET, 8) is None
+    assert s.partition_filter(STREAM_ACCOUNT, 3) == "t1.account.3.>"
+    fill = s.fill(ACCOUNT, "BTC-USDT-SWAP")
+    stored = f"t1.account.5.{ACCOUNT}.fill.BTC-USDT-SWAP"
+    assert s.published(stored) == fill
+    assert s.stored_filter(fill) == f"t1.account.*.{ACCOUNT}.fill.BTC-USDT-SWAP"
+    with pytest.raises(SubjectError, match="no partition token"):
+        s.published(fill)  # the published form has none
+    with pytest.raises(SubjectError, match="not on a partitioned stream"):
+        s.published(s.ticker("BTC-USDT-SWAP"))
+    with pytest.raises(ValueError, match="no partition"):
+        s.partition_filter(STREAM_MARKET, 0)
 
 
 @pytest.mark.parametrize(

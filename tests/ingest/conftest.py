@@ -108,15 +108,19 @@ async def stream_messages(js: JetStreamContext, subjects: Subjects, kind: str,
     """Every message stored under `subject` (wildcards allowed): (subject, body, headers)."""
     stream = subjects.stream({"account": STREAM_ACCOUNT, "market": STREAM_MARKET,
                               "reconcile": STREAM_RECONCILE}[kind])
+    # ACCOUNT stores its subjects with a partition token: filter and report the published form.
+    partitioned = kind == "account"
+    stored = subjects.stored_filter(subject) if partitioned else subject
     out: list[tuple[str, dict[str, Any], dict[str, str]]] = []
     seq = 1
     while True:
         try:
-            msg = await js.get_msg(stream, seq=seq, subject=subject, next=True)
+            msg = await js.get_msg(stream, seq=seq, subject=stored, next=True)
         except NotFoundError:
             return out
-        assert msg.seq is not None and msg.data is not None
-        out.append((str(msg.subject), json.loads(msg.data), dict(msg.headers or {})))
+        assert msg.seq is not None and msg.data is not None and msg.subject is not None
+        published = subjects.published(msg.subject) if partitioned else msg.subject
+        out.append((published, json.loads(msg.data), dict(msg.headers or {})))
         seq = msg.seq + 1
 
 

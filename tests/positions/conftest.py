@@ -14,14 +14,14 @@ from uuid import UUID
 import asyncpg
 import pytest_asyncio
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from services.positions.config import PositionsSettings
 from services.positions.main import serve
+from services.positions.partitions import backlog, consumer_name
 from shared.bus import headers_for
 from shared.messages import Event, Fill, FundingPayment
 from shared.settings import Settings
-from shared.subjects import STREAM_ACCOUNT, Subjects
+from shared.subjects import DEFAULT_PARTITIONS, Subjects, partition_of
 from tests.factories import create_account, create_instruments, wait_for
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -37,15 +37,18 @@ def positions_config(settings: Settings, **overrides: Any) -> PositionsSettings:
     return PositionsSettings(**values)
 
 
-async def consumer_ready(js: JetStreamContext, subjects: Subjects) -> None:
-    async def exists() -> bool:
-        try:
-            await js.consumer_info(subjects.stream(STREAM_ACCOUNT), CONSUMER)
-        except NotFoundError:
-            return False
-        return True
+def ledger_consumer(account_id: UUID, partitions: int = DEFAULT_PARTITIONS) -> str:
+    """The durable consumer of the account's ACCOUNT partition."""
+    return consumer_name(CONSUMER, partition_of(str(account_id), partitions))
 
-    await wait_for(exists, timeout=15, message="the service's durable consumer")
+
+async def consumer_ready(
+    js: JetStreamContext, subjects: Subjects, partitions: int = DEFAULT_PARTITIONS
+) -> None:
+    async def exists() -> bool:
+        return (await backlog(js, subjects, CONSUMER, partitions)).consumers == partitions
+
+    await wait_for(exists, timeout=15, message="the service's durable consumers")
 
 
 @contextlib.asynccontextmanager
@@ -53,7 +56,8 @@ async def running(config: PositionsSettings, js: JetStreamContext) -> AsyncItera
     """The service as a task of this event loop, cancelled (and cleaned up) on exit."""
     task = asyncio.create_task(serve(config))
     try:
-        await consumer_ready(js, Subjects(config.nats_subject_root, config.nats_stream_prefix))
+        await consumer_ready(js, Subjects(config.nats_subject_root, config.nats_stream_prefix),
+                             config.nats_account_partitions)
         yield
     finally:
         task.cancel()
@@ -107,24 +111,19 @@ async def publish_raw(js: JetStreamContext, subject: str, body: bytes) -> None:
     await js.publish(subject, body)
 
 
-async def consumed(js: JetStreamContext, subjects: Subjects, *, timeout: float = 30.0) -> None:
-    """Wait until the service has acked everything in the stream."""
+async def consumed(js: JetStreamContext, subjects: Subjects, *, timeout: float = 30.0,
+                   partitions: int = DEFAULT_PARTITIONS) -> None:
+    """Wait until the service has acked everything in the stream (every partition)."""
 
     async def done() -> bool:
-        try:
-            info = await js.consumer_info(subjects.stream(STREAM_ACCOUNT), CONSUMER)
-        except Exception:
-            return False
-        return bool(info.num_pending == 0 and info.num_ack_pending == 0 and info.delivered.stream_seq > 0)
+        state = await backlog(js, subjects, CONSUMER, partitions)
+        return state.settled and state.delivered_stream_seq > 0
 
     try:
         await wait_for(done, timeout=timeout, interval=0.02, message="the service to ack every message")
-    except AssertionError as exc:  # say where the consumer stands, for whoever reads the failure
-        info = await js.consumer_info(subjects.stream(STREAM_ACCOUNT), CONSUMER)
-        raise AssertionError(
-            f"{exc}; consumer: pending {info.num_pending}, ack pending {info.num_ack_pending}, "
-            f"redelivered {info.num_redelivered}, delivered {info.delivered}, ack floor {info.ack_floor}"
-        ) from None
+    except AssertionError as exc:  # say where the consumers stand, for whoever reads the failure
+        state = await backlog(js, subjects, CONSUMER, partitions)
+        raise AssertionError(f"{exc}; consumers: {state}") from None
 
 
 async def open_rows(pool: asyncpg.Pool, account_id: UUID) -> dict[tuple[str, str], asyncpg.Record]:

@@ -13,7 +13,15 @@ from services.positions.config import PositionsSettings
 from shared.settings import Settings
 from shared.subjects import Subjects
 from tests.factories import wait_for
-from tests.positions.conftest import consumed, fill, open_rows, positions_config, publish, running
+from tests.positions.conftest import (
+    consumed,
+    fill,
+    ledger_consumer,
+    open_rows,
+    positions_config,
+    publish,
+    running,
+)
 
 
 async def test_bad_messages_are_dead_lettered_with_their_reason_and_the_consumer_goes_on(
@@ -62,7 +70,7 @@ async def test_an_instrument_not_loaded_yet_is_waited_for(
         await publish(js, subjects, [fill(account, "1", "buy", "2", "150", 0, inst="SOL-USDT-SWAP")])
 
         async def delivered_and_held() -> bool:
-            info = await js.consumer_info(subjects.stream("ACCOUNT"), "positions")
+            info = await js.consumer_info(subjects.stream("ACCOUNT"), ledger_consumer(account))
             return bool(info.delivered.stream_seq == 1 and info.num_ack_pending == 1)
 
         await wait_for(delivered_and_held, timeout=10, message="the fill to be delivered and held")

@@ -8,25 +8,30 @@ import asyncio
 import contextlib
 from uuid import UUID
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from prometheus_client import REGISTRY
 
+from services.positions.partitions import PinnedPull
 from shared.consumer import watch_consumer
 from shared.settings import Settings
 from shared.subjects import STREAM_ACCOUNT, Subjects
 from tests.factories import wait_for
 from tests.positions.conftest import (
-    CONSUMER,
     consumed,
     fill,
+    ledger_consumer,
     positions_config,
     publish,
     publish_raw,
     running,
 )
 
-SERVICE = {"service": "positions", "consumer": CONSUMER}
+
+def labels(account: UUID) -> dict[str, str]:
+    """The consumer metrics' labels for the account's partition consumer."""
+    return {"service": "positions", "consumer": ledger_consumer(account)}
 
 
 def sample(name: str, **labels: str) -> float:
@@ -37,11 +42,12 @@ def sample(name: str, **labels: str) -> float:
 async def test_fills_folded_duplicates_batches_commits_and_dead_letters_are_counted(
     settings: Settings, account: UUID, js: JetStreamContext, subjects: Subjects,
 ) -> None:
+    ours = labels(account)
     before = {
         "folded": sample("aitrader_positions_fills_total", result="folded"),
         "duplicate": sample("aitrader_positions_fills_total", result="duplicate"),
-        "batches": sample("aitrader_consumer_batch_size_count", **SERVICE),
-        "messages": sample("aitrader_consumer_batch_size_sum", **SERVICE),
+        "batches": sample("aitrader_consumer_batch_size_count", **ours),
+        "messages": sample("aitrader_consumer_batch_size_sum", **ours),
         "commits": sample("aitrader_positions_commit_seconds_count"),
         "dead": sample("aitrader_messages_settled_total", service="positions", fate="dead_letter",
                        kind="permanent"),
@@ -56,30 +62,35 @@ async def test_fills_folded_duplicates_batches_commits_and_dead_letters_are_coun
         await consumed(js, subjects)
     assert sample("aitrader_positions_fills_total", result="folded") - before["folded"] == 3
     assert sample("aitrader_positions_fills_total", result="duplicate") - before["duplicate"] == 1
-    assert sample("aitrader_consumer_batch_size_count", **SERVICE) > before["batches"]
-    assert sample("aitrader_consumer_batch_size_sum", **SERVICE) - before["messages"] == 5
+    assert sample("aitrader_consumer_batch_size_count", **ours) > before["batches"]
+    assert sample("aitrader_consumer_batch_size_sum", **ours) - before["messages"] == 5
     assert sample("aitrader_positions_commit_seconds_count") > before["commits"]
     assert sample("aitrader_messages_settled_total", service="positions", fate="dead_letter",
                   kind="permanent") - before["dead"] == 1
 
 
 async def test_a_redelivered_message_is_counted(
-    settings: Settings, account: UUID, js: JetStreamContext, subjects: Subjects,
+    settings: Settings, account: UUID, js: JetStreamContext, subjects: Subjects, nc: Client,
 ) -> None:
-    config = positions_config(settings)
+    # Short pinned TTL and ack wait: the stopped service's last pull requests may still be
+    # waiting on the server, and be pinned and given the message (a dead client's in-flight).
+    config = positions_config(settings, positions_pinned_ttl_seconds=1.0, positions_ack_wait_seconds=2.0)
     async with running(config, js):  # creates the durable consumer
         pass
     await publish(js, subjects, [fill(account, "r1", "buy", "1", "100", 1)])
     # Someone else took the message once and gave it back: the service gets a redelivery.
-    sub = await js.pull_subscribe_bind(durable=CONSUMER, stream=subjects.stream(STREAM_ACCOUNT))
-    [taken] = await sub.fetch(1, timeout=5)
+    ours = labels(account)
+    other = PinnedPull(nc, subjects.stream(STREAM_ACCOUNT), ours["consumer"], expires=2.0)
+    await other.start()
+    [taken] = await other.fetch(1, wait=10)
     await taken.nak()
-    await sub.unsubscribe()
-    before = sample("aitrader_messages_redelivered_total", **SERVICE)
+    await other.unpin()  # the service's pulls get it at once
+    await other.close()
+    before = sample("aitrader_messages_redelivered_total", **ours)
     folded = sample("aitrader_positions_fills_total", result="folded")
     async with running(config, js):
         await consumed(js, subjects)
-    assert sample("aitrader_messages_redelivered_total", **SERVICE) - before == 1
+    assert sample("aitrader_messages_redelivered_total", **ours) - before == 1
     assert sample("aitrader_positions_fills_total", result="folded") - folded == 1
 
 

@@ -18,7 +18,7 @@ from services.positions.config import PositionsSettings
 from services.positions.store import STAGE_MIN_ROWS
 from shared.messages import Balance, ExchangePosition, OrderUpdate, PositionEvent
 from shared.settings import Settings
-from shared.subjects import Subjects
+from shared.subjects import DEFAULT_PARTITIONS, Subjects, partition_of
 from tests.factories import create_account, wait_for
 from tests.positions.conftest import (
     assert_row,
@@ -27,6 +27,7 @@ from tests.positions.conftest import (
     consumed,
     fill,
     funding,
+    ledger_consumer,
     open_rows,
     positions_config,
     publish,
@@ -311,7 +312,7 @@ async def test_no_ack_before_commit_while_the_database_is_unreachable(
         # The service fetched the fill, failed to commit it and holds it (in progress) while it
         # retries: its first word about the message is that, never an ack.
         assert await first_settlement(acks, subjects.stream("ACCOUNT")) == b"+WPI"
-        info = await js.consumer_info(subjects.stream("ACCOUNT"), "positions")
+        info = await js.consumer_info(subjects.stream("ACCOUNT"), ledger_consumer(account))
         assert info.num_ack_pending == 1 and info.num_pending == 0
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
@@ -322,17 +323,18 @@ async def test_no_ack_before_commit_while_the_database_is_unreachable(
     assert await db_pool.fetchval("SELECT count(*) FROM aitrader.dead_letters") == 0
 
 
-async def test_a_large_batch_is_committed_in_one_transaction_per_account_partition(
+async def test_a_backlog_is_committed_in_one_transaction_per_stream_partition(
     settings: Settings, account: UUID, js: JetStreamContext, subjects: Subjects, db_pool: asyncpg.Pool,
 ) -> None:
-    # One account per partition (account id mod 3), 71 fills each (enough for the COPY path),
-    # and a schema-invalid message, all published before the service starts: one fetched batch.
-    by_part: dict[int, UUID] = {account.int % 3: account}
+    # Three accounts in three ACCOUNT partitions, 71 fills each (enough for the COPY path), and
+    # a schema-invalid message, all published before the service starts: one fetched batch per
+    # partition, each folded by that partition's own pipeline.
+    by_part: dict[int, UUID] = {partition_of(str(account), DEFAULT_PARTITIONS): account}
     n = 0
     while len(by_part) < 3:
         n += 1
         extra = await create_account(db_pool, f"partition-{n}")
-        by_part.setdefault(extra.int % 3, extra)
+        by_part.setdefault(partition_of(str(extra), DEFAULT_PARTITIONS), extra)
     accounts = list(by_part.values())
     # per account: 35 buys of 1 @ 100 and 35 of 1 @ 101 -> long 70 @ 100.5; then the batch's
     # last fill of each sells 80 @ 102: flip, closed 70 with gross (102 - 100.5) x 70 x 0.01 = 1.05
@@ -342,7 +344,7 @@ async def test_a_large_batch_is_committed_in_one_transaction_per_account_partiti
     assert len(events) // 3 >= STAGE_MIN_ROWS
     await publish(js, subjects, events)
     await publish_raw(js, subjects.fill(accounts[0], "BTC-USDT-SWAP"), b'{"not": "a fill"}')
-    async with running(positions_config(settings, positions_partitions=3), js):
+    async with running(positions_config(settings), js):
         await consumed(js, subjects)
     for acc in accounts:
         [closed] = await closed_rows(db_pool, acc)
