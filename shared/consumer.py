@@ -136,7 +136,10 @@ def account_named(msg: Msg, subjects: Subjects | None) -> UUID | None:
     dead letter is written (with no account, a person reads it; no console token does)."""
     if subjects is not None:
         with contextlib.suppress(SubjectError):
-            named = _uuid(subjects.parse(msg.subject).tokens.get("account_id"))
+            subject = msg.subject
+            with contextlib.suppress(SubjectError):  # stored with a partition token (ACCOUNT)
+                subject = subjects.published(subject)
+            named = _uuid(subjects.parse(subject).tokens.get("account_id"))
             if named is not None:
                 return named
     try:

@@ -25,11 +25,13 @@ from tests.console.conftest import Seeded
 from tests.console.seed import T0
 
 
-async def _delivered(js: JetStreamContext, subject: str, stream: str, payloads: list[bytes]) -> list[Msg]:
-    """Publish and fetch back as a durable consumer would (with JetStream's metadata)."""
+async def _delivered(js: JetStreamContext, subject: str, stream: str, payloads: list[bytes],
+                     stored: str | None = None) -> list[Msg]:
+    """Publish and fetch back as a durable consumer would (with JetStream's metadata; `stored`:
+    the filter of the stored form, on a partitioned stream)."""
     for payload in payloads:
         await js.publish(subject, payload)
-    sub = await js.pull_subscribe(subject, durable=f"t{secrets.token_hex(3)}", stream=stream)
+    sub = await js.pull_subscribe(stored or subject, durable=f"t{secrets.token_hex(3)}", stream=stream)
     msgs: list[Msg] = await sub.fetch(len(payloads), timeout=5)
     return msgs
 
@@ -42,9 +44,11 @@ async def test_a_dead_letter_keeps_the_account_its_subject_or_body_names(
     not_an_id = subjects.fill("acct-7", "BTC-USDT-SWAP")  # the subject's token is no UUID
     body_b = json.dumps({"account_id": str(seeded.b)}).encode()
     msgs = [
-        *await _delivered(js, on_a, subjects.stream(STREAM_ACCOUNT), [body_b]),  # the subject wins
+        *await _delivered(js, on_a, subjects.stream(STREAM_ACCOUNT), [body_b],  # the subject wins
+                          subjects.stored_filter(on_a)),
         *await _delivered(js, market, subjects.stream(STREAM_MARKET), [body_b, b"\xff\x00", b"[1]"]),
-        *await _delivered(js, not_an_id, subjects.stream(STREAM_ACCOUNT), [b'{"account_id": "x"}', b"{"]),
+        *await _delivered(js, not_an_id, subjects.stream(STREAM_ACCOUNT), [b'{"account_id": "x"}', b"{"],
+                          subjects.stored_filter(not_an_id)),
     ]
     letters = DeadLetters("svc", nc, subjects.dead_letter("svc"), subjects=subjects)
     for msg in msgs:

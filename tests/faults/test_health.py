@@ -71,7 +71,7 @@ async def test_positions_is_not_ready_while_its_database_is_down_and_ready_again
             metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
         assert 'aitrader_messages_settled_total{fate="ack",kind="",service="positions"}' in metrics
         assert "aitrader_positions_batch_seconds_count" in metrics
-        assert 'aitrader_consumer_pending{consumer="positions",service="positions"} 0.0' in metrics
+        assert 'aitrader_consumer_pending{consumer="positions-0",service="positions"} 0.0' in metrics
 
         await asyncio.to_thread(own_postgres.stop)
         status, body = await _ready(url)

@@ -12,6 +12,7 @@ from aitrader.embedded import free_port
 from aitrader.embedded_cluster import EmbeddedNatsCluster, check_nats_cluster, stream_replicas
 from aitrader.ports import choose_health_ports
 from aitrader.up import running_stack
+from services.positions.partitions import consumer_name
 from shared.bus import connect_nats
 from shared.errors import ConfigError
 from shared.http_server import listening_socket
@@ -54,8 +55,9 @@ async def test_up_starts_a_three_node_cluster_and_the_services_use_every_node(
                 info = await js.stream_info(subjects.stream(STREAM_ACCOUNT))
                 assert info.config.num_replicas == 3 and info.cluster.name == "aitrader"
 
-                async def replicated() -> bool:  # the service's durable consumer: three copies too
-                    info = await js.consumer_info(subjects.stream(STREAM_ACCOUNT), "positions")
+                async def replicated() -> bool:  # the service's durable consumers: three copies too
+                    info = await js.consumer_info(subjects.stream(STREAM_ACCOUNT),
+                                                  consumer_name("positions", 0))
                     cluster = info.cluster
                     return cluster is not None and cluster.leader is not None and len(
                         cluster.replicas or []) == 2

@@ -21,7 +21,7 @@ from services.positions.partitions import backlog, consumer_name
 from shared.bus import headers_for
 from shared.messages import Event, Fill, FundingPayment
 from shared.settings import Settings
-from shared.subjects import DEFAULT_PARTITIONS, Subjects, partition_of
+from shared.subjects import DEFAULT_PARTITIONS, STREAM_ACCOUNT, Subjects, partition_of
 from tests.factories import create_account, create_instruments, wait_for
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -113,11 +113,17 @@ async def publish_raw(js: JetStreamContext, subject: str, body: bytes) -> None:
 
 async def consumed(js: JetStreamContext, subjects: Subjects, *, timeout: float = 30.0,
                    partitions: int = DEFAULT_PARTITIONS) -> None:
-    """Wait until the service has acked everything in the stream (every partition)."""
+    """Wait until the service has acked everything in the stream (every partition).
+
+    A consumer's pending count is updated by nats-server after the publish is acknowledged
+    (its stream signals the consumers asynchronously), so "nothing pending" alone can be read
+    before a message just published is counted: the last message stored must also have been
+    delivered (signals are handled in order, so then every earlier one was counted)."""
 
     async def done() -> bool:
         state = await backlog(js, subjects, CONSUMER, partitions)
-        return state.settled and state.delivered_stream_seq > 0
+        last = (await js.stream_info(subjects.stream(STREAM_ACCOUNT))).state.last_seq
+        return state.settled and state.delivered_stream_seq >= max(last, 1)
 
     try:
         await wait_for(done, timeout=timeout, interval=0.02, message="the service to ack every message")
