@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aitrader.embedded import free_port
 from benchmarks.console_sse import fan_out
 from benchmarks.fills_throughput import fresh_database, servers
+from benchmarks.http_floor import static_server
 from services.console import figures as console_figures
 from services.console import listings
 from services.console.api import AccountsQuery, ClosedQuery
@@ -231,6 +232,7 @@ async def pages(dsn: str, base: str, accounts: list[UUID], token: str, n: int) -
             )
         print(f"positions/closed, page of 100 over {BIG * PER:,} closed positions ({n} pages walked):")
         report(runs)
+        await client_floor(path, params, len(body), token, n)
 
         sql = page_sql(
             listings.ACCOUNTS, accounts, AccountsQuery.model_validate({}), {"status": None, "mode": None}
@@ -251,6 +253,27 @@ async def pages(dsn: str, base: str, accounts: list[UUID], token: str, n: int) -
         http.close()
         await console.close()
         await owner.close()
+
+
+async def client_floor(path: str, params: list[dict[str, str]], size: int, token: str, n: int) -> None:
+    """What the client and the loopback hop cost alone: the same requests, answered by a static
+    server in its own process (benchmarks/http_floor.py) with a body of the page's size; this
+    client against httpx (the figure a benchmark written with httpx would carry)."""
+    async with static_server(size) as base:
+        http = await Http.connect(base, token)
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
+
+            async def raw(i: int) -> None:
+                await http.get(path, params[i])
+
+            async def via_httpx(i: int) -> None:
+                (await client.get(path, params=params[i])).raise_for_status()
+
+            runs = await interleaved(n, {"this client": raw, "httpx.AsyncClient": via_httpx})
+        http.close()
+    print(f"the client alone: a static server of {size:,} bytes in its own process (no API, no SQL):")
+    for name, seconds in runs.items():
+        figures(name, seconds)
 
 
 async def leaderboard(http: Http, owner: asyncpg.Pool, accounts: list[UUID], window: str, n: int) -> None:

@@ -101,9 +101,25 @@ async def fetch_now(pool: asyncpg.Pool, query: str, *args: Any) -> list[asyncpg.
         rows: list[asyncpg.Record] = await conn.fetch(query, *args)
         return rows
     finally:
-        task = asyncio.ensure_future(pool.release(conn))
-        _releasing.add(task)  # a running task must be referenced, or it may be collected
-        task.add_done_callback(_released)
+        release_behind(pool, conn)
+
+
+def release_behind(pool: asyncpg.Pool, conn: Any, last: str | None = None, timeout: float = 10.0) -> None:
+    """Give `conn` back to `pool` behind the caller, after `last` (e.g. the COMMIT of a read-only
+    transaction whose rows are already read) within `timeout`. The connection stays acquired, so
+    no other caller gets it, until both are done; a failure terminates it (asyncpg's release)."""
+    task = asyncio.ensure_future(_finish(pool, conn, last, timeout))
+    _releasing.add(task)  # a running task must be referenced, or it may be collected
+    task.add_done_callback(_released)
+
+
+async def _finish(pool: asyncpg.Pool, conn: Any, last: str | None, timeout: float) -> None:
+    try:
+        if last is not None:
+            async with asyncio.timeout(timeout):
+                await conn.execute(last)
+    finally:
+        await pool.release(conn)
 
 
 def _released(task: asyncio.Task[None]) -> None:

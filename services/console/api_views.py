@@ -101,10 +101,12 @@ def _json(model: type[BaseModel], value: dict[str, Any]) -> Response:
 async def leaderboard(
     request: Request, reader: AllAccounts, query: Annotated[WindowQuery, Query()]
 ) -> Response:
+    # PostgreSQL writes the answer (figures.leaderboard_json_sql): one statement, no decimals
+    # decoded and re-encoded in Python; `response_model` keeps the document exact.
     async with _db(request).reading(reader.digest, "leaderboard") as conn:
-        as_of = await conn.fetchval("SELECT now()")
-        rows = await conn.fetch(figures.leaderboard_sql(query.window), list(reader.accounts), query.window)
-    return _json(Leaderboard, {"window": query.window, "as_of": as_of, "items": [dict(r) for r in rows]})
+        sql = figures.leaderboard_json_sql(query.window)
+        body = await conn.fetchval(sql, list(reader.accounts), query.window)
+    return Response(body, media_type="application/json")
 
 
 @router.get(

@@ -13,9 +13,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from services.console.view_models import Step
+from services.console.json_sql import object_sql, utc_sql
+from services.console.view_models import Standing, Step
 from shared.definitions import WINDOW_LENGTHS
 from shared.types import Window
+
+# best return first, ties by external id: {t} the table of return_pct, {a} of external_id
+LEADERBOARD_ORDER: Final = "{t}return_pct DESC NULLS LAST, {a}external_id"
 
 
 def since(window: Window) -> str:
@@ -53,8 +57,19 @@ LEFT JOIN LATERAL (
     WHERE fl.account_id = a.id AND fl."timestamp" >= {start}
 ) fz ON true
 WHERE a.id = ANY($1::uuid[])
-ORDER BY r.return_pct DESC NULLS LAST, a.external_id
+ORDER BY {LEADERBOARD_ORDER.format(t="r.", a="a.")}
 """
+
+
+def leaderboard_json_sql(window: Window) -> str:
+    """The whole `Leaderboard` answer of `leaderboard_sql` as JSON text written by PostgreSQL
+    (json_sql.py), `as_of` the transaction's now(): one statement, one row."""
+    item = object_sql(Standing, "l")
+    return (
+        f"SELECT json_build_object('window', $2::text, 'as_of', {utc_sql('now()')}, 'items', "
+        f"COALESCE(json_agg({item} ORDER BY {LEADERBOARD_ORDER.format(t='l.', a='l.')}), '[]'))::text "
+        f"FROM ({leaderboard_sql(window)}) l"
+    )
 
 
 EQUITY_START: Final = "SELECT min(as_of) FROM aitrader.equity_snapshots WHERE account_id = $1"

@@ -52,6 +52,11 @@ def _template(annotation: Any) -> str:
     return _AS_IS  # str, int, bool: JSON's own; dict / Any: a json(b) column as stored
 
 
+def utc_sql(value: str) -> str:
+    """A timestamptz expression as the JSON string pydantic writes for a `Utc` field."""
+    return "to_json(" + _UTC.format(v=value) + ")"
+
+
 def object_sql(model: type[BaseModel], alias: str) -> str:
     """`json_build_object(...)` of one row of `alias`, whose columns are named as the fields."""
     pairs = []

@@ -12,13 +12,14 @@ from typing import Any, get_args
 import asyncpg
 import httpx
 
-from services.console import listings
+from services.console import figures, listings
 from services.console.api import AccountsQuery, ClosedQuery, FillsQuery, OrdersQuery, ToolCallsQuery
 from services.console.api_views import FundingQuery
 from services.console.models import Accounts, ClosedPositions, Fills, Orders, Page, ToolCalls
 from services.console.paging import PageQuery
 from services.console.repository import Listing, as_page, fetch_page_rows, page_sql
-from services.console.view_models import Funding
+from services.console.view_models import Funding, Leaderboard
+from shared.types import Window
 from tests.console.conftest import Seeded
 from tests.console.seed import T0
 
@@ -146,3 +147,24 @@ def test_every_page_model_names_its_row_model() -> None:
     for _, _, model, _, _ in LISTS:
         (row,) = get_args(model.model_fields["items"].annotation)
         assert row.model_fields
+
+
+async def test_the_leaderboard_written_by_postgresql_equals_the_models_rendering(
+    client: httpx.AsyncClient, seeded: Seeded, db_pool: asyncpg.Pool
+) -> None:
+    """/leaderboard as PostgreSQL writes it (figures.leaderboard_json_sql) against its rows
+    (leaderboard_sql) through the Leaderboard model, for every window."""
+    await _odd_rows(db_pool, seeded.a)
+    await db_pool.execute(
+        """INSERT INTO aitrader.equity_snapshots (account_id, equity, cash, net_position_value,
+               unrealized_pnl, as_of) VALUES ($1, 1234.50000000, 0, 0, 0, now() - interval '1 minute')""",
+        seeded.a,
+    )
+    for window in get_args(Window):
+        answer = await client.get("/api/v1/leaderboard", params={"window": window}, headers=seeded.auth)
+        assert answer.status_code == 200, answer.text
+        board = answer.json()
+        rows = await db_pool.fetch(figures.leaderboard_sql(window), [seeded.a], window)
+        value = {"window": window, "as_of": board["as_of"], "items": [dict(r) for r in rows]}
+        assert board == json.loads(Leaderboard.model_validate(value).model_dump_json()), window
+        assert len(board["items"]) == 1 and board["items"][0]["equity_usdt"] is None, window
