@@ -17,7 +17,6 @@ batch's transaction and announced after its commit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import time
 from collections.abc import Sequence
@@ -28,7 +27,6 @@ import asyncpg
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import MsgAlreadyAckdError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from prometheus_client import Counter, Histogram
@@ -60,7 +58,6 @@ from shared.subjects import STREAM_ACCOUNT, Subjects
 SERVICE = "positions"
 log = get_logger(SERVICE)
 IDLE_WAIT_S = 5.0  # a fetch waits this long for a first message (then reports idle progress)
-HAND_BACK_S = 3.0  # a stop's naks of what it held
 # How long a batch's position events may wait for their PubAcks (and for a free slot to publish).
 PUBLISH_DEADLINE_S = 5.0
 # Publishes awaiting their PubAck that nats-py allows at once (main creates the JetStream context
@@ -110,9 +107,6 @@ class LedgerConsumer:
     _in_flight: int = 0  # batches fetched and not yet acked
     _fetching: bool = False  # inside `PinnedPull.fetch` (which pulls by itself)
     _next_delivery: int | None = None  # consumer sequence that follows the last one we received
-    # Batches fetched and not yet settled (by the consumer sequence of their last message):
-    # the messages the consumer delivered to us in each, which a stop hands back.
-    _in_hand: dict[int, Sequence[Msg]] = field(default_factory=dict, init=False, repr=False)
 
     async def subscribe(self) -> PinnedPull:
         """Create (or update) the partition's durable consumer and join its priority group."""
@@ -144,27 +138,15 @@ class LedgerConsumer:
             await self._leave(source)
 
     async def _leave(self, source: PinnedPull) -> None:
-        """On the way out (stopped, not killed): unpin what we own, then hand back what we
-        fetched and did not settle, so that a standby (or the restarted process) takes it at
-        once. Abandoned, a message held unacknowledged would wait out the ack wait (30 s) —
-        with no new delivery, the next owner has nothing to start its catch-up from — and a
-        copy published meanwhile under its Nats-Msg-Id would be dropped as its duplicate. The
-        unpin goes first: our open request carries the old pin id, so the server no longer
-        delivers to it, and the redeliveries wait for the next owner."""
-        held = [m for msgs in self._in_hand.values() for m in msgs]
-        self._in_hand.clear()
-        try:
-            async with asyncio.timeout(HAND_BACK_S):
-                if source.owner:
-                    try:
-                        await source.unpin()
-                    except (TransientError, NatsError) as exc:
-                        log.debug("unpin_failed", consumer=self.consumer, error=str(exc))
-                for msg in held:
-                    with contextlib.suppress(MsgAlreadyAckdError):
-                        await msg.nak()
-        except (TimeoutError, NatsError) as exc:  # at worst they come back after the ack wait
-            log.warning("hand_back_failed", consumer=self.consumer, error=f"{type(exc).__name__}: {exc}")
+        """On the way out (stopped, not killed): unpin what we own, so that a standby takes
+        it at once instead of after the pinned TTL. What this instance held unacknowledged
+        comes back with the next owner's catch-up once a new message is delivered, else after
+        the ack wait (docs/positions.md)."""
+        if source.owner:
+            try:
+                await source.unpin()
+            except (TransientError, NatsError) as exc:
+                log.debug("unpin_failed", consumer=self.consumer, error=str(exc))
         await source.close()
 
     async def _subscribed(self) -> PinnedPull:
@@ -228,7 +210,6 @@ class LedgerConsumer:
         self._in_flight += 1  # at once: a handover waits for this batch to be acked
         self.idle.clear()
         first = msgs[0].metadata.sequence
-        self._in_hand[msgs[-1].metadata.sequence.consumer] = msgs  # the batch ends with them
         if first.consumer != self._next_delivery:
             msgs = await self._caught_up(source, msgs, first.stream)
         self._next_delivery = msgs[-1].metadata.sequence.consumer + 1
@@ -262,7 +243,6 @@ class LedgerConsumer:
             self.sweeper.submit(outcome.orphans)  # committed: the requests run in the background
         await self._publish(outcome)
         await self._settle(msgs, outcome.dead)  # the dead letters' rows committed with the batch
-        self._in_hand.pop(msgs[-1].metadata.sequence.consumer, None)
         self.progress.beat()
         BATCH_SECONDS.observe(time.perf_counter() - started)
         FILLS.labels("folded").inc(outcome.stored)
